@@ -1,0 +1,1 @@
+"""The core: schema, clocks, resolver, transitions, queue, handlers, waiting."""

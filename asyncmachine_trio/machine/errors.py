@@ -1,0 +1,65 @@
+"""The error hierarchy (SPEC 9) and the typed payloads carried in mutation args."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArgumentError",
+    "AsyncMachineError",
+    "DisposedError",
+    "HandlerTimeoutError",
+    "NestedEvalError",
+    "NoNurseryError",
+    "RelationError",
+    "SchemaError",
+    "StateUnknownError",
+    "TracerError",
+    "WrongThreadError",
+]
+
+
+class AsyncMachineError(Exception):
+    """Root of every error raised or reported by asyncmachine-trio."""
+
+
+class StateUnknownError(AsyncMachineError, KeyError):
+    """A state name is not defined in the machine's schema (Go ErrStateMissing)."""
+
+    def __str__(self) -> str:
+        # KeyError.__str__ quotes its argument; show the message as written.
+        return str(self.args[0]) if self.args else ""
+
+
+class SchemaError(AsyncMachineError):
+    """A schema is malformed or cannot be applied (Go ErrSchema, SPEC 1.4-1.7)."""
+
+
+class RelationError(AsyncMachineError):
+    """A relation could not be resolved, e.g. a Require cycle (Go ErrRelation)."""
+
+
+class HandlerTimeoutError(AsyncMachineError):
+    """A sync handler call took longer than ``handler_timeout`` (SPEC 5.6, port)."""
+
+
+class NestedEvalError(AsyncMachineError):
+    """``eval`` was called from a handler or another eval (SPEC 3.7)."""
+
+
+class DisposedError(AsyncMachineError):
+    """The machine has been disposed."""
+
+
+class NoNurseryError(AsyncMachineError):
+    """Forking needs a task group: use ``open_machine`` or ``Machine.start``."""
+
+
+class ArgumentError(AsyncMachineError, TypeError):
+    """An argument has the wrong type (e.g. a bare str where a list is expected)."""
+
+
+class TracerError(AsyncMachineError):
+    """A tracer could not be bound or detached."""
+
+
+class WrongThreadError(AsyncMachineError, RuntimeError):
+    """A machine was called from a thread other than its event loop's thread."""

@@ -1,0 +1,143 @@
+"""Handler bindings: snake_case method lookup compiled into per-binding tables (SPEC 5.1).
+
+Each binding maps the reference's event names (``FooEnter``, ``FooBar``,
+``AnyState``) to the bound methods once, at bind time, so dispatch is one dict
+lookup per binding and no name is built or reflected on the hot path.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .args import AException, parse_args
+from .errors import SchemaError
+from .logging import LogLevel
+from .schema import ANY
+
+if TYPE_CHECKING:
+    from .transition import Event
+
+__all__ = ["Binding", "ExceptionHandler", "HandlerFn", "snake"]
+
+HandlerFn = Callable[["Event"], Any]
+
+_SNAKE_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_ID_RE = re.compile(r"[^a-zA-Z0-9\-_.]+")
+
+SUFFIXES = (("_enter", "Enter"), ("_exit", "Exit"), ("_state", "State"), ("_end", "End"))
+FINAL_SUFFIXES = ("State", "End")
+
+
+def snake(name: str) -> str:
+    """``DownloadingFile`` -> ``downloading_file``, ``RPCReady`` -> ``rpc_ready``."""
+    return _SNAKE_RE.sub("_", name).lower()
+
+
+def sanitize_binding_id(bid: str) -> str:
+    """Drop characters outside ``[a-zA-Z0-9-_.]`` (SPEC 5.1)."""
+    return _ID_RE.sub("", bid)
+
+
+def _interpretations(method: str, by_snake: dict[str, str]) -> list[tuple[str, bool]]:
+    """Every (event name, is final) ``method`` could stand for in this schema."""
+    out: list[tuple[str, bool]] = []
+    for suffix, go_suffix in SUFFIXES:
+        if method.endswith(suffix):
+            head = method[: -len(suffix)]
+            final = go_suffix in FINAL_SUFFIXES
+            if head in by_snake:
+                out.append((by_snake[head] + go_suffix, final))
+            elif head == "any" and go_suffix in ("Enter", "State"):
+                out.append((ANY + go_suffix, final))
+    # state-state and self handlers: split at each underscore
+    start = 0
+    while True:
+        i = method.find("_", start)
+        if i < 0:
+            break
+        left, right = method[:i], method[i + 1 :]
+        if left in by_snake and right in by_snake:
+            out.append((by_snake[left] + by_snake[right], False))
+        start = i + 1
+    return out
+
+
+class Binding:
+    """One bound handler object and its compiled event table."""
+
+    __slots__ = ("async_names", "id", "num", "obj", "table")
+
+    def __init__(self, obj: object, bid: str, num: int) -> None:
+        self.obj = obj
+        self.id = bid
+        self.num = num
+        self.table: dict[str, HandlerFn] = {}
+        self.async_names: frozenset[str] = frozenset()
+
+    def compile(self, state_names: Iterable[str]) -> None:
+        """Build the event table for the schema; ambiguity is a SchemaError."""
+        by_snake: dict[str, str] = {}
+        for name in state_names:
+            sn = snake(name)
+            if sn in by_snake and by_snake[sn] != name:
+                raise SchemaError(
+                    f"states {by_snake[sn]} and {name} have the same handler prefix"
+                    f" {sn!r}"
+                )
+            by_snake[sn] = name
+        table: dict[str, HandlerFn] = {}
+        async_names: set[str] = set()
+        obj = self.obj
+        for attr in dir(obj):
+            if attr.startswith("__") or "_" not in attr:
+                continue
+            events = _interpretations(attr, by_snake)
+            if not events:
+                continue
+            if len(events) > 1:
+                raise SchemaError(
+                    f"handler {attr} of {type(obj).__name__} is ambiguous for this"
+                    f" schema: it could mean {' or '.join(e for e, _ in events)}"
+                )
+            fn = getattr(obj, attr, None)
+            if not callable(fn):
+                continue
+            event, is_final = events[0]
+            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
+                if not is_final:
+                    raise SchemaError(
+                        f"negotiation handler {attr} of {type(obj).__name__} must be a"
+                        " plain function, not async"
+                    )
+                async_names.add(event)
+            table[event] = fn
+        self.table = table
+        self.async_names = frozenset(async_names)
+
+
+class ExceptionHandler:
+    """Bindable default handler: ``exception_state`` logs the error (SPEC 9)."""
+
+    def exception_state(self, e: Event) -> None:
+        """Log ``[error] <msg>`` or ``[error:<type>] <called> (<err>)`` + trace."""
+        mach = e.machine
+        args = parse_args(e.args, AException)
+        err: BaseException | None = args.err if args else None
+        trace = args.err_trace if args else ""
+        if err is None:
+            err = ValueError("missing error in args to ExceptionState")
+        with_trace = mach.log_stack_trace and trace
+        if args is None or args.panic is None:
+            msg = str(err).strip()
+            line = f"[error] {msg}\n{trace}" if with_trace else f"[error] {msg}"
+        else:
+            tx = args.panic.transition
+            mtype = tx.mutation.type if tx is not None else "add"
+            called = " ".join(args.panic.called_states)
+            line = f"[error:{mtype}] {called} ({err})"
+            if with_trace:
+                line += "\n" + trace
+        mach._log(LogLevel.CHANGES, line)

@@ -1,0 +1,1612 @@
+"""The Machine: state, queue, handler dispatch and the public API (SPEC 2, 3, 5, 9-13).
+
+Everything here runs synchronously on the caller's thread; a mutation made
+while the machine is idle drains the queue before it returns (SPEC 3.3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time as _time
+import traceback
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import structlog
+
+from .args import AException, ACheck, ExceptionArgsPanic, args_merge, parse_args, pass_args
+from .clock import Time, is_active_tick
+from .errors import (
+    ArgumentError,
+    AsyncMachineError,
+    HandlerTimeoutError,
+    NestedEvalError,
+    SchemaError,
+    StateUnknownError,
+    TracerError,
+    WrongThreadError,
+)
+from .handlers import Binding, sanitize_binding_id
+from .logging import LOG_ARGS, LoggerFn, LogLevel, format_log_args, log_args_mapper
+from .mutation import MutSource, Mutation, MutationType, Position, Result
+from .resolver import Relation, Resolver
+from .schema import EXCEPTION, MACHINE_RESTORED, START, State, States, parse_schema
+from .tracing import Tracer
+from .transition import Event, Transition
+from .waiting import Ctx, StateCtx, Subscriptions, Waiter
+
+__all__ = ["Machine", "Serialized"]
+
+EXECUTED = Result.EXECUTED
+CANCELED = Result.CANCELED
+QUEUED = Result.QUEUED
+_ADD = MutationType.ADD
+_REMOVE = MutationType.REMOVE
+_SET = MutationType.SET
+_EVAL = MutationType.EVAL
+
+_UNSET: Any = object()
+_INTERNAL_ERRORS_MAX = 10
+
+_structlog = structlog.get_logger("asyncmachine_trio")
+
+
+def _env_on(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "false")
+
+
+@attrs.frozen
+class Serialized:
+    """A machine's exported state (SPEC 1.7)."""
+
+    id: str
+    state_names: tuple[str, ...]
+    time: tuple[int, ...]
+    queue_tick: int = 0
+    machine_tick: int = 0
+
+
+def _format_trace(err: BaseException | None) -> str:
+    if err is not None and err.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return "".join(traceback.format_stack()[:-3])
+
+
+class Machine:
+    """A clock-based, relational, multi-state machine (see DESIGN.md).
+
+    ``schema`` is a mapping of names to :class:`State` or an :class:`States`
+    subclass. Schema errors never raise here: the machine starts in
+    ``Exception`` with ``err`` set to an :class:`SchemaError` (SPEC 1.4).
+    """
+
+    def __init__(
+        self,
+        schema: Any,
+        *,
+        id: str | None = None,
+        names: Sequence[str] | None = None,
+        handlers: object | None = None,
+        parent: Machine | str | None = None,
+        tags: Iterable[str] = (),
+        log_level: LogLevel | int = _UNSET,
+        logger: LoggerFn | None = None,
+        tracers: Iterable[Tracer] = (),
+        queue_limit: int = 1000,
+        handler_timeout: float | None = _UNSET,
+        panic_to_exception: bool = _UNSET,
+        detect_eval: bool = _UNSET,
+        dispose_timeout: float = 1.0,
+        log_steps: bool = False,
+        log_args_max: int = 20,
+        log_args_names: Sequence[str] | None = None,
+        dont_log_id: bool = False,
+        log_stack_trace: bool = True,
+    ) -> None:
+        parsed, schema_err = parse_schema(schema)
+        if EXCEPTION not in parsed:
+            parsed[EXCEPTION] = State(multi=True)
+        debug = _env_on("AM_DEBUG")
+        if handler_timeout is _UNSET:
+            if debug:
+                handler_timeout = 600.0
+            elif _env_on("AM_TEST_RUNNER"):
+                handler_timeout = 1.0
+            else:
+                handler_timeout = 0.1
+        if panic_to_exception is _UNSET:
+            panic_to_exception = not debug
+        if detect_eval is _UNSET:
+            detect_eval = _env_on("AM_DETECT_EVAL") or debug
+        if log_level is _UNSET:
+            env = os.environ.get("AM_LOG", "")
+            log_level = LogLevel.parse(env) if env else LogLevel.NOTHING
+        if handler_timeout is not None and (
+            not isinstance(handler_timeout, int | float) or handler_timeout < 0
+        ):
+            raise ArgumentError(f"handler_timeout must be seconds >= 0 or None: {handler_timeout!r}")
+        if not isinstance(queue_limit, int) or queue_limit < 1:
+            raise ArgumentError(f"queue_limit must be a positive int: {queue_limit!r}")
+
+        self._id: str = id if id else secrets.token_hex(8)
+        self._parent_id = ""
+        parent_mach: Machine | None = None
+        if isinstance(parent, Machine):
+            parent_mach = parent
+            self._parent_id = parent.id
+        elif isinstance(parent, str):
+            self._parent_id = parent
+        self._tags: list[str] = list(dict.fromkeys(tags))
+        self._log_level = LogLevel.parse(log_level)
+        self._logger = logger
+        self._log_id = not dont_log_id
+        self._args_mapper = (
+            log_args_mapper(log_args_max, log_args_names)
+            if log_args_names is not None
+            else None
+        )
+        self.log_steps = log_steps
+        self.log_stack_trace = log_stack_trace
+        self.queue_limit = queue_limit
+        self.handler_timeout: float | None = handler_timeout
+        self.panic_to_exception: bool = bool(panic_to_exception)
+        self.detect_eval: bool = bool(detect_eval)
+        self.dispose_timeout = dispose_timeout
+
+        self._schema: dict[str, State] = parsed
+        self._names: list[str] = list(parsed)
+        self._index: dict[str, int] = {n: i for i, n in enumerate(self._names)}
+        self._ticks: list[int] = [0] * len(self._names)
+        self._active: list[str] = []
+        self._active_set: set[str] = set()
+        self._verified = False
+        self._queue: deque[Mutation] = deque()
+        self._queue_tick = 1
+        self._queue_pending = 0
+        self._machine_tick = 0
+        self._draining = False
+        self._tx: Transition | None = None
+        self._bindings: list[Binding] = []
+        self._binding_num = 0
+        self._handlers_ever_bound = False
+        self._handler_called = False
+        self._panic_caught = False
+        self._current_handler = ""
+        self._current_eval = ""
+        self._err: Exception | None = None
+        self._internal_errors: list[AsyncMachineError] = []
+        self._tracers: list[Tracer] = []
+        self._on_error: Callable[[Machine, Exception], Any] | None = None
+        self._on_change: Callable[[Machine, Time, Time], Any] | None = None
+        self._on_dispose: list[Callable[[str], Any]] = []
+        self._disposing = False
+        self._disposed = False
+        self._groups: dict[str, list[int]] = {}
+        self._groups_order: list[str] = []
+        self._pre_logs: list[str] = []
+        self._thread = threading.get_ident()
+        self._ctx = Ctx()
+        self._subs = Subscriptions(self)
+        self._disposed_waiter = Waiter("whenDisposed")
+        # hooks for the async layer (issue: waiting / forks)
+        self._nursery: Any = None
+        self._async_runner: Callable[[Event, Any], None] | None = None
+
+        self._resolver = Resolver(self)
+        self._resolver.new_schema(self._schema, self._names)
+
+        if parent_mach is not None:
+            for t in parent_mach._tracers:
+                t.new_submachine(parent_mach, self)
+        for t in tracers:
+            self._check_tracer(t)
+            self._tracers.append(t)
+            t.machine_init(self)
+        if names is not None:
+            self.verify_states(names)
+        if handlers is not None:
+            self.bind_handlers(handlers, id=f"comm-{self._id[:1].upper()}{self._id[1:]}")
+        if schema_err is not None:
+            self.add_err(schema_err)
+
+    # ----- identity and settings
+
+    @property
+    def id(self) -> str:
+        """The machine id (random 16 hex chars unless given)."""
+        return self._id
+
+    @property
+    def parent_id(self) -> str:
+        """The parent machine's id, or ``""``."""
+        return self._parent_id
+
+    @property
+    def tags(self) -> list[str]:
+        """A copy of the tags."""
+        return list(self._tags)
+
+    def set_tags(self, tags: Iterable[str]) -> None:
+        """Replace the tags (deduplicated)."""
+        self._tags = list(dict.fromkeys(tags))
+
+    @property
+    def log_level(self) -> LogLevel:
+        """The current log level (settable)."""
+        return self._log_level
+
+    @log_level.setter
+    def log_level(self, level: LogLevel | int) -> None:
+        self._log_level = LogLevel.parse(level)
+
+    def set_logger(self, logger: LoggerFn | None) -> None:
+        """Send log lines to ``logger(level, line)`` (None: structlog)."""
+        self._logger = logger
+
+    def set_log_args(self, max_len: int = 20, names: Sequence[str] | None = LOG_ARGS) -> None:
+        """Choose which mutation args appear in log lines (None: none)."""
+        self._args_mapper = log_args_mapper(max_len, names) if names is not None else None
+
+    @property
+    def state_names(self) -> tuple[str, ...]:
+        """The state names in state order (SPEC 1.5)."""
+        return tuple(self._names)
+
+    @property
+    def schema(self) -> dict[str, State]:
+        """A copy of the sanitized schema."""
+        return dict(self._schema)
+
+    @property
+    def schema_ver(self) -> int:
+        """Number of state names (SPEC 1.6)."""
+        return len(self._names)
+
+    @property
+    def states_verified(self) -> bool:
+        """True once ``verify_states`` (or ``names=``) succeeded."""
+        return self._verified
+
+    @property
+    def transition(self) -> Transition | None:
+        """The transition being processed, or None when idle."""
+        return self._tx
+
+    @property
+    def err(self) -> Exception | None:
+        """The last error (never cleared by removing ``Exception``)."""
+        return self._err
+
+    def is_err(self) -> bool:
+        """True if ``Exception`` is active."""
+        return EXCEPTION in self._active_set
+
+    @property
+    def internal_errors(self) -> list[AsyncMachineError]:
+        """Handler timeouts, oldest first, the last 10 kept (Go ``ErrInternal``)."""
+        return list(self._internal_errors)
+
+    @property
+    def is_disposed(self) -> bool:
+        """True once disposal completed."""
+        return self._disposed
+
+    @property
+    def tracers(self) -> list[Tracer]:
+        """A copy of the bound tracers."""
+        return list(self._tracers)
+
+    @property
+    def resolver(self) -> Resolver:
+        """The relations resolver."""
+        return self._resolver
+
+    def __repr__(self) -> str:
+        return f"<Machine {self._id} {self.string()}>"
+
+    # ----- logging
+
+    def _log(self, level: LogLevel, line: str) -> None:
+        if level > self._log_level or self._disposing:
+            return
+        if self._log_id:
+            line = f"[{self._id[:5]}] {line}"
+        if self._logger is not None:
+            self._logger(level, line)
+        else:
+            _structlog.info(line, machine=self._id, level=str(level))
+        tx = self._tx
+        if tx is not None and not tx.is_completed:
+            tx.log_entries.append(line)
+        elif not self._pre_logs or self._pre_logs[-1] != line:
+            self._pre_logs.append(line)
+            if len(self._pre_logs) > 1000:
+                del self._pre_logs[:500]
+
+    def _log_args(self, args: Mapping[str, Any]) -> str:
+        mapper = self._args_mapper
+        if mapper is None or not args:
+            return ""
+        return format_log_args(mapper(args))
+
+    def log(self, msg: str, *args: Any) -> None:
+        """An external log line: ``[exter] <msg>`` (``%`` formatting with args)."""
+        if self._disposing or self._log_level < LogLevel.EXTERNAL:
+            return
+        text = (msg % args) if args else msg
+        self._log(LogLevel.EXTERNAL, "[exter] " + text.replace("\n", " "))
+
+    # ----- input validation
+
+    def _unknown(self, name: object) -> StateUnknownError:
+        return StateUnknownError(
+            f"missing states: {name} not defined in schema for {self._id}"
+        )
+
+    def _parse(self, states: Sequence[str]) -> list[str]:
+        """Validate state names; dedupe keeping first occurrences (SPEC 3.1)."""
+        if isinstance(states, str):
+            raise ArgumentError(
+                f"states must be a list of state names, got the str {states!r};"
+                " use the *1 method (e.g. add1) for one state"
+            )
+        schema = self._schema
+        try:
+            for s in states:
+                if s not in schema:
+                    raise self._unknown(s)
+        except TypeError:
+            raise ArgumentError(
+                f"states must be a list of state names, got {type(states).__name__}"
+            ) from None
+        out = list(states)
+        if len(out) > 1 and len(set(out)) != len(out):
+            out = list(dict.fromkeys(out))
+        return out
+
+    def _parse1(self, state: str) -> list[str]:
+        if state not in self._schema:
+            if not isinstance(state, str):
+                raise ArgumentError(f"a state name must be a str, got {state!r}")
+            raise self._unknown(state)
+        return [state]
+
+    def _check_args(self, args: Mapping[str, Any] | None) -> dict[str, Any]:
+        if args is None:
+            return {}
+        if type(args) is dict:
+            return args
+        if isinstance(args, Mapping):
+            return dict(args)
+        raise ArgumentError(f"args must be a dict[str, Any] or None, got {type(args).__name__}")
+
+    def _check_thread(self) -> None:
+        if threading.get_ident() != self._thread:
+            raise WrongThreadError(
+                f"machine {self._id} was called from a thread other than its loop's;"
+                " use trio.from_thread.run_sync (or anyio.from_thread.run_sync)"
+            )
+
+    # ----- mutations (SPEC 3)
+
+    def add(
+        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Activate ``states`` (subject to relations)."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        return self._add(called, args, event)
+
+    def add1(
+        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+    ) -> Result:
+        """Activate one state."""
+        if self._disposing:
+            return CANCELED
+        return self._add(self._parse1(state), args, event)
+
+    def _add(
+        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+    ) -> Result:
+        if len(self._queue) >= self.queue_limit and (
+            event is not None
+            or EXCEPTION not in called
+            or EXCEPTION in self._active_set
+        ):
+            return self._queue_full(called)
+        return self._mutate(_ADD, called, self._check_args(args), event)
+
+    def remove(
+        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Deactivate ``states``."""
+        if self._disposing:
+            return CANCELED
+        return self._remove(self._parse(states), args, event)
+
+    def remove1(
+        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+    ) -> Result:
+        """Deactivate one state."""
+        if self._disposing:
+            return CANCELED
+        return self._remove(self._parse1(state), args, event)
+
+    def _remove(
+        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+    ) -> Result:
+        if len(self._queue) >= self.queue_limit and (
+            event is not None
+            or EXCEPTION not in called
+            or EXCEPTION not in self._active_set
+        ):
+            return self._queue_full(called)
+        # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
+        if not self._queue and self._tx is not None:
+            active = self._active_set
+            if not any(s in active for s in called):
+                return EXECUTED
+        return self._mutate(_REMOVE, called, self._check_args(args), event)
+
+    def set(
+        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Make ``states`` the active ones (subject to relations)."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        if len(self._queue) >= self.queue_limit:
+            return self._queue_full(called)
+        return self._mutate(_SET, called, self._check_args(args), event)
+
+    def toggle(
+        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Remove ``states`` if all are active, else add them."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        active = self._active_set
+        if all(s in active for s in called):
+            return self._remove(called, args, event)
+        return self._add(called, args, event)
+
+    def toggle1(
+        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+    ) -> Result:
+        """Remove ``state`` if active, else add it."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse1(state)
+        if state in self._active_set:
+            return self._remove(called, args, event)
+        return self._add(called, args, event)
+
+    def add_err(
+        self, err: Exception, args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Store ``err`` and add ``Exception`` (SPEC 9)."""
+        return self.add_err_state(EXCEPTION, err, args, event=event)
+
+    def add_err_state(
+        self, state: str, err: Exception, args: Mapping[str, Any] | None = None, *,
+        event: Event | None = None,
+    ) -> Result:
+        """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
+        if self._disposing or err is None:
+            return CANCELED
+        if not isinstance(err, BaseException):
+            raise ArgumentError(f"err must be an exception, got {type(err).__name__}")
+        called = self._parse([state, EXCEPTION])
+        if len(self._queue) >= self.queue_limit:
+            return self._queue_full(called)
+        self._err = err
+        trace = _format_trace(err) if self.log_stack_trace else ""
+        exc_args = pass_args(AException(err=err, err_trace=trace))
+        if self._on_error is not None:
+            self._on_error(self, err)
+        return self._mutate(_ADD, called, args_merge(args, exc_args), event)
+
+    def _queue_full(self, called: list[str]) -> Result:
+        self._log(
+            LogLevel.OPS,
+            f"[queue:full] {' '.join(called)} (limit {self.queue_limit})",
+        )
+        return CANCELED
+
+    def _mutate(
+        self, mtype: MutationType, called: list[str], args: dict[str, Any],
+        event: Event | None,
+    ) -> Result:
+        if threading.get_ident() != self._thread:
+            self._check_thread()
+        # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
+        if not args and self._queue and self._resolver.multi.isdisjoint(called):
+            want = set(called)
+            for q in self._queue:
+                if (
+                    q.type is mtype
+                    and not q.is_check
+                    and not q.args
+                    and len(q.called) == len(want)
+                    and want.issuperset(q.called)
+                ):
+                    self._log(
+                        LogLevel.OPS,
+                        f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
+                    )
+                    return EXECUTED
+        source = None
+        if event is not None:
+            etx = event.machine._tx
+            source = MutSource(
+                event.machine.id, event.id, sum(etx.time_before) if etx is not None else 0
+            )
+        mut = Mutation(mtype, called, args, source=source)
+        self._queue.append(mut)
+        self._queue_pending += 1
+        mut.queue_tick = self._queue_pending + self._queue_tick
+        if self._log_level >= LogLevel.OPS:
+            self._log(
+                LogLevel.OPS, f"[queue:{mtype}] {' '.join(called)}{self._log_args(args)}"
+            )
+        for t in self._tracers:
+            t.mutation_queued(self, mut)
+        res = self._drain()
+        return QUEUED if res is QUEUED else res
+
+    def _prepend(self, mut: Mutation) -> Result:
+        """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
+        if self._disposing:
+            return CANCELED
+        if self._log_level >= LogLevel.OPS:
+            self._log(
+                LogLevel.OPS,
+                f"[prepend:{mut.type}] {' '.join(mut.called)}{self._log_args(mut.args)}",
+            )
+        self._queue.appendleft(mut)
+        if mut.type is not _EVAL:
+            for t in self._tracers:
+                t.mutation_queued(self, mut)
+        return self._drain()
+
+    def _drain(self) -> Result:
+        """Process the queue until empty (SPEC 3.5)."""
+        queue = self._queue
+        if not queue or self._disposing:
+            return CANCELED
+        if self._draining:
+            if self._log_level >= LogLevel.OPS:
+                n = len(queue)
+                self._log(
+                    LogLevel.OPS, f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})"
+                )
+            return QUEUED
+        self._draining = True
+        first: Result | None = None
+        try:
+            while queue:
+                if self._disposing:
+                    return CANCELED
+                mut = queue.popleft()
+                if mut.queue_tick:
+                    self._queue_pending -= 1
+                    self._queue_tick += 1
+                if mut.type is _EVAL:
+                    self._current_eval = mut.eval_source
+                    try:
+                        if mut.eval_fn is not None:
+                            mut.eval_fn()
+                    finally:
+                        self._current_eval = ""
+                    continue
+                tx = Transition(self, mut)
+                self._tx = tx
+                tx.pre_log_entries = self._pre_logs
+                self._pre_logs = []
+                tx.setup()
+                res = tx.run()
+                if first is None:
+                    first = res
+                if mut.is_check:
+                    check = parse_args(mut.args, ACheck)
+                    if check is not None and callable(check.check_done):
+                        check.canceled = not tx.is_accepted
+                        check.check_done()
+                elif tx.is_accepted:
+                    subs = self._subs
+                    if subs.count or subs._expired:
+                        names = self._names
+                        subs.process(
+                            tx.activated,
+                            tx.deactivated,
+                            [names[i] for i in tx._apply_changes],
+                            self.tick,
+                            self._queue_tick,
+                        )
+        except BaseException:
+            # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
+            queue.clear()
+            self._queue_pending = 0
+            raise
+        finally:
+            self._tx = None
+            self._draining = False
+        for t in self._tracers:
+            t.queue_end(self)
+        self._subs.process_queue_ends()
+        return CANCELED if first is None else first
+
+    # ----- dry runs and eval
+
+    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        return self._prepend(Mutation(_ADD, called, self._check_args(args), is_check=True))
+
+    def can_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``add1``."""
+        return self.can_add([state], args)
+
+    def can_remove(
+        self, states: Sequence[str], args: Mapping[str, Any] | None = None
+    ) -> Result:
+        """Dry run of ``remove``."""
+        if self._disposing:
+            return CANCELED
+        called = self._parse(states)
+        return self._prepend(
+            Mutation(_REMOVE, called, self._check_args(args), is_check=True)
+        )
+
+    def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
+        return self.can_remove([state], args)
+
+    def eval(self, source: str, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
+        if self._disposing:
+            return False
+        if not source or not isinstance(source, str):
+            raise ArgumentError("eval needs a non-empty source name")
+        if self._draining:
+            if self.detect_eval and self._current_handler:
+                err = NestedEvalError(
+                    f"eval nested in handler or eval: eval:{source} called directly in"
+                    f" handler {self._current_handler}(), skipping"
+                )
+                self._log(LogLevel.OPS, f"[eval] {err}")
+                self.add_err(err)
+            return False
+        self._log(LogLevel.OPS, f"[eval] {source}")
+        ran = False
+
+        def run() -> None:
+            nonlocal ran
+            ran = True
+            fn()
+
+        self._prepend(Mutation(_EVAL, [], {}, eval_fn=run, eval_source=source))
+        self._log(LogLevel.EVERYTHING, f"[eval:end] {source}")
+        return ran
+
+    # ----- applying states (SPEC 2.1, 5.6)
+
+    def _apply(self, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
+        """Set the active list and tick the clocks (Go ``setActiveStates``)."""
+        if self._disposing:
+            return
+        previous = self._active_set
+        new_set = set(targets)
+        removed = [s for s in self._active if s not in new_set]
+        ticks = self._ticks
+        index = self._index
+        changes = tx._apply_changes
+        multi = self._resolver.multi
+        log = self._log_level >= LogLevel.CHANGES
+        new_states: list[str] = []
+        no_change: list[str] = []
+        for s in targets:
+            if s not in previous:
+                i = index[s]
+                ticks[i] += 1
+                changes[i] = ticks[i]
+                new_states.append(s)
+            else:
+                if log:
+                    no_change.append(s)
+                if s in multi and s in called:
+                    i = index[s]
+                    ticks[i] += 2
+                    changes[i] = ticks[i]
+                    new_states.append(s)
+        for s in removed:
+            i = index[s]
+            ticks[i] += 1
+            changes[i] = ticks[i]
+        self._active = list(targets)
+        self._active_set = new_set
+        if log:
+            msg = ""
+            if new_states:
+                msg += " +" + " +".join(new_states)
+            if removed:
+                msg += " -" + " -".join(removed)
+            if no_change and self._log_level > LogLevel.DECISIONS:
+                msg += " " + " ".join(no_change)
+            if msg:
+                label = "auto_" if tx.mutation.is_auto else "state"
+                self._log(LogLevel.CHANGES, f"[{label}]{msg}{self._log_args(tx.mutation.args)}")
+
+    def _revert(self, tx: Transition) -> None:
+        """Undo the states whose final handlers did not run (SPEC 5.6)."""
+        active = list(self._active)
+        found = False
+        for s in (*tx.exits, *tx.enters):
+            if tx._latest_to == s:
+                found = True
+            if not found:
+                continue
+            if tx._latest_is_enter:
+                if s in active:
+                    active.remove(s)
+            else:
+                active.append(s)
+        self._log(LogLevel.OPS, f"[recover] partial final states as ({' '.join(active)})")
+        self._apply(tx, tx.mutation.called, active)
+
+    # ----- handler dispatch (SPEC 5.1, 5.6)
+
+    def _handle(self, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
+        """Call ``name`` on every binding, in bind order; the first rejection cancels."""
+        self._handler_called = False
+        if self._disposing:
+            return CANCELED
+        tx = self._tx
+        assert tx is not None
+        tx._latest_is_enter = is_enter
+        tx._latest_is_final = is_final
+        args = tx.mutation.args
+        level = self._log_level
+        res = EXECUTED
+        event: Event | None = None
+        for b in self._bindings:
+            if level >= LogLevel.EVERYTHING:
+                self._log(LogLevel.EVERYTHING, f"[handle:{b.id}] {name}")
+            fn = b.table.get(name)
+            if fn is None:
+                continue
+            self._handler_called = True
+            if event is None:
+                event = Event(name, self, tx, args)
+            if not (self._tx is tx and not tx.is_completed and tx.is_accepted):
+                self._log(LogLevel.DECISIONS, f"[handler:invalid] {name}")
+                if not is_final:
+                    res = CANCELED
+                    break
+                continue
+            if level >= LogLevel.OPS:
+                self._log(LogLevel.OPS, f"[handler:{b.num}] {name}")
+            for t in self._tracers:
+                t.handler_start(tx, b.id, name)
+            timeout = self.handler_timeout
+            started = _time.perf_counter() if timeout is not None else 0.0
+            timed_out = False
+            panicked = False
+            self._current_handler = name
+            try:
+                ret = fn(event)
+            except Exception as err:
+                self._current_handler = ""
+                if not self.panic_to_exception:
+                    raise
+                panicked = True
+                ret = False
+                self._recover(err, event)
+            finally:
+                self._current_handler = ""
+            if not panicked and timeout is not None and (
+                _time.perf_counter() - started > timeout
+            ):
+                timed_out = True
+            if name in b.async_names and not panicked:
+                self._start_async_handler(event, ret)
+            for t in self._tracers:
+                t.handler_end(tx, b.id, name)
+            if timed_out:
+                self._handler_timeout(tx, b, name)
+                res = CANCELED
+                break
+            if level >= LogLevel.EVERYTHING:
+                self._log(LogLevel.EVERYTHING, f"[handler:end] {name} from {b.id}")
+            if not is_final and (ret is False or panicked):
+                res = CANCELED
+                break
+        else:
+            if self._subs.when_args or self._subs._expired_args:
+                self._subs.process_args(name, args)
+        if self._panic_caught:
+            res = CANCELED
+            self._panic_caught = False
+        if res is CANCELED and not is_final and level >= LogLevel.OPS:
+            label = "cancel:self" if is_self else "cancel"
+            self._log(LogLevel.OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
+        return res
+
+    def _handler_timeout(self, tx: Transition, b: Binding, name: str) -> None:
+        self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
+        self._log(LogLevel.DECISIONS, f"[handler:timeout]: {name} from {b.id}")
+        err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
+        self._internal_errors.append(err)
+        del self._internal_errors[:-_INTERNAL_ERRORS_MAX]
+        for t in self._tracers:
+            t.internal_error(self, err)
+
+    def _recover(self, err: Exception, event: Event) -> None:
+        """A handler raised: store the error, revert, prepend Exception (SPEC 5.6)."""
+        self._panic_caught = True
+        tx = self._tx
+        assert tx is not None
+        if EXCEPTION in tx.called_set:
+            return
+        self._log(LogLevel.OPS, "[recover] handling panic...")
+        self._err = err
+        if tx._latest_is_final:
+            self._revert(tx)
+        self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
+        tx.is_accepted = False
+        tx.is_completed = True
+        trace = _format_trace(err)
+        args = pass_args(
+            AException(
+                err=err,
+                err_trace=trace,
+                panic=ExceptionArgsPanic(
+                    list(tx.mutation.called), list(tx.states_before), tx
+                ),
+            )
+        )
+        self._prepend(
+            Mutation(
+                _ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0)
+            )
+        )
+
+    def _start_async_handler(self, event: Event, coro: Any) -> None:
+        runner = self._async_runner
+        if runner is None:
+            close = getattr(coro, "close", None)
+            if close is not None:
+                close()
+            from .errors import NoNurseryError
+
+            self.add_err(
+                NoNurseryError(
+                    f"async handler {event.name} needs a running machine: use"
+                    " am.open_machine() or Machine.start(task_group)"
+                )
+            )
+            return
+        runner(event, coro)
+
+    def _fork_from_event(self, event: Event, fn: Any, args: tuple[Any, ...]) -> None:
+        from .errors import NoNurseryError
+
+        raise NoNurseryError(
+            "forking needs a task group: use am.open_machine() or Machine.start()"
+        )
+
+    # ----- handlers and tracers
+
+    def bind_handlers(self, handlers: object, *, id: str | None = None) -> str:
+        """Bind a handler object; returns the binding id (SPEC 5.1)."""
+        if self._disposing:
+            return ""
+        if handlers is None or isinstance(handlers, str | int | float | bool):
+            raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
+        first = not self._handlers_ever_bound
+        bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
+        binding = Binding(handlers, bid, self._binding_num)
+        binding.compile(self._names)
+        self._binding_num += 1
+        self._bindings = [*self._bindings, binding]
+        self._handlers_ever_bound = True
+        self._log(LogLevel.OPS, f"[handlers] bind {binding.num}:{bid}")
+        if first and self.is_err() and self._err is not None:
+            self.add_err(self._err)
+        return bid
+
+    def detach_handlers(self, binding_id: str) -> None:
+        """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
+        if self._disposing:
+            return
+        for b in self._bindings:
+            if b.id == binding_id:
+                self._bindings = [x for x in self._bindings if x is not b]
+                self._log(LogLevel.OPS, f"[handlers] detach {binding_id}")
+                return
+        raise ArgumentError(f"handlers not bound: {binding_id}")
+
+    @property
+    def handlers(self) -> list[str]:
+        """Ids of the bound handler objects, in bind order."""
+        return [b.id for b in self._bindings]
+
+    @staticmethod
+    def _check_tracer(tracer: object) -> None:
+        if not isinstance(tracer, Tracer):
+            raise TracerError(
+                f"tracers must be am.Tracer instances, got {type(tracer).__name__}"
+            )
+
+    def tracer_bind(self, tracer: Tracer) -> str:
+        """Bind a tracer; returns its id."""
+        self._check_tracer(tracer)
+        if self._disposing:
+            return ""
+        self._tracers.append(tracer)
+        tid = tracer.tracer_id()
+        self._log(LogLevel.OPS, f"[tracers] bind {tid}")
+        return tid
+
+    def tracer_detach(self, tracer_id: str) -> None:
+        """Detach a tracer by id (``TracerError`` if not bound)."""
+        if self._disposing:
+            return
+        for i, t in enumerate(self._tracers):
+            if t.tracer_id() == tracer_id:
+                del self._tracers[i]
+                self._log(LogLevel.OPS, f"[tracers] detach {tracer_id}")
+                return
+        raise TracerError(f"tracer not bound: {tracer_id}")
+
+    def on_error(self, fn: Callable[[Machine, Exception], Any] | None) -> None:
+        """Call ``fn(machine, err)`` from every ``add_err*``."""
+        self._on_error = fn
+
+    def on_change(self, fn: Callable[[Machine, Time, Time], Any] | None) -> None:
+        """Call ``fn(machine, time_before, time_after)`` after every transition."""
+        self._on_change = fn
+
+    def on_dispose(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(machine_id)`` during disposal, before ``when_disposed`` resolves."""
+        self._on_dispose.append(fn)
+
+    @contextlib.contextmanager
+    def panic_to_err(self, args: Mapping[str, Any] | None = None) -> Generator[None, None, None]:
+        """An ``Exception`` raised in the block becomes ``add_err`` (SPEC 9)."""
+        try:
+            yield
+        except Exception as err:
+            if not self.panic_to_exception or self._disposing:
+                raise
+            self.add_err(err, args)
+
+    @contextlib.contextmanager
+    def panic_to_err_state(
+        self, state: str, args: Mapping[str, Any] | None = None
+    ) -> Generator[None, None, None]:
+        """An ``Exception`` raised in the block becomes ``add_err_state``."""
+        self._parse1(state)
+        try:
+            yield
+        except Exception as err:
+            if not self.panic_to_exception or self._disposing:
+                raise
+            self.add_err_state(state, err, args)
+
+    # ----- checking (SPEC 13)
+
+    def is_(self, states: Sequence[str]) -> bool:
+        """All ``states`` active (unknown names: False)."""
+        if isinstance(states, str):
+            raise ArgumentError(f"is_() takes a list of states, got the str {states!r}; use is1()")
+        active = self._active_set
+        for s in states:
+            if s not in active:
+                if s not in self._schema:
+                    self._log(LogLevel.DECISIONS, f"[is] state {s} not found")
+                return False
+        return True
+
+    def is1(self, state: str) -> bool:
+        """``state`` is active."""
+        return state in self._active_set
+
+    __contains__ = is1
+
+    def not_(self, states: Sequence[str]) -> bool:
+        """None of ``states`` active (unknown names raise)."""
+        called = self._parse(states) if not self._disposing else []
+        active = self._active_set
+        return not any(s in active for s in called)
+
+    def not1(self, state: str) -> bool:
+        """``state`` is inactive (unknown names raise)."""
+        if not self._disposing:
+            self._parse1(state)
+        return state not in self._active_set
+
+    def any(self, *groups: Sequence[str]) -> bool:
+        """Some group fully active."""
+        return any(self.is_(g) for g in groups)
+
+    def any1(self, *states: str) -> bool:
+        """Some state active."""
+        active = self._active_set
+        return any(s in active for s in states)
+
+    def has(self, states: Sequence[str]) -> bool:
+        """All ``states`` defined in the schema."""
+        if self._disposing:
+            return False
+        schema = self._schema
+        return all(s in schema for s in states)
+
+    def has1(self, state: str) -> bool:
+        """``state`` is defined in the schema."""
+        return not self._disposing and state in self._schema
+
+    def active_states(self, states: Sequence[str] | None = None) -> list[str]:
+        """The active list (machine order) or the given states that are active."""
+        if self._disposing:
+            return []
+        if states is None:
+            return list(self._active)
+        active = self._active_set
+        return [s for s in states if s in active]
+
+    def switch(self, *groups: Sequence[str]) -> str:
+        """The first active state scanning the groups in order, else ``""``."""
+        active = self._active_set
+        for g in groups:
+            for s in g:
+                if s in active:
+                    return s
+        return ""
+
+    # ----- clocks and time (SPEC 2)
+
+    def tick(self, state: str) -> int:
+        """The tick of ``state`` (0 for unknown names or after dispose)."""
+        if self._disposing:
+            return 0
+        i = self._index.get(state)
+        return 0 if i is None else self._ticks[i]
+
+    def time(self, states: Sequence[str] | None = None) -> Time:
+        """Ticks in state order, or of the given states (unknown: 0)."""
+        if self._disposing:
+            return Time()
+        if states is None:
+            return Time(self._ticks)
+        index, ticks = self._index, self._ticks
+        return Time(ticks[index[s]] if s in index else 0 for s in states)
+
+    def clock(self, states: Sequence[str] | None = None) -> dict[str, int]:
+        """``{state: tick}`` for all (state order) or the given states."""
+        if self._disposing:
+            return {}
+        if states is None:
+            return dict(zip(self._names, self._ticks, strict=True))
+        return {s: self.tick(s) for s in states}
+
+    def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
+        """Every ``t[i]`` equals the tick of ``states[i]`` (SPEC 2.2)."""
+        names = self._names if states is None else states
+        if len(t) > len(names):
+            return False
+        return all(v == self.tick(names[i]) for i, v in enumerate(t))
+
+    def was_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
+        """Every tick of ``states[i]`` is at least ``t[i]``."""
+        names = self._names if states is None else states
+        if len(t) > len(names):
+            return False
+        return all(self.tick(names[i]) >= v for i, v in enumerate(t))
+
+    def is_clock(self, clock: Mapping[str, int]) -> bool:
+        """Every entry equals the current tick."""
+        return all(self.tick(s) == v for s, v in clock.items())
+
+    def was_clock(self, clock: Mapping[str, int]) -> bool:
+        """Every current tick is at least the entry."""
+        return all(self.tick(s) >= v for s, v in clock.items())
+
+    def queue_tick(self) -> int:
+        """Starts at 1, +1 per appended mutation taken off the queue (SPEC 2.3)."""
+        return self._queue_tick
+
+    def machine_tick(self) -> int:
+        """Starts at 0; changed only by ``import_`` (SPEC 2.3)."""
+        return self._machine_tick
+
+    # ----- queue inspection (SPEC 3.8)
+
+    def queue_len(self) -> int:
+        """Pending mutations, prepended ones included."""
+        return len(self._queue)
+
+    def queue(self) -> list[Mutation]:
+        """A copy of the pending mutations."""
+        return list(self._queue)
+
+    def is_queued(
+        self,
+        mut_type: MutationType,
+        states: Sequence[str],
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        min_queue_tick: int = 0,
+        is_check: bool = False,
+        position: Position = Position.ANY,
+    ) -> tuple[bool, int, int]:
+        """``(found, index, queue_tick)`` of the first match, ``(False, 0, 0)`` else."""
+        q = list(self._queue)
+        idxs: Iterable[int] = range(len(q))
+        if position is Position.FIRST:
+            idxs = range(min(1, len(q)))
+        elif position is Position.LAST:
+            idxs = range(len(q) - 1, len(q)) if q else range(0)
+        want = list(states)
+        for i in idxs:
+            mut = q[i]
+            if mut.is_check != is_check or mut.type is not mut_type:
+                continue
+            if without_args_only and mut.args:
+                continue
+            if strict_equal and len(mut.called) != len(want):
+                continue
+            if len(mut.called) < len(want):
+                continue
+            if not all(s in mut.called for s in want):
+                continue
+            if min_queue_tick > 0 and mut.queue_tick < min_queue_tick:
+                continue
+            return True, i, mut.queue_tick
+        return False, 0, 0
+
+    def is_queued_above(
+        self, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
+    ) -> bool:
+        """True if more than ``threshold`` pending mutations match (see is_queued)."""
+        count = 0
+        want = list(states)
+        for mut in self._queue:
+            if mut.type is not mut_type or mut.is_check != kw.get("is_check", False):
+                continue
+            if kw.get("without_args_only") and mut.args:
+                continue
+            if kw.get("strict_equal") and len(mut.called) != len(want):
+                continue
+            if all(s in mut.called for s in want):
+                count += 1
+                if count > threshold:
+                    return True
+        return False
+
+    def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+        """An Add with these called states is pending."""
+        return self.is_queued(_ADD, states, position=position)[0]
+
+    def will_be1(self, state: str, position: Position = Position.ANY) -> bool:
+        """An Add calling ``state`` is pending."""
+        return self.will_be([state], position)
+
+    def will_be_removed(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+        """A Remove with these called states is pending."""
+        return self.is_queued(_REMOVE, states, position=position)[0]
+
+    def will_be_removed1(self, state: str, position: Position = Position.ANY) -> bool:
+        """A Remove calling ``state`` is pending."""
+        return self.will_be_removed([state], position)
+
+    def will_be_any(self, states: Sequence[str]) -> bool:
+        """Some pending Add calls any of ``states``."""
+        want = set(states)
+        return any(m.type is _ADD and not want.isdisjoint(m.called) for m in self._queue)
+
+    # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
+
+    def index(self, states: Sequence[str]) -> list[int]:
+        """Positions in ``state_names`` (-1 unknown)."""
+        if self._disposing:
+            return []
+        index = self._index
+        return [index.get(s, -1) for s in states]
+
+    def index1(self, state: str) -> int:
+        """Position in ``state_names`` (-1 unknown or disposed)."""
+        if self._disposing:
+            return -1
+        return self._index.get(state, -1)
+
+    def sort_states(self, states: Sequence[str]) -> list[str]:
+        """A copy sorted by Require topology then After (SPEC 4.5)."""
+        out = list(states)
+        self._resolver.sort_states(out)
+        return out
+
+    def relations_of(self, state: str) -> list[Relation]:
+        """Relation kinds present on ``state`` (add require remove after)."""
+        return self._resolver.relations_of(state)
+
+    def relations_between(self, from_: str, to: str) -> list[Relation]:
+        """Relation kinds from ``from_`` listing ``to``."""
+        return self._resolver.relations_between(from_, to)
+
+    def inbound_relations_of(self, to: str) -> list[str]:
+        """States with any relation to ``to``."""
+        return self._resolver.inbound_relations_of(to)
+
+    def parse_states(self, states: Sequence[str]) -> list[str]:
+        """Known states only, deduplicated, first-occurrence order (SPEC 14 #16)."""
+        return [s for s in dict.fromkeys(states) if s in self._schema]
+
+    def verify_states(self, names: Sequence[str]) -> None:
+        """Adopt ``names`` as the state order; raises :class:`SchemaError` (1.5)."""
+        if self._disposing:
+            return
+        if isinstance(names, str):
+            raise ArgumentError("verify_states takes a list of state names")
+        errs = [
+            f"state {s} not defined in schema for {self._id}"
+            for s in names
+            if s not in self._schema
+        ]
+        if errs:
+            raise SchemaError("\n".join(errs))
+        unique = list(dict.fromkeys(names))
+        # port: the deduplicated list must cover every state (SPEC 14 #25)
+        if len(unique) < len(self._names):
+            missing = [s for s in self._names if s not in set(unique)]
+            raise SchemaError(
+                f"error: trying to verify less states than registered for {self._id};"
+                f" missing: {' '.join(missing)}"
+            )
+        self._reorder(unique)
+        self._verified = True
+        for t in self._tracers:
+            t.verify_states(self)
+
+    def _reorder(self, names: list[str]) -> None:
+        old = dict(zip(self._names, self._ticks, strict=True))
+        self._names = names
+        self._index = {n: i for i, n in enumerate(names)}
+        self._ticks = [old.get(n, 0) for n in names]
+        for b in self._bindings:
+            b.compile(names)
+
+    def set_schema(self, schema: Any, names: Sequence[str]) -> None:
+        """Grow the schema; new relations apply at once (SPEC 1.6)."""
+        if self._tx is not None or self._draining:
+            raise SchemaError("schema error: cannot set schema during a transition")
+        parsed, err = parse_schema(schema)
+        if len(parsed) <= len(self._schema):
+            raise SchemaError(
+                f"schema error: new schema too short (> {len(self._schema)} states)"
+            )
+        if len(parsed) != len(names):
+            raise SchemaError(
+                "schema error: new schema has to be the same length as state names"
+            )
+        if err is not None:
+            raise err
+        old = self._schema
+        old_names = self._names
+        self._schema = parsed
+        try:
+            self.verify_states(names)
+        except BaseException:
+            self._schema = old
+            self._reorder(old_names)
+            raise
+        self._resolver.new_schema(self._schema, self._names)
+        for t in self._tracers:
+            t.schema_change(self, old)
+
+    def export(self) -> Serialized:
+        """Ids, state order and ticks (needs verified states, SPEC 1.7)."""
+        if not self._verified:
+            raise SchemaError("schema error: call verify_states first")
+        self._log(LogLevel.OPS, f"[import] exported at {sum(self._ticks)} ticks")
+        return Serialized(
+            id=self._id,
+            state_names=tuple(self._names),
+            time=tuple(self._ticks),
+            queue_tick=self._queue_tick,
+            machine_tick=self._machine_tick,
+        )
+
+    def import_(self, data: Serialized) -> None:
+        """Restore ticks and active states; adds ``MachineRestored`` (SPEC 1.7)."""
+        if self._tx is not None or self._draining:
+            raise SchemaError("schema error: cannot import during a transition")
+        if data.id != self._id:
+            raise SchemaError(f"import ID mismatch: {data.id} != {self._id}")
+        if len(data.state_names) != len(self._schema) or len(data.time) != len(
+            data.state_names
+        ):
+            raise SchemaError("schema error: importing diff state len")
+        for s in data.state_names:
+            if s not in self._schema:
+                raise self._unknown(s)
+        self._names = list(data.state_names)
+        self._index = {n: i for i, n in enumerate(self._names)}
+        self._ticks = list(data.time)
+        self._active = [s for s, t in zip(self._names, self._ticks, strict=True) if t % 2]
+        self._active_set = set(self._active)
+        for b in self._bindings:
+            b.compile(self._names)
+        self._verified = True
+        self._machine_tick = data.machine_tick + 1
+        if MACHINE_RESTORED in self._schema:
+            self.add1(MACHINE_RESTORED)
+        self._log(
+            LogLevel.CHANGES,
+            f"[import] imported {self._machine_tick} times, now at {sum(self._ticks)} ticks",
+        )
+
+    # ----- groups (SPEC 12.1)
+
+    def set_groups(self, groups: Any, states: type[States] | None = None) -> None:
+        """Store ``{group: indexes}`` from a mapping / StateGroups, then typed groups."""
+        from .schema import StateGroups
+
+        if isinstance(groups, type) and issubclass(groups, StateGroups):
+            mapping = groups.groups(inherited=False)
+        elif isinstance(groups, Mapping):
+            mapping = {k: list(v) for k, v in groups.items()}
+        elif groups is None:
+            mapping = {}
+        else:
+            raise ArgumentError("groups must be a mapping or an am.StateGroups subclass")
+        out: dict[str, list[int]] = {}
+        order: list[str] = []
+        for name, lst in mapping.items():
+            out[name] = self.index(lst)
+            order.append(name)
+        if states is not None:
+            typed, typed_order = states.state_groups()
+            snames = states.names()
+            for g in typed_order:
+                out[g] = self.index([snames[i] for i in typed[g]])
+                order.append(g)
+        self._groups = out
+        self._groups_order = order
+
+    def groups(self) -> tuple[dict[str, list[int]], list[str]]:
+        """``(group -> state indexes, order)``."""
+        return {k: list(v) for k, v in self._groups.items()}, list(self._groups_order)
+
+    # ----- string forms (SPEC 11.3)
+
+    def string(self) -> str:
+        """``(A:1 B:1)``: active states with ticks, in state order."""
+        if self._disposing:
+            return ""
+        active = self._active_set
+        ticks = self._ticks
+        parts = [f"{n}:{ticks[i]}" for i, n in enumerate(self._names) if n in active]
+        return "(" + " ".join(parts) + ")"
+
+    __str__ = string
+
+    def string_all(self) -> str:
+        """``(A:1) [B:0 Exception:0]``: active then inactive, in state order."""
+        if self._disposing:
+            return ""
+        active = self._active_set
+        on: list[str] = []
+        off: list[str] = []
+        for i, n in enumerate(self._names):
+            (on if n in active else off).append(f"{n}:{self._ticks[i]}")
+        return "(" + " ".join(on) + ") [" + " ".join(off) + "]"
+
+    def inspect(self, states: Sequence[str] | None = None) -> str:
+        """The multi-line dump of SPEC 11.3."""
+        if self._disposing:
+            return ""
+        out: list[str] = []
+        active = self._active_set
+        for name in self._names if states is None else states:
+            s = self._schema[name]
+            out.append(f"{'1' if name in active else '0'} {name}\n")
+            out.append(f"    |Tick     {self.tick(name)}\n")
+            if s.auto:
+                out.append("    |Auto     true\n")
+            if s.multi:
+                out.append("    |Multi    true\n")
+            for label, rel in (
+                ("Add", s.add), ("Require", s.require), ("Remove", s.remove),
+                ("After", s.after),
+            ):
+                if rel is not None:
+                    out.append(f"    |{label:<9}{' '.join(rel)}\n")
+        return "".join(out)
+
+    # ----- contexts and waiting (SPEC 2.4, 8)
+
+    def new_state_ctx(self, state: str) -> StateCtx:
+        """A context valid while ``state`` keeps its current tick (shared)."""
+        if self._disposing:
+            ctx = StateCtx(self._id, state, 0, None)
+            ctx.cancel()
+            return ctx
+        self._parse1(state)
+        return self._subs.new_state_ctx(state, self.tick(state), self._ctx)
+
+    def _disposed_waiter_or(self, kind: str) -> Waiter | None:
+        if self._disposing:
+            w = Waiter(kind)
+            w._set = True
+            return w
+        return None
+
+    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are active (SPEC 8)."""
+        w = self._disposed_waiter_or("when")
+        if w is not None:
+            return w
+        called = self._parse(states)
+        active = self._active_set
+        if not called or all(s in active for s in called) or (ctx is not None and ctx.cancelled):
+            w = Waiter("when")
+            w._set = True
+            return w
+        return self._subs.add_when(called, self.is1, False, ctx)
+
+    def when1(self, state: str, ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``state`` is active."""
+        return self.when([state], ctx)
+
+    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are inactive."""
+        w = self._disposed_waiter_or("whenNot")
+        if w is not None:
+            return w
+        called = self._parse(states)
+        active = self._active_set
+        if not any(s in active for s in called) or (ctx is not None and ctx.cancelled):
+            w = Waiter("whenNot")
+            w._set = True
+            return w
+        return self._subs.add_when(called, self.is1, True, ctx)
+
+    def when_not1(self, state: str, ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``state`` is inactive."""
+        return self.when_not([state], ctx)
+
+    def when_err(self, ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``Exception`` is active."""
+        return self.when([EXCEPTION], ctx)
+
+    def when_time(
+        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
+    ) -> Waiter:
+        """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
+        w = self._disposed_waiter_or("whenTime")
+        if w is not None:
+            return w
+        if isinstance(states, str):
+            raise ArgumentError("when_time takes a list of states; use when_time1")
+        if not states or len(states) != len(ticks):
+            self.add_err(
+                AsyncMachineError(
+                    "whenTime: states and times must have the same length"
+                    f" ({' '.join(states)}) > 0"
+                )
+            )
+            w = Waiter("whenTime")
+            w._set = True
+            return w
+        return self._subs.add_when_time(list(states), list(ticks), self.tick, ctx)
+
+    def when_time1(self, state: str, tick: int, ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``state`` reached ``tick``."""
+        return self.when_time([state], [tick], ctx)
+
+    def when_ticks(self, state: str, n: int, ctx: Ctx | None = None) -> Waiter:
+        """Resolves after ``n`` more ticks of ``state``."""
+        return self.when_time1(state, self.tick(state) + n, ctx)
+
+    def when_next_active(self, state: str, ctx: Ctx | None = None) -> Waiter:
+        """Resolves on the next activation of ``state`` (Multi re-entry included)."""
+        return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
+
+    def when_args(
+        self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None
+    ) -> Waiter:
+        """Resolves when a ``<state>State`` event carries matching args."""
+        w = self._disposed_waiter_or("whenArgs")
+        if w is not None:
+            return w
+        self._parse1(state)
+        return self._subs.add_when_args(state, args, ctx)
+
+    def when_query(
+        self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None
+    ) -> Waiter:
+        """Resolves when ``fn(clock)`` is true after an accepted transition."""
+        w = self._disposed_waiter_or("whenQuery")
+        if w is not None:
+            return w
+        return self._subs.add_when_query(fn, ctx)
+
+    def when_queue(self, tick: int) -> Waiter:
+        """Resolves once the queue tick reached ``tick``."""
+        w = self._disposed_waiter_or("whenQueue")
+        if w is not None:
+            return w
+        if self._queue_tick >= tick:
+            w = Waiter("whenQueue")
+            w._set = True
+            return w
+        return self._subs.add_when_queue(tick)
+
+    def when_queue_ends(self) -> Waiter:
+        """Resolves when the current drain finishes (at once when idle)."""
+        w = self._disposed_waiter_or("whenQueueEnds")
+        if w is not None:
+            return w
+        if not self._draining:
+            w = Waiter("whenQueueEnds")
+            w._set = True
+            return w
+        return self._subs.add_when_queue_ends()
+
+    def when_disposed(self) -> Waiter:
+        """Resolves when disposal completed."""
+        self._disposed_waiter._holders += 1
+        return self._disposed_waiter
+
+    # ----- disposal (SPEC 10)
+
+    def dispose(self) -> None:
+        """Dispose now (Go ``DisposeForce``): cancel contexts, resolve waiters."""
+        if self._disposing:
+            return
+        self._log(LogLevel.EVERYTHING, "[end] doDispose")
+        self._disposing = True
+        for t in self._tracers:
+            t.machine_dispose(self._id)
+        self._bindings = []
+        self._queue.clear()
+        self._queue_pending = 0
+        self._subs.dispose()
+        for fn in self._on_dispose:
+            fn(self._id)
+        self._ctx.cancel()
+        self._disposed = True
+        self._disposed_waiter._resolve()
+
+    # ----- testing seam
+
+    def _inject(
+        self, active: Sequence[str], clock: Mapping[str, int], queue_tick: int | None
+    ) -> None:
+        self._parse(list(active))
+        self._parse(list(clock))
+        self._active = list(active)
+        self._active_set = set(active)
+        self._ticks = [clock.get(n, 0) for n in self._names]
+        for s in active:
+            if not is_active_tick(self._ticks[self._index[s]]):
+                self._ticks[self._index[s]] = 1
+        if queue_tick is not None:
+            self._queue_tick = queue_tick
+

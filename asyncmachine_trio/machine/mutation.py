@@ -1,0 +1,107 @@
+"""Mutations, their results and the queue entry type (SPEC 3)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+__all__ = ["MutSource", "Mutation", "MutationType", "Position", "Result"]
+
+
+class Result(enum.IntEnum):
+    """Outcome of a mutation call (SPEC 3.2)."""
+
+    EXECUTED = 0
+    CANCELED = 1
+    QUEUED = 2
+
+    def __str__(self) -> str:
+        return self.name.lower()
+
+
+class MutationType(str, enum.Enum):
+    """The kind of a mutation; ``str()`` gives the reference's short name."""
+
+    ADD = "add"
+    REMOVE = "remove"
+    SET = "set"
+    EVAL = "eval"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Position(enum.Enum):
+    """Where ``is_queued`` looks: anywhere, only the first or only the last entry."""
+
+    ANY = "any"
+    FIRST = "first"
+    LAST = "last"
+
+
+@attrs.frozen(slots=True)
+class MutSource:
+    """Where a traced mutation came from: machine, transition, machine time."""
+
+    mach_id: str
+    tx_id: str
+    mach_time: int = 0
+
+
+class Mutation:
+    """One queued request to change the machine (a queue entry).
+
+    ``called`` holds state names, deduplicated; ``queue_tick`` is 0 for
+    prepended entries (auto, checks, evals, exceptions), else the queue tick at
+    which it is processed (SPEC 2.3, 3.3).
+    """
+
+    __slots__ = (
+        "args",
+        "called",
+        "eval_fn",
+        "eval_source",
+        "is_auto",
+        "is_check",
+        "queue_tick",
+        "source",
+        "type",
+    )
+
+    def __init__(
+        self,
+        type: MutationType,
+        called: list[str],
+        args: dict[str, Any],
+        *,
+        is_auto: bool = False,
+        is_check: bool = False,
+        source: MutSource | None = None,
+        eval_fn: Callable[[], Any] | None = None,
+        eval_source: str = "",
+    ) -> None:
+        self.type = type
+        self.called = called
+        self.args = args
+        self.is_auto = is_auto
+        self.is_check = is_check
+        self.source = source
+        self.queue_tick = 0
+        self.eval_fn = eval_fn
+        self.eval_source = eval_source
+
+    def is_called(self, state: str) -> bool:
+        """True if ``state`` is one of the called states."""
+        return state in self.called
+
+    def __repr__(self) -> str:
+        flags = "".join(
+            f" {f}" for f, on in (("auto", self.is_auto), ("check", self.is_check)) if on
+        )
+        return f"<Mutation [{self.type}] {' '.join(self.called)}{flags}>"
+
+    def __str__(self) -> str:
+        return f"[{self.type}] {' '.join(self.called)}"

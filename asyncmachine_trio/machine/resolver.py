@@ -1,0 +1,450 @@
+"""Relation resolution: target states, ordering and auto mutations (SPEC 4, 6.1).
+
+The schema is compiled once into per-state tables (tuples, frozensets and an
+index of who removes whom), so resolving a mutation never touches attrs objects
+or scans states unrelated to the mutation.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from .errors import StateUnknownError
+from .logging import LogLevel
+from .mutation import MutationType
+from .schema import State
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+__all__ = ["Relation", "Resolver", "go_stable_sort"]
+
+_EMPTY: tuple[str, ...] = ()
+_NO_SET: frozenset[str] = frozenset()
+
+
+class Relation(str, enum.Enum):
+    """Relation kinds; ``str()`` gives the reference's name."""
+
+    ADD = "add"
+    REQUIRE = "require"
+    REMOVE = "remove"
+    AFTER = "after"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# ----- Go's sort.SliceStable, replicated (SPEC 4.5: the After comparator is not a
+# strict weak order, so only the exact algorithm gives the reference's order)
+
+
+def _insertion_sort(
+    data: list[str], a: int, b: int, less: Callable[[str, str], bool]
+) -> None:
+    for i in range(a + 1, b):
+        j = i
+        while j > a and less(data[j], data[j - 1]):
+            data[j], data[j - 1] = data[j - 1], data[j]
+            j -= 1
+
+
+def _swap_range(data: list[str], a: int, b: int, n: int) -> None:
+    for i in range(n):
+        data[a + i], data[b + i] = data[b + i], data[a + i]
+
+
+def _rotate(data: list[str], a: int, m: int, b: int) -> None:
+    i = m - a
+    j = b - m
+    while i != j:
+        if i > j:
+            _swap_range(data, m - i, m, j)
+            i -= j
+        else:
+            _swap_range(data, m - i, m + j - i, i)
+            j -= i
+    _swap_range(data, m - i, m, i)
+
+
+def _sym_merge(
+    data: list[str], a: int, m: int, b: int, less: Callable[[str, str], bool]
+) -> None:
+    if m - a == 1:
+        i, j = m, b
+        while i < j:
+            h = (i + j) >> 1
+            if less(data[h], data[a]):
+                i = h + 1
+            else:
+                j = h
+        for k in range(a, i - 1):
+            data[k], data[k + 1] = data[k + 1], data[k]
+        return
+    if b - m == 1:
+        i, j = a, m
+        while i < j:
+            h = (i + j) >> 1
+            if not less(data[m], data[h]):
+                i = h + 1
+            else:
+                j = h
+        for k in range(m, i, -1):
+            data[k], data[k - 1] = data[k - 1], data[k]
+        return
+    mid = (a + b) >> 1
+    n = mid + m
+    if m > mid:
+        start, r = n - b, mid
+    else:
+        start, r = a, m
+    p = n - 1
+    while start < r:
+        c = (start + r) >> 1
+        if not less(data[p - c], data[c]):
+            start = c + 1
+        else:
+            r = c
+    end = n - start
+    if start < m < end:
+        _rotate(data, start, m, end)
+    if a < start < mid:
+        _sym_merge(data, a, start, mid, less)
+    if mid < end < b:
+        _sym_merge(data, mid, end, b, less)
+
+
+def go_stable_sort(data: list[str], less: Callable[[str, str], bool]) -> None:
+    """Sort in place exactly as Go's ``sort.SliceStable`` does."""
+    n = len(data)
+    block = 20
+    a, b = 0, block
+    while b <= n:
+        _insertion_sort(data, a, b, less)
+        a = b
+        b += block
+    _insertion_sort(data, a, n, less)
+    while block < n:
+        a, b = 0, 2 * block
+        while b <= n:
+            _sym_merge(data, a, a + block, b, less)
+            a = b
+            b += 2 * block
+        m = a + block
+        if m < n:
+            _sym_merge(data, a, m, n, less)
+        block *= 2
+
+
+class Resolver:
+    """The default relations resolver of a machine (Add, Remove, Require, After)."""
+
+    __slots__ = (
+        "_after",
+        "_has_after",
+        "_mach",
+        "add",
+        "auto_states",
+        "multi",
+        "remove",
+        "remove_set",
+        "removed_by",
+        "require",
+        "schema",
+        "topo_key",
+    )
+
+    def __init__(self, mach: Machine) -> None:
+        self._mach = mach
+        self.schema: dict[str, State] = {}
+        self.topo_key: dict[str, int] = {}
+
+    def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
+        """Compile the tables; recompute the Require topology (SPEC 4.5)."""
+        self.schema = dict(schema)
+        self.multi: frozenset[str] = frozenset(n for n, s in schema.items() if s.multi)
+        self.add: dict[str, tuple[str, ...]] = {n: s.add for n, s in schema.items() if s.add}
+        self.remove: dict[str, tuple[str, ...]] = {
+            n: s.remove for n, s in schema.items() if s.remove
+        }
+        self.remove_set: dict[str, frozenset[str]] = {
+            n: frozenset(r) for n, r in self.remove.items()
+        }
+        removed_by: dict[str, set[str]] = {}
+        for n, r in self.remove.items():
+            for x in r:
+                removed_by.setdefault(x, set()).add(n)
+        self.removed_by: dict[str, frozenset[str]] = {
+            k: frozenset(v) for k, v in removed_by.items()
+        }
+        self.require: dict[str, tuple[str, ...]] = {
+            n: s.require for n, s in schema.items() if s.require
+        }
+        self._after: dict[str, frozenset[str]] = {
+            n: frozenset(s.after) for n, s in schema.items() if s.after
+        }
+        # states that take part in an After relation, either side
+        has_after = set(self._after)
+        for a in self._after.values():
+            has_after |= a
+        self._has_after: frozenset[str] = frozenset(has_after)
+        self.auto_states: tuple[str, ...] = tuple(
+            n for n in names if n in schema and schema[n].auto
+        )
+        self._topology(names)
+
+    def _topology(self, names: Sequence[str]) -> None:
+        # DFS post-order from each state with a Require, in state order (port
+        # rule for Go's map order); a cycle keeps the previous topology.
+        order: list[str] = []
+        visited: set[str] = set()
+        temp: set[str] = set()
+        require = self.require
+
+        def visit(node: str) -> str | None:
+            if node in temp:
+                return node
+            if node in visited:
+                return None
+            temp.add(node)
+            for req in require.get(node, _EMPTY):
+                cyc = visit(req)
+                if cyc is not None:
+                    return cyc
+            temp.discard(node)
+            visited.add(node)
+            order.append(node)
+            return None
+
+        for name in names:
+            if name in require and name not in visited:
+                cyc = visit(name)
+                if cyc is not None:
+                    m = self._mach
+                    m._log(
+                        LogLevel.CHANGES,
+                        f"[resolver] relation error: state {cyc} has a Require cycle"
+                        f" for {m.id}",
+                    )
+                    return
+        self.topo_key = {n: i for i, n in enumerate(order)}
+
+    # ----- ordering
+
+    def _after_less(self, x: str, y: str) -> bool:
+        after = self._after
+        return x in after.get(y, _NO_SET) and y not in after.get(x, _NO_SET)
+
+    def sort_states(self, states: list[str]) -> None:
+        """Sort in place: Require topology, then After with Go's stable sort (4.5)."""
+        if len(states) < 2:
+            return
+        key = self.topo_key
+        if key:
+            states.sort(key=lambda s: key.get(s, -1))
+        has_after = self._has_after
+        if has_after and not has_after.isdisjoint(states):
+            go_stable_sort(states, self._after_less)
+
+    # ----- target states (SPEC 4.2)
+
+    def _parse_add(
+        self,
+        states: list[str],
+        before: frozenset[str] | set[str],
+        remove_called: frozenset[str] | None,
+    ) -> list[str]:
+        add = self.add
+        if not add:
+            return states
+        multi = self.multi
+        out: list[str] | None = None
+        visited: set[str] = set()
+        for x in states:
+            adds = add.get(x)
+            if adds is None:
+                continue
+            if x in before and x not in multi:
+                continue
+            if x in visited:
+                continue
+            if remove_called is not None:
+                adds = tuple(a for a in adds if a not in remove_called)
+                if not adds:
+                    continue
+            if out is None:
+                out = list(states)
+            out.extend(adds)
+            visited.add(x)
+        return states if out is None else out
+
+    def _parse_require(self, states: list[str], is_auto: bool) -> list[str]:
+        require = self.require
+        if not require:
+            return states
+        missing_map: dict[str, list[str]] | None = None
+        while True:
+            present = set(states)
+            kept: list[str] = []
+            for x in states:
+                reqs = require.get(x)
+                if reqs is not None:
+                    missing = [r for r in reqs if r not in present]
+                    if missing:
+                        if missing_map is None:
+                            missing_map = {}
+                        missing_map[x] = missing
+                        continue
+                kept.append(x)
+            if len(kept) == len(states):
+                break
+            states = kept
+        if missing_map:
+            m = self._mach
+            level = LogLevel.DECISIONS if is_auto else LogLevel.OPS
+            if m._log_level >= level:
+                text = " ".join(
+                    f"{s}(-{' -'.join(miss)})" for s, miss in missing_map.items()
+                )
+                label = "reject:auto" if is_auto else "reject"
+                m._log(level, f"[{label}] {text}")
+        return states
+
+    def target_states(
+        self,
+        mtype: MutationType,
+        called: list[str],
+        is_auto: bool,
+        before: list[str],
+        before_set: frozenset[str] | set[str],
+        states_to_set: list[str],
+    ) -> list[str]:
+        """The states active after the mutation, sorted (SPEC 4.2, 4.5)."""
+        remove_called = frozenset(called) if mtype is MutationType.REMOVE else None
+        s1 = list(dict.fromkeys(states_to_set))
+        s4 = self._parse_require(
+            list(dict.fromkeys(self._parse_add(s1, before_set, remove_called))),
+            is_auto,
+        )
+        removed_by = self.removed_by
+        if removed_by:
+            # walk from the end: called beats active (SPEC 4.2)
+            in_s4 = set(s4)
+            blocked: set[str] = set()
+            kept: list[str] = []
+            m = self._mach
+            for x in reversed(s4):
+                by = removed_by.get(x)
+                if by is None or by.isdisjoint(in_s4):
+                    kept.append(x)
+                    continue
+                blockers = [b for b in s4 if b in by and b not in blocked]
+                if not blockers:
+                    kept.append(x)
+                    continue
+                blocked.add(x)
+                level = LogLevel.OPS if x in before_set else LogLevel.DECISIONS
+                if m._log_level >= level:
+                    m._log(level, f"[rel:remove] {x} by {' '.join(blockers)}")
+                if m._tx is not None and m._tx._steps is not None:
+                    kind = "deactivate" if x in before_set else "deactivate-passive"
+                    m._tx._add_step(kind, "", x)
+            to_remove: set[str] = set()
+            remove = self.remove
+            for k in kept:
+                r = remove.get(k)
+                if r:
+                    to_remove.update(r)
+            r2 = list(
+                dict.fromkeys(
+                    x
+                    for x in self._parse_add(kept, before_set, remove_called)
+                    if x not in to_remove
+                )
+            )
+            r2.reverse()
+            targets = self._parse_require(r2, is_auto)
+        else:
+            targets = list(dict.fromkeys(self._parse_add(s4, before_set, remove_called)))
+            targets = self._parse_require(targets, is_auto)
+        self.sort_states(targets)
+        return targets
+
+    def new_auto_mutation_states(
+        self, active: set[str] | frozenset[str], active_list: Sequence[str]
+    ) -> list[str]:
+        """Auto states that are inactive and not removed by an active state (6.1)."""
+        out: list[str] = []
+        if not self.auto_states:
+            return out
+        remove_set = self.remove_set
+        m = self._mach
+        for s in self.auto_states:
+            if s in active:
+                continue
+            blocker = None
+            for a in active_list:
+                rs = remove_set.get(a)
+                if rs is not None and s in rs:
+                    blocker = a
+                    break
+            if blocker is not None:
+                if m._log_level >= LogLevel.EVERYTHING:
+                    m._log(LogLevel.EVERYTHING, f"[auto:rel:remove] {s} by {blocker}")
+                continue
+            out.append(s)
+        return out
+
+    # ----- queries (SPEC 4.6)
+
+    def _known(self, state: str) -> State:
+        try:
+            return self.schema[state]
+        except KeyError:
+            raise StateUnknownError(
+                f"state unknown: {state} not defined in schema for {self._mach.id}"
+            ) from None
+
+    def relations_of(self, state: str) -> list[Relation]:
+        """Relation kinds present on ``state``, in the order add require remove after."""
+        s = self._known(state)
+        return [
+            r
+            for r, v in (
+                (Relation.ADD, s.add),
+                (Relation.REQUIRE, s.require),
+                (Relation.REMOVE, s.remove),
+                (Relation.AFTER, s.after),
+            )
+            if v is not None
+        ]
+
+    def relations_between(self, from_: str, to: str) -> list[Relation]:
+        """Relation kinds of ``from_`` that list ``to``."""
+        s = self._known(from_)
+        self._known(to)
+        return [
+            r
+            for r, v in (
+                (Relation.ADD, s.add),
+                (Relation.REQUIRE, s.require),
+                (Relation.REMOVE, s.remove),
+                (Relation.AFTER, s.after),
+            )
+            if v is not None and to in v
+        ]
+
+    def inbound_relations_of(self, to: str) -> list[str]:
+        """States with a relation to ``to``, once per relation kind, in state order."""
+        self._known(to)
+        out: list[str] = []
+        for name in self._mach.state_names:
+            if name == to:
+                continue
+            s = self.schema[name]
+            for v in (s.add, s.require, s.remove, s.after):
+                if v is not None and to in v:
+                    out.append(name)
+        return out

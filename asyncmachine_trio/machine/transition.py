@@ -1,0 +1,626 @@
+"""Transitions and events: the lifecycle of one mutation (SPEC 5, 6.2-6.3).
+
+A transition resolves its targets, runs the negotiation handlers, applies the
+new states, runs the final handlers and reports what changed. The phase order
+and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from .clock import Time, TimeIndex
+from .logging import LogLevel
+from .mutation import Mutation, MutationType, Result
+from .schema import ANY, HEALTHCHECK, HEARTBEAT
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+__all__ = ["Event", "Step", "StepType", "Transition"]
+
+_REMOVE = MutationType.REMOVE
+_ADD = MutationType.ADD
+EXECUTED = Result.EXECUTED
+CANCELED = Result.CANCELED
+
+
+class StepType(enum.Enum):
+    """Kinds of recorded transition steps; ``str()`` gives the reference's form."""
+
+    RELATION = "rel"
+    HANDLER = "handler"
+    SET = "activate"
+    REMOVE = "deactivate"
+    REMOVE_NOT_ACTIVE = "deactivate-passive"
+    REQUESTED = "called"
+    CANCEL = "cancel"
+    UNKNOWN = ""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Step:
+    """One recorded step (only while ``Machine.log_steps``)."""
+
+    __slots__ = ("from_state", "is_enter", "is_final", "is_self", "relation", "to_state", "type")
+
+    def __init__(
+        self,
+        type: StepType,
+        from_state: str = "",
+        to_state: str = "",
+        relation: str = "",
+        *,
+        is_final: bool = False,
+        is_enter: bool = False,
+        is_self: bool = False,
+    ) -> None:
+        self.type = type
+        self.from_state = from_state
+        self.to_state = to_state
+        self.relation = relation
+        self.is_final = is_final
+        self.is_enter = is_enter
+        self.is_self = is_self
+
+    def __str__(self) -> str:
+        from_ = f"**{self.from_state}**" if self.from_state else ""
+        to = self.to_state
+        if not self.from_state and not to:
+            to = ANY
+        to = f"**{to}**" if to else ""
+        if from_ and to:
+            line = f"{from_} {self.relation} {to}"
+        else:
+            line = from_ or to
+        if self.type is StepType.RELATION:
+            return line
+        suffix = ""
+        if self.type is StepType.HANDLER:
+            if self.is_self:
+                suffix = line
+            elif self.is_final:
+                suffix = "State" if self.is_enter else "End"
+            else:
+                suffix = "Enter" if self.is_enter else "Exit"
+        return f"{self.type} {line}{suffix}"
+
+    def __repr__(self) -> str:
+        return f"<Step {self}>"
+
+
+class Event:
+    """What a handler receives: its name, the args and the transition (SPEC 5.7).
+
+    ``args`` is the same mapping for every handler of a transition, so handlers
+    can pass data forward.
+    """
+
+    __slots__ = ("_tx", "args", "ctx", "machine", "name")
+
+    def __init__(self, name: str, machine: Machine, tx: Transition, args: dict[str, Any]) -> None:
+        self.name = name
+        self.machine = machine
+        self._tx = tx
+        self.args = args
+        self.ctx: Any = None
+
+    @property
+    def id(self) -> str:
+        """The transition id this event belongs to."""
+        return self._tx.id
+
+    @property
+    def transition_id(self) -> str:
+        """Same as :attr:`id`."""
+        return self._tx.id
+
+    @property
+    def machine_id(self) -> str:
+        """The id of the machine."""
+        return self.machine.id
+
+    @property
+    def transition(self) -> Transition | None:
+        """The machine's *current* transition (None when idle)."""
+        return self.machine._tx
+
+    @property
+    def mutation(self) -> Mutation:
+        """The mutation of this event's transition."""
+        return self._tx.mutation
+
+    def is_valid(self) -> bool:
+        """True while this event's transition is current, unfinished and accepted."""
+        tx = self.machine._tx
+        if tx is None or tx is not self._tx:
+            return False
+        ctx = self.ctx
+        if ctx is not None and getattr(ctx, "cancelled", False):
+            return False
+        return not tx.is_completed and tx.is_accepted
+
+    def fork(self, fn: Any, *args: Any) -> None:
+        """Run ``fn(*args)`` as a task scoped to this event's state (see Machine.fork)."""
+        self.machine._fork_from_event(self, fn, args)
+
+    def __repr__(self) -> str:
+        return f"<Event {self.name} tx#{self._tx.id}>"
+
+
+class Transition:
+    """The processing of one mutation (SPEC 5.8)."""
+
+    __slots__ = (
+        "_apply_changes",
+        "_latest_is_enter",
+        "_latest_is_final",
+        "_latest_to",
+        "_steps",
+        "_time_after",
+        "activated",
+        "called_set",
+        "deactivated",
+        "enters",
+        "exits",
+        "id",
+        "is_accepted",
+        "is_completed",
+        "log_entries",
+        "machine",
+        "mutation",
+        "pre_log_entries",
+        "queue_len",
+        "states_before",
+        "states_before_set",
+        "target_states",
+        "time_before",
+    )
+
+    def __init__(self, m: Machine, mut: Mutation) -> None:
+        self.id = secrets.token_hex(8)
+        self.machine = m
+        self.mutation = mut
+        self.states_before: list[str] = list(m._active)
+        self.states_before_set = frozenset(m._active_set)
+        self.time_before = Time(m._ticks)
+        self._time_after: Time | None = None
+        self.is_accepted = True
+        self.is_completed = False
+        self.enters: list[str] = []
+        self.exits: list[str] = []
+        self.activated: list[str] = []
+        self.deactivated: list[str] = []
+        self._apply_changes: dict[int, int] = {}
+        self._latest_to = ""
+        self._latest_is_enter = False
+        self._latest_is_final = False
+        self._steps: list[Step] | None = [] if m.log_steps and (
+            not mut.is_check
+        ) else None
+        self.log_entries: list[str] = []
+        self.pre_log_entries: list[str] = []
+        self.queue_len = 0
+        self.called_set = frozenset(mut.called)
+        self.target_states: list[str] = []
+
+    # ----- read-only views
+
+    @property
+    def called_states(self) -> list[str]:
+        """The states the mutation named."""
+        return list(self.mutation.called)
+
+    @property
+    def type(self) -> MutationType:
+        """The mutation type."""
+        return self.mutation.type
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The mutation's args (the mapping handlers receive)."""
+        return self.mutation.args
+
+    @property
+    def is_auto(self) -> bool:
+        """True for the automatic mutation of Auto states."""
+        return self.mutation.is_auto
+
+    @property
+    def is_health(self) -> bool:
+        """Add of exactly ``Healthcheck`` or ``Heartbeat`` (SPEC 6.1)."""
+        c = self.mutation.called
+        return (
+            self.mutation.type is _ADD
+            and len(c) == 1
+            and c[0] in (HEALTHCHECK, HEARTBEAT)
+        )
+
+    @property
+    def time_after(self) -> Time:
+        """Machine time after: predicted during negotiation, real afterwards (4.4)."""
+        if self._time_after is not None:
+            return self._time_after
+        if self.mutation.is_check or not self.is_accepted:
+            return Time(self.time_before)
+        return self._predict_time_after()
+
+    def _predict_time_after(self) -> Time:
+        m = self.machine
+        t = Time(self.time_before)
+        index = m._index
+        multi = m._resolver.multi
+        before = self.states_before_set
+        targets = set(self.target_states)
+        for s in self.target_states:
+            if s not in before:
+                t[index[s]] += 1
+            elif s in self.called_set and s in multi:
+                t[index[s]] += 2
+        for s in self.states_before:
+            if s not in targets:
+                t[index[s]] += 1
+        return t
+
+    @property
+    def clock_before(self) -> dict[str, int]:
+        """Ticks before the transition, by state name."""
+        return dict(zip(self.machine._names, self.time_before, strict=False))
+
+    @property
+    def clock_after(self) -> dict[str, int]:
+        """Ticks after the transition, by state name."""
+        return dict(zip(self.machine._names, self.time_after, strict=False))
+
+    @property
+    def steps(self) -> list[Step]:
+        """Recorded steps (empty unless ``log_steps`` was on)."""
+        return list(self._steps or ())
+
+    def time_index_before(self) -> TimeIndex:
+        """``time_before`` bound to the state names."""
+        return TimeIndex(self.time_before, self.machine._names)
+
+    def time_index_after(self) -> TimeIndex:
+        """``time_after`` bound to the state names."""
+        return TimeIndex(self.time_after, self.machine._names)
+
+    def time_index_called(self) -> TimeIndex:
+        """The called states as active states of a TimeIndex."""
+        names = self.machine._names
+        return TimeIndex.from_active(names, [names.index(s) for s in self.mutation.called])
+
+    def time_index_time_diff(self) -> TimeIndex:
+        """States whose tick changed, marked active."""
+        names = self.machine._names
+        diff = self.time_after.diff_since(self.time_before).non_zero_states()
+        return TimeIndex.from_active(names, diff)
+
+    def time_index_diff(self) -> tuple[TimeIndex, TimeIndex]:
+        """(added, removed) by this transition; re-entered Multi states count as added."""
+        names = self.machine._names
+        before, after = self.time_before, self.time_after
+        added: list[int] = []
+        removed: list[int] = []
+        for i in range(len(names)):
+            b = before.tick(i)
+            a = after.tick(i)
+            if b % 2 and not a % 2:
+                removed.append(i)
+            elif not b % 2 and a % 2:
+                added.append(i)
+            elif b != a:
+                added.append(i)
+        return TimeIndex.from_active(names, added), TimeIndex.from_active(names, removed)
+
+    def time_index_touched(self) -> TimeIndex:
+        """States named by the recorded steps, marked active (needs ``log_steps``)."""
+        names = self.machine._names
+        idx = {n: i for i, n in enumerate(names)}
+        touched: list[int] = []
+        for step in self._steps or ():
+            for s in (step.from_state, step.to_state):
+                if s in idx:
+                    touched.append(idx[s])
+        return TimeIndex.from_active(names, touched)
+
+    def string(self) -> str:
+        """``tx#<id>\\n[<type>] <called>`` + source + steps (SPEC 5.8, 11.3)."""
+        m = self.machine
+        called = self.called_set
+        names = " ".join(n for n in m._names if n in called)
+        out = f"tx#{self.id}\n[{self.mutation.type}] {names}"
+        src = self.mutation.source
+        if src is not None:
+            out += f"\nsource: [{src.tx_id}]({src.mach_id}/{src.tx_id}/t{src.mach_time})"
+        if self._steps:
+            out += "".join(f"\n- {s}" for s in self._steps)
+        return out
+
+    __str__ = string
+
+    def __repr__(self) -> str:
+        return f"<Transition {self.id} {self.mutation!r}>"
+
+    # ----- steps
+
+    def _add_step(
+        self, kind: str, from_state: str, to_state: str, relation: str = "", **kw: bool
+    ) -> None:
+        if self._steps is not None:
+            self._steps.append(Step(StepType(kind), from_state, to_state, relation, **kw))
+
+    # ----- lifecycle
+
+    def setup(self) -> None:
+        """Resolve relations, acceptance, exits and enters (newTransition)."""
+        m = self.machine
+        mut = self.mutation
+        called = mut.called
+        if mut.type is _ADD:
+            states_to_set = called + self.states_before
+        elif mut.type is _REMOVE:
+            cs = self.called_set
+            states_to_set = [s for s in self.states_before if s not in cs]
+        else:
+            states_to_set = called
+        level = m._log_level
+        if level >= LogLevel.OPS or (level >= LogLevel.DECISIONS and mut.is_auto):
+            args = m._log_args(mut.args)
+            if mut.is_auto:
+                m._log(LogLevel.DECISIONS, f"[{mut.type}:auto] {' '.join(called)}{args}")
+            else:
+                m._log(LogLevel.OPS, f"[{mut.type}] {' '.join(called)}{args}")
+            src = mut.source
+            if src is not None:
+                m._log(LogLevel.OPS, f"[source] {src.mach_id}/{src.tx_id}/{src.mach_time}")
+        if self._steps is not None:
+            for s in called:
+                self._add_step("called", "", s)
+            before = self.states_before_set
+            if mut.type is _REMOVE:
+                for s in called:
+                    self._add_step("deactivate", "", s)
+            else:
+                for s in states_to_set:
+                    if s not in before:
+                        self._add_step("activate", "", s)
+                if mut.type is MutationType.SET:
+                    to_set = set(states_to_set)
+                    for s in self.states_before:
+                        if s not in to_set:
+                            self._add_step("deactivate", "", s)
+        targets = m._resolver.target_states(
+            mut.type, called, mut.is_auto, self.states_before,
+            self.states_before_set, states_to_set,
+        )
+        self.target_states = targets
+        if level >= LogLevel.OPS:
+            to_set_ = set(states_to_set)
+            implied = [s for s in targets if s not in to_set_]
+            if implied:
+                m._log(LogLevel.OPS, f"[implied] {' '.join(implied)}")
+        self._setup_accepted()
+        if self.is_accepted:
+            self._setup_exit_enter()
+        for tracer in m._tracers:
+            tracer.transition_init(self)
+
+    def _setup_accepted(self) -> None:
+        mut = self.mutation
+        if mut.type is _REMOVE:
+            return
+        targets = set(self.target_states)
+        not_accepted = [s for s in mut.called if s not in targets]
+        if mut.is_auto:
+            if len(not_accepted) < len(mut.called):
+                return
+            self.is_accepted = False
+        if not not_accepted:
+            return
+        if mut.is_check and not self.machine._resolver.multi.isdisjoint(mut.called):
+            return
+        self.is_accepted = False
+        m = self.machine
+        m._log(LogLevel.OPS, f"[cancel:reject] {' '.join(not_accepted)}")
+        for s in not_accepted:
+            self._add_step("cancel", "", s)
+
+    def _setup_exit_enter(self) -> None:
+        m = self.machine
+        active = m._active_set
+        targets = self.target_states
+        tset = set(targets)
+        exits = [s for s in m._active if s not in tset]
+        m._resolver.sort_states(exits)
+        multi = m._resolver.multi
+        called = self.called_set
+        self.exits = exits
+        self.enters = [
+            s for s in targets if s not in active or (s in multi and s in called)
+        ]
+
+    def _drop_target(self, state: str) -> None:
+        try:
+            self.target_states.remove(state)
+        except ValueError:
+            pass
+
+    def _negotiate(self) -> Result:
+        """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2)."""
+        m = self.machine
+        handle = m._handle
+        is_auto = self.mutation.is_auto
+        auto_states = m._resolver.auto_states
+        # 1. exits
+        for s in self.exits:
+            self._latest_to = ""
+            res = handle(s + "Exit", False, False, False)
+            self._step_handler(s, "", False, False)
+            if res is CANCELED:
+                # SPEC 6.2: an Auto state's Exit rejecting cancels (port rule)
+                return CANCELED
+        # 2. enters
+        for s in self.enters:
+            self._latest_to = s
+            res = handle(s + "Enter", False, True, False)
+            self._step_handler("", s, False, True)
+            if res is CANCELED:
+                if is_auto and s in auto_states:
+                    self._drop_target(s)
+                else:
+                    return CANCELED
+        # 3. self handlers: the result of the last dispatch counts (Go quirk)
+        if self.mutation.type is not _REMOVE:
+            res = EXECUTED
+            targets = self.target_states
+            active = m._active_set
+            i = 0
+            while i < len(targets):
+                s = targets[i]
+                i += 1
+                if s not in active:
+                    continue
+                self._latest_to = s
+                res = handle(s + s, False, False, True)
+                if self._steps is not None and m._handler_called:
+                    self._add_step("handler", "", s, is_self=True)
+                if res is CANCELED:
+                    if is_auto and s in auto_states:
+                        # drop while iterating: the next target is skipped (quirk)
+                        targets.remove(s)
+                    else:
+                        return CANCELED
+            if res is CANCELED:
+                return CANCELED
+        # 4. state-state handlers over a snapshot of the targets
+        after = list(self.target_states)
+        for b in self.states_before:
+            for a in after:
+                if a == b:
+                    continue
+                self._latest_to = ""
+                res = handle(b + a, False, False, False)
+                if self._steps is not None and m._handler_called:
+                    self._add_step("handler", b, a)
+                if res is CANCELED:
+                    if is_auto and a in auto_states:
+                        self._drop_target(a)
+                    else:
+                        return CANCELED
+        # 5. nothing left of an auto mutation
+        if is_auto and not self.target_states:
+            return CANCELED
+        # 6. AnyEnter
+        self._latest_to = ANY
+        res = handle("AnyEnter", False, True, False)
+        if self._steps is not None and m._handler_called:
+            self._add_step("handler", ANY, ANY, is_enter=True)
+        return res
+
+    def _step_handler(self, from_: str, to: str, is_final: bool, is_enter: bool) -> None:
+        if self._steps is not None and self.machine._handler_called:
+            self._add_step("handler", from_, to, is_final=is_final, is_enter=is_enter)
+
+    def _finals(self) -> Result:
+        """Exit ``End`` then enter ``State`` handlers; stop at the first failure."""
+        m = self.machine
+        handle = m._handle
+        for s in self.exits:
+            self._latest_to = ""
+            res = handle(s + "End", True, False, False)
+            self._step_handler("", s, True, False)
+            if res is CANCELED:
+                return CANCELED
+        for s in self.enters:
+            self._latest_to = s
+            res = handle(s + "State", True, True, False)
+            self._step_handler("", s, True, True)
+            if res is CANCELED:
+                return CANCELED
+        return EXECUTED
+
+    def run(self) -> Result:
+        """Negotiate, apply, run final handlers, report (SPEC 5.2)."""
+        m = self.machine
+        mut = self.mutation
+        result = EXECUTED if self.is_accepted else CANCELED
+        has_changed = False
+        has_handlers = m._handlers_ever_bound or m._log_level >= LogLevel.EVERYTHING
+        for tracer in m._tracers:
+            tracer.transition_start(self)
+
+        if has_handlers and result is EXECUTED:
+            result = self._negotiate()
+
+        if not mut.is_check:
+            if mut.is_auto:
+                # SPEC 6.3: recompute from the called states that survived
+                targets = set(self.target_states)
+                called_clean = [s for s in mut.called if s in targets]
+                self.target_states = m._resolver.target_states(
+                    _ADD, called_clean, True, self.states_before,
+                    self.states_before_set, called_clean + m._active,
+                )
+                self._setup_exit_enter()
+
+            if result is EXECUTED:
+                m._apply(self, mut.called, self.target_states)
+                if mut.is_auto:
+                    before = self.states_before_set
+                    now = m._active_set
+                    self.activated = [s for s in m._active if s not in before]
+                    self.deactivated = [s for s in self.states_before if s not in now]
+                else:
+                    self.activated = self.enters
+                    self.deactivated = self.exits
+                m._subs.process_state_ctx(self.activated, self.deactivated)
+                self._time_after = Time(m._ticks)
+                for tracer in m._tracers:
+                    tracer.transition_finals(self)
+                if has_handlers or m._subs.when_args:
+                    result = self._finals()
+                if result is CANCELED:
+                    m._revert(self)
+                has_changed = bool(self._apply_changes)
+                self._time_after = Time(m._ticks)
+            else:
+                self._time_after = Time(self.time_before)
+
+            if result is EXECUTED and has_handlers:
+                self._latest_to = ANY
+                result = m._handle("AnyState", True, True, False)
+
+            if m._on_change is not None:
+                m._on_change(m, self.time_before, self.time_after)
+
+            if result is CANCELED:
+                self.is_accepted = False
+            elif not m._disposing and has_changed and not mut.is_auto and not self.is_health:
+                auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
+                if auto:
+                    m._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
+                    m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+        elif result is CANCELED:
+            self.is_accepted = False
+
+        self.queue_len = len(m._queue)
+        self.is_completed = True
+        for tracer in m._tracers:
+            tracer.transition_end(self)
+
+        if result is CANCELED:
+            return CANCELED
+        if mut.is_check:
+            return result
+        if mut.type is _REMOVE:
+            active = m._active_set
+            return CANCELED if any(s in active for s in mut.called) else EXECUTED
+        if mut.is_auto:
+            return EXECUTED if len(self.target_states) > len(self.states_before) else CANCELED
+        active = m._active_set
+        return EXECUTED if all(s in active for s in self.target_states) else CANCELED
