@@ -39,9 +39,9 @@ from .machine.logging import LogLevel as LogLevel
 from .machine.logging import log_args_mapper as log_args_mapper
 from .machine.machine import Machine as Machine
 from .machine.machine import Serialized as Serialized
-from .machine.mutation import MutSource as MutSource
 from .machine.mutation import Mutation as Mutation
 from .machine.mutation import MutationType as MutationType
+from .machine.mutation import MutSource as MutSource
 from .machine.mutation import Position as Position
 from .machine.mutation import Result as Result
 from .machine.resolver import Relation as Relation

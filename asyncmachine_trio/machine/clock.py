@@ -251,9 +251,7 @@ class TimeIndex:
 
     def any(self, *groups: str | Sequence[str]) -> bool:
         """True if any group is entirely active; a bare name is a group of one."""
-        return self.time.any(
-            *(self._idxs([g] if isinstance(g, str) else g) for g in groups)
-        )
+        return self.time.any(*(self._idxs([g] if isinstance(g, str) else g) for g in groups))
 
     def any1(self, *states: str) -> bool:
         """True if any of `states` is active."""

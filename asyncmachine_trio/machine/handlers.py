@@ -27,7 +27,12 @@ HandlerFn = Callable[["Event"], Any]
 _SNAKE_RE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _ID_RE = re.compile(r"[^a-zA-Z0-9\-_.]+")
 
-SUFFIXES = (("_enter", "Enter"), ("_exit", "Exit"), ("_state", "State"), ("_end", "End"))
+SUFFIXES = (
+    ("_enter", "Enter"),
+    ("_exit", "Exit"),
+    ("_state", "State"),
+    ("_end", "End"),
+)
 FINAL_SUFFIXES = ("State", "End")
 
 
@@ -84,8 +89,7 @@ class Binding:
             sn = snake(name)
             if sn in by_snake and by_snake[sn] != name:
                 raise SchemaError(
-                    f"states {by_snake[sn]} and {name} have the same handler prefix"
-                    f" {sn!r}"
+                    f"states {by_snake[sn]} and {name} have the same handler prefix {sn!r}"
                 )
             by_snake[sn] = name
         table: dict[str, HandlerFn] = {}

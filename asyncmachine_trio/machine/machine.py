@@ -19,7 +19,14 @@ from typing import Any
 import attrs
 import structlog
 
-from .args import AException, ACheck, ExceptionArgsPanic, args_merge, parse_args, pass_args
+from .args import (
+    ACheck,
+    AException,
+    ExceptionArgsPanic,
+    args_merge,
+    parse_args,
+    pass_args,
+)
 from .clock import Time, is_active_tick
 from .errors import (
     ArgumentError,
@@ -33,9 +40,9 @@ from .errors import (
 )
 from .handlers import Binding, sanitize_binding_id
 from .logging import LOG_ARGS, LoggerFn, LogLevel, format_log_args, log_args_mapper
-from .mutation import MutSource, Mutation, MutationType, Position, Result
+from .mutation import Mutation, MutationType, MutSource, Position, Result
 from .resolver import Relation, Resolver
-from .schema import EXCEPTION, MACHINE_RESTORED, START, State, States, parse_schema
+from .schema import EXCEPTION, MACHINE_RESTORED, State, States, parse_schema
 from .tracing import Tracer
 from .transition import Event, Transition
 from .waiting import Ctx, StateCtx, Subscriptions, Waiter
@@ -129,7 +136,9 @@ class Machine:
         if handler_timeout is not None and (
             not isinstance(handler_timeout, int | float) or handler_timeout < 0
         ):
-            raise ArgumentError(f"handler_timeout must be seconds >= 0 or None: {handler_timeout!r}")
+            raise ArgumentError(
+                f"handler_timeout must be seconds >= 0 or None: {handler_timeout!r}"
+            )
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise ArgumentError(f"queue_limit must be a positive int: {queue_limit!r}")
 
@@ -146,9 +155,7 @@ class Machine:
         self._logger = logger
         self._log_id = not dont_log_id
         self._args_mapper = (
-            log_args_mapper(log_args_max, log_args_names)
-            if log_args_names is not None
-            else None
+            log_args_mapper(log_args_max, log_args_names) if log_args_names is not None else None
         )
         self.log_steps = log_steps
         self.log_stack_trace = log_stack_trace
@@ -344,9 +351,7 @@ class Machine:
     # ----- input validation
 
     def _unknown(self, name: object) -> StateUnknownError:
-        return StateUnknownError(
-            f"missing states: {name} not defined in schema for {self._id}"
-        )
+        return StateUnknownError(f"missing states: {name} not defined in schema for {self._id}")
 
     def _parse(self, states: Sequence[str]) -> list[str]:
         """Validate state names; dedupe keeping first occurrences (SPEC 3.1)."""
@@ -395,7 +400,10 @@ class Machine:
     # ----- mutations (SPEC 3)
 
     def add(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: Sequence[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Activate ``states`` (subject to relations)."""
@@ -405,7 +413,11 @@ class Machine:
         return self._add(called, args, event)
 
     def add1(
-        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+        self,
+        state: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Result:
         """Activate one state."""
         if self._disposing:
@@ -416,15 +428,16 @@ class Machine:
         self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
     ) -> Result:
         if len(self._queue) >= self.queue_limit and (
-            event is not None
-            or EXCEPTION not in called
-            or EXCEPTION in self._active_set
+            event is not None or EXCEPTION not in called or EXCEPTION in self._active_set
         ):
             return self._queue_full(called)
         return self._mutate(_ADD, called, self._check_args(args), event)
 
     def remove(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: Sequence[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Deactivate ``states``."""
@@ -433,7 +446,11 @@ class Machine:
         return self._remove(self._parse(states), args, event)
 
     def remove1(
-        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+        self,
+        state: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Result:
         """Deactivate one state."""
         if self._disposing:
@@ -444,9 +461,7 @@ class Machine:
         self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
     ) -> Result:
         if len(self._queue) >= self.queue_limit and (
-            event is not None
-            or EXCEPTION not in called
-            or EXCEPTION not in self._active_set
+            event is not None or EXCEPTION not in called or EXCEPTION not in self._active_set
         ):
             return self._queue_full(called)
         # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
@@ -457,7 +472,10 @@ class Machine:
         return self._mutate(_REMOVE, called, self._check_args(args), event)
 
     def set(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: Sequence[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Make ``states`` the active ones (subject to relations)."""
@@ -469,7 +487,10 @@ class Machine:
         return self._mutate(_SET, called, self._check_args(args), event)
 
     def toggle(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None, *,
+        self,
+        states: Sequence[str],
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Remove ``states`` if all are active, else add them."""
@@ -482,7 +503,11 @@ class Machine:
         return self._add(called, args, event)
 
     def toggle1(
-        self, state: str, args: Mapping[str, Any] | None = None, *, event: Event | None = None
+        self,
+        state: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Result:
         """Remove ``state`` if active, else add it."""
         if self._disposing:
@@ -493,14 +518,21 @@ class Machine:
         return self._add(called, args, event)
 
     def add_err(
-        self, err: Exception, args: Mapping[str, Any] | None = None, *,
+        self,
+        err: Exception,
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Store ``err`` and add ``Exception`` (SPEC 9)."""
         return self.add_err_state(EXCEPTION, err, args, event=event)
 
     def add_err_state(
-        self, state: str, err: Exception, args: Mapping[str, Any] | None = None, *,
+        self,
+        state: str,
+        err: Exception,
+        args: Mapping[str, Any] | None = None,
+        *,
         event: Event | None = None,
     ) -> Result:
         """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
@@ -526,7 +558,10 @@ class Machine:
         return CANCELED
 
     def _mutate(
-        self, mtype: MutationType, called: list[str], args: dict[str, Any],
+        self,
+        mtype: MutationType,
+        called: list[str],
+        args: dict[str, Any],
         event: Event | None,
     ) -> Result:
         if threading.get_ident() != self._thread:
@@ -551,7 +586,9 @@ class Machine:
         if event is not None:
             etx = event.machine._tx
             source = MutSource(
-                event.machine.id, event.id, sum(etx.time_before) if etx is not None else 0
+                event.machine.id,
+                event.id,
+                sum(etx.time_before) if etx is not None else 0,
             )
         mut = Mutation(mtype, called, args, source=source)
         self._queue.append(mut)
@@ -559,7 +596,8 @@ class Machine:
         mut.queue_tick = self._queue_pending + self._queue_tick
         if self._log_level >= LogLevel.OPS:
             self._log(
-                LogLevel.OPS, f"[queue:{mtype}] {' '.join(called)}{self._log_args(args)}"
+                LogLevel.OPS,
+                f"[queue:{mtype}] {' '.join(called)}{self._log_args(args)}",
             )
         for t in self._tracers:
             t.mutation_queued(self, mut)
@@ -590,7 +628,8 @@ class Machine:
             if self._log_level >= LogLevel.OPS:
                 n = len(queue)
                 self._log(
-                    LogLevel.OPS, f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})"
+                    LogLevel.OPS,
+                    f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})",
                 )
             return QUEUED
         self._draining = True
@@ -661,16 +700,12 @@ class Machine:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    def can_remove(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove``."""
         if self._disposing:
             return CANCELED
         called = self._parse(states)
-        return self._prepend(
-            Mutation(_REMOVE, called, self._check_args(args), is_check=True)
-        )
+        return self._prepend(Mutation(_REMOVE, called, self._check_args(args), is_check=True))
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
@@ -749,7 +784,10 @@ class Machine:
                 msg += " " + " ".join(no_change)
             if msg:
                 label = "auto_" if tx.mutation.is_auto else "state"
-                self._log(LogLevel.CHANGES, f"[{label}]{msg}{self._log_args(tx.mutation.args)}")
+                self._log(
+                    LogLevel.CHANGES,
+                    f"[{label}]{msg}{self._log_args(tx.mutation.args)}",
+                )
 
     def _revert(self, tx: Transition) -> None:
         """Undo the states whose final handlers did not run (SPEC 5.6)."""
@@ -818,9 +856,7 @@ class Machine:
                 self._recover(err, event)
             finally:
                 self._current_handler = ""
-            if not panicked and timeout is not None and (
-                _time.perf_counter() - started > timeout
-            ):
+            if not panicked and timeout is not None and (_time.perf_counter() - started > timeout):
                 timed_out = True
             if name in b.async_names and not panicked:
                 self._start_async_handler(event, ret)
@@ -874,15 +910,11 @@ class Machine:
             AException(
                 err=err,
                 err_trace=trace,
-                panic=ExceptionArgsPanic(
-                    list(tx.mutation.called), list(tx.states_before), tx
-                ),
+                panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
             )
         )
         self._prepend(
-            Mutation(
-                _ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0)
-            )
+            Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
         )
 
     def _start_async_handler(self, event: Event, coro: Any) -> None:
@@ -905,9 +937,7 @@ class Machine:
     def _fork_from_event(self, event: Event, fn: Any, args: tuple[Any, ...]) -> None:
         from .errors import NoNurseryError
 
-        raise NoNurseryError(
-            "forking needs a task group: use am.open_machine() or Machine.start()"
-        )
+        raise NoNurseryError("forking needs a task group: use am.open_machine() or Machine.start()")
 
     # ----- handlers and tracers
 
@@ -948,9 +978,7 @@ class Machine:
     @staticmethod
     def _check_tracer(tracer: object) -> None:
         if not isinstance(tracer, Tracer):
-            raise TracerError(
-                f"tracers must be am.Tracer instances, got {type(tracer).__name__}"
-            )
+            raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
 
     def tracer_bind(self, tracer: Tracer) -> str:
         """Bind a tracer; returns its id."""
@@ -1297,13 +1325,9 @@ class Machine:
             raise SchemaError("schema error: cannot set schema during a transition")
         parsed, err = parse_schema(schema)
         if len(parsed) <= len(self._schema):
-            raise SchemaError(
-                f"schema error: new schema too short (> {len(self._schema)} states)"
-            )
+            raise SchemaError(f"schema error: new schema too short (> {len(self._schema)} states)")
         if len(parsed) != len(names):
-            raise SchemaError(
-                "schema error: new schema has to be the same length as state names"
-            )
+            raise SchemaError("schema error: new schema has to be the same length as state names")
         if err is not None:
             raise err
         old = self._schema
@@ -1338,9 +1362,7 @@ class Machine:
             raise SchemaError("schema error: cannot import during a transition")
         if data.id != self._id:
             raise SchemaError(f"import ID mismatch: {data.id} != {self._id}")
-        if len(data.state_names) != len(self._schema) or len(data.time) != len(
-            data.state_names
-        ):
+        if len(data.state_names) != len(self._schema) or len(data.time) != len(data.state_names):
             raise SchemaError("schema error: importing diff state len")
         for s in data.state_names:
             if s not in self._schema:
@@ -1432,7 +1454,9 @@ class Machine:
             if s.multi:
                 out.append("    |Multi    true\n")
             for label, rel in (
-                ("Add", s.add), ("Require", s.require), ("Remove", s.remove),
+                ("Add", s.add),
+                ("Require", s.require),
+                ("Remove", s.remove),
                 ("After", s.after),
             ):
                 if rel is not None:
@@ -1507,8 +1531,7 @@ class Machine:
         if not states or len(states) != len(ticks):
             self.add_err(
                 AsyncMachineError(
-                    "whenTime: states and times must have the same length"
-                    f" ({' '.join(states)}) > 0"
+                    f"whenTime: states and times must have the same length ({' '.join(states)}) > 0"
                 )
             )
             w = Waiter("whenTime")
@@ -1528,9 +1551,7 @@ class Machine:
         """Resolves on the next activation of ``state`` (Multi re-entry included)."""
         return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
 
-    def when_args(
-        self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None
-    ) -> Waiter:
+    def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:
         """Resolves when a ``<state>State`` event carries matching args."""
         w = self._disposed_waiter_or("whenArgs")
         if w is not None:
@@ -1538,9 +1559,7 @@ class Machine:
         self._parse1(state)
         return self._subs.add_when_args(state, args, ctx)
 
-    def when_query(
-        self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None
-    ) -> Waiter:
+    def when_query(self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``fn(clock)`` is true after an accepted transition."""
         w = self._disposed_waiter_or("whenQuery")
         if w is not None:
@@ -1609,4 +1628,3 @@ class Machine:
                 self._ticks[self._index[s]] = 1
         if queue_tick is not None:
             self._queue_tick = queue_tick
-

@@ -41,9 +41,7 @@ class Relation(str, enum.Enum):
 # strict weak order, so only the exact algorithm gives the reference's order)
 
 
-def _insertion_sort(
-    data: list[str], a: int, b: int, less: Callable[[str, str], bool]
-) -> None:
+def _insertion_sort(data: list[str], a: int, b: int, less: Callable[[str, str], bool]) -> None:
     for i in range(a + 1, b):
         j = i
         while j > a and less(data[j], data[j - 1]):
@@ -69,9 +67,7 @@ def _rotate(data: list[str], a: int, m: int, b: int) -> None:
     _swap_range(data, m - i, m, i)
 
 
-def _sym_merge(
-    data: list[str], a: int, m: int, b: int, less: Callable[[str, str], bool]
-) -> None:
+def _sym_merge(data: list[str], a: int, m: int, b: int, less: Callable[[str, str], bool]) -> None:
     if m - a == 1:
         i, j = m, b
         while i < j:
@@ -225,8 +221,7 @@ class Resolver:
                     m = self._mach
                     m._log(
                         LogLevel.CHANGES,
-                        f"[resolver] relation error: state {cyc} has a Require cycle"
-                        f" for {m.id}",
+                        f"[resolver] relation error: state {cyc} has a Require cycle for {m.id}",
                     )
                     return
         self.topo_key = {n: i for i, n in enumerate(order)}
@@ -305,9 +300,7 @@ class Resolver:
             m = self._mach
             level = LogLevel.DECISIONS if is_auto else LogLevel.OPS
             if m._log_level >= level:
-                text = " ".join(
-                    f"{s}(-{' -'.join(miss)})" for s, miss in missing_map.items()
-                )
+                text = " ".join(f"{s}(-{' -'.join(miss)})" for s, miss in missing_map.items())
                 label = "reject:auto" if is_auto else "reject"
                 m._log(level, f"[{label}] {text}")
         return states

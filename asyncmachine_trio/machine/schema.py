@@ -281,8 +281,7 @@ def to_schema(schema: Any) -> dict[str, State]:
                 raise SchemaError(f"state {name}: {err}") from err
         else:
             raise SchemaError(
-                f"state {name}: expected am.State or a mapping, got"
-                f" {type(value).__name__}"
+                f"state {name}: expected am.State or a mapping, got {type(value).__name__}"
             )
     return out
 
@@ -348,9 +347,7 @@ def schema_merge(*schemas: Any) -> dict[str, State]:
     return out
 
 
-def _prefix_list(
-    lst: tuple[str, ...] | None, prefix: str, keep: bool
-) -> tuple[str, ...] | None:
+def _prefix_list(lst: tuple[str, ...] | None, prefix: str, keep: bool) -> tuple[str, ...] | None:
     if lst is None or keep:
         return lst
     return tuple(prefix + x for x in lst)

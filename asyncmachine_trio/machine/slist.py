@@ -80,14 +80,10 @@ def states_prefix(states: Sequence[str], prefix: str) -> list[str]:
 
 def states_with_prefix(states: Sequence[str], *prefixes: str) -> list[str]:
     """Names starting with a prefix, grouped by prefix order, without repeats."""
-    return _unique(
-        name for prefix in prefixes for name in states if name.startswith(prefix)
-    )
+    return _unique(name for prefix in prefixes for name in states if name.startswith(prefix))
 
 
-def states_filter_match(
-    states: Sequence[str], pattern: str | re.Pattern[str]
-) -> list[str]:
+def states_filter_match(states: Sequence[str], pattern: str | re.Pattern[str]) -> list[str]:
     """Names in which the regex `pattern` matches anywhere (unanchored search)."""
     regex = re.compile(pattern) if isinstance(pattern, str) else pattern
     return [name for name in states if regex.search(name) is not None]

@@ -46,7 +46,15 @@ class StepType(enum.Enum):
 class Step:
     """One recorded step (only while ``Machine.log_steps``)."""
 
-    __slots__ = ("from_state", "is_enter", "is_final", "is_self", "relation", "to_state", "type")
+    __slots__ = (
+        "from_state",
+        "is_enter",
+        "is_final",
+        "is_self",
+        "relation",
+        "to_state",
+        "type",
+    )
 
     def __init__(
         self,
@@ -199,9 +207,7 @@ class Transition:
         self._latest_to = ""
         self._latest_is_enter = False
         self._latest_is_final = False
-        self._steps: list[Step] | None = [] if m.log_steps and (
-            not mut.is_check
-        ) else None
+        self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
         self.queue_len = 0
@@ -234,11 +240,7 @@ class Transition:
     def is_health(self) -> bool:
         """Add of exactly ``Healthcheck`` or ``Heartbeat`` (SPEC 6.1)."""
         c = self.mutation.called
-        return (
-            self.mutation.type is _ADD
-            and len(c) == 1
-            and c[0] in (HEALTHCHECK, HEARTBEAT)
-        )
+        return self.mutation.type is _ADD and len(c) == 1 and c[0] in (HEALTHCHECK, HEARTBEAT)
 
     @property
     def time_after(self) -> Time:
@@ -311,9 +313,7 @@ class Transition:
             a = after.tick(i)
             if b % 2 and not a % 2:
                 removed.append(i)
-            elif not b % 2 and a % 2:
-                added.append(i)
-            elif b != a:
+            elif (not b % 2 and a % 2) or b != a:
                 added.append(i)
         return TimeIndex.from_active(names, added), TimeIndex.from_active(names, removed)
 
@@ -395,8 +395,12 @@ class Transition:
                         if s not in to_set:
                             self._add_step("deactivate", "", s)
         targets = m._resolver.target_states(
-            mut.type, called, mut.is_auto, self.states_before,
-            self.states_before_set, states_to_set,
+            mut.type,
+            called,
+            mut.is_auto,
+            self.states_before,
+            self.states_before_set,
+            states_to_set,
         )
         self.target_states = targets
         if level >= LogLevel.OPS:
@@ -440,9 +444,7 @@ class Transition:
         multi = m._resolver.multi
         called = self.called_set
         self.exits = exits
-        self.enters = [
-            s for s in targets if s not in active or (s in multi and s in called)
-        ]
+        self.enters = [s for s in targets if s not in active or (s in multi and s in called)]
 
     def _drop_target(self, state: str) -> None:
         try:
@@ -563,8 +565,12 @@ class Transition:
                 targets = set(self.target_states)
                 called_clean = [s for s in mut.called if s in targets]
                 self.target_states = m._resolver.target_states(
-                    _ADD, called_clean, True, self.states_before,
-                    self.states_before_set, called_clean + m._active,
+                    _ADD,
+                    called_clean,
+                    True,
+                    self.states_before,
+                    self.states_before_set,
+                    called_clean + m._active,
                 )
                 self._setup_exit_enter()
 

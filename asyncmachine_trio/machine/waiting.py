@@ -28,7 +28,14 @@ class Ctx:
     is cancelled when the context is.
     """
 
-    __slots__ = ("__weakref__", "_callbacks", "_cancelled", "_children", "_scopes", "parent")
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_cancelled",
+        "_children",
+        "_scopes",
+        "parent",
+    )
 
     def __init__(self, parent: Ctx | None = None) -> None:
         self.parent = parent
@@ -204,9 +211,7 @@ class _WhenTime:
 class _WhenArgs:
     __slots__ = ("args", "ctx", "handler", "waiter")
 
-    def __init__(
-        self, waiter: Waiter, handler: str, args: dict[str, Any], ctx: Ctx | None
-    ) -> None:
+    def __init__(self, waiter: Waiter, handler: str, args: dict[str, Any], ctx: Ctx | None) -> None:
         self.waiter = waiter
         self.handler = handler
         self.args = args
@@ -216,7 +221,9 @@ class _WhenArgs:
 class _WhenQuery:
     __slots__ = ("ctx", "fn", "waiter")
 
-    def __init__(self, waiter: Waiter, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None) -> None:
+    def __init__(
+        self, waiter: Waiter, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None
+    ) -> None:
         self.waiter = waiter
         self.fn = fn
         self.ctx = ctx
@@ -267,7 +274,10 @@ class Subscriptions:
             ctx.on_cancel(lambda: self._expired.append(sub))
 
     def add_when(
-        self, states: Sequence[str], active: Callable[[str], bool], negation: bool,
+        self,
+        states: Sequence[str],
+        active: Callable[[str], bool],
+        negation: bool,
         ctx: Ctx | None,
     ) -> Waiter:
         kind = "whenNot" if negation else "when"
@@ -291,7 +301,10 @@ class Subscriptions:
         return waiter
 
     def add_when_time(
-        self, states: Sequence[str], times: Sequence[int], tick: Callable[[str], int],
+        self,
+        states: Sequence[str],
+        times: Sequence[int],
+        tick: Callable[[str], int],
         ctx: Ctx | None,
     ) -> Waiter:
         index = {s: i for i, s in enumerate(states)}
@@ -482,19 +495,19 @@ class Subscriptions:
                         sub.waiter._resolve()
         if self.when_time:
             for s in ticked:
-                subs = self.when_time.get(s)
-                if not subs:
+                tsubs = self.when_time.get(s)
+                if not tsubs:
                     continue
                 now = clock(s)
-                for sub in list(subs):
-                    if not sub.completed[s] and now >= sub.times[sub.index[s]]:
-                        sub.matched += 1
-                        sub.completed[s] = True
-                    if sub.matched < sub.total:
+                for tsub in list(tsubs):
+                    if not tsub.completed[s] and now >= tsub.times[tsub.index[s]]:
+                        tsub.matched += 1
+                        tsub.completed[s] = True
+                    if tsub.matched < tsub.total:
                         continue
-                    self._gc_when_time(sub)
-                    self._m._log(LogLevel.OPS, f"[whenTime:match] {','.join(sub.index)}")
-                    sub.waiter._resolve()
+                    self._gc_when_time(tsub)
+                    self._m._log(LogLevel.OPS, f"[whenTime:match] {','.join(tsub.index)}")
+                    tsub.waiter._resolve()
         if self.when_queue:
             keep: list[tuple[int, Waiter]] = []
             for entry in self.when_queue:
@@ -507,11 +520,11 @@ class Subscriptions:
             self.when_queue = keep
         if self.when_query:
             snapshot = self._m.clock()
-            for sub in list(self.when_query):
-                if sub.fn(snapshot):
-                    self._gc_when_query(sub)
+            for qsub in list(self.when_query):
+                if qsub.fn(snapshot):
+                    self._gc_when_query(qsub)
                     self._m._log(LogLevel.OPS, "[whenQuery:match]")
-                    sub.waiter._resolve()
+                    qsub.waiter._resolve()
 
     def process_args(self, name: str, args: Mapping[str, Any]) -> None:
         """Resolve ``when_args`` waiters for a dispatched ``<State>State`` event."""
