@@ -913,9 +913,12 @@ class Machine:
                 panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
             )
         )
-        self._prepend(
-            Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
-        )
+        mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
+        # port rule: the reference livelocks when an Auto state's handler raises
+        # (Exception re-enters, auto runs again, raises again...); the error of a
+        # failed auto transition does not trigger the auto states again
+        mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
+        self._prepend(mut)
 
     def _start_async_handler(self, event: Event, coro: Any) -> None:
         runner = self._async_runner

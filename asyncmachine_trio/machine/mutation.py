@@ -67,6 +67,7 @@ class Mutation:
         "is_auto",
         "is_check",
         "queue_tick",
+        "skip_auto",
         "source",
         "type",
     )
@@ -90,6 +91,9 @@ class Mutation:
         self.is_check = is_check
         self.source = source
         self.queue_tick = 0
+        # set on the Exception mutation of a failed auto transition: running
+        # the auto states again right away would fail again, forever
+        self.skip_auto = False
         self.eval_fn = eval_fn
         self.eval_source = eval_source
 

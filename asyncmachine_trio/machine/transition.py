@@ -606,7 +606,13 @@ class Transition:
 
             if result is CANCELED:
                 self.is_accepted = False
-            elif not m._disposing and has_changed and not mut.is_auto and not self.is_health:
+            elif (
+                not m._disposing
+                and has_changed
+                and not mut.is_auto
+                and not mut.skip_auto
+                and not self.is_health
+            ):
                 auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
                 if auto:
                     m._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
