@@ -79,6 +79,7 @@ from .machine.slist import states_shared as states_shared
 from .machine.slist import states_to_index as states_to_index
 from .machine.slist import states_unique as states_unique
 from .machine.slist import states_with_prefix as states_with_prefix
+from .machine.tasks import open_machine as open_machine
 from .machine.tracing import LastTxTracer as LastTxTracer
 from .machine.tracing import Tracer as Tracer
 from .machine.transition import Event as Event

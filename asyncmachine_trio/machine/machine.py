@@ -13,12 +13,14 @@ import threading
 import time as _time
 import traceback
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
 
+import anyio.abc
 import attrs
 import structlog
 
+from . import tasks
 from .args import (
     ACheck,
     AException,
@@ -196,13 +198,11 @@ class Machine:
         self._groups: dict[str, list[int]] = {}
         self._groups_order: list[str] = []
         self._pre_logs: list[str] = []
-        self._thread = threading.get_ident()
         self._ctx = Ctx()
         self._subs = Subscriptions(self)
         self._disposed_waiter = Waiter("whenDisposed")
-        # hooks for the async layer (issue: waiting / forks)
-        self._nursery: Any = None
-        self._async_runner: Callable[[Event, Any], None] | None = None
+        self._task_group: Any = None
+        self._loop_thread: int | None = None
 
         self._resolver = Resolver(self)
         self._resolver.new_schema(self._schema, self._names)
@@ -391,7 +391,7 @@ class Machine:
         raise ArgumentError(f"args must be a dict[str, Any] or None, got {type(args).__name__}")
 
     def _check_thread(self) -> None:
-        if threading.get_ident() != self._thread:
+        if self._loop_thread is not None and threading.get_ident() != self._loop_thread:
             raise WrongThreadError(
                 f"machine {self._id} was called from a thread other than its loop's;"
                 " use trio.from_thread.run_sync (or anyio.from_thread.run_sync)"
@@ -564,7 +564,7 @@ class Machine:
         args: dict[str, Any],
         event: Event | None,
     ) -> Result:
-        if threading.get_ident() != self._thread:
+        if self._loop_thread is not None:
             self._check_thread()
         # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
         if not args and self._queue and self._resolver.multi.isdisjoint(called):
@@ -829,7 +829,7 @@ class Machine:
                 continue
             self._handler_called = True
             if event is None:
-                event = Event(name, self, tx, args)
+                event = Event(name, self, tx, args, b.event_state.get(name, ""))
             if not (self._tx is tx and not tx.is_completed and tx.is_accepted):
                 self._log(LogLevel.DECISIONS, f"[handler:invalid] {name}")
                 if not is_final:
@@ -844,6 +844,12 @@ class Machine:
             started = _time.perf_counter() if timeout is not None else 0.0
             timed_out = False
             panicked = False
+            if name in b.async_names:
+                # SPEC 5.6 (port): a task scoped to the state, started after the call
+                self._start_async_handler(event, fn)
+                for t in self._tracers:
+                    t.handler_end(tx, b.id, name)
+                continue
             self._current_handler = name
             try:
                 ret = fn(event)
@@ -858,8 +864,6 @@ class Machine:
                 self._current_handler = ""
             if not panicked and timeout is not None and (_time.perf_counter() - started > timeout):
                 timed_out = True
-            if name in b.async_names and not panicked:
-                self._start_async_handler(event, ret)
             for t in self._tracers:
                 t.handler_end(tx, b.id, name)
             if timed_out:
@@ -919,28 +923,6 @@ class Machine:
         # failed auto transition does not trigger the auto states again
         mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
         self._prepend(mut)
-
-    def _start_async_handler(self, event: Event, coro: Any) -> None:
-        runner = self._async_runner
-        if runner is None:
-            close = getattr(coro, "close", None)
-            if close is not None:
-                close()
-            from .errors import NoNurseryError
-
-            self.add_err(
-                NoNurseryError(
-                    f"async handler {event.name} needs a running machine: use"
-                    " am.open_machine() or Machine.start(task_group)"
-                )
-            )
-            return
-        runner(event, coro)
-
-    def _fork_from_event(self, event: Event, fn: Any, args: tuple[Any, ...]) -> None:
-        from .errors import NoNurseryError
-
-        raise NoNurseryError("forking needs a task group: use am.open_machine() or Machine.start()")
 
     # ----- handlers and tracers
 
@@ -1011,10 +993,6 @@ class Machine:
     def on_change(self, fn: Callable[[Machine, Time, Time], Any] | None) -> None:
         """Call ``fn(machine, time_before, time_after)`` after every transition."""
         self._on_change = fn
-
-    def on_dispose(self, fn: Callable[[str], Any]) -> None:
-        """Call ``fn(machine_id)`` during disposal, before ``when_disposed`` resolves."""
-        self._on_dispose.append(fn)
 
     @contextlib.contextmanager
     def panic_to_err(self, args: Mapping[str, Any] | None = None) -> Generator[None, None, None]:
@@ -1468,15 +1446,6 @@ class Machine:
 
     # ----- contexts and waiting (SPEC 2.4, 8)
 
-    def new_state_ctx(self, state: str) -> StateCtx:
-        """A context valid while ``state`` keeps its current tick (shared)."""
-        if self._disposing:
-            ctx = StateCtx(self._id, state, 0, None)
-            ctx.cancel()
-            return ctx
-        self._parse1(state)
-        return self._subs.new_state_ctx(state, self.tick(state), self._ctx)
-
     def _disposed_waiter_or(self, kind: str) -> Waiter | None:
         if self._disposing:
             w = Waiter(kind)
@@ -1591,30 +1560,58 @@ class Machine:
             return w
         return self._subs.add_when_queue_ends()
 
+    # ----- task group, forks and disposal (tasks.py)
+
+    def start(self, task_group: anyio.abc.TaskGroup) -> None:
+        """Run the machine's tasks in ``task_group`` (a trio nursery works too).
+
+        The machine then belongs to the loop's thread; cancelling the task group
+        adds ``Disposing`` if the schema has it, else disposes (SPEC 10).
+        """
+        tasks.start(self, task_group)
+
+    @property
+    def task_group(self) -> anyio.abc.TaskGroup | None:
+        """The task group given to ``start`` / ``open_machine``, if any."""
+        tg: anyio.abc.TaskGroup | None = self._task_group
+        return tg
+
+    def fork(self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
+        """Run ``fn(*args)`` in the task group inside ``state``'s current cancel scope.
+
+        Skipped (False) if that scope already expired; an exception becomes
+        ``add_err``; cancellation when the state ends is silent.
+        """
+        return tasks.fork(self, state, fn, args)
+
+    def _fork_from_event(
+        self, event: Event, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
+    ) -> bool:
+        return tasks.fork_from_event(self, event, fn, args)
+
+    def _start_async_handler(self, event: Event, fn: Callable[..., Awaitable[Any]]) -> None:
+        tasks.start_async_handler(self, event, fn)
+
+    def new_state_ctx(self, state: str) -> StateCtx:
+        """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+        return tasks.new_state_ctx(self, state)
+
+    def dispose(self) -> None:
+        """Dispose now (Go ``DisposeForce``); allowed inside a handler (SPEC 10)."""
+        tasks.dispose(self)
+
+    async def dispose_async(self) -> None:
+        """Dispose gracefully (Go ``Dispose``): remove ``Start``, settle, dispose."""
+        await tasks.dispose_async(self)
+
+    def on_dispose(self, fn: Callable[[str], Any]) -> None:
+        """Call ``fn(machine_id)`` during disposal, before ``when_disposed`` resolves."""
+        self._on_dispose.append(fn)
+
     def when_disposed(self) -> Waiter:
         """Resolves when disposal completed."""
         self._disposed_waiter._holders += 1
         return self._disposed_waiter
-
-    # ----- disposal (SPEC 10)
-
-    def dispose(self) -> None:
-        """Dispose now (Go ``DisposeForce``): cancel contexts, resolve waiters."""
-        if self._disposing:
-            return
-        self._log(LogLevel.EVERYTHING, "[end] doDispose")
-        self._disposing = True
-        for t in self._tracers:
-            t.machine_dispose(self._id)
-        self._bindings = []
-        self._queue.clear()
-        self._queue_pending = 0
-        self._subs.dispose()
-        for fn in self._on_dispose:
-            fn(self._id)
-        self._ctx.cancel()
-        self._disposed = True
-        self._disposed_waiter._resolve()
 
     # ----- testing seam
 

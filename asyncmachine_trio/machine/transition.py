@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .clock import Time, TimeIndex
@@ -108,10 +109,14 @@ class Event:
     can pass data forward.
     """
 
-    __slots__ = ("_tx", "args", "ctx", "machine", "name")
+    __slots__ = ("_tx", "args", "ctx", "machine", "name", "state")
 
-    def __init__(self, name: str, machine: Machine, tx: Transition, args: dict[str, Any]) -> None:
+    def __init__(
+        self, name: str, machine: Machine, tx: Transition, args: dict[str, Any], state: str = ""
+    ) -> None:
         self.name = name
+        #: the state this handler is about ("" for AnyEnter / AnyState)
+        self.state = state
         self.machine = machine
         self._tx = tx
         self.args = args
@@ -152,9 +157,9 @@ class Event:
             return False
         return not tx.is_completed and tx.is_accepted
 
-    def fork(self, fn: Any, *args: Any) -> None:
+    def fork(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         """Run ``fn(*args)`` as a task scoped to this event's state (see Machine.fork)."""
-        self.machine._fork_from_event(self, fn, args)
+        return self.machine._fork_from_event(self, fn, args)
 
     def __repr__(self) -> str:
         return f"<Event {self.name} tx#{self._tx.id}>"

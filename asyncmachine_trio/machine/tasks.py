@@ -1,0 +1,209 @@
+"""Structured concurrency: the machine's task group, state-scoped tasks, dispose (SPEC 10).
+
+Each state owns a cancel scope through its :class:`StateCtx`: a task forked for
+a state (or an ``async def`` final handler) runs inside the scope of the
+state's current tick and is cancelled when that tick changes — the state was
+deactivated, or a Multi state re-entered — or when the machine is disposed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+
+from .errors import ArgumentError, NoNurseryError
+from .logging import LogLevel
+from .schema import DISPOSING, START
+from .waiting import Ctx, StateCtx
+
+if TYPE_CHECKING:
+    from .machine import Machine
+    from .transition import Event
+
+__all__ = [
+    "dispose",
+    "dispose_async",
+    "fork",
+    "fork_from_event",
+    "new_state_ctx",
+    "open_machine",
+    "start",
+    "start_async_handler",
+]
+
+AsyncFn = Callable[..., Awaitable[Any]]
+
+
+# ----- attaching to an event loop
+
+
+def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
+    """Run the machine's tasks in ``task_group`` (a trio nursery works too).
+
+    From now on the machine belongs to this loop's thread; when the task
+    group is cancelled the machine adds ``Disposing`` if its schema has it,
+    else disposes (SPEC 10). The machine stays in the group until disposed.
+    """
+    if m._disposing:
+        raise ArgumentError(f"machine {m._id} is disposed")
+    if m._task_group is not None:
+        raise ArgumentError(f"machine {m._id} is already started")
+    m._task_group = task_group
+    m._loop_thread = threading.get_ident()
+    task_group.start_soon(watch_task_group, m, name=f"am-{m._id[:5]}-watch")
+
+
+async def watch_task_group(m: Machine) -> None:
+    try:
+        await m._disposed_waiter.wait()
+    except anyio.get_cancelled_exc_class():
+        with anyio.CancelScope(shield=True):
+            if m._disposing:
+                raise
+            if DISPOSING in m._schema:
+                m._log(LogLevel.OPS, "[dispose] graceful shutdown via Disposing")
+                m.add1(DISPOSING)
+                with anyio.move_on_after(2 * m.dispose_timeout):
+                    await m._disposed_waiter.wait()
+                if not m._disposed:
+                    m._log(LogLevel.CHANGES, "[dispose] graceful timeout")
+            else:
+                m._log(LogLevel.OPS, "[dispose] graceful shutdown via dispose()")
+            m.dispose()
+        raise
+
+
+def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
+    tg: anyio.abc.TaskGroup | None = m._task_group
+    if tg is None:
+        raise NoNurseryError(
+            f"machine {m._id} has no task group: use `async with"
+            " am.open_machine(...)` or `mach.start(nursery)` before forking"
+        )
+    return tg
+
+
+# ----- forks (SPEC 2.4, DESIGN "Time, contexts and forks")
+
+
+def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
+    """Start ``fn(*args)`` in the task group, inside ``state``'s current scope.
+
+    Returns False (and starts nothing) when the state's context already
+    expired or the machine is disposed. An exception raised by the task
+    becomes ``add_err``; cancellation (the state ended) is silent.
+    """
+    if m._disposing:
+        return False
+    tg = require_task_group(m)
+    ctx = m.new_state_ctx(state)
+    if ctx.expired:
+        return False
+    tg.start_soon(run_scoped, m, ctx, fn, args)
+    return True
+
+
+def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
+    if m._disposing:
+        return False
+    tg = require_task_group(m)
+    ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
+    if ctx.cancelled:
+        return False
+    tg.start_soon(run_scoped, m, ctx, fn, args)
+    return True
+
+
+async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -> None:
+    with ctx.cancel_scope():
+        try:
+            await fn(*args)
+        except Exception as err:
+            if m._disposing:
+                return
+            m.add_err(err)
+
+
+def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
+    """Start an ``async def`` final handler as a task scoped to its state (5.6)."""
+    tg = m._task_group
+    if tg is None:
+        m.add_err(
+            NoNurseryError(
+                f"async handler {event.name} needs a task group: use"
+                " am.open_machine() or Machine.start(nursery)"
+            )
+        )
+        return
+    ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
+    tg.start_soon(run_scoped, m, ctx, fn, (event,))
+
+
+# ----- disposal (SPEC 10)
+
+
+def dispose(m: Machine) -> None:
+    """Dispose now (Go ``DisposeForce``): cancel every state scope, resolve waiters.
+
+    Allowed inside a handler. Afterwards every mutation returns CANCELED,
+    getters return empty values and every ``when*`` is already resolved.
+    """
+    if m._disposing:
+        return
+    m._log(LogLevel.EVERYTHING, "[end] doDispose")
+    m._disposing = True
+    for t in m._tracers:
+        t.machine_dispose(m._id)
+    m._bindings = []
+    m._queue.clear()
+    m._queue_pending = 0
+    m._subs.dispose()
+    for fn in m._on_dispose:
+        fn(m._id)
+    m._ctx.cancel()
+    m._disposed = True
+    m._disposed_waiter._resolve()
+
+
+async def dispose_async(m: Machine) -> None:
+    """Dispose gracefully (Go ``Dispose``): remove ``Start``, let work settle, dispose."""
+    if m._disposing:
+        return
+    if START in m._schema and START in m._active_set:
+        m.remove1(START)
+    with anyio.move_on_after(m.dispose_timeout):
+        await anyio.lowlevel.checkpoint()
+        while m._queue:  # pragma: no cover - the queue drains synchronously
+            await anyio.lowlevel.checkpoint()
+    m.dispose()
+
+
+def new_state_ctx(m: Machine, state: str) -> StateCtx:
+    """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+    if m._disposing:
+        ctx = StateCtx(m._id, state, 0, None)
+        ctx.cancel()
+        return ctx
+    m._parse1(state)
+    return m._subs.new_state_ctx(state, m.tick(state), m._ctx)
+
+
+@contextlib.asynccontextmanager
+async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
+    """``async with am.open_machine(schema, ...) as mach``: a machine with its own
+    task group, disposed on exit (its forked tasks are cancelled)."""
+    from .machine import Machine
+
+    async with anyio.create_task_group() as tg:
+        mach = Machine(schema, **kwargs)
+        start(mach, tg)
+        try:
+            yield mach
+        finally:
+            dispose(mach)
