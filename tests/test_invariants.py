@@ -48,8 +48,9 @@ class Checker(am.Tracer):
         now = m.time()
         if tx.mutation.is_check and list(now) != list(tx.time_before):
             self.errors.append(f"check ticked: {tx}")
-        untouched = not tx.is_accepted and not self.failed_handler and not tx.enters
-        if untouched and not tx.exits and list(now) != list(tx.time_before):
+        # a canceled transition changes no tick unless a final handler failed
+        canceled = not tx.is_accepted and not self.failed_handler
+        if canceled and list(now) != list(tx.time_before):
             self.errors.append(f"canceled transition ticked: {tx}")
         if tx.is_accepted and not tx.mutation.is_check and not self.failed_handler:
             schema = m.schema
