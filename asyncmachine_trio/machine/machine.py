@@ -181,6 +181,7 @@ class Machine:
         self._draining = False
         self._tx: Transition | None = None
         self._bindings: list[Binding] = []
+        self._handler_names: frozenset[str] = frozenset()
         self._binding_num = 0
         self._handlers_ever_bound = False
         self._handler_called = False
@@ -811,6 +812,12 @@ class Machine:
     def _handle(self, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
         """Call ``name`` on every binding, in bind order; the first rejection cancels."""
         self._handler_called = False
+        if name not in self._handler_names and self._log_level < LogLevel.EVERYTHING:
+            # fast path: no binding defines this handler (most events)
+            if self._subs.when_args or self._subs._expired_args:
+                assert self._tx is not None
+                self._subs.process_args(name, self._tx.mutation.args)
+            return CANCELED if self._disposing else EXECUTED
         if self._disposing:
             return CANCELED
         tx = self._tx
@@ -939,6 +946,7 @@ class Machine:
         self._binding_num += 1
         self._bindings = [*self._bindings, binding]
         self._handlers_ever_bound = True
+        self._index_handler_names()
         self._log(LogLevel.OPS, f"[handlers] bind {binding.num}:{bid}")
         if first and self.is_err() and self._err is not None:
             self.add_err(self._err)
@@ -951,9 +959,17 @@ class Machine:
         for b in self._bindings:
             if b.id == binding_id:
                 self._bindings = [x for x in self._bindings if x is not b]
+                self._index_handler_names()
                 self._log(LogLevel.OPS, f"[handlers] detach {binding_id}")
                 return
         raise ArgumentError(f"handlers not bound: {binding_id}")
+
+    def _index_handler_names(self) -> None:
+        # every event name some binding defines: dispatch skips the rest cheaply
+        names: set[str] = set()
+        for b in self._bindings:
+            names.update(b.table)
+        self._handler_names = frozenset(names)
 
     @property
     def handlers(self) -> list[str]:
@@ -1299,6 +1315,7 @@ class Machine:
         self._ticks = [old.get(n, 0) for n in names]
         for b in self._bindings:
             b.compile(names)
+        self._index_handler_names()
 
     def set_schema(self, schema: Any, names: Sequence[str]) -> None:
         """Grow the schema; new relations apply at once (SPEC 1.6)."""
@@ -1355,6 +1372,7 @@ class Machine:
         self._active_set = set(self._active)
         for b in self._bindings:
             b.compile(self._names)
+        self._index_handler_names()
         self._verified = True
         self._machine_tick = data.machine_tick + 1
         if MACHINE_RESTORED in self._schema:

@@ -170,6 +170,7 @@ class Transition:
 
     __slots__ = (
         "_apply_changes",
+        "_id",
         "_latest_is_enter",
         "_latest_is_final",
         "_latest_to",
@@ -180,7 +181,6 @@ class Transition:
         "deactivated",
         "enters",
         "exits",
-        "id",
         "is_accepted",
         "is_completed",
         "log_entries",
@@ -195,7 +195,7 @@ class Transition:
     )
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
-        self.id = secrets.token_hex(8)
+        self._id = ""
         self.machine = m
         self.mutation = mut
         self.states_before: list[str] = list(m._active)
@@ -220,6 +220,13 @@ class Transition:
         self.target_states: list[str] = []
 
     # ----- read-only views
+
+    @property
+    def id(self) -> str:
+        """Random 16 hex chars, made on first use (most transitions never need one)."""
+        if not self._id:
+            self._id = secrets.token_hex(8)
+        return self._id
 
     @property
     def called_states(self) -> list[str]:
