@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import traceback
+
 __all__ = [
     "ArgumentError",
     "AsyncMachineError",
@@ -14,6 +16,7 @@ __all__ = [
     "StateUnknownError",
     "TracerError",
     "WrongThreadError",
+    "format_trace",
 ]
 
 
@@ -63,3 +66,10 @@ class TracerError(AsyncMachineError):
 
 class WrongThreadError(AsyncMachineError, RuntimeError):
     """A machine was called from a thread other than its event loop's thread."""
+
+
+def format_trace(err: BaseException | None) -> str:
+    """The traceback of ``err``, or the current stack when it has none."""
+    if err is not None and err.__traceback__ is not None:
+        return "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    return "".join(traceback.format_stack()[:-3])

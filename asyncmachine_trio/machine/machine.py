@@ -10,8 +10,6 @@ import contextlib
 import os
 import secrets
 import threading
-import time as _time
-import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
 from typing import Any
@@ -20,29 +18,28 @@ import anyio.abc
 import attrs
 import structlog
 
-from . import tasks
+from . import dispatch as _dispatch
+from . import queue as _queue
+from . import tasks as _tasks
+from . import when as _when
 from .args import (
-    ACheck,
     AException,
-    ExceptionArgsPanic,
     args_merge,
-    parse_args,
     pass_args,
 )
 from .clock import Time, is_active_tick
 from .errors import (
     ArgumentError,
     AsyncMachineError,
-    HandlerTimeoutError,
-    NestedEvalError,
     SchemaError,
     StateUnknownError,
     TracerError,
     WrongThreadError,
+    format_trace,
 )
-from .handlers import Binding, sanitize_binding_id
+from .handlers import Binding
 from .logging import LOG_ARGS, LoggerFn, LogLevel, format_log_args, log_args_mapper
-from .mutation import Mutation, MutationType, MutSource, Position, Result
+from .mutation import Mutation, MutationType, Position, Result
 from .resolver import Relation, Resolver
 from .schema import EXCEPTION, MACHINE_RESTORED, State, States, parse_schema
 from .tracing import Tracer
@@ -78,12 +75,6 @@ class Serialized:
     time: tuple[int, ...]
     queue_tick: int = 0
     machine_tick: int = 0
-
-
-def _format_trace(err: BaseException | None) -> str:
-    if err is not None and err.__traceback__ is not None:
-        return "".join(traceback.format_exception(type(err), err, err.__traceback__))
-    return "".join(traceback.format_stack()[:-3])
 
 
 class Machine:
@@ -425,14 +416,7 @@ class Machine:
             return CANCELED
         return self._add(self._parse1(state), args, event)
 
-    def _add(
-        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
-    ) -> Result:
-        if len(self._queue) >= self.queue_limit and (
-            event is not None or EXCEPTION not in called or EXCEPTION in self._active_set
-        ):
-            return self._queue_full(called)
-        return self._mutate(_ADD, called, self._check_args(args), event)
+    _add = _queue.add
 
     def remove(
         self,
@@ -458,19 +442,7 @@ class Machine:
             return CANCELED
         return self._remove(self._parse1(state), args, event)
 
-    def _remove(
-        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
-    ) -> Result:
-        if len(self._queue) >= self.queue_limit and (
-            event is not None or EXCEPTION not in called or EXCEPTION not in self._active_set
-        ):
-            return self._queue_full(called)
-        # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
-        if not self._queue and self._tx is not None:
-            active = self._active_set
-            if not any(s in active for s in called):
-                return EXECUTED
-        return self._mutate(_REMOVE, called, self._check_args(args), event)
+    _remove = _queue.remove
 
     def set(
         self,
@@ -545,431 +517,57 @@ class Machine:
         if len(self._queue) >= self.queue_limit:
             return self._queue_full(called)
         self._err = err
-        trace = _format_trace(err) if self.log_stack_trace else ""
+        trace = format_trace(err) if self.log_stack_trace else ""
         exc_args = pass_args(AException(err=err, err_trace=trace))
         if self._on_error is not None:
             self._on_error(self, err)
         return self._mutate(_ADD, called, args_merge(args, exc_args), event)
 
-    def _queue_full(self, called: list[str]) -> Result:
-        self._log(
-            LogLevel.OPS,
-            f"[queue:full] {' '.join(called)} (limit {self.queue_limit})",
-        )
-        return CANCELED
+    _queue_full = _queue.queue_full
 
-    def _mutate(
-        self,
-        mtype: MutationType,
-        called: list[str],
-        args: dict[str, Any],
-        event: Event | None,
-    ) -> Result:
-        if self._loop_thread is not None:
-            self._check_thread()
-        # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
-        if not args and self._queue and self._resolver.multi.isdisjoint(called):
-            want = set(called)
-            for q in self._queue:
-                if (
-                    q.type is mtype
-                    and not q.is_check
-                    and not q.args
-                    and len(q.called) == len(want)
-                    and want.issuperset(q.called)
-                ):
-                    self._log(
-                        LogLevel.OPS,
-                        f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
-                    )
-                    return EXECUTED
-        source = None
-        if event is not None:
-            etx = event.machine._tx
-            source = MutSource(
-                event.machine.id,
-                event.id,
-                sum(etx.time_before) if etx is not None else 0,
-            )
-        mut = Mutation(mtype, called, args, source=source)
-        self._queue.append(mut)
-        self._queue_pending += 1
-        mut.queue_tick = self._queue_pending + self._queue_tick
-        if self._log_level >= LogLevel.OPS:
-            self._log(
-                LogLevel.OPS,
-                f"[queue:{mtype}] {' '.join(called)}{self._log_args(args)}",
-            )
-        for t in self._tracers:
-            t.mutation_queued(self, mut)
-        res = self._drain()
-        return QUEUED if res is QUEUED else res
+    _mutate = _queue.mutate
 
-    def _prepend(self, mut: Mutation) -> Result:
-        """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
-        if self._disposing:
-            return CANCELED
-        if self._log_level >= LogLevel.OPS:
-            self._log(
-                LogLevel.OPS,
-                f"[prepend:{mut.type}] {' '.join(mut.called)}{self._log_args(mut.args)}",
-            )
-        self._queue.appendleft(mut)
-        if mut.type is not _EVAL:
-            for t in self._tracers:
-                t.mutation_queued(self, mut)
-        return self._drain()
+    _prepend = _queue.prepend
 
-    def _drain(self) -> Result:
-        """Process the queue until empty (SPEC 3.5)."""
-        queue = self._queue
-        if not queue or self._disposing:
-            return CANCELED
-        if self._draining:
-            if self._log_level >= LogLevel.OPS:
-                n = len(queue)
-                self._log(
-                    LogLevel.OPS,
-                    f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})",
-                )
-            return QUEUED
-        self._draining = True
-        first: Result | None = None
-        try:
-            while queue:
-                if self._disposing:
-                    return CANCELED
-                mut = queue.popleft()
-                if mut.queue_tick:
-                    self._queue_pending -= 1
-                    self._queue_tick += 1
-                if mut.type is _EVAL:
-                    self._current_eval = mut.eval_source
-                    try:
-                        if mut.eval_fn is not None:
-                            mut.eval_fn()
-                    finally:
-                        self._current_eval = ""
-                    continue
-                tx = Transition(self, mut)
-                self._tx = tx
-                tx.pre_log_entries = self._pre_logs
-                self._pre_logs = []
-                tx.setup()
-                res = tx.run()
-                if first is None:
-                    first = res
-                if mut.is_check:
-                    check = parse_args(mut.args, ACheck)
-                    if check is not None and callable(check.check_done):
-                        check.canceled = not tx.is_accepted
-                        check.check_done()
-                elif tx.is_accepted:
-                    subs = self._subs
-                    if subs.count or subs._expired:
-                        names = self._names
-                        subs.process(
-                            tx.activated,
-                            tx.deactivated,
-                            [names[i] for i in tx._apply_changes],
-                            self.tick,
-                            self._queue_tick,
-                        )
-        except BaseException:
-            # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
-            queue.clear()
-            self._queue_pending = 0
-            raise
-        finally:
-            self._tx = None
-            self._draining = False
-        for t in self._tracers:
-            t.queue_end(self)
-        self._subs.process_queue_ends()
-        return CANCELED if first is None else first
+    _drain = _queue.drain
 
     # ----- dry runs and eval
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
-        """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
-        if self._disposing:
-            return CANCELED
-        called = self._parse(states)
-        return self._prepend(Mutation(_ADD, called, self._check_args(args), is_check=True))
+    can_add = _queue.can_add
 
     def can_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
-        """Dry run of ``remove``."""
-        if self._disposing:
-            return CANCELED
-        called = self._parse(states)
-        return self._prepend(Mutation(_REMOVE, called, self._check_args(args), is_check=True))
+    can_remove = _queue.can_remove
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
         return self.can_remove([state], args)
 
-    def eval(self, source: str, fn: Callable[[], Any]) -> bool:
-        """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
-        if self._disposing:
-            return False
-        if not source or not isinstance(source, str):
-            raise ArgumentError("eval needs a non-empty source name")
-        if self._draining:
-            if self.detect_eval and self._current_handler:
-                err = NestedEvalError(
-                    f"eval nested in handler or eval: eval:{source} called directly in"
-                    f" handler {self._current_handler}(), skipping"
-                )
-                self._log(LogLevel.OPS, f"[eval] {err}")
-                self.add_err(err)
-            return False
-        self._log(LogLevel.OPS, f"[eval] {source}")
-        ran = False
-
-        def run() -> None:
-            nonlocal ran
-            ran = True
-            fn()
-
-        self._prepend(Mutation(_EVAL, [], {}, eval_fn=run, eval_source=source))
-        self._log(LogLevel.EVERYTHING, f"[eval:end] {source}")
-        return ran
+    eval = _queue.eval
 
     # ----- applying states (SPEC 2.1, 5.6)
 
-    def _apply(self, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
-        """Set the active list and tick the clocks (Go ``setActiveStates``)."""
-        if self._disposing:
-            return
-        previous = self._active_set
-        new_set = set(targets)
-        removed = [s for s in self._active if s not in new_set]
-        ticks = self._ticks
-        index = self._index
-        changes = tx._apply_changes
-        multi = self._resolver.multi
-        log = self._log_level >= LogLevel.CHANGES
-        new_states: list[str] = []
-        no_change: list[str] = []
-        for s in targets:
-            if s not in previous:
-                i = index[s]
-                ticks[i] += 1
-                changes[i] = ticks[i]
-                new_states.append(s)
-            else:
-                if log:
-                    no_change.append(s)
-                if s in multi and s in called:
-                    i = index[s]
-                    ticks[i] += 2
-                    changes[i] = ticks[i]
-                    new_states.append(s)
-        for s in removed:
-            i = index[s]
-            ticks[i] += 1
-            changes[i] = ticks[i]
-        self._active = list(targets)
-        self._active_set = new_set
-        if log:
-            msg = ""
-            if new_states:
-                msg += " +" + " +".join(new_states)
-            if removed:
-                msg += " -" + " -".join(removed)
-            if no_change and self._log_level > LogLevel.DECISIONS:
-                msg += " " + " ".join(no_change)
-            if msg:
-                label = "auto_" if tx.mutation.is_auto else "state"
-                self._log(
-                    LogLevel.CHANGES,
-                    f"[{label}]{msg}{self._log_args(tx.mutation.args)}",
-                )
+    _apply = _dispatch.apply
 
-    def _revert(self, tx: Transition) -> None:
-        """Undo the states whose final handlers did not run (SPEC 5.6)."""
-        active = list(self._active)
-        found = False
-        for s in (*tx.exits, *tx.enters):
-            if tx._latest_to == s:
-                found = True
-            if not found:
-                continue
-            if tx._latest_is_enter:
-                if s in active:
-                    active.remove(s)
-            else:
-                active.append(s)
-        self._log(LogLevel.OPS, f"[recover] partial final states as ({' '.join(active)})")
-        self._apply(tx, tx.mutation.called, active)
+    _revert = _dispatch.revert
 
     # ----- handler dispatch (SPEC 5.1, 5.6)
 
-    def _handle(self, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
-        """Call ``name`` on every binding, in bind order; the first rejection cancels."""
-        self._handler_called = False
-        if name not in self._handler_names and self._log_level < LogLevel.EVERYTHING:
-            # fast path: no binding defines this handler (most events)
-            if self._subs.when_args or self._subs._expired_args:
-                assert self._tx is not None
-                self._subs.process_args(name, self._tx.mutation.args)
-            return CANCELED if self._disposing else EXECUTED
-        if self._disposing:
-            return CANCELED
-        tx = self._tx
-        assert tx is not None
-        tx._latest_is_enter = is_enter
-        tx._latest_is_final = is_final
-        args = tx.mutation.args
-        level = self._log_level
-        res = EXECUTED
-        event: Event | None = None
-        for b in self._bindings:
-            if level >= LogLevel.EVERYTHING:
-                self._log(LogLevel.EVERYTHING, f"[handle:{b.id}] {name}")
-            fn = b.table.get(name)
-            if fn is None:
-                continue
-            self._handler_called = True
-            if event is None:
-                event = Event(name, self, tx, args, b.event_state.get(name, ""))
-            if not (self._tx is tx and not tx.is_completed and tx.is_accepted):
-                self._log(LogLevel.DECISIONS, f"[handler:invalid] {name}")
-                if not is_final:
-                    res = CANCELED
-                    break
-                continue
-            if level >= LogLevel.OPS:
-                self._log(LogLevel.OPS, f"[handler:{b.num}] {name}")
-            for t in self._tracers:
-                t.handler_start(tx, b.id, name)
-            timeout = self.handler_timeout
-            started = _time.perf_counter() if timeout is not None else 0.0
-            timed_out = False
-            panicked = False
-            if name in b.async_names:
-                # SPEC 5.6 (port): a task scoped to the state, started after the call
-                self._start_async_handler(event, fn)
-                for t in self._tracers:
-                    t.handler_end(tx, b.id, name)
-                continue
-            self._current_handler = name
-            try:
-                ret = fn(event)
-            except Exception as err:
-                self._current_handler = ""
-                if not self.panic_to_exception:
-                    raise
-                panicked = True
-                ret = False
-                self._recover(err, event)
-            finally:
-                self._current_handler = ""
-            if not panicked and timeout is not None and (_time.perf_counter() - started > timeout):
-                timed_out = True
-            for t in self._tracers:
-                t.handler_end(tx, b.id, name)
-            if timed_out:
-                self._handler_timeout(tx, b, name)
-                res = CANCELED
-                break
-            if level >= LogLevel.EVERYTHING:
-                self._log(LogLevel.EVERYTHING, f"[handler:end] {name} from {b.id}")
-            if not is_final and (ret is False or panicked):
-                res = CANCELED
-                break
-        else:
-            if self._subs.when_args or self._subs._expired_args:
-                self._subs.process_args(name, args)
-        if self._panic_caught:
-            res = CANCELED
-            self._panic_caught = False
-        if res is CANCELED and not is_final and level >= LogLevel.OPS:
-            label = "cancel:self" if is_self else "cancel"
-            self._log(LogLevel.OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
-        return res
+    _handle = _dispatch.handle
 
-    def _handler_timeout(self, tx: Transition, b: Binding, name: str) -> None:
-        self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
-        self._log(LogLevel.DECISIONS, f"[handler:timeout]: {name} from {b.id}")
-        err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
-        self._internal_errors.append(err)
-        del self._internal_errors[:-_INTERNAL_ERRORS_MAX]
-        for t in self._tracers:
-            t.internal_error(self, err)
+    _handler_timeout = _dispatch.handler_timeout
 
-    def _recover(self, err: Exception, event: Event) -> None:
-        """A handler raised: store the error, revert, prepend Exception (SPEC 5.6)."""
-        self._panic_caught = True
-        tx = self._tx
-        assert tx is not None
-        if EXCEPTION in tx.called_set:
-            return
-        self._log(LogLevel.OPS, "[recover] handling panic...")
-        self._err = err
-        if tx._latest_is_final:
-            self._revert(tx)
-        self._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
-        tx.is_accepted = False
-        tx.is_completed = True
-        trace = _format_trace(err)
-        args = pass_args(
-            AException(
-                err=err,
-                err_trace=trace,
-                panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
-            )
-        )
-        mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
-        # port rule: the reference livelocks when an Auto state's handler raises
-        # (Exception re-enters, auto runs again, raises again...); the error of a
-        # failed auto transition does not trigger the auto states again
-        mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
-        self._prepend(mut)
+    _recover = _dispatch.recover
 
     # ----- handlers and tracers
 
-    def bind_handlers(self, handlers: object, *, id: str | None = None) -> str:
-        """Bind a handler object; returns the binding id (SPEC 5.1)."""
-        if self._disposing:
-            return ""
-        if handlers is None or isinstance(handlers, str | int | float | bool):
-            raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
-        first = not self._handlers_ever_bound
-        bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
-        binding = Binding(handlers, bid, self._binding_num)
-        binding.compile(self._names)
-        self._binding_num += 1
-        self._bindings = [*self._bindings, binding]
-        self._handlers_ever_bound = True
-        self._index_handler_names()
-        self._log(LogLevel.OPS, f"[handlers] bind {binding.num}:{bid}")
-        if first and self.is_err() and self._err is not None:
-            self.add_err(self._err)
-        return bid
+    bind_handlers = _dispatch.bind_handlers
 
-    def detach_handlers(self, binding_id: str) -> None:
-        """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
-        if self._disposing:
-            return
-        for b in self._bindings:
-            if b.id == binding_id:
-                self._bindings = [x for x in self._bindings if x is not b]
-                self._index_handler_names()
-                self._log(LogLevel.OPS, f"[handlers] detach {binding_id}")
-                return
-        raise ArgumentError(f"handlers not bound: {binding_id}")
+    detach_handlers = _dispatch.detach_handlers
 
-    def _index_handler_names(self) -> None:
-        # every event name some binding defines: dispatch skips the rest cheaply
-        names: set[str] = set()
-        for b in self._bindings:
-            names.update(b.table)
-        self._handler_names = frozenset(names)
+    _index_handler_names = _dispatch.index_handler_names
 
     @property
     def handlers(self) -> list[str]:
@@ -981,26 +579,9 @@ class Machine:
         if not isinstance(tracer, Tracer):
             raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
 
-    def tracer_bind(self, tracer: Tracer) -> str:
-        """Bind a tracer; returns its id."""
-        self._check_tracer(tracer)
-        if self._disposing:
-            return ""
-        self._tracers.append(tracer)
-        tid = tracer.tracer_id()
-        self._log(LogLevel.OPS, f"[tracers] bind {tid}")
-        return tid
+    tracer_bind = _dispatch.tracer_bind
 
-    def tracer_detach(self, tracer_id: str) -> None:
-        """Detach a tracer by id (``TracerError`` if not bound)."""
-        if self._disposing:
-            return
-        for i, t in enumerate(self._tracers):
-            if t.tracer_id() == tracer_id:
-                del self._tracers[i]
-                self._log(LogLevel.OPS, f"[tracers] detach {tracer_id}")
-                return
-        raise TracerError(f"tracer not bound: {tracer_id}")
+    tracer_detach = _dispatch.tracer_detach
 
     def on_error(self, fn: Callable[[Machine, Exception], Any] | None) -> None:
         """Call ``fn(machine, err)`` from every ``add_err*``."""
@@ -1169,60 +750,9 @@ class Machine:
         """A copy of the pending mutations."""
         return list(self._queue)
 
-    def is_queued(
-        self,
-        mut_type: MutationType,
-        states: Sequence[str],
-        *,
-        without_args_only: bool = False,
-        strict_equal: bool = False,
-        min_queue_tick: int = 0,
-        is_check: bool = False,
-        position: Position = Position.ANY,
-    ) -> tuple[bool, int, int]:
-        """``(found, index, queue_tick)`` of the first match, ``(False, 0, 0)`` else."""
-        q = list(self._queue)
-        idxs: Iterable[int] = range(len(q))
-        if position is Position.FIRST:
-            idxs = range(min(1, len(q)))
-        elif position is Position.LAST:
-            idxs = range(len(q) - 1, len(q)) if q else range(0)
-        want = list(states)
-        for i in idxs:
-            mut = q[i]
-            if mut.is_check != is_check or mut.type is not mut_type:
-                continue
-            if without_args_only and mut.args:
-                continue
-            if strict_equal and len(mut.called) != len(want):
-                continue
-            if len(mut.called) < len(want):
-                continue
-            if not all(s in mut.called for s in want):
-                continue
-            if min_queue_tick > 0 and mut.queue_tick < min_queue_tick:
-                continue
-            return True, i, mut.queue_tick
-        return False, 0, 0
+    is_queued = _queue.is_queued
 
-    def is_queued_above(
-        self, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
-    ) -> bool:
-        """True if more than ``threshold`` pending mutations match (see is_queued)."""
-        count = 0
-        want = list(states)
-        for mut in self._queue:
-            if mut.type is not mut_type or mut.is_check != kw.get("is_check", False):
-                continue
-            if kw.get("without_args_only") and mut.args:
-                continue
-            if kw.get("strict_equal") and len(mut.called) != len(want):
-                continue
-            if all(s in mut.called for s in want):
-                count += 1
-                if count > threshold:
-                    return True
-        return False
+    is_queued_above = _queue.is_queued_above
 
     def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
         """An Add with these called states is pending."""
@@ -1240,10 +770,7 @@ class Machine:
         """A Remove calling ``state`` is pending."""
         return self.will_be_removed([state], position)
 
-    def will_be_any(self, states: Sequence[str]) -> bool:
-        """Some pending Add calls any of ``states``."""
-        want = set(states)
-        return any(m.type is _ADD and not want.isdisjoint(m.called) for m in self._queue)
+    will_be_any = _queue.will_be_any
 
     # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
 
@@ -1464,42 +991,15 @@ class Machine:
 
     # ----- contexts and waiting (SPEC 2.4, 8)
 
-    def _disposed_waiter_or(self, kind: str) -> Waiter | None:
-        if self._disposing:
-            w = Waiter(kind)
-            w._set = True
-            return w
-        return None
+    _disposed_waiter_or = _when.disposed_waiter_or
 
-    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
-        """Resolves when all ``states`` are active (SPEC 8)."""
-        w = self._disposed_waiter_or("when")
-        if w is not None:
-            return w
-        called = self._parse(states)
-        active = self._active_set
-        if not called or all(s in active for s in called) or (ctx is not None and ctx.cancelled):
-            w = Waiter("when")
-            w._set = True
-            return w
-        return self._subs.add_when(called, self.is1, False, ctx)
+    when = _when.when
 
     def when1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is active."""
         return self.when([state], ctx)
 
-    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
-        """Resolves when all ``states`` are inactive."""
-        w = self._disposed_waiter_or("whenNot")
-        if w is not None:
-            return w
-        called = self._parse(states)
-        active = self._active_set
-        if not any(s in active for s in called) or (ctx is not None and ctx.cancelled):
-            w = Waiter("whenNot")
-            w._set = True
-            return w
-        return self._subs.add_when(called, self.is1, True, ctx)
+    when_not = _when.when_not
 
     def when_not1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is inactive."""
@@ -1509,25 +1009,7 @@ class Machine:
         """Resolves when ``Exception`` is active."""
         return self.when([EXCEPTION], ctx)
 
-    def when_time(
-        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
-    ) -> Waiter:
-        """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
-        w = self._disposed_waiter_or("whenTime")
-        if w is not None:
-            return w
-        if isinstance(states, str):
-            raise ArgumentError("when_time takes a list of states; use when_time1")
-        if not states or len(states) != len(ticks):
-            self.add_err(
-                AsyncMachineError(
-                    f"whenTime: states and times must have the same length ({' '.join(states)}) > 0"
-                )
-            )
-            w = Waiter("whenTime")
-            w._set = True
-            return w
-        return self._subs.add_when_time(list(states), list(ticks), self.tick, ctx)
+    when_time = _when.when_time
 
     def when_time1(self, state: str, tick: int, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` reached ``tick``."""
@@ -1541,44 +1023,15 @@ class Machine:
         """Resolves on the next activation of ``state`` (Multi re-entry included)."""
         return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
 
-    def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:
-        """Resolves when a ``<state>State`` event carries matching args."""
-        w = self._disposed_waiter_or("whenArgs")
-        if w is not None:
-            return w
-        self._parse1(state)
-        return self._subs.add_when_args(state, args, ctx)
+    when_args = _when.when_args
 
-    def when_query(self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None) -> Waiter:
-        """Resolves when ``fn(clock)`` is true after an accepted transition."""
-        w = self._disposed_waiter_or("whenQuery")
-        if w is not None:
-            return w
-        return self._subs.add_when_query(fn, ctx)
+    when_query = _when.when_query
 
-    def when_queue(self, tick: int) -> Waiter:
-        """Resolves once the queue tick reached ``tick``."""
-        w = self._disposed_waiter_or("whenQueue")
-        if w is not None:
-            return w
-        if self._queue_tick >= tick:
-            w = Waiter("whenQueue")
-            w._set = True
-            return w
-        return self._subs.add_when_queue(tick)
+    when_queue = _when.when_queue
 
-    def when_queue_ends(self) -> Waiter:
-        """Resolves when the current drain finishes (at once when idle)."""
-        w = self._disposed_waiter_or("whenQueueEnds")
-        if w is not None:
-            return w
-        if not self._draining:
-            w = Waiter("whenQueueEnds")
-            w._set = True
-            return w
-        return self._subs.add_when_queue_ends()
+    when_queue_ends = _when.when_queue_ends
 
-    # ----- task group, forks and disposal (tasks.py)
+    # ----- task group, forks and disposal (_tasks.py)
 
     def start(self, task_group: anyio.abc.TaskGroup) -> None:
         """Run the machine's tasks in ``task_group`` (a trio nursery works too).
@@ -1586,7 +1039,7 @@ class Machine:
         The machine then belongs to the loop's thread; cancelling the task group
         adds ``Disposing`` if the schema has it, else disposes (SPEC 10).
         """
-        tasks.start(self, task_group)
+        _tasks.start(self, task_group)
 
     @property
     def task_group(self) -> anyio.abc.TaskGroup | None:
@@ -1600,27 +1053,27 @@ class Machine:
         Skipped (False) if that scope already expired; an exception becomes
         ``add_err``; cancellation when the state ends is silent.
         """
-        return tasks.fork(self, state, fn, args)
+        return _tasks.fork(self, state, fn, args)
 
     def _fork_from_event(
         self, event: Event, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]
     ) -> bool:
-        return tasks.fork_from_event(self, event, fn, args)
+        return _tasks.fork_from_event(self, event, fn, args)
 
     def _start_async_handler(self, event: Event, fn: Callable[..., Awaitable[Any]]) -> None:
-        tasks.start_async_handler(self, event, fn)
+        _tasks.start_async_handler(self, event, fn)
 
     def new_state_ctx(self, state: str) -> StateCtx:
         """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
-        return tasks.new_state_ctx(self, state)
+        return _tasks.new_state_ctx(self, state)
 
     def dispose(self) -> None:
         """Dispose now (Go ``DisposeForce``); allowed inside a handler (SPEC 10)."""
-        tasks.dispose(self)
+        _tasks.dispose(self)
 
     async def dispose_async(self) -> None:
         """Dispose gracefully (Go ``Dispose``): remove ``Start``, settle, dispose."""
-        await tasks.dispose_async(self)
+        await _tasks.dispose_async(self)
 
     def on_dispose(self, fn: Callable[[str], Any]) -> None:
         """Call ``fn(machine_id)`` during disposal, before ``when_disposed`` resolves."""

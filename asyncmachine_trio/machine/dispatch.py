@@ -1,0 +1,295 @@
+"""Handler dispatch, applying and reverting states, bindings and tracers (SPEC 2.1, 5).
+
+These functions are bound as Machine methods (``Machine._handle = dispatch.handle``),
+so the hot path pays no wrapper call.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time as _time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from .args import AException, ExceptionArgsPanic, pass_args
+from .errors import (
+    ArgumentError,
+    HandlerTimeoutError,
+    TracerError,
+    format_trace,
+)
+from .handlers import Binding, sanitize_binding_id
+from .logging import LogLevel
+from .mutation import Mutation, MutationType, MutSource, Result
+from .schema import EXCEPTION
+from .tracing import Tracer
+from .transition import Event, Transition
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+EXECUTED = Result.EXECUTED
+CANCELED = Result.CANCELED
+QUEUED = Result.QUEUED
+_ADD = MutationType.ADD
+_REMOVE = MutationType.REMOVE
+_SET = MutationType.SET
+_EVAL = MutationType.EVAL
+_INTERNAL_ERRORS_MAX = 10
+
+
+def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
+    """Set the active list and tick the clocks (Go ``setActiveStates``)."""
+    if m._disposing:
+        return
+    previous = m._active_set
+    new_set = set(targets)
+    removed = [s for s in m._active if s not in new_set]
+    ticks = m._ticks
+    index = m._index
+    changes = tx._apply_changes
+    multi = m._resolver.multi
+    log = m._log_level >= LogLevel.CHANGES
+    new_states: list[str] = []
+    no_change: list[str] = []
+    for s in targets:
+        if s not in previous:
+            i = index[s]
+            ticks[i] += 1
+            changes[i] = ticks[i]
+            new_states.append(s)
+        else:
+            if log:
+                no_change.append(s)
+            if s in multi and s in called:
+                i = index[s]
+                ticks[i] += 2
+                changes[i] = ticks[i]
+                new_states.append(s)
+    for s in removed:
+        i = index[s]
+        ticks[i] += 1
+        changes[i] = ticks[i]
+    m._active = list(targets)
+    m._active_set = new_set
+    if log:
+        msg = ""
+        if new_states:
+            msg += " +" + " +".join(new_states)
+        if removed:
+            msg += " -" + " -".join(removed)
+        if no_change and m._log_level > LogLevel.DECISIONS:
+            msg += " " + " ".join(no_change)
+        if msg:
+            label = "auto_" if tx.mutation.is_auto else "state"
+            m._log(
+                LogLevel.CHANGES,
+                f"[{label}]{msg}{m._log_args(tx.mutation.args)}",
+            )
+
+
+def revert(m: Machine, tx: Transition) -> None:
+    """Undo the states whose final handlers did not run (SPEC 5.6)."""
+    active = list(m._active)
+    found = False
+    for s in (*tx.exits, *tx.enters):
+        if tx._latest_to == s:
+            found = True
+        if not found:
+            continue
+        if tx._latest_is_enter:
+            if s in active:
+                active.remove(s)
+        else:
+            active.append(s)
+    m._log(LogLevel.OPS, f"[recover] partial final states as ({' '.join(active)})")
+    m._apply(tx, tx.mutation.called, active)
+
+
+def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
+    """Call ``name`` on every binding, in bind order; the first rejection cancels."""
+    m._handler_called = False
+    if name not in m._handler_names and m._log_level < LogLevel.EVERYTHING:
+        # fast path: no binding defines this handler (most events)
+        if m._subs.when_args or m._subs._expired_args:
+            assert m._tx is not None
+            m._subs.process_args(name, m._tx.mutation.args)
+        return CANCELED if m._disposing else EXECUTED
+    if m._disposing:
+        return CANCELED
+    tx = m._tx
+    assert tx is not None
+    tx._latest_is_enter = is_enter
+    tx._latest_is_final = is_final
+    args = tx.mutation.args
+    level = m._log_level
+    res = EXECUTED
+    event: Event | None = None
+    for b in m._bindings:
+        if level >= LogLevel.EVERYTHING:
+            m._log(LogLevel.EVERYTHING, f"[handle:{b.id}] {name}")
+        fn = b.table.get(name)
+        if fn is None:
+            continue
+        m._handler_called = True
+        if event is None:
+            event = Event(name, m, tx, args, b.event_state.get(name, ""))
+        if not (m._tx is tx and not tx.is_completed and tx.is_accepted):
+            m._log(LogLevel.DECISIONS, f"[handler:invalid] {name}")
+            if not is_final:
+                res = CANCELED
+                break
+            continue
+        if level >= LogLevel.OPS:
+            m._log(LogLevel.OPS, f"[handler:{b.num}] {name}")
+        for t in m._tracers:
+            t.handler_start(tx, b.id, name)
+        timeout = m.handler_timeout
+        started = _time.perf_counter() if timeout is not None else 0.0
+        timed_out = False
+        panicked = False
+        if name in b.async_names:
+            # SPEC 5.6 (port): a task scoped to the state, started after the call
+            m._start_async_handler(event, fn)
+            for t in m._tracers:
+                t.handler_end(tx, b.id, name)
+            continue
+        m._current_handler = name
+        try:
+            ret = fn(event)
+        except Exception as err:
+            m._current_handler = ""
+            if not m.panic_to_exception:
+                raise
+            panicked = True
+            ret = False
+            m._recover(err, event)
+        finally:
+            m._current_handler = ""
+        if not panicked and timeout is not None and (_time.perf_counter() - started > timeout):
+            timed_out = True
+        for t in m._tracers:
+            t.handler_end(tx, b.id, name)
+        if timed_out:
+            m._handler_timeout(tx, b, name)
+            res = CANCELED
+            break
+        if level >= LogLevel.EVERYTHING:
+            m._log(LogLevel.EVERYTHING, f"[handler:end] {name} from {b.id}")
+        if not is_final and (ret is False or panicked):
+            res = CANCELED
+            break
+    else:
+        if m._subs.when_args or m._subs._expired_args:
+            m._subs.process_args(name, args)
+    if m._panic_caught:
+        res = CANCELED
+        m._panic_caught = False
+    if res is CANCELED and not is_final and level >= LogLevel.OPS:
+        label = "cancel:m" if is_self else "cancel"
+        m._log(LogLevel.OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
+    return res
+
+
+def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
+    m._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
+    m._log(LogLevel.DECISIONS, f"[handler:timeout]: {name} from {b.id}")
+    err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
+    m._internal_errors.append(err)
+    del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
+    for t in m._tracers:
+        t.internal_error(m, err)
+
+
+def recover(m: Machine, err: Exception, event: Event) -> None:
+    """A handler raised: store the error, revert, prepend Exception (SPEC 5.6)."""
+    m._panic_caught = True
+    tx = m._tx
+    assert tx is not None
+    if EXCEPTION in tx.called_set:
+        return
+    m._log(LogLevel.OPS, "[recover] handling panic...")
+    m._err = err
+    if tx._latest_is_final:
+        m._revert(tx)
+    m._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
+    tx.is_accepted = False
+    tx.is_completed = True
+    trace = format_trace(err)
+    args = pass_args(
+        AException(
+            err=err,
+            err_trace=trace,
+            panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
+        )
+    )
+    mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
+    # port rule: the reference livelocks when an Auto state's handler raises
+    # (Exception re-enters, auto runs again, raises again...); the error of a
+    # failed auto transition does not trigger the auto states again
+    mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
+    m._prepend(mut)
+
+
+def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str:
+    """Bind a handler object; returns the binding id (SPEC 5.1)."""
+    if m._disposing:
+        return ""
+    if handlers is None or isinstance(handlers, str | int | float | bool):
+        raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
+    first = not m._handlers_ever_bound
+    bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
+    binding = Binding(handlers, bid, m._binding_num)
+    binding.compile(m._names)
+    m._binding_num += 1
+    m._bindings = [*m._bindings, binding]
+    m._handlers_ever_bound = True
+    m._index_handler_names()
+    m._log(LogLevel.OPS, f"[handlers] bind {binding.num}:{bid}")
+    if first and m.is_err() and m._err is not None:
+        m.add_err(m._err)
+    return bid
+
+
+def detach_handlers(m: Machine, binding_id: str) -> None:
+    """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
+    if m._disposing:
+        return
+    for b in m._bindings:
+        if b.id == binding_id:
+            m._bindings = [x for x in m._bindings if x is not b]
+            m._index_handler_names()
+            m._log(LogLevel.OPS, f"[handlers] detach {binding_id}")
+            return
+    raise ArgumentError(f"handlers not bound: {binding_id}")
+
+
+def index_handler_names(m: Machine) -> None:
+    # every event name some binding defines: dispatch skips the rest cheaply
+    names: set[str] = set()
+    for b in m._bindings:
+        names.update(b.table)
+    m._handler_names = frozenset(names)
+
+
+def tracer_bind(m: Machine, tracer: Tracer) -> str:
+    """Bind a tracer; returns its id."""
+    m._check_tracer(tracer)
+    if m._disposing:
+        return ""
+    m._tracers.append(tracer)
+    tid = tracer.tracer_id()
+    m._log(LogLevel.OPS, f"[tracers] bind {tid}")
+    return tid
+
+
+def tracer_detach(m: Machine, tracer_id: str) -> None:
+    """Detach a tracer by id (``TracerError`` if not bound)."""
+    if m._disposing:
+        return
+    for i, t in enumerate(m._tracers):
+        if t.tracer_id() == tracer_id:
+            del m._tracers[i]
+            m._log(LogLevel.OPS, f"[tracers] detach {tracer_id}")
+            return
+    raise TracerError(f"tracer not bound: {tracer_id}")

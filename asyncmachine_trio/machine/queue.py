@@ -1,0 +1,304 @@
+"""The mutation queue: guards, de-duplication, prepending and the drain loop (SPEC 3).
+
+Bound as Machine methods; ``drain`` is the machine's main loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from .args import ACheck, parse_args
+from .errors import (
+    ArgumentError,
+    NestedEvalError,
+)
+from .logging import LogLevel
+from .mutation import Mutation, MutationType, MutSource, Position, Result
+from .schema import EXCEPTION
+from .transition import Event, Transition
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+EXECUTED = Result.EXECUTED
+CANCELED = Result.CANCELED
+QUEUED = Result.QUEUED
+_ADD = MutationType.ADD
+_REMOVE = MutationType.REMOVE
+_SET = MutationType.SET
+_EVAL = MutationType.EVAL
+_INTERNAL_ERRORS_MAX = 10
+
+
+def add(
+    m: Machine, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+) -> Result:
+    if len(m._queue) >= m.queue_limit and (
+        event is not None or EXCEPTION not in called or EXCEPTION in m._active_set
+    ):
+        return m._queue_full(called)
+    return m._mutate(_ADD, called, m._check_args(args), event)
+
+
+def remove(
+    m: Machine, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+) -> Result:
+    if len(m._queue) >= m.queue_limit and (
+        event is not None or EXCEPTION not in called or EXCEPTION not in m._active_set
+    ):
+        return m._queue_full(called)
+    # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
+    if not m._queue and m._tx is not None:
+        active = m._active_set
+        if not any(s in active for s in called):
+            return EXECUTED
+    return m._mutate(_REMOVE, called, m._check_args(args), event)
+
+
+def queue_full(m: Machine, called: list[str]) -> Result:
+    m._log(
+        LogLevel.OPS,
+        f"[queue:full] {' '.join(called)} (limit {m.queue_limit})",
+    )
+    return CANCELED
+
+
+def mutate(
+    m: Machine,
+    mtype: MutationType,
+    called: list[str],
+    args: dict[str, Any],
+    event: Event | None,
+) -> Result:
+    if m._loop_thread is not None:
+        m._check_thread()
+    # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
+    if not args and m._queue and m._resolver.multi.isdisjoint(called):
+        want = set(called)
+        for q in m._queue:
+            if (
+                q.type is mtype
+                and not q.is_check
+                and not q.args
+                and len(q.called) == len(want)
+                and want.issuperset(q.called)
+            ):
+                m._log(
+                    LogLevel.OPS,
+                    f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
+                )
+                return EXECUTED
+    source = None
+    if event is not None:
+        etx = event.machine._tx
+        source = MutSource(
+            event.machine.id,
+            event.id,
+            sum(etx.time_before) if etx is not None else 0,
+        )
+    mut = Mutation(mtype, called, args, source=source)
+    m._queue.append(mut)
+    m._queue_pending += 1
+    mut.queue_tick = m._queue_pending + m._queue_tick
+    if m._log_level >= LogLevel.OPS:
+        m._log(
+            LogLevel.OPS,
+            f"[queue:{mtype}] {' '.join(called)}{m._log_args(args)}",
+        )
+    for t in m._tracers:
+        t.mutation_queued(m, mut)
+    res = m._drain()
+    return QUEUED if res is QUEUED else res
+
+
+def prepend(m: Machine, mut: Mutation) -> Result:
+    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
+    if m._disposing:
+        return CANCELED
+    if m._log_level >= LogLevel.OPS:
+        m._log(
+            LogLevel.OPS,
+            f"[prepend:{mut.type}] {' '.join(mut.called)}{m._log_args(mut.args)}",
+        )
+    m._queue.appendleft(mut)
+    if mut.type is not _EVAL:
+        for t in m._tracers:
+            t.mutation_queued(m, mut)
+    return m._drain()
+
+
+def drain(m: Machine) -> Result:
+    """Process the queue until empty (SPEC 3.5)."""
+    queue = m._queue
+    if not queue or m._disposing:
+        return CANCELED
+    if m._draining:
+        if m._log_level >= LogLevel.OPS:
+            n = len(queue)
+            m._log(
+                LogLevel.OPS,
+                f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})",
+            )
+        return QUEUED
+    m._draining = True
+    first: Result | None = None
+    try:
+        while queue:
+            if m._disposing:
+                return CANCELED
+            mut = queue.popleft()
+            if mut.queue_tick:
+                m._queue_pending -= 1
+                m._queue_tick += 1
+            if mut.type is _EVAL:
+                m._current_eval = mut.eval_source
+                try:
+                    if mut.eval_fn is not None:
+                        mut.eval_fn()
+                finally:
+                    m._current_eval = ""
+                continue
+            tx = Transition(m, mut)
+            m._tx = tx
+            tx.pre_log_entries = m._pre_logs
+            m._pre_logs = []
+            tx.setup()
+            res = tx.run()
+            if first is None:
+                first = res
+            if mut.is_check:
+                check = parse_args(mut.args, ACheck)
+                if check is not None and callable(check.check_done):
+                    check.canceled = not tx.is_accepted
+                    check.check_done()
+            elif tx.is_accepted:
+                subs = m._subs
+                if subs.count or subs._expired:
+                    names = m._names
+                    subs.process(
+                        tx.activated,
+                        tx.deactivated,
+                        [names[i] for i in tx._apply_changes],
+                        m.tick,
+                        m._queue_tick,
+                    )
+    except BaseException:
+        # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
+        queue.clear()
+        m._queue_pending = 0
+        raise
+    finally:
+        m._tx = None
+        m._draining = False
+    for t in m._tracers:
+        t.queue_end(m)
+    m._subs.process_queue_ends()
+    return CANCELED if first is None else first
+
+
+def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
+    if m._disposing:
+        return CANCELED
+    called = m._parse(states)
+    return m._prepend(Mutation(_ADD, called, m._check_args(args), is_check=True))
+
+
+def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    """Dry run of ``remove``."""
+    if m._disposing:
+        return CANCELED
+    called = m._parse(states)
+    return m._prepend(Mutation(_REMOVE, called, m._check_args(args), is_check=True))
+
+
+def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
+    """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
+    if m._disposing:
+        return False
+    if not source or not isinstance(source, str):
+        raise ArgumentError("eval needs a non-empty source name")
+    if m._draining:
+        if m.detect_eval and m._current_handler:
+            err = NestedEvalError(
+                f"eval nested in handler or eval: eval:{source} called directly in"
+                f" handler {m._current_handler}(), skipping"
+            )
+            m._log(LogLevel.OPS, f"[eval] {err}")
+            m.add_err(err)
+        return False
+    m._log(LogLevel.OPS, f"[eval] {source}")
+    ran = False
+
+    def run() -> None:
+        nonlocal ran
+        ran = True
+        fn()
+
+    m._prepend(Mutation(_EVAL, [], {}, eval_fn=run, eval_source=source))
+    m._log(LogLevel.EVERYTHING, f"[eval:end] {source}")
+    return ran
+
+
+def is_queued(
+    m: Machine,
+    mut_type: MutationType,
+    states: Sequence[str],
+    *,
+    without_args_only: bool = False,
+    strict_equal: bool = False,
+    min_queue_tick: int = 0,
+    is_check: bool = False,
+    position: Position = Position.ANY,
+) -> tuple[bool, int, int]:
+    """``(found, index, queue_tick)`` of the first match, ``(False, 0, 0)`` else."""
+    q = list(m._queue)
+    idxs: Iterable[int] = range(len(q))
+    if position is Position.FIRST:
+        idxs = range(min(1, len(q)))
+    elif position is Position.LAST:
+        idxs = range(len(q) - 1, len(q)) if q else range(0)
+    want = list(states)
+    for i in idxs:
+        mut = q[i]
+        if mut.is_check != is_check or mut.type is not mut_type:
+            continue
+        if without_args_only and mut.args:
+            continue
+        if strict_equal and len(mut.called) != len(want):
+            continue
+        if len(mut.called) < len(want):
+            continue
+        if not all(s in mut.called for s in want):
+            continue
+        if min_queue_tick > 0 and mut.queue_tick < min_queue_tick:
+            continue
+        return True, i, mut.queue_tick
+    return False, 0, 0
+
+
+def is_queued_above(
+    m: Machine, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
+) -> bool:
+    """True if more than ``threshold`` pending mutations match (see is_queued)."""
+    count = 0
+    want = list(states)
+    for mut in m._queue:
+        if mut.type is not mut_type or mut.is_check != kw.get("is_check", False):
+            continue
+        if kw.get("without_args_only") and mut.args:
+            continue
+        if kw.get("strict_equal") and len(mut.called) != len(want):
+            continue
+        if all(s in mut.called for s in want):
+            count += 1
+            if count > threshold:
+                return True
+    return False
+
+
+def will_be_any(m: Machine, states: Sequence[str]) -> bool:
+    """Some pending Add calls any of ``states``."""
+    want = set(states)
+    return any(m.type is _ADD and not want.isdisjoint(m.called) for m in m._queue)
