@@ -125,11 +125,10 @@ class MachineInvariants(RuleBasedStateMachine):
         failures = self.checker.failures
         self.mach.can_add(self._states(data))
         after = self.mach.clock()
-        if self.checker.failures != failures:
-            # a raising handler adds Exception right after the check (SPEC 5.6)
-            before.pop("Exception")
-            after.pop("Exception")
-        assert after == before
+        # a raising handler adds Exception right after the check (SPEC 5.6): that
+        # is a real transition (with its auto states), so only a clean check counts
+        if self.checker.failures == failures:
+            assert after == before
 
     @rule()
     def add_err(self) -> None:

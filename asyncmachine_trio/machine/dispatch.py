@@ -186,7 +186,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         res = CANCELED
         m._panic_caught = False
     if res is CANCELED and not is_final and level >= LogLevel.OPS:
-        label = "cancel:m" if is_self else "cancel"
+        label = "cancel:self" if is_self else "cancel"
         m._log(LogLevel.OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
     return res
 

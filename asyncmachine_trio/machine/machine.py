@@ -635,15 +635,18 @@ class Machine:
     __contains__ = is1
 
     def not_(self, states: Sequence[str]) -> bool:
-        """None of ``states`` active (unknown names raise)."""
-        called = self._parse(states) if not self._disposing else []
+        """None of ``states`` active (unknown names raise; False after dispose)."""
+        if self._disposing:
+            return False
+        called = self._parse(states)
         active = self._active_set
         return not any(s in active for s in called)
 
     def not1(self, state: str) -> bool:
-        """``state`` is inactive (unknown names raise)."""
-        if not self._disposing:
-            self._parse1(state)
+        """``state`` is inactive (unknown names raise; False after dispose)."""
+        if self._disposing:
+            return False
+        self._parse1(state)
         return state not in self._active_set
 
     def any(self, *groups: Sequence[str]) -> bool:
@@ -712,6 +715,8 @@ class Machine:
 
     def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
         """Every ``t[i]`` equals the tick of ``states[i]`` (SPEC 2.2)."""
+        if self._disposing:
+            return False
         names = self._names if states is None else states
         if len(t) > len(names):
             return False
@@ -719,6 +724,8 @@ class Machine:
 
     def was_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
         """Every tick of ``states[i]`` is at least ``t[i]``."""
+        if self._disposing:
+            return False
         names = self._names if states is None else states
         if len(t) > len(names):
             return False
@@ -726,10 +733,14 @@ class Machine:
 
     def is_clock(self, clock: Mapping[str, int]) -> bool:
         """Every entry equals the current tick."""
+        if self._disposing:
+            return False
         return all(self.tick(s) == v for s, v in clock.items())
 
     def was_clock(self, clock: Mapping[str, int]) -> bool:
         """Every current tick is at least the entry."""
+        if self._disposing:
+            return False
         return all(self.tick(s) >= v for s, v in clock.items())
 
     def queue_tick(self) -> int:
@@ -824,8 +835,9 @@ class Machine:
             raise SchemaError("\n".join(errs))
         unique = list(dict.fromkeys(names))
         # port: the deduplicated list must cover every state (SPEC 14 #25)
-        if len(unique) < len(self._names):
-            missing = [s for s in self._names if s not in set(unique)]
+        if len(unique) < len(self._schema):
+            given = set(unique)
+            missing = [s for s in self._schema if s not in given]
             raise SchemaError(
                 f"error: trying to verify less states than registered for {self._id};"
                 f" missing: {' '.join(missing)}"

@@ -159,11 +159,10 @@ class States:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         merged: dict[str, State] = {}
-        # parents in MRO order reversed, so the deepest base comes first
-        for base in reversed(cls.__mro__[1:]):
+        # bases in declaration order, each with its own parents first (SPEC 12.1)
+        for base in cls.__bases__:
             if issubclass(base, States) and base is not States:
-                for name in base._own:
-                    merged[name] = base._schema[name]
+                merged.update(base._schema)
         own: list[str] = []
         for name, value in list(vars(cls).items()):
             if isinstance(value, State):
@@ -226,7 +225,7 @@ class StateGroups:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         merged: dict[str, tuple[str, ...]] = {}
-        for base in reversed(cls.__mro__[1:]):
+        for base in cls.__bases__:
             if issubclass(base, StateGroups) and base is not StateGroups:
                 merged.update(base._groups)
         own: list[str] = []

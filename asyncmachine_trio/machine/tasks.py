@@ -161,6 +161,9 @@ def dispose(m: Machine) -> None:
     for t in m._tracers:
         t.machine_dispose(m._id)
     m._bindings = []
+    m._handler_names = frozenset()
+    m._active = []
+    m._active_set = set()
     m._queue.clear()
     m._queue_pending = 0
     m._subs.dispose()
