@@ -68,7 +68,6 @@ PUBLIC = [
     "Waiter",
     "WrongThreadError",
     "adjacent_states",
-    "annotations",
     "args_key",
     "args_merge",
     "capitalize",
