@@ -22,9 +22,7 @@ def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff>=0.5")
     session.run("ruff", "check", "asyncmachine_trio", "tests", "examples", "noxfile.py")
-    session.run(
-        "ruff", "format", "--check", "asyncmachine_trio", "tests", "examples", "noxfile.py"
-    )
+    session.run("ruff", "format", "--check", "asyncmachine_trio", "tests", "examples", "noxfile.py")
 
 
 @nox.session(python=PYTHON)
