@@ -3,7 +3,6 @@
 ``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
 """
 
-
 from .machine.args import ARGS_PREFIX as ARGS_PREFIX
 from .machine.args import ACheck as ACheck
 from .machine.args import AException as AException
