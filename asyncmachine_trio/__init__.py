@@ -89,3 +89,6 @@ from .machine.waiting import StateCtx as StateCtx
 from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
+
+# upper layer: imported last, it uses the names above
+from . import helpers as helpers

@@ -72,6 +72,7 @@ PUBLIC = [
     "args_merge",
     "capitalize",
     "hash_str",
+    "helpers",
     "index_to_states",
     "is_active_tick",
     "log_args_mapper",
