@@ -27,3 +27,12 @@ def test_quick_start_has_two_one_line_commands() -> None:
     assert first is not None
     lines = [ln for ln in first.group(1).splitlines() if ln.strip()]
     assert len(lines) == 2
+
+
+def test_quickstart_example_runs() -> None:
+    import runpy
+
+    ns = runpy.run_path(str(README.parent / "examples" / "quickstart.py"))
+    log = ns["main"]()
+    assert log[0] == "downloading file.txt"
+    assert "processing (added automatically)" in log
