@@ -243,6 +243,11 @@ class Machine:
     def log_level(self, level: LogLevel | int) -> None:
         self._log_level = LogLevel.parse(level)
 
+    @property
+    def logger(self) -> LoggerFn | None:
+        """The ``logger(level, line)`` callable, or None (structlog)."""
+        return self._logger
+
     def set_logger(self, logger: LoggerFn | None) -> None:
         """Send log lines to ``logger(level, line)`` (None: structlog)."""
         self._logger = logger

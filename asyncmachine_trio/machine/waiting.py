@@ -452,9 +452,28 @@ class Subscriptions:
                 self._log_when_match(sub)
             elif isinstance(sub, _WhenTime):
                 self._gc_when_time(sub)
+                self._log_when_time_match(sub)
             else:
+                self._log_when_query_match(sub)
                 self._gc_when_query(sub)
             sub.waiter._resolve()
+
+    def _log_when_time_match(self, sub: _WhenTime) -> None:
+        m = self._m
+        if m._log_level >= LogLevel.OPS:
+            times = " ".join(str(t) for t in sub.times)
+            m._log(LogLevel.OPS, f"[whenTime:match] {' '.join(sub.index)} [{times}]")
+
+    def _log_when_args_match(self, sub: _WhenArgs) -> None:
+        m = self._m
+        if m._log_level >= LogLevel.OPS:
+            state = sub.handler.removesuffix("State")
+            m._log(LogLevel.OPS, f"[whenArgs:match] {state} ({','.join(sub.args)})")
+
+    def _log_when_query_match(self, sub: _WhenQuery) -> None:
+        m = self._m
+        if m._log_level >= LogLevel.OPS and sub in self.when_query:
+            m._log(LogLevel.OPS, f"[whenQuery:match] {self.when_query.index(sub)}")
 
     def _log_when_match(self, sub: _When) -> None:
         m = self._m
@@ -475,24 +494,28 @@ class Subscriptions:
             self._process_expired()
         when = self.when
         if when:
+            # update every touched subscription first, then resolve: the
+            # reference checks between updates, so When(A, B) resolved when B
+            # activated and A deactivated in the same transition (fixed here)
+            touched: dict[int, _When] = {}
             for group, on in ((activated, True), (deactivated, False)):
                 for s in group:
                     subs = when.get(s)
                     if not subs:
                         continue
-                    for sub in list(subs):
-                        prev = sub.states[s]
-                        if prev != on:
+                    for sub in subs:
+                        if sub.states[s] != on:
                             if sub.negation:
                                 sub.matched += -1 if on else 1
                             else:
                                 sub.matched += 1 if on else -1
                             sub.states[s] = on
-                        if sub.matched < sub.total:
-                            continue
-                        self._gc_when(sub)
-                        self._log_when_match(sub)
-                        sub.waiter._resolve()
+                        touched[id(sub)] = sub
+            for sub in touched.values():
+                if sub.matched >= sub.total:
+                    self._gc_when(sub)
+                    self._log_when_match(sub)
+                    sub.waiter._resolve()
         if self.when_time:
             for s in ticked:
                 tsubs = self.when_time.get(s)
@@ -506,7 +529,7 @@ class Subscriptions:
                     if tsub.matched < tsub.total:
                         continue
                     self._gc_when_time(tsub)
-                    self._m._log(LogLevel.OPS, f"[whenTime:match] {','.join(tsub.index)}")
+                    self._log_when_time_match(tsub)
                     tsub.waiter._resolve()
         if self.when_queue:
             keep: list[tuple[int, Waiter]] = []
@@ -522,8 +545,8 @@ class Subscriptions:
             snapshot = self._m.clock()
             for qsub in list(self.when_query):
                 if qsub.fn(snapshot):
+                    self._log_when_query_match(qsub)
                     self._gc_when_query(qsub)
-                    self._m._log(LogLevel.OPS, "[whenQuery:match]")
                     qsub.waiter._resolve()
 
     def process_args(self, name: str, args: Mapping[str, Any]) -> None:
@@ -533,6 +556,7 @@ class Subscriptions:
             for sub in expired:
                 if not sub.waiter.is_set():
                     self._gc_when_args(sub)
+                    self._log_when_args_match(sub)
                     sub.waiter._resolve()
         subs = self.when_args.get(name)
         if not subs:
@@ -540,7 +564,7 @@ class Subscriptions:
         for sub in list(subs):
             if _args_match(args, sub.args):
                 self._gc_when_args(sub)
-                self._m._log(LogLevel.OPS, f"[whenArgs:match] {name}")
+                self._log_when_args_match(sub)
                 sub.waiter._resolve()
 
     def process_queue_ends(self) -> None:
