@@ -11,14 +11,14 @@ a debugger.
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
 
 import anyio
 import anyio.lowlevel
 
+from .helpers.waiting import Waitable as Waitable
+from .helpers.waiting import _first, _timeout
 from .machine.errors import ArgumentError, DisposedError
 from .machine.logging import LoggerFn, LogLevel
 from .machine.machine import Machine
@@ -241,20 +241,6 @@ def capture_log(
 # ----- waiting (Go WaitForAll, WaitForAny, WaitForErrAll)
 
 
-class Waitable(Protocol):
-    """What the ``wait_for*`` helpers take: ``am.Waiter``, ``anyio.Event``, ..."""
-
-    def is_set(self) -> bool: ...
-
-    async def wait(self) -> None: ...
-
-
-def _deadline(timeout: float) -> float:
-    if os.environ.get("AM_DEBUG", "") not in ("", "0", "false"):
-        return timeout * 100
-    return timeout
-
-
 def _label(w: Waitable) -> str:
     kind = getattr(w, "kind", "")
     return kind if isinstance(kind, str) and kind else type(w).__name__
@@ -273,21 +259,10 @@ def _check_disposed(source: str, mach: Machine | None) -> None:
         raise DisposedError(f"{source}: machine {mach.id} was disposed while waiting")
 
 
-async def _first(*fns: Callable[[], Awaitable[object]]) -> int:
-    """Run the async ``fns`` concurrently; the index of the first to return, rest cancelled."""
-    winner = -1
-    async with anyio.create_task_group() as tg:
-
-        async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
-            nonlocal winner
-            await fn()
-            if winner < 0:
-                winner = i
-                tg.cancel_scope.cancel()
-
-        for i, fn in enumerate(fns):
-            tg.start_soon(run, i, fn)
-    return winner
+def _deadline(timeout: float) -> float:
+    deadline = _timeout(timeout)
+    assert deadline is not None
+    return deadline
 
 
 async def wait_for(

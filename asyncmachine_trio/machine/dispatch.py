@@ -20,7 +20,8 @@ from .errors import (
 )
 from .handlers import Binding, sanitize_binding_id
 from .logging import LogLevel
-from .mutation import Mutation, MutationType, MutSource, Result
+from .mutation import ADD as _ADD
+from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
 from .schema import EXCEPTION
 from .tracing import Tracer
 from .transition import Event, Transition
@@ -28,13 +29,6 @@ from .transition import Event, Transition
 if TYPE_CHECKING:
     from .machine import Machine
 
-EXECUTED = Result.EXECUTED
-CANCELED = Result.CANCELED
-QUEUED = Result.QUEUED
-_ADD = MutationType.ADD
-_REMOVE = MutationType.REMOVE
-_SET = MutationType.SET
-_EVAL = MutationType.EVAL
 _INTERNAL_ERRORS_MAX = 10
 
 

@@ -39,7 +39,10 @@ from .errors import (
 )
 from .handlers import Binding
 from .logging import LOG_ARGS, LoggerFn, LogLevel, format_log_args, log_args_mapper
-from .mutation import Mutation, MutationType, Position, Result
+from .mutation import ADD as _ADD
+from .mutation import CANCELED, Mutation, Position, Result
+from .mutation import REMOVE as _REMOVE
+from .mutation import SET as _SET
 from .resolver import Relation, Resolver
 from .schema import EXCEPTION, MACHINE_RESTORED, State, States, parse_schema
 from .tracing import Tracer
@@ -48,13 +51,6 @@ from .waiting import Ctx, StateCtx, Subscriptions, Waiter
 
 __all__ = ["Machine", "Serialized"]
 
-EXECUTED = Result.EXECUTED
-CANCELED = Result.CANCELED
-QUEUED = Result.QUEUED
-_ADD = MutationType.ADD
-_REMOVE = MutationType.REMOVE
-_SET = MutationType.SET
-_EVAL = MutationType.EVAL
 
 _UNSET: Any = object()
 _INTERNAL_ERRORS_MAX = 10

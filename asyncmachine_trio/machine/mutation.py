@@ -42,6 +42,16 @@ class Position(enum.Enum):
     LAST = "last"
 
 
+# module-level aliases: the hot paths compare by identity (``res is CANCELED``)
+EXECUTED = Result.EXECUTED
+CANCELED = Result.CANCELED
+QUEUED = Result.QUEUED
+ADD = MutationType.ADD
+REMOVE = MutationType.REMOVE
+SET = MutationType.SET
+EVAL = MutationType.EVAL
+
+
 @attrs.frozen(slots=True)
 class MutSource:
     """Where a traced mutation came from: machine, transition, machine time."""

@@ -14,20 +14,25 @@ from .errors import (
     NestedEvalError,
 )
 from .logging import LogLevel
-from .mutation import Mutation, MutationType, MutSource, Position, Result
+from .mutation import ADD as _ADD
+from .mutation import (
+    CANCELED,
+    EXECUTED,
+    QUEUED,
+    Mutation,
+    MutationType,
+    MutSource,
+    Position,
+    Result,
+)
+from .mutation import EVAL as _EVAL
+from .mutation import REMOVE as _REMOVE
 from .schema import EXCEPTION
 from .transition import Event, Transition
 
 if TYPE_CHECKING:
     from .machine import Machine
 
-EXECUTED = Result.EXECUTED
-CANCELED = Result.CANCELED
-QUEUED = Result.QUEUED
-_ADD = MutationType.ADD
-_REMOVE = MutationType.REMOVE
-_SET = MutationType.SET
-_EVAL = MutationType.EVAL
 _INTERNAL_ERRORS_MAX = 10
 
 

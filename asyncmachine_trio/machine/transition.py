@@ -14,18 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from .clock import Time, TimeIndex
 from .logging import LogLevel
-from .mutation import Mutation, MutationType, Result
+from .mutation import ADD as _ADD
+from .mutation import CANCELED, EXECUTED, Mutation, MutationType, Result
+from .mutation import REMOVE as _REMOVE
 from .schema import ANY, HEALTHCHECK, HEARTBEAT
 
 if TYPE_CHECKING:
     from .machine import Machine
 
 __all__ = ["Event", "Step", "StepType", "Transition"]
-
-_REMOVE = MutationType.REMOVE
-_ADD = MutationType.ADD
-EXECUTED = Result.EXECUTED
-CANCELED = Result.CANCELED
 
 
 class StepType(enum.Enum):

@@ -13,19 +13,11 @@ from .errors import (
     ArgumentError,
     AsyncMachineError,
 )
-from .mutation import MutationType, Result
 from .waiting import Ctx, Waiter
 
 if TYPE_CHECKING:
     from .machine import Machine
 
-EXECUTED = Result.EXECUTED
-CANCELED = Result.CANCELED
-QUEUED = Result.QUEUED
-_ADD = MutationType.ADD
-_REMOVE = MutationType.REMOVE
-_SET = MutationType.SET
-_EVAL = MutationType.EVAL
 _INTERNAL_ERRORS_MAX = 10
 
 
