@@ -1348,3 +1348,26 @@ def test_exception_handler_is_quiet_below_changes() -> None:
     mach.bind_handlers(am.ExceptionHandler())
     mach.add_err(ValueError("boom"))
     assert lines == []
+
+
+def test_bind_handlers_mapping() -> None:
+    seen: list[str] = []
+    mach = am.Machine({"Foo": am.State(), "Bar": am.State()})
+    mach.bind_handlers({"foo_state": lambda e: seen.append(e.name), "bar_enter": lambda e: False})
+    assert mach.add1("Foo") is am.Result.EXECUTED
+    assert mach.add1("Bar") is am.Result.CANCELED
+    assert seen == ["FooState"]
+    with pytest.raises(am.SchemaError, match="'nope' is not a handler name"):
+        mach.bind_handlers({"nope": print})
+    with pytest.raises(am.SchemaError, match="not callable"):
+        mach.bind_handlers({"foo_state": 1})
+
+
+def test_log_at_emits_raw_lines() -> None:
+    lines: list[str] = []
+    mach = am.Machine({"Foo": am.State()}, id="m1", logger=lambda _l, ln: lines.append(ln))
+    mach.log_at(am.LogLevel.OPS, "[pipe-out:add] Foo to m2")
+    assert lines == []
+    mach.log_level = am.LogLevel.OPS
+    mach.log_at(am.LogLevel.OPS, "[pipe-out:add] Foo\nto m2")
+    assert lines == ["[m1] [pipe-out:add] Foo to m2"]

@@ -226,7 +226,7 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
 
 
 def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str:
-    """Bind a handler object; returns the binding id (SPEC 5.1)."""
+    """Bind a handler object, or a ``{method name: callable}`` mapping; returns its id (5.1)."""
     if m._disposing:
         return ""
     if handlers is None or isinstance(handlers, str | int | float | bool):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import AException, parse_args
@@ -97,19 +97,27 @@ class Binding:
         event_state: dict[str, str] = {}
         async_names: set[str] = set()
         obj = self.obj
-        for attr in dir(obj):
-            if attr.startswith("__") or "_" not in attr:
+        # a mapping binds {method name: callable} (Go HandlersBindMaps); any other
+        # object binds its attributes; unknown mapping keys are errors, not skipped
+        mapping: Mapping[str, Any] | None = obj if isinstance(obj, Mapping) else None
+        is_map = mapping is not None
+        for attr in list(mapping) if mapping is not None else dir(obj):
+            if not is_map and (attr.startswith("__") or "_" not in attr):
                 continue
             events = _interpretations(attr, by_snake)
             if not events:
+                if is_map:
+                    raise SchemaError(f"{attr!r} is not a handler name for this schema")
                 continue
             if len(events) > 1:
                 raise SchemaError(
                     f"handler {attr} of {type(obj).__name__} is ambiguous for this"
                     f" schema: it could mean {' or '.join(e for e, _, _ in events)}"
                 )
-            fn = getattr(obj, attr, None)
+            fn = mapping[attr] if mapping is not None else getattr(obj, attr, None)
             if not callable(fn):
+                if is_map:
+                    raise SchemaError(f"handler {attr!r} is not callable: {fn!r}")
                 continue
             event, is_final, state = events[0]
             if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):

@@ -334,6 +334,13 @@ class Machine:
             return ""
         return format_log_args(mapper(args))
 
+    def log_at(self, level: LogLevel | int, line: str) -> None:
+        """Emit ``line`` at ``level`` as the machine's own lines are (upper layers:
+        ``[pipe-out:add] Foo to m2`` and the like); newlines become spaces."""
+        lvl = LogLevel.parse(level)
+        if lvl <= self._log_level:
+            self._log(lvl, line.replace("\n", " "))
+
     def log(self, msg: str, *args: Any) -> None:
         """An external log line: ``[exter] <msg>`` (``%`` formatting with args)."""
         if self._disposing or self._log_level < LogLevel.EXTERNAL:
