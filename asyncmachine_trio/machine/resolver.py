@@ -139,6 +139,7 @@ class Resolver:
 
     __slots__ = (
         "_after",
+        "_cache",
         "_has_after",
         "_mach",
         "add",
@@ -156,9 +157,11 @@ class Resolver:
         self._mach = mach
         self.schema: dict[str, State] = {}
         self.topo_key: dict[str, int] = {}
+        self._cache: dict[tuple[object, ...], tuple[str, ...]] = {}
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
         """Compile the tables; recompute the Require topology (SPEC 4.5)."""
+        self._cache = {}
         self.schema = dict(schema)
         self.multi: frozenset[str] = frozenset(n for n, s in schema.items() if s.multi)
         self.add: dict[str, tuple[str, ...]] = {n: s.add for n, s in schema.items() if s.add}
@@ -314,7 +317,33 @@ class Resolver:
         before_set: frozenset[str] | set[str],
         states_to_set: list[str],
     ) -> list[str]:
-        """The states active after the mutation, sorted (SPEC 4.2, 4.5)."""
+        """The states active after the mutation, sorted (SPEC 4.2, 4.5).
+
+        The result depends only on the schema and (type, called, active list,
+        auto), so it is memoised per schema; resolution also writes log lines
+        (OPS and up) and steps, so those runs always resolve afresh.
+        """
+        m = self._mach
+        if m._log_level >= LogLevel.OPS or (m._tx is not None and m._tx._steps is not None):
+            return self._resolve(mtype, called, is_auto, before, before_set, states_to_set)
+        key = (mtype, is_auto, *called, None, *before)
+        hit = self._cache.get(key)
+        if hit is None:
+            if len(self._cache) >= 4096:
+                self._cache.clear()
+            hit = tuple(self._resolve(mtype, called, is_auto, before, before_set, states_to_set))
+            self._cache[key] = hit
+        return list(hit)
+
+    def _resolve(
+        self,
+        mtype: MutationType,
+        called: list[str],
+        is_auto: bool,
+        before: list[str],
+        before_set: frozenset[str] | set[str],
+        states_to_set: list[str],
+    ) -> list[str]:
         remove_called = frozenset(called) if mtype is MutationType.REMOVE else None
         s1 = list(dict.fromkeys(states_to_set))
         s4 = self._parse_require(

@@ -465,12 +465,21 @@ class Transition:
         """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2)."""
         m = self.machine
         handle = m._handle
+        # most events have no handler in any binding: skip the dispatch call for
+        # them unless something needs every event (EVERYTHING log, when_args, steps)
+        hn = m._handler_names
+        full = self._dispatch_all()
         is_auto = self.mutation.is_auto
         auto_states = m._resolver.auto_states
         # 1. exits
         for s in self.exits:
             self._latest_to = ""
-            res = handle(s + "Exit", False, False, False)
+            name = s + "Exit"
+            res = (
+                handle(name, False, False, False)
+                if full or name in hn or m._disposing
+                else EXECUTED
+            )
             self._step_handler(s, "", False, False)
             if res is CANCELED:
                 # SPEC 6.2: an Auto state's Exit rejecting cancels (port rule)
@@ -478,7 +487,10 @@ class Transition:
         # 2. enters
         for s in self.enters:
             self._latest_to = s
-            res = handle(s + "Enter", False, True, False)
+            name = s + "Enter"
+            res = (
+                handle(name, False, True, False) if full or name in hn or m._disposing else EXECUTED
+            )
             self._step_handler("", s, False, True)
             if res is CANCELED:
                 if is_auto and s in auto_states:
@@ -497,7 +509,12 @@ class Transition:
                 if s not in active:
                     continue
                 self._latest_to = s
-                res = handle(s + s, False, False, True)
+                name = s + s
+                res = (
+                    handle(name, False, False, True)
+                    if full or name in hn or m._disposing
+                    else EXECUTED
+                )
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", "", s, is_self=True)
                 if res is CANCELED:
@@ -515,7 +532,12 @@ class Transition:
                 if a == b:
                     continue
                 self._latest_to = ""
-                res = handle(b + a, False, False, False)
+                name = b + a
+                res = (
+                    handle(name, False, False, False)
+                    if full or name in hn or m._disposing
+                    else EXECUTED
+                )
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", b, a)
                 if res is CANCELED:
@@ -528,10 +550,25 @@ class Transition:
             return CANCELED
         # 6. AnyEnter
         self._latest_to = ANY
-        res = handle("AnyEnter", False, True, False)
+        res = (
+            handle("AnyEnter", False, True, False)
+            if full or "AnyEnter" in hn or m._disposing
+            else EXECUTED
+        )
         if self._steps is not None and m._handler_called:
             self._add_step("handler", ANY, ANY, is_enter=True)
         return res
+
+    def _dispatch_all(self) -> bool:
+        m = self.machine
+        subs = m._subs
+        return bool(
+            m._log_level >= LogLevel.EVERYTHING
+            or subs.when_args
+            or subs._expired_args
+            or self._steps is not None
+            or m._disposing
+        )
 
     def _step_handler(self, from_: str, to: str, is_final: bool, is_enter: bool) -> None:
         if self._steps is not None and self.machine._handler_called:
@@ -541,15 +578,19 @@ class Transition:
         """Exit ``End`` then enter ``State`` handlers; stop at the first failure."""
         m = self.machine
         handle = m._handle
+        hn = m._handler_names
+        full = self._dispatch_all()
         for s in self.exits:
             self._latest_to = ""
-            res = handle(s + "End", True, False, False)
+            name = s + "End"
+            res = handle(name, True, False, False) if full or name in hn else EXECUTED
             self._step_handler("", s, True, False)
             if res is CANCELED:
                 return CANCELED
         for s in self.enters:
             self._latest_to = s
-            res = handle(s + "State", True, True, False)
+            name = s + "State"
+            res = handle(name, True, True, False) if full or name in hn else EXECUTED
             self._step_handler("", s, True, True)
             if res is CANCELED:
                 return CANCELED
