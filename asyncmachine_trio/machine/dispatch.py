@@ -261,9 +261,14 @@ def detach_handlers(m: Machine, binding_id: str) -> None:
 def index_handler_names(m: Machine) -> None:
     # every event name some binding defines: dispatch skips the rest cheaply
     names: set[str] = set()
+    pair_firsts: set[str] = set()
     for b in m._bindings:
         names.update(b.table)
+        pair_firsts.update(first for first, _ in b.pairs)
     m._handler_names = frozenset(names)
+    # states that start a state-state handler: step 4 of the negotiation only
+    # walks these (it is |before| x |targets| otherwise, SPEC 5.3)
+    m._pair_firsts = frozenset(pair_firsts)
 
 
 def tracer_bind(m: Machine, tracer: Tracer) -> str:

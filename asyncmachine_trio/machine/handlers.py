@@ -46,17 +46,17 @@ def sanitize_binding_id(bid: str) -> str:
     return _ID_RE.sub("", bid)
 
 
-def _interpretations(method: str, by_snake: dict[str, str]) -> list[tuple[str, bool, str]]:
-    """Every (event name, is final, its state) ``method`` could stand for."""
-    out: list[tuple[str, bool, str]] = []
+def _interpretations(method: str, by_snake: dict[str, str]) -> list[tuple[str, bool, str, str]]:
+    """Every (event name, is final, its state, pair's first state) ``method`` could mean."""
+    out: list[tuple[str, bool, str, str]] = []
     for suffix, go_suffix in SUFFIXES:
         if method.endswith(suffix):
             head = method[: -len(suffix)]
             final = go_suffix in FINAL_SUFFIXES
             if head in by_snake:
-                out.append((by_snake[head] + go_suffix, final, by_snake[head]))
+                out.append((by_snake[head] + go_suffix, final, by_snake[head], ""))
             elif head == "any" and go_suffix in ("Enter", "State"):
-                out.append((ANY + go_suffix, final, ""))
+                out.append((ANY + go_suffix, final, "", ""))
     # state-state and self handlers: split at each underscore
     start = 0
     while True:
@@ -65,7 +65,7 @@ def _interpretations(method: str, by_snake: dict[str, str]) -> list[tuple[str, b
             break
         left, right = method[:i], method[i + 1 :]
         if left in by_snake and right in by_snake:
-            out.append((by_snake[left] + by_snake[right], False, by_snake[right]))
+            out.append((by_snake[left] + by_snake[right], False, by_snake[right], by_snake[left]))
         start = i + 1
     return out
 
@@ -73,7 +73,7 @@ def _interpretations(method: str, by_snake: dict[str, str]) -> list[tuple[str, b
 class Binding:
     """One bound handler object and its compiled event table."""
 
-    __slots__ = ("async_names", "event_state", "id", "num", "obj", "table")
+    __slots__ = ("async_names", "event_state", "id", "num", "obj", "pairs", "table")
 
     def __init__(self, obj: object, bid: str, num: int) -> None:
         self.obj = obj
@@ -82,6 +82,8 @@ class Binding:
         self.table: dict[str, HandlerFn] = {}
         self.async_names: frozenset[str] = frozenset()
         self.event_state: dict[str, str] = {}
+        # (before, after) of the state-state handlers this binding defines
+        self.pairs: frozenset[tuple[str, str]] = frozenset()
 
     def compile(self, state_names: Iterable[str]) -> None:
         """Build the event table for the schema; ambiguity is a SchemaError."""
@@ -95,6 +97,7 @@ class Binding:
             by_snake[sn] = name
         table: dict[str, HandlerFn] = {}
         event_state: dict[str, str] = {}
+        pairs: set[tuple[str, str]] = set()
         async_names: set[str] = set()
         obj = self.obj
         # a mapping binds {method name: callable} (Go HandlersBindMaps); any other
@@ -112,14 +115,14 @@ class Binding:
             if len(events) > 1:
                 raise SchemaError(
                     f"handler {attr} of {type(obj).__name__} is ambiguous for this"
-                    f" schema: it could mean {' or '.join(e for e, _, _ in events)}"
+                    f" schema: it could mean {' or '.join(e[0] for e in events)}"
                 )
             fn = mapping[attr] if mapping is not None else getattr(obj, attr, None)
             if not callable(fn):
                 if is_map:
                     raise SchemaError(f"handler {attr!r} is not callable: {fn!r}")
                 continue
-            event, is_final, state = events[0]
+            event, is_final, state, first = events[0]
             if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
                 if not is_final:
                     raise SchemaError(
@@ -129,8 +132,11 @@ class Binding:
                 async_names.add(event)
             table[event] = fn
             event_state[event] = state
+            if first and first != state:
+                pairs.add((first, state))
         self.table = table
         self.event_state = event_state
+        self.pairs = frozenset(pairs)
         self.async_names = frozenset(async_names)
 
 

@@ -169,6 +169,7 @@ class Machine:
         self._tx: Transition | None = None
         self._bindings: list[Binding] = []
         self._handler_names: frozenset[str] = frozenset()
+        self._pair_firsts: frozenset[str] = frozenset()
         self._binding_num = 0
         self._handlers_ever_bound = False
         self._handler_called = False

@@ -527,7 +527,10 @@ class Transition:
                 return CANCELED
         # 4. state-state handlers over a snapshot of the targets
         after = list(self.target_states)
+        firsts = m._pair_firsts
         for b in self.states_before:
+            if not full and b not in firsts:
+                continue  # no binding defines a handler starting with b
             for a in after:
                 if a == b:
                     continue
