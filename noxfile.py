@@ -21,8 +21,19 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "asyncmachine_trio", "tests", "examples", "noxfile.py")
-    session.run("ruff", "format", "--check", "asyncmachine_trio", "tests", "examples", "noxfile.py")
+    session.run(
+        "ruff", "check", "asyncmachine_trio", "tests", "examples", "benchmarks", "noxfile.py"
+    )
+    session.run(
+        "ruff",
+        "format",
+        "--check",
+        "asyncmachine_trio",
+        "tests",
+        "examples",
+        "benchmarks",
+        "noxfile.py",
+    )
 
 
 @nox.session(python=PYTHON)
@@ -30,3 +41,14 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
     session.install("-e", ".", "mypy>=1.10")
     session.run("mypy", "--strict", "asyncmachine_trio")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
+
+    Prints one table and writes benchmarks/results/<date>.json; arguments after `--` go to
+    `python -m benchmarks.run` (e.g. `nox -s bench -- --quick`).
+    """
+    session.install("-e", ".", "transitions", "python-statemachine", "automat", "sismic")
+    session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -1,0 +1,177 @@
+"""Run every case for asyncmachine-trio and the peers; print one table, write JSON.
+
+    python -m benchmarks.run                  # everything (what `nox -s bench` runs)
+    python -m benchmarks.run --only asyncmachine-trio,transitions
+    python -m benchmarks.run --quick          # shorter repeats, for a smoke run
+    python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
+
+Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
+class registries; the parent merges their rows, adds the ratios and targets, prints the
+table and writes ``benchmarks/results/<date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import harness, report
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+LIBS = {
+    "asyncmachine-trio": "benchmarks.lib_asyncmachine",
+    "transitions": "benchmarks.lib_transitions",
+    "python-statemachine": "benchmarks.lib_statemachine",
+    "automat": "benchmarks.lib_automat",
+    "sismic": "benchmarks.lib_sismic",
+}
+
+VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
+
+
+def _settings(a: argparse.Namespace) -> harness.Settings:
+    return harness.Settings(
+        min_time=a.min_time,
+        repeats=a.repeats,
+        case_timeout=a.case_timeout,
+        memory_budget=a.memory_budget,
+    )
+
+
+def run_child(lib: str, settings: harness.Settings, out: str) -> None:
+    """In the fresh interpreter: measure every case of ``lib``, write the rows to ``out``."""
+    rows: list[dict[str, Any]] = []
+    try:
+        module = importlib.import_module(LIBS[lib])
+        cases: list[harness.Case] = module.cases()
+    except ImportError as exc:
+        rows.append(dataclasses.asdict(harness.Row(lib, "import", "-", "-", "-", error=str(exc))))
+        cases = []
+    harness.settle()
+    for case in cases:
+        row = harness.measure(lib, case, settings)
+        rows.append(dataclasses.asdict(row))
+        state = f"FAILED {row.error}" if row.error else "ok"
+        print(f"  {lib:<20} {case.id:<28} {state}", file=sys.stderr, flush=True)
+        with open(out, "w") as fh:  # after every case: a crash keeps what was measured
+            json.dump(rows, fh)
+
+
+def spawn(lib: str, a: argparse.Namespace) -> list[dict[str, Any]]:
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-")
+    os.close(fd)
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.run",
+        "--child",
+        lib,
+        "--child-out",
+        out,
+        "--min-time",
+        str(a.min_time),
+        "--repeats",
+        str(a.repeats),
+        "--case-timeout",
+        str(a.case_timeout),
+        "--memory-budget",
+        str(a.memory_budget),
+    ]
+    # the library's environment switches change its defaults (timeouts, logging): drop them
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    rows: list[dict[str, Any]] = []
+    error = ""
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        with open(out) as fh:
+            text = fh.read()
+        rows = json.loads(text) if text else []
+    except (OSError, ValueError) as exc:
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if error:
+        rows.append(dataclasses.asdict(harness.Row(lib, "process", "-", "-", "-", error=error)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="", help="comma list of: " + ",".join(LIBS))
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median)")
+    ap.add_argument("--min-time", type=float, default=0.1, help="seconds per repeat")
+    ap.add_argument("--case-timeout", type=int, default=180, help="seconds per case")
+    ap.add_argument("--memory-budget", type=float, default=5.0, help="seconds per peer memory case")
+    ap.add_argument("--quick", action="store_true", help="repeats of 0.03 s (smoke run)")
+    ap.add_argument("--json", default="", help="result file (default results/<date>.json)")
+    ap.add_argument("--no-json", action="store_true", help="print only")
+    ap.add_argument("--show", default="", metavar="JSON", help="print the table of a result file")
+    ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--child-out", default="", help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.min_time, a.memory_budget = 0.03, 1.0
+    if a.repeats < 5 and not a.quick:
+        ap.error("--repeats must be at least 5 (the issue asks for the median of >= 5)")
+    if a.child:
+        run_child(a.child, _settings(a), a.child_out)
+        return 0
+    if a.show:
+        print(report.render(json.loads(Path(a.show).read_text())))
+        return 0
+
+    libs = [s for s in a.only.split(",") if s] or list(LIBS)
+    unknown = [s for s in libs if s not in LIBS]
+    if unknown:
+        ap.error(f"unknown libraries {unknown}; choose from {', '.join(LIBS)}")
+    info = harness.machine_info()
+    versions = {d: harness.version(d) for d in VERSIONED}
+    started = datetime.datetime.now(datetime.timezone.utc)
+    print(
+        f"python {info['python']} ({info['implementation']}) on {info['cpu']}, "
+        f"{info['cores']} cores; {a.repeats} repeats of ~{a.min_time}s per case, median",
+        file=sys.stderr,
+        flush=True,
+    )
+    rows: list[dict[str, Any]] = []
+    for lib in libs:
+        rows.extend(spawn(lib, a))
+    by_key = {(r["lib"], r["id"]): r for r in rows}
+    report.add_ratios(by_key)
+    doc = {
+        "date": started.isoformat(timespec="seconds"),
+        "machine": info,
+        "versions": versions,
+        "settings": dataclasses.asdict(_settings(a)),
+        "ratio_bases": {k: " ".join(v) for k, v in report.RATIO_BASES.items()},
+        "targets": report.evaluate_targets(by_key),
+        "rows": rows,
+    }
+    print()
+    print(report.render(doc))
+    if not a.no_json:
+        path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
