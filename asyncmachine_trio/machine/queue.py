@@ -100,7 +100,7 @@ def mutate(
         source = MutSource(
             event.machine.id,
             event.id,
-            sum(etx.time_before) if etx is not None else 0,
+            sum(etx._before) if etx is not None else 0,
         )
     mut = Mutation(mtype, called, args, source=source)
     m._queue.append(mut)

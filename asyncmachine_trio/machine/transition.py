@@ -166,13 +166,14 @@ class Transition:
     """The processing of one mutation (SPEC 5.8)."""
 
     __slots__ = (
+        "_after",
         "_apply_changes",
+        "_before",
         "_id",
         "_latest_is_enter",
         "_latest_is_final",
         "_latest_to",
         "_steps",
-        "_time_after",
         "activated",
         "called_set",
         "deactivated",
@@ -188,17 +189,19 @@ class Transition:
         "states_before",
         "states_before_set",
         "target_states",
-        "time_before",
     )
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
         self._id = ""
         self.machine = m
         self.mutation = mut
-        self.states_before: list[str] = list(m._active)
-        self.states_before_set = frozenset(m._active_set)
-        self.time_before = Time(m._ticks)
-        self._time_after: Time | None = None
+        # the machine replaces (never mutates) its active list and set, so the
+        # transition can keep references instead of copies; ticks are mutated in
+        # place, so they are copied (a plain list copy; Time views are made on read)
+        self.states_before: list[str] = m._active
+        self.states_before_set: frozenset[str] | set[str] = m._active_set
+        self._before: list[int] = m._ticks.copy()
+        self._after: list[int] | None = None
         self.is_accepted = True
         self.is_completed = False
         self.enters: list[str] = []
@@ -252,17 +255,22 @@ class Transition:
         return self.mutation.type is _ADD and len(c) == 1 and c[0] in (HEALTHCHECK, HEARTBEAT)
 
     @property
+    def time_before(self) -> Time:
+        """Machine time before the transition."""
+        return Time(self._before)
+
+    @property
     def time_after(self) -> Time:
         """Machine time after: predicted during negotiation, real afterwards (4.4)."""
-        if self._time_after is not None:
-            return self._time_after
+        if self._after is not None:
+            return Time(self._after)
         if self.mutation.is_check or not self.is_accepted:
-            return Time(self.time_before)
+            return Time(self._before)
         return self._predict_time_after()
 
     def _predict_time_after(self) -> Time:
         m = self.machine
-        t = Time(self.time_before)
+        t = Time(self._before)
         index = m._index
         multi = m._resolver.multi
         before = self.states_before_set
@@ -638,7 +646,7 @@ class Transition:
                     self.activated = self.enters
                     self.deactivated = self.exits
                 m._subs.process_state_ctx(self.activated, self.deactivated)
-                self._time_after = Time(m._ticks)
+                self._after = m._ticks.copy()
                 for tracer in m._tracers:
                     tracer.transition_finals(self)
                 if has_handlers or m._subs.when_args:
@@ -646,9 +654,10 @@ class Transition:
                 if result is CANCELED:
                     m._revert(self)
                 has_changed = bool(self._apply_changes)
-                self._time_after = Time(m._ticks)
+                if result is CANCELED:
+                    self._after = m._ticks.copy()
             else:
-                self._time_after = Time(self.time_before)
+                self._after = self._before
 
             if result is EXECUTED and has_handlers:
                 self._latest_to = ANY
