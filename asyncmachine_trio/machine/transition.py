@@ -488,7 +488,8 @@ class Transition:
                 if full or name in hn or m._disposing
                 else EXECUTED
             )
-            self._step_handler(s, "", False, False)
+            if self._steps is not None:
+                self._step_handler(s, "", False, False)
             if res is CANCELED:
                 # SPEC 6.2: an Auto state's Exit rejecting cancels (port rule)
                 return CANCELED
@@ -499,7 +500,8 @@ class Transition:
             res = (
                 handle(name, False, True, False) if full or name in hn or m._disposing else EXECUTED
             )
-            self._step_handler("", s, False, True)
+            if self._steps is not None:
+                self._step_handler("", s, False, True)
             if res is CANCELED:
                 if is_auto and s in auto_states:
                     self._drop_target(s)
@@ -595,14 +597,16 @@ class Transition:
             self._latest_to = ""
             name = s + "End"
             res = handle(name, True, False, False) if full or name in hn else EXECUTED
-            self._step_handler("", s, True, False)
+            if self._steps is not None:
+                self._step_handler("", s, True, False)
             if res is CANCELED:
                 return CANCELED
         for s in self.enters:
             self._latest_to = s
             name = s + "State"
             res = handle(name, True, True, False) if full or name in hn else EXECUTED
-            self._step_handler("", s, True, True)
+            if self._steps is not None:
+                self._step_handler("", s, True, True)
             if res is CANCELED:
                 return CANCELED
         return EXECUTED
@@ -645,7 +649,8 @@ class Transition:
                 else:
                     self.activated = self.enters
                     self.deactivated = self.exits
-                m._subs.process_state_ctx(self.activated, self.deactivated)
+                if m._subs.state_ctx:
+                    m._subs.process_state_ctx(self.activated, self.deactivated)
                 self._after = m._ticks.copy()
                 for tracer in m._tracers:
                     tracer.transition_finals(self)
@@ -661,7 +666,8 @@ class Transition:
 
             if result is EXECUTED and has_handlers:
                 self._latest_to = ANY
-                result = m._handle("AnyState", True, True, False)
+                if "AnyState" in m._handler_names or self._dispatch_all():
+                    result = m._handle("AnyState", True, True, False)
 
             if m._on_change is not None:
                 m._on_change(m, self.time_before, self.time_after)
@@ -673,6 +679,7 @@ class Transition:
                 and has_changed
                 and not mut.is_auto
                 and not mut.skip_auto
+                and m._resolver.auto_states
                 and not self.is_health
             ):
                 auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
