@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import StateUnknownError
 from .logging import LogLevel
@@ -145,6 +145,7 @@ class Resolver:
         "add",
         "auto_states",
         "multi",
+        "plans",
         "remove",
         "remove_set",
         "removed_by",
@@ -158,10 +159,13 @@ class Resolver:
         self.schema: dict[str, State] = {}
         self.topo_key: dict[str, int] = {}
         self._cache: dict[tuple[object, ...], tuple[str, ...]] = {}
+        # whole transition plans, filled by Transition.setup (same invalidation)
+        self.plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
         """Compile the tables; recompute the Require topology (SPEC 4.5)."""
         self._cache = {}
+        self.plans = {}
         self.schema = dict(schema)
         self.multi: frozenset[str] = frozenset(n for n, s in schema.items() if s.multi)
         self.add: dict[str, tuple[str, ...]] = {n: s.add for n, s in schema.items() if s.add}

@@ -374,7 +374,39 @@ class Transition:
     # ----- lifecycle
 
     def setup(self) -> None:
-        """Resolve relations, acceptance, exits and enters (newTransition)."""
+        """Resolve relations, acceptance, exits and enters (newTransition).
+
+        With nothing to log (below OPS) and no steps recorded, the whole plan
+        (targets, acceptance, exits, enters) is a pure function of the schema and
+        (type, check, auto, called, active list): it is memoised per schema.
+        """
+        m = self.machine
+        mut = self.mutation
+        if m._log_level < LogLevel.OPS and self._steps is None:
+            plans = m._resolver.plans
+            key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self.states_before)
+            plan = plans.get(key)
+            if plan is None:
+                self._setup()
+                if len(plans) >= 4096:
+                    plans.clear()
+                plans[key] = (
+                    tuple(self.target_states),
+                    self.is_accepted,
+                    tuple(self.exits),
+                    tuple(self.enters),
+                )
+                return
+            targets, self.is_accepted, exits, enters = plan
+            self.target_states = list(targets)
+            self.exits = list(exits)
+            self.enters = list(enters)
+            for tracer in m._tracers:
+                tracer.transition_init(self)
+            return
+        self._setup()
+
+    def _setup(self) -> None:
         m = self.machine
         mut = self.mutation
         called = mut.called
