@@ -858,6 +858,10 @@ class Machine:
 
     def _reorder(self, names: list[str]) -> None:
         old = dict(zip(self._names, self._ticks, strict=True))
+        # the auto collection follows the state order (SPEC 6.1); the Require
+        # topology is not recomputed by verify_states (SPEC 1.5)
+        schema = self._schema
+        self._resolver.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
         self._names = names
         self._index = {n: i for i, n in enumerate(names)}
         self._ticks = [old.get(n, 0) for n in names]
@@ -914,6 +918,8 @@ class Machine:
             if s not in self._schema:
                 raise self._unknown(s)
         self._names = list(data.state_names)
+        schema = self._schema
+        self._resolver.auto_states = tuple(n for n in self._names if schema[n].auto)
         self._index = {n: i for i, n in enumerate(self._names)}
         self._ticks = list(data.time)
         self._active = [s for s, t in zip(self._names, self._ticks, strict=True) if t % 2]

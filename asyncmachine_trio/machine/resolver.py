@@ -134,6 +134,85 @@ def go_stable_sort(data: list[str], less: Callable[[str, str], bool]) -> None:
         block *= 2
 
 
+class _Tables:
+    """Everything the resolver derives from one (schema, state order)."""
+
+    __slots__ = (
+        "add",
+        "after",
+        "auto_states",
+        "cycle",
+        "has_after",
+        "multi",
+        "plans",
+        "remove",
+        "remove_set",
+        "removed_by",
+        "require",
+        "schema",
+        "targets_memo",
+        "topo_key",
+    )
+
+    def __init__(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
+        self.schema = dict(schema)
+        self.multi = frozenset(n for n, s in schema.items() if s.multi)
+        self.add = {n: s.add for n, s in schema.items() if s.add}
+        self.remove = {n: s.remove for n, s in schema.items() if s.remove}
+        self.remove_set = {n: frozenset(r) for n, r in self.remove.items()}
+        removed_by: dict[str, set[str]] = {}
+        for n, r in self.remove.items():
+            for x in r:
+                removed_by.setdefault(x, set()).add(n)
+        self.removed_by = {k: frozenset(v) for k, v in removed_by.items()}
+        self.require = {n: s.require for n, s in schema.items() if s.require}
+        self.after = {n: frozenset(s.after) for n, s in schema.items() if s.after}
+        # states that take part in an After relation, either side
+        has_after = set(self.after)
+        for a in self.after.values():
+            has_after |= a
+        self.has_after = frozenset(has_after)
+        self.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
+        self.targets_memo: dict[tuple[object, ...], tuple[str, ...]] = {}
+        self.plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self.topo_key: dict[str, int] = {}
+        self.cycle = self._topology(names)
+
+    def _topology(self, names: Sequence[str]) -> str | None:
+        # DFS post-order from each state with a Require, in state order (port
+        # rule for Go's map order); returns the state closing a cycle, if any
+        order: list[str] = []
+        visited: set[str] = set()
+        temp: set[str] = set()
+        require = self.require
+
+        def visit(node: str) -> str | None:
+            if node in temp:
+                return node
+            if node in visited:
+                return None
+            temp.add(node)
+            for req in require.get(node, _EMPTY):
+                cyc = visit(req)
+                if cyc is not None:
+                    return cyc
+            temp.discard(node)
+            visited.add(node)
+            order.append(node)
+            return None
+
+        for name in names:
+            if name in require and name not in visited:
+                cyc = visit(name)
+                if cyc is not None:
+                    return cyc
+        self.topo_key = {n: i for i, n in enumerate(order)}
+        return None
+
+
+_TABLES: dict[tuple[object, ...], _Tables] = {}
+
+
 class Resolver:
     """The default relations resolver of a machine (Add, Remove, Require, After)."""
 
@@ -163,75 +242,40 @@ class Resolver:
         self.plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
-        """Compile the tables; recompute the Require topology (SPEC 4.5)."""
-        self._cache = {}
-        self.plans = {}
-        self.schema = dict(schema)
-        self.multi: frozenset[str] = frozenset(n for n, s in schema.items() if s.multi)
-        self.add: dict[str, tuple[str, ...]] = {n: s.add for n, s in schema.items() if s.add}
-        self.remove: dict[str, tuple[str, ...]] = {
-            n: s.remove for n, s in schema.items() if s.remove
-        }
-        self.remove_set: dict[str, frozenset[str]] = {
-            n: frozenset(r) for n, r in self.remove.items()
-        }
-        removed_by: dict[str, set[str]] = {}
-        for n, r in self.remove.items():
-            for x in r:
-                removed_by.setdefault(x, set()).add(n)
-        self.removed_by: dict[str, frozenset[str]] = {
-            k: frozenset(v) for k, v in removed_by.items()
-        }
-        self.require: dict[str, tuple[str, ...]] = {
-            n: s.require for n, s in schema.items() if s.require
-        }
-        self._after: dict[str, frozenset[str]] = {
-            n: frozenset(s.after) for n, s in schema.items() if s.after
-        }
-        # states that take part in an After relation, either side
-        has_after = set(self._after)
-        for a in self._after.values():
-            has_after |= a
-        self._has_after: frozenset[str] = frozenset(has_after)
-        self.auto_states: tuple[str, ...] = tuple(
-            n for n in names if n in schema and schema[n].auto
-        )
-        self._topology(names)
+        """Adopt the tables of a schema; recompute the Require topology (SPEC 4.5).
 
-    def _topology(self, names: Sequence[str]) -> None:
-        # DFS post-order from each state with a Require, in state order (port
-        # rule for Go's map order); a cycle keeps the previous topology.
-        order: list[str] = []
-        visited: set[str] = set()
-        temp: set[str] = set()
-        require = self.require
-
-        def visit(node: str) -> str | None:
-            if node in temp:
-                return node
-            if node in visited:
-                return None
-            temp.add(node)
-            for req in require.get(node, _EMPTY):
-                cyc = visit(req)
-                if cyc is not None:
-                    return cyc
-            temp.discard(node)
-            visited.add(node)
-            order.append(node)
-            return None
-
-        for name in names:
-            if name in require and name not in visited:
-                cyc = visit(name)
-                if cyc is not None:
-                    m = self._mach
-                    m._log(
-                        LogLevel.CHANGES,
-                        f"[resolver] relation error: state {cyc} has a Require cycle for {m.id}",
-                    )
-                    return
-        self.topo_key = {n: i for i, n in enumerate(order)}
+        Tables are pure functions of (schema, state order), so machines built
+        from the same schema share them, and the memos of resolved targets and
+        transition plans with them (memory and build time per instance).
+        """
+        key = (tuple(schema.items()), tuple(names))
+        tables = _TABLES.get(key)
+        if tables is None:
+            tables = _Tables(schema, names)
+            if len(_TABLES) >= 256:
+                _TABLES.clear()
+            _TABLES[key] = tables
+        self.schema = tables.schema
+        self.multi = tables.multi
+        self.add = tables.add
+        self.remove = tables.remove
+        self.remove_set = tables.remove_set
+        self.removed_by = tables.removed_by
+        self.require = tables.require
+        self._after = tables.after
+        self._has_after = tables.has_after
+        self.auto_states = tables.auto_states
+        self._cache = tables.targets_memo
+        self.plans = tables.plans
+        if tables.cycle is not None:
+            # a cycle keeps the previous topology (initially empty)
+            m = self._mach
+            m._log(
+                LogLevel.CHANGES,
+                f"[resolver] relation error: state {tables.cycle} has a Require cycle for {m.id}",
+            )
+        else:
+            self.topo_key = tables.topo_key
 
     # ----- ordering
 
