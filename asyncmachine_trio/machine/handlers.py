@@ -86,58 +86,93 @@ class Binding:
         self.pairs: frozenset[tuple[str, str]] = frozenset()
 
     def compile(self, state_names: Iterable[str]) -> None:
-        """Build the event table for the schema; ambiguity is a SchemaError."""
-        by_snake: dict[str, str] = {}
-        for name in state_names:
-            sn = snake(name)
-            if sn in by_snake and by_snake[sn] != name:
-                raise SchemaError(
-                    f"states {by_snake[sn]} and {name} have the same handler prefix {sn!r}"
-                )
-            by_snake[sn] = name
+        """Build the event table for the schema; ambiguity is a SchemaError.
+
+        The scan (names -> events, checks) depends only on the class and the
+        state names, so it is cached per class; instances with their own
+        callables (or mappings) are scanned every time.
+        """
+        names = tuple(state_names)
+        obj = self.obj
+        cacheable = not isinstance(obj, Mapping) and not _own_callables(obj)
+        key = (type(obj), names)
+        entries = _SCANS.get(key) if cacheable else None
+        if entries is None:
+            entries = _scan(obj, names)
+            if cacheable:
+                if len(_SCANS) >= 1024:
+                    _SCANS.clear()
+                _SCANS[key] = entries
         table: dict[str, HandlerFn] = {}
         event_state: dict[str, str] = {}
         pairs: set[tuple[str, str]] = set()
         async_names: set[str] = set()
-        obj = self.obj
-        # a mapping binds {method name: callable} (Go HandlersBindMaps); any other
-        # object binds its attributes; unknown mapping keys are errors, not skipped
         mapping: Mapping[str, Any] | None = obj if isinstance(obj, Mapping) else None
-        is_map = mapping is not None
-        for attr in list(mapping) if mapping is not None else dir(obj):
-            if not is_map and (attr.startswith("__") or "_" not in attr):
-                continue
-            events = _interpretations(attr, by_snake)
-            if not events:
-                if is_map:
-                    raise SchemaError(f"{attr!r} is not a handler name for this schema")
-                continue
-            if len(events) > 1:
-                raise SchemaError(
-                    f"handler {attr} of {type(obj).__name__} is ambiguous for this"
-                    f" schema: it could mean {' or '.join(e[0] for e in events)}"
-                )
-            fn = mapping[attr] if mapping is not None else getattr(obj, attr, None)
-            if not callable(fn):
-                if is_map:
-                    raise SchemaError(f"handler {attr!r} is not callable: {fn!r}")
-                continue
-            event, is_final, state, first = events[0]
-            if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-                if not is_final:
-                    raise SchemaError(
-                        f"negotiation handler {attr} of {type(obj).__name__} must be a"
-                        " plain function, not async"
-                    )
-                async_names.add(event)
-            table[event] = fn
+        for attr, event, state, first, is_async in entries:
+            table[event] = mapping[attr] if mapping is not None else getattr(obj, attr)
             event_state[event] = state
             if first and first != state:
                 pairs.add((first, state))
+            if is_async:
+                async_names.add(event)
         self.table = table
         self.event_state = event_state
-        self.pairs = frozenset(pairs)
         self.async_names = frozenset(async_names)
+        self.pairs = frozenset(pairs)
+
+
+# (attr, event, state, pair's first state, is async) per bindable attribute
+_Entry = tuple[str, str, str, str, bool]
+_SCANS: dict[tuple[type, tuple[str, ...]], tuple[_Entry, ...]] = {}
+
+
+def _own_callables(obj: object) -> bool:
+    own: dict[str, Any] | None = getattr(obj, "__dict__", None)
+    return own is not None and any(callable(v) for v in own.values())
+
+
+def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[_Entry, ...]:
+    """Resolve every handler-like attribute of ``obj`` against the state names."""
+    by_snake: dict[str, str] = {}
+    for name in state_names:
+        sn = snake(name)
+        if sn in by_snake and by_snake[sn] != name:
+            raise SchemaError(
+                f"states {by_snake[sn]} and {name} have the same handler prefix {sn!r}"
+            )
+        by_snake[sn] = name
+    out: list[_Entry] = []
+    # a mapping binds {method name: callable} (Go HandlersBindMaps); any other
+    # object binds its attributes; unknown mapping keys are errors, not skipped
+    mapping: Mapping[str, Any] | None = obj if isinstance(obj, Mapping) else None
+    is_map = mapping is not None
+    for attr in list(mapping) if mapping is not None else dir(obj):
+        if not is_map and (attr.startswith("__") or "_" not in attr):
+            continue
+        events = _interpretations(attr, by_snake)
+        if not events:
+            if is_map:
+                raise SchemaError(f"{attr!r} is not a handler name for this schema")
+            continue
+        if len(events) > 1:
+            raise SchemaError(
+                f"handler {attr} of {type(obj).__name__} is ambiguous for this"
+                f" schema: it could mean {' or '.join(e[0] for e in events)}"
+            )
+        fn = mapping[attr] if mapping is not None else getattr(obj, attr, None)
+        if not callable(fn):
+            if is_map:
+                raise SchemaError(f"handler {attr!r} is not callable: {fn!r}")
+            continue
+        event, is_final, state, first = events[0]
+        is_async = inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn)
+        if is_async and not is_final:
+            raise SchemaError(
+                f"negotiation handler {attr} of {type(obj).__name__} must be a"
+                " plain function, not async"
+            )
+        out.append((attr, event, state, first, is_async))
+    return tuple(out)
 
 
 class ExceptionHandler:
