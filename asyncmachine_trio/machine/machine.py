@@ -73,6 +73,55 @@ class Serialized:
     machine_tick: int = 0
 
 
+_PARSED: dict[object, tuple[dict[str, State], SchemaError | None]] = {}
+
+
+def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
+    """Sanitize (SPEC 1.4) and add the implicit Exception, cached per schema.
+
+    The result is shared by machines of the same schema and never mutated
+    (``set_schema`` replaces it). States classes are keys themselves; a dict of
+    ``State`` values is keyed by its items (a dict of dicts is not cached).
+    """
+    key: object = None
+    if isinstance(schema, type) and issubclass(schema, States):
+        key = schema
+    elif isinstance(schema, Mapping):
+        try:
+            key = tuple(schema.items())
+            hash(key)
+        except TypeError:
+            key = None
+    if key is not None:
+        hit = _PARSED.get(key)
+        if hit is not None:
+            return hit
+    parsed, err = parse_schema(schema)
+    if EXCEPTION not in parsed:
+        parsed[EXCEPTION] = State(multi=True)
+    if key is not None:
+        if len(_PARSED) >= 256:
+            _PARSED.clear()
+        _PARSED[key] = (parsed, err)
+    return parsed, err
+
+
+_ORDERS: dict[int, tuple[dict[str, State], list[str], dict[str, int]]] = {}
+
+
+def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
+    """The default state order and its index, shared per compiled schema."""
+    hit = _ORDERS.get(id(parsed))
+    if hit is not None and hit[0] is parsed:
+        return hit[1], hit[2]
+    names = list(parsed)
+    index = {n: i for i, n in enumerate(names)}
+    if len(_ORDERS) >= 256:
+        _ORDERS.clear()
+    _ORDERS[id(parsed)] = (parsed, names, index)
+    return names, index
+
+
 class Machine:
     """A clock-based, relational, multi-state machine (see DESIGN.md).
 
@@ -104,9 +153,7 @@ class Machine:
         dont_log_id: bool = False,
         log_stack_trace: bool = True,
     ) -> None:
-        parsed, schema_err = parse_schema(schema)
-        if EXCEPTION not in parsed:
-            parsed[EXCEPTION] = State(multi=True)
+        parsed, schema_err = _compile_schema(schema)
         debug = _env_on("AM_DEBUG")
         if handler_timeout is _UNSET:
             if debug:
@@ -155,8 +202,10 @@ class Machine:
         self.dispose_timeout = dispose_timeout
 
         self._schema: dict[str, State] = parsed
-        self._names: list[str] = list(parsed)
-        self._index: dict[str, int] = {n: i for i, n in enumerate(self._names)}
+        # shared with other machines of this schema: replaced, never mutated
+        self._names: list[str]
+        self._index: dict[str, int]
+        self._names, self._index = _order_of(parsed)
         self._ticks: list[int] = [0] * len(self._names)
         self._active: list[str] = []
         self._active_set: set[str] = set()
