@@ -180,11 +180,11 @@ def drain(m: Machine) -> Result:
             elif tx.is_accepted:
                 subs = m._subs
                 if subs.count or subs._expired:
-                    names = m._names
                     subs.process(
                         tx.activated,
                         tx.deactivated,
-                        [names[i] for i in tx._apply_changes],
+                        tx._apply_changes,
+                        m._names,
                         m.tick,
                         m._queue_tick,
                     )

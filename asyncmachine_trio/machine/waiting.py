@@ -485,11 +485,16 @@ class Subscriptions:
         self,
         activated: Sequence[str],
         deactivated: Sequence[str],
-        ticked: Iterable[str],
+        ticked: Iterable[int],
+        names: Sequence[str],
         clock: Callable[[str], int],
         queue_tick: int,
     ) -> None:
-        """Resolve what an accepted transition satisfied (SPEC 8 order)."""
+        """Resolve what an accepted transition satisfied (SPEC 8 order).
+
+        ``ticked`` holds the indexes (into ``names``) of the states whose tick
+        changed; only the subscriptions indexed under touched states are visited.
+        """
         if self._expired:
             self._process_expired()
         when = self.when
@@ -497,12 +502,14 @@ class Subscriptions:
             # update every touched subscription first, then resolve: the
             # reference checks between updates, so When(A, B) resolved when B
             # activated and A deactivated in the same transition (fixed here)
-            touched: dict[int, _When] = {}
+            touched: dict[int, _When] | None = None
             for group, on in ((activated, True), (deactivated, False)):
                 for s in group:
                     subs = when.get(s)
                     if not subs:
                         continue
+                    if touched is None:
+                        touched = {}
                     for sub in subs:
                         if sub.states[s] != on:
                             if sub.negation:
@@ -511,13 +518,14 @@ class Subscriptions:
                                 sub.matched += 1 if on else -1
                             sub.states[s] = on
                         touched[id(sub)] = sub
-            for sub in touched.values():
+            for sub in touched.values() if touched is not None else ():
                 if sub.matched >= sub.total:
                     self._gc_when(sub)
                     self._log_when_match(sub)
                     sub.waiter._resolve()
         if self.when_time:
-            for s in ticked:
+            for i in ticked:
+                s = names[i]
                 tsubs = self.when_time.get(s)
                 if not tsubs:
                     continue
