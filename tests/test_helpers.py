@@ -17,19 +17,11 @@ from typing import Any, ClassVar
 import anyio
 import attrs
 import pytest
-from trio.testing import MockClock
 
 import asyncmachine_trio as am
 from asyncmachine_trio import helpers as h
 
 NORELS = {"A": am.State(), "B": am.State(), "C": am.State(), "D": am.State()}
-
-
-@pytest.fixture(params=["trio", "asyncio"])
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    if request.param == "trio":
-        return ("trio", {"clock": MockClock(autojump_threshold=0)})
-    return "asyncio"
 
 
 @pytest.fixture

@@ -12,23 +12,12 @@ from typing import Any, cast
 import anyio
 import anyio.lowlevel
 import pytest
-import trio.testing
 
 import asyncmachine_trio as am
 from asyncmachine_trio import states as ss
 from asyncmachine_trio.states import pipes
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio"),
-        pytest.param(("asyncio", {}), id="asyncio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 class PipeStates(ss.BasicStates, ss.ConnectedStates):

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import anyio
 import pytest
-import trio.testing
 
 import asyncmachine_trio as am
 from asyncmachine_trio import helpers as amhelp
 from asyncmachine_trio import states as ss
-
-
-@pytest.fixture(
-    params=[
-        pytest.param(("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)}), id="trio"),
-        pytest.param(("asyncio", {}), id="asyncio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> Any:
-    return request.param
 
 
 class BasicConnStates(ss.BasicStates, ss.ConnectedStates):
