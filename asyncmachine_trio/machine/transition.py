@@ -173,6 +173,7 @@ class Transition:
         "_latest_is_enter",
         "_latest_is_final",
         "_latest_to",
+        "_states_before",
         "_steps",
         "activated",
         "called_set",
@@ -186,7 +187,6 @@ class Transition:
         "mutation",
         "pre_log_entries",
         "queue_len",
-        "states_before",
         "states_before_set",
         "target_states",
     )
@@ -198,7 +198,7 @@ class Transition:
         # the machine replaces (never mutates) its active list and set, so the
         # transition can keep references instead of copies; ticks are mutated in
         # place, so they are copied (a plain list copy; Time views are made on read)
-        self.states_before: list[str] = m._active
+        self._states_before: list[str] = m._active
         self.states_before_set: frozenset[str] | set[str] = m._active_set
         self._before: list[int] = m._ticks.copy()
         self._after: list[int] | None = None
@@ -255,6 +255,11 @@ class Transition:
         return self.mutation.type is _ADD and len(c) == 1 and c[0] in (HEALTHCHECK, HEARTBEAT)
 
     @property
+    def states_before(self) -> list[str]:
+        """The active states at the start, in the machine's active-list order (a copy)."""
+        return list(self._states_before)
+
+    @property
     def time_before(self) -> Time:
         """Machine time before the transition."""
         return Time(self._before)
@@ -280,7 +285,7 @@ class Transition:
                 t[index[s]] += 1
             elif s in self.called_set and s in multi:
                 t[index[s]] += 2
-        for s in self.states_before:
+        for s in self._states_before:
             if s not in targets:
                 t[index[s]] += 1
         return t
@@ -384,7 +389,7 @@ class Transition:
         mut = self.mutation
         if m._log_level < LogLevel.OPS and self._steps is None:
             plans = m._resolver.plans
-            key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self.states_before)
+            key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self._states_before)
             plan = plans.get(key)
             if plan is None:
                 self._setup()
@@ -411,10 +416,10 @@ class Transition:
         mut = self.mutation
         called = mut.called
         if mut.type is _ADD:
-            states_to_set = called + self.states_before
+            states_to_set = called + self._states_before
         elif mut.type is _REMOVE:
             cs = self.called_set
-            states_to_set = [s for s in self.states_before if s not in cs]
+            states_to_set = [s for s in self._states_before if s not in cs]
         else:
             states_to_set = called
         level = m._log_level
@@ -440,14 +445,14 @@ class Transition:
                         self._add_step("activate", "", s)
                 if mut.type is MutationType.SET:
                     to_set = set(states_to_set)
-                    for s in self.states_before:
+                    for s in self._states_before:
                         if s not in to_set:
                             self._add_step("deactivate", "", s)
         targets = m._resolver.target_states(
             mut.type,
             called,
             mut.is_auto,
-            self.states_before,
+            self._states_before,
             self.states_before_set,
             states_to_set,
         )
@@ -570,7 +575,7 @@ class Transition:
         # 4. state-state handlers over a snapshot of the targets
         after = list(self.target_states)
         firsts = m._pair_firsts
-        for b in self.states_before:
+        for b in self._states_before:
             if not full and b not in firsts:
                 continue  # no binding defines a handler starting with b
             for a in after:
@@ -665,7 +670,7 @@ class Transition:
                     _ADD,
                     called_clean,
                     True,
-                    self.states_before,
+                    self._states_before,
                     self.states_before_set,
                     called_clean + m._active,
                 )
@@ -677,7 +682,7 @@ class Transition:
                     before = self.states_before_set
                     now = m._active_set
                     self.activated = [s for s in m._active if s not in before]
-                    self.deactivated = [s for s in self.states_before if s not in now]
+                    self.deactivated = [s for s in self._states_before if s not in now]
                 else:
                     self.activated = self.enters
                     self.deactivated = self.exits
@@ -734,6 +739,6 @@ class Transition:
             active = m._active_set
             return CANCELED if any(s in active for s in mut.called) else EXECUTED
         if mut.is_auto:
-            return EXECUTED if len(self.target_states) > len(self.states_before) else CANCELED
+            return EXECUTED if len(self.target_states) > len(self._states_before) else CANCELED
         active = m._active_set
         return EXECUTED if all(s in active for s in self.target_states) else CANCELED
