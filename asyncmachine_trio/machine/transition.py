@@ -169,6 +169,7 @@ class Transition:
         "_after",
         "_apply_changes",
         "_before",
+        "_before_set",
         "_id",
         "_latest_is_enter",
         "_latest_is_final",
@@ -187,7 +188,6 @@ class Transition:
         "mutation",
         "pre_log_entries",
         "queue_len",
-        "states_before_set",
         "target_states",
     )
 
@@ -199,7 +199,7 @@ class Transition:
         # transition can keep references instead of copies; ticks are mutated in
         # place, so they are copied (a plain list copy; Time views are made on read)
         self._states_before: list[str] = m._active
-        self.states_before_set: frozenset[str] | set[str] = m._active_set
+        self._before_set: frozenset[str] | set[str] = m._active_set
         self._before: list[int] = m._ticks.copy()
         self._after: list[int] | None = None
         self.is_accepted = True
@@ -278,7 +278,7 @@ class Transition:
         t = Time(self._before)
         index = m._index
         multi = m._resolver.multi
-        before = self.states_before_set
+        before = self._before_set
         targets = set(self.target_states)
         for s in self.target_states:
             if s not in before:
@@ -435,7 +435,7 @@ class Transition:
         if self._steps is not None:
             for s in called:
                 self._add_step("called", "", s)
-            before = self.states_before_set
+            before = self._before_set
             if mut.type is _REMOVE:
                 for s in called:
                     self._add_step("deactivate", "", s)
@@ -453,7 +453,7 @@ class Transition:
             called,
             mut.is_auto,
             self._states_before,
-            self.states_before_set,
+            self._before_set,
             states_to_set,
         )
         self.target_states = targets
@@ -671,7 +671,7 @@ class Transition:
                     called_clean,
                     True,
                     self._states_before,
-                    self.states_before_set,
+                    self._before_set,
                     called_clean + m._active,
                 )
                 self._setup_exit_enter()
@@ -679,7 +679,7 @@ class Transition:
             if result is EXECUTED:
                 m._apply(self, mut.called, self.target_states)
                 if mut.is_auto:
-                    before = self.states_before_set
+                    before = self._before_set
                     now = m._active_set
                     self.activated = [s for s in m._active if s not in before]
                     self.deactivated = [s for s in self._states_before if s not in now]
