@@ -166,8 +166,9 @@ def drain(m: Machine) -> Result:
                 continue
             tx = Transition(m, mut)
             m._tx = tx
-            tx.pre_log_entries = m._pre_logs
-            m._pre_logs = []
+            if m._pre_logs:
+                tx.pre_log_entries = m._pre_logs
+                m._pre_logs = []
             tx.setup()
             res = tx.run()
             if first is None:
@@ -198,7 +199,8 @@ def drain(m: Machine) -> Result:
         m._draining = False
     for t in m._tracers:
         t.queue_end(m)
-    m._subs.process_queue_ends()
+    if m._subs.when_queue_ends:
+        m._subs.process_queue_ends()
     return CANCELED if first is None else first
 
 
