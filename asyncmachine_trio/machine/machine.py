@@ -53,6 +53,7 @@ __all__ = ["Machine", "Serialized"]
 
 
 _UNSET: Any = object()
+_OPS = LogLevel.OPS
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = structlog.get_logger("asyncmachine_trio")
@@ -208,7 +209,8 @@ class Machine:
         self._names, self._index = _order_of(parsed)
         self._ticks: list[int] = [0] * len(self._names)
         self._active: list[str] = []
-        self._active_set: set[str] = set()
+        # replaced, never mutated (transitions keep a reference; plans share them)
+        self._active_set: frozenset[str] | set[str] = frozenset()
         self._verified = False
         self._queue: deque[Mutation] = deque()
         self._queue_tick = 1
@@ -460,6 +462,8 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
+        if args is None and event is None and self._idle_plain():
+            return _queue.run_idle(self, Mutation(_ADD, called, {}))
         return self._add(called, args, event)
 
     def add1(
@@ -472,7 +476,29 @@ class Machine:
         """Activate one state."""
         if self._disposing:
             return CANCELED
+        # the fast path (run_idle) inlined: add1 is the hottest call there is
+        if (
+            args is None
+            and event is None
+            and not self._queue
+            and not self._draining
+            and self._tx is None
+            and not self._tracers
+            and self._log_level < _OPS
+            and state in self._schema
+        ):
+            return _queue.run_idle(self, Mutation(_ADD, [state], {}))
         return self._add(self._parse1(state), args, event)
+
+    def _idle_plain(self) -> bool:
+        """Idle with nothing to log or trace: a mutation can take ``run_idle``."""
+        return (
+            not self._queue
+            and not self._draining
+            and self._tx is None
+            and not self._tracers
+            and self._log_level < _OPS
+        )
 
     _add = _queue.add
 
@@ -486,7 +512,10 @@ class Machine:
         """Deactivate ``states``."""
         if self._disposing:
             return CANCELED
-        return self._remove(self._parse(states), args, event)
+        called = self._parse(states)
+        if args is None and event is None and self._idle_plain():
+            return _queue.run_idle(self, Mutation(_REMOVE, called, {}))
+        return self._remove(called, args, event)
 
     def remove1(
         self,
@@ -498,6 +527,17 @@ class Machine:
         """Deactivate one state."""
         if self._disposing:
             return CANCELED
+        if (
+            args is None
+            and event is None
+            and not self._queue
+            and not self._draining
+            and self._tx is None
+            and not self._tracers
+            and self._log_level < _OPS
+            and state in self._schema
+        ):
+            return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
         return self._remove(self._parse1(state), args, event)
 
     _remove = _queue.remove
@@ -513,6 +553,8 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
+        if args is None and event is None and self._idle_plain():
+            return _queue.run_idle(self, Mutation(_SET, called, {}))
         if len(self._queue) >= self.queue_limit:
             return self._queue_full(called)
         return self._mutate(_SET, called, self._check_args(args), event)

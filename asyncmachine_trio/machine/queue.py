@@ -147,48 +147,10 @@ def drain(m: Machine) -> Result:
             )
         return QUEUED
     m._draining = True
-    first: Result | None = None
     try:
-        while queue:
-            if m._disposing:
-                return CANCELED
-            mut = queue.popleft()
-            if mut.queue_tick:
-                m._queue_pending -= 1
-                m._queue_tick += 1
-            if mut.type is _EVAL:
-                m._current_eval = mut.eval_source
-                try:
-                    if mut.eval_fn is not None:
-                        mut.eval_fn()
-                finally:
-                    m._current_eval = ""
-                continue
-            tx = Transition(m, mut)
-            m._tx = tx
-            if m._pre_logs:
-                tx.pre_log_entries = m._pre_logs
-                m._pre_logs = []
-            tx.setup()
-            res = tx.run()
-            if first is None:
-                first = res
-            if mut.is_check:
-                check = parse_args(mut.args, ACheck)
-                if check is not None and callable(check.check_done):
-                    check.canceled = not tx.is_accepted
-                    check.check_done()
-            elif tx.is_accepted:
-                subs = m._subs
-                if subs.count or subs._expired:
-                    subs.process(
-                        tx.activated,
-                        tx.deactivated,
-                        tx._apply_changes,
-                        m._names,
-                        m.tick,
-                        m._queue_tick,
-                    )
+        first, stopped = _drain_loop(m, None)
+        if stopped:
+            return CANCELED
     except BaseException:
         # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
         queue.clear()
@@ -197,6 +159,104 @@ def drain(m: Machine) -> Result:
     finally:
         m._tx = None
         m._draining = False
+    return _queue_end(m, first)
+
+
+def run_idle(m: Machine, mut: Mutation) -> Result:
+    """``mutate()`` + ``drain()`` of a mutation made while the machine is idle.
+
+    The fast path of the mutation methods (issue 6), for the case they check:
+    nothing queued, nothing draining, no tracer, log level below OPS, no event
+    and no args. Then ``mutate()`` would only log nothing, append ``mut`` and
+    ``drain()`` pop it again at once with the next queue tick; this does the
+    same without the queue round trip. Mutations queued by its handlers are
+    drained as usual.
+    """
+    if m._loop_thread is not None:
+        m._check_thread()
+    mut.queue_tick = m._queue_pending + 1 + m._queue_tick
+    m._queue_tick += 1
+    m._draining = True
+    try:
+        first: Result | None = run_tx(m, mut)
+        if m._queue:
+            first, stopped = _drain_loop(m, first)
+            if stopped:
+                return CANCELED
+    except BaseException:
+        m._queue.clear()
+        m._queue_pending = 0
+        raise
+    finally:
+        m._tx = None
+        m._draining = False
+    return _queue_end(m, first)
+
+
+def _drain_loop(m: Machine, first: Result | None) -> tuple[Result | None, bool]:
+    """The drain loop: ``(first result, stopped by disposal)``."""
+    queue = m._queue
+    while queue:
+        if m._disposing:
+            return first, True
+        mut = queue.popleft()
+        if mut.queue_tick:
+            m._queue_pending -= 1
+            m._queue_tick += 1
+        if mut.type is _EVAL:
+            m._current_eval = mut.eval_source
+            try:
+                if mut.eval_fn is not None:
+                    mut.eval_fn()
+            finally:
+                m._current_eval = ""
+            continue
+        res = run_tx(m, mut)
+        if first is None:
+            first = res
+    return first, False
+
+
+def run_tx(m: Machine, mut: Mutation) -> Result:
+    """Run one transition of the drain loop and resolve what it satisfied."""
+    tx = Transition(m, mut)
+    m._tx = tx
+    if m._pre_logs:
+        tx.pre_log_entries = m._pre_logs
+        m._pre_logs = []
+    subs = m._subs
+    if (
+        m._log_level < LogLevel.OPS
+        and tx._steps is None
+        and not mut.is_check
+        and not mut.is_auto
+        and not m._tracers
+        and not subs.when_args
+        and not subs._expired_args
+        and not m._disposing
+    ):
+        res = tx.run_plain()
+    else:
+        tx.setup()
+        res = tx.run()
+    if mut.is_check:
+        check = parse_args(mut.args, ACheck)
+        if check is not None and callable(check.check_done):
+            check.canceled = not tx.is_accepted
+            check.check_done()
+    elif tx.is_accepted and (subs.count or subs._expired):
+        subs.process(
+            tx.activated,
+            tx.deactivated,
+            tx._apply_changes,
+            m._names,
+            m.tick,
+            m._queue_tick,
+        )
+    return res
+
+
+def _queue_end(m: Machine, first: Result | None) -> Result:
     for t in m._tracers:
         t.queue_end(m)
     if m._subs.when_queue_ends:

@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 
 __all__ = ["Event", "Step", "StepType", "Transition"]
 
+# A memoised transition plan (Transition.setup, run_plain): targets, accepted,
+# exits, enters, then for run_plain the targets as a list (compared with the live
+# ``target_states``), as a frozenset (the new active set, shared) and the clock
+# deltas of apply() as (state, +1 or +2) in apply's order.
+Plan = tuple[
+    tuple[str, ...],
+    bool,
+    tuple[str, ...],
+    tuple[str, ...],
+    list[str],
+    frozenset[str],
+    tuple[tuple[str, int], ...],
+]
+
 
 class StepType(enum.Enum):
     """Kinds of recorded transition steps; ``str()`` gives the reference's form."""
@@ -170,6 +184,7 @@ class Transition:
         "_apply_changes",
         "_before",
         "_before_set",
+        "_called_set",
         "_id",
         "_latest_is_enter",
         "_latest_is_final",
@@ -177,7 +192,6 @@ class Transition:
         "_states_before",
         "_steps",
         "activated",
-        "called_set",
         "deactivated",
         "enters",
         "exits",
@@ -216,7 +230,7 @@ class Transition:
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
         self.queue_len = 0
-        self.called_set = frozenset(mut.called)
+        self._called_set: frozenset[str] | None = None
         self.target_states: list[str] = []
 
     # ----- read-only views
@@ -227,6 +241,14 @@ class Transition:
         if not self._id:
             self._id = secrets.token_hex(8)
         return self._id
+
+    @property
+    def called_set(self) -> frozenset[str]:
+        """The called states as a set (made on first use)."""
+        cs = self._called_set
+        if cs is None:
+            cs = self._called_set = frozenset(self.mutation.called)
+        return cs
 
     @property
     def called_states(self) -> list[str]:
@@ -388,28 +410,51 @@ class Transition:
         m = self.machine
         mut = self.mutation
         if m._log_level < LogLevel.OPS and self._steps is None:
-            plans = m._resolver.plans
             key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self._states_before)
-            plan = plans.get(key)
+            plan = m._resolver.plans.get(key)
             if plan is None:
                 self._setup()
-                if len(plans) >= 4096:
-                    plans.clear()
-                plans[key] = (
-                    tuple(self.target_states),
-                    self.is_accepted,
-                    tuple(self.exits),
-                    tuple(self.enters),
-                )
+                self._store_plan(key)
                 return
-            targets, self.is_accepted, exits, enters = plan
-            self.target_states = list(targets)
-            self.exits = list(exits)
-            self.enters = list(enters)
+            self.target_states = list(plan[0])
+            self.is_accepted = plan[1]
+            self.exits = list(plan[2])
+            self.enters = list(plan[3])
             for tracer in m._tracers:
                 tracer.transition_init(self)
             return
         self._setup()
+
+    def _store_plan(self, key: tuple[object, ...]) -> Plan:
+        """Memoise what ``_setup`` decided, plus what ``run_plain`` precomputes."""
+        m = self.machine
+        targets = tuple(self.target_states)
+        before = self._before_set
+        multi = m._resolver.multi
+        called = self.mutation.called
+        # the clock deltas of apply(), in its order (targets, then removed states)
+        deltas: list[tuple[str, int]] = []
+        for s in targets:
+            if s not in before:
+                deltas.append((s, 1))
+            elif s in multi and s in called:
+                deltas.append((s, 2))
+        tset = frozenset(targets)
+        deltas.extend((s, 1) for s in self._states_before if s not in tset)
+        plan: Plan = (
+            targets,
+            self.is_accepted,
+            tuple(self.exits),
+            tuple(self.enters),
+            list(targets),
+            tset,
+            tuple(deltas),
+        )
+        plans = m._resolver.plans
+        if len(plans) >= 4096:
+            plans.clear()
+        plans[key] = plan
+        return plan
 
     def _setup(self) -> None:
         m = self.machine
@@ -646,6 +691,168 @@ class Transition:
                 self._step_handler("", s, True, True)
             if res is CANCELED:
                 return CANCELED
+        return EXECUTED
+
+    def run_plain(self) -> Result:
+        """``setup()`` + ``run()`` of a plain mutation, flattened (the hot path).
+
+        The caller (``queue.run_tx``) guarantees at the start: not a check, not
+        auto, log level below OPS, no steps, no tracers, no ``when_args``
+        waiters and not disposing. So the plan is memoised, ``_dispatch_all()``
+        is False and every auto / check / log branch of ``run()`` is dead.
+        Everything a handler can change mid-transition (disposal, log level,
+        waiters, bindings, tracers, the lists of this transition) is re-checked
+        where ``run()`` / ``_negotiate()`` / ``_finals()`` check it, so the
+        behaviour is the same. Why it looks like this: every call, generator and
+        temporary list removed here is ~2-5% of a toggle (issue 6).
+        """
+        m = self.machine
+        mut = self.mutation
+        before = self._states_before
+        key = (mut.type, False, False, *mut.called, None, *before)
+        plan: Plan | None = m._resolver.plans.get(key)
+        if plan is None:
+            self._setup()
+            plan = self._store_plan(key)
+        else:
+            self.target_states = list(plan[0])
+            self.is_accepted = plan[1]
+            self.exits = list(plan[2])
+            self.enters = list(plan[3])
+        handle = m._handle
+        has_handlers = m._handlers_ever_bound
+        if not self.is_accepted:
+            result = CANCELED
+        elif has_handlers:
+            result = self._negotiate_plain()
+        else:
+            result = EXECUTED
+        has_changed = False
+        if result is EXECUTED:
+            if (
+                m._active is before
+                and not m._disposing
+                and m._log_level < LogLevel.CHANGES
+                and self.target_states == plan[4]
+            ):
+                # apply() with its decisions taken from the plan
+                ticks = m._ticks
+                index = m._index
+                changes = self._apply_changes
+                for s, delta in plan[6]:
+                    i = index[s]
+                    tick = ticks[i] + delta
+                    ticks[i] = tick
+                    changes[i] = tick
+                m._active = list(plan[4])
+                m._active_set = plan[5]
+            else:
+                m._apply(self, mut.called, self.target_states)
+            self.activated = self.enters
+            self.deactivated = self.exits
+            subs = m._subs
+            if subs.state_ctx:
+                subs.process_state_ctx(self.activated, self.deactivated)
+            self._after = m._ticks.copy()
+            for tracer in m._tracers:
+                tracer.transition_finals(self)
+            if has_handlers or subs.when_args:
+                result = self._finals()
+            if result is CANCELED:
+                m._revert(self)
+            has_changed = bool(self._apply_changes)
+            if result is CANCELED:
+                self._after = m._ticks.copy()
+        else:
+            self._after = self._before
+
+        if result is EXECUTED and has_handlers:
+            self._latest_to = ANY
+            if "AnyState" in m._handler_names or self._dispatch_all():
+                result = handle("AnyState", True, True, False)
+
+        if m._on_change is not None:
+            m._on_change(m, self.time_before, self.time_after)
+
+        if result is CANCELED:
+            self.is_accepted = False
+        elif (
+            has_changed
+            and m._resolver.auto_states
+            and not m._disposing
+            and not mut.skip_auto
+            and not self.is_health
+        ):
+            auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
+            if auto:
+                m._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
+                m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+
+        self.queue_len = len(m._queue)
+        self.is_completed = True
+        for tracer in m._tracers:
+            tracer.transition_end(self)
+
+        if result is CANCELED:
+            return CANCELED
+        active = m._active_set
+        if mut.type is _REMOVE:
+            for s in mut.called:
+                if s in active:
+                    return CANCELED
+            return EXECUTED
+        for s in self.target_states:
+            if s not in active:
+                return CANCELED
+        return EXECUTED
+
+    def _negotiate_plain(self) -> Result:
+        """``_negotiate()`` of a plain (not auto) mutation with ``full`` False."""
+        m = self.machine
+        handle = m._handle
+        hn = m._handler_names
+        # 1. exits
+        for s in self.exits:
+            self._latest_to = ""
+            name = s + "Exit"
+            if (name in hn or m._disposing) and handle(name, False, False, False) is CANCELED:
+                return CANCELED
+        # 2. enters
+        for s in self.enters:
+            self._latest_to = s
+            name = s + "Enter"
+            if (name in hn or m._disposing) and handle(name, False, True, False) is CANCELED:
+                return CANCELED
+        # 3. self handlers
+        if self.mutation.type is not _REMOVE:
+            active = m._active_set
+            for s in self.target_states:
+                if s not in active:
+                    continue
+                self._latest_to = s
+                name = s + s
+                if (name in hn or m._disposing) and handle(name, False, False, True) is CANCELED:
+                    return CANCELED
+        # 4. state-state handlers over a snapshot of the targets (taken lazily:
+        # before the first handler of this step could run)
+        after: list[str] | None = None
+        firsts = m._pair_firsts
+        for b in self._states_before:
+            if b not in firsts:
+                continue
+            if after is None:
+                after = list(self.target_states)
+            for a in after:
+                if a == b:
+                    continue
+                self._latest_to = ""
+                name = b + a
+                if (name in hn or m._disposing) and handle(name, False, False, False) is CANCELED:
+                    return CANCELED
+        # 6. AnyEnter
+        self._latest_to = ANY
+        if "AnyEnter" in hn or m._disposing:
+            return handle("AnyEnter", False, True, False)
         return EXECUTED
 
     def run(self) -> Result:
