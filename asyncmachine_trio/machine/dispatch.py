@@ -265,10 +265,24 @@ def index_handler_names(m: Machine) -> None:
     for b in m._bindings:
         names.update(b.table)
         pair_firsts.update(first for first, _ in b.pairs)
-    m._handler_names = frozenset(names)
+    m._handler_names = _intern(frozenset(names))
     # states that start a state-state handler: step 4 of the negotiation only
     # walks these (it is |before| x |targets| otherwise, SPEC 5.3)
-    m._pair_firsts = frozenset(pair_firsts)
+    m._pair_firsts = _intern(frozenset(pair_firsts))
+
+
+_INTERNED: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _intern(names: frozenset[str]) -> frozenset[str]:
+    """One shared object per set of names: machines bound to the same handler
+    class share it (memory), and memoised plans check it by identity (speed)."""
+    hit = _INTERNED.get(names)
+    if hit is None:
+        if len(_INTERNED) >= 1024:
+            _INTERNED.clear()
+        _INTERNED[names] = hit = names
+    return hit
 
 
 def tracer_bind(m: Machine, tracer: Tracer) -> str:

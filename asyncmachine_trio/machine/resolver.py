@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .errors import StateUnknownError
 from .logging import LogLevel
@@ -18,6 +18,7 @@ from .schema import State
 
 if TYPE_CHECKING:
     from .machine import Machine
+    from .transition import Plan
 
 __all__ = ["Relation", "Resolver", "go_stable_sort"]
 
@@ -174,7 +175,7 @@ class _Tables:
         self.has_after = frozenset(has_after)
         self.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
         self.targets_memo: dict[tuple[object, ...], tuple[str, ...]] = {}
-        self.plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self.plans: dict[tuple[object, ...], Plan] = {}
         self.topo_key: dict[str, int] = {}
         self.cycle = self._topology(names)
 
@@ -239,7 +240,7 @@ class Resolver:
         self.topo_key: dict[str, int] = {}
         self._cache: dict[tuple[object, ...], tuple[str, ...]] = {}
         # whole transition plans, filled by Transition.setup (same invalidation)
-        self.plans: dict[tuple[object, ...], tuple[Any, ...]] = {}
+        self.plans: dict[tuple[object, ...], Plan] = {}
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
         """Adopt the tables of a schema; recompute the Require topology (SPEC 4.5).

@@ -24,19 +24,49 @@ if TYPE_CHECKING:
 
 __all__ = ["Event", "Step", "StepType", "Transition"]
 
-# A memoised transition plan (Transition.setup, run_plain): targets, accepted,
-# exits, enters, then for run_plain the targets as a list (compared with the live
-# ``target_states``), as a frozenset (the new active set, shared) and the clock
-# deltas of apply() as (state, +1 or +2) in apply's order.
-Plan = tuple[
-    tuple[str, ...],
-    bool,
-    tuple[str, ...],
-    tuple[str, ...],
-    list[str],
-    frozenset[str],
-    tuple[tuple[str, int], ...],
-]
+
+class Plan:
+    """A memoised transition plan: what ``_setup`` decided for one key (schema,
+    type, check, auto, called, active list), plus what ``run_plain`` precomputes.
+    Shared by the machines of a schema, never mutated but for the ``neg_*`` memo.
+    """
+
+    __slots__ = (
+        "accepted",
+        "deltas",
+        "enters",
+        "exits",
+        "neg_firsts",
+        "neg_hn",
+        "neg_needed",
+        "target_list",
+        "target_set",
+        "targets",
+    )
+
+    def __init__(
+        self,
+        targets: tuple[str, ...],
+        accepted: bool,
+        exits: tuple[str, ...],
+        enters: tuple[str, ...],
+        deltas: tuple[tuple[str, int], ...],
+    ) -> None:
+        self.targets = targets
+        self.accepted = accepted
+        self.exits = exits
+        self.enters = enters
+        # compared with the live ``target_states`` before applying from the plan
+        self.target_list = list(targets)
+        # the new active set, shared (active sets are replaced, never mutated)
+        self.target_set = frozenset(targets)
+        # the clock changes of apply(), in its order: (state, +1 or +2)
+        self.deltas = deltas
+        # whether any negotiation event has a handler, for one (handler names,
+        # pair firsts): both are interned, so identity checks suffice
+        self.neg_hn: frozenset[str] | None = None
+        self.neg_firsts: frozenset[str] | None = None
+        self.neg_needed = True
 
 
 class StepType(enum.Enum):
@@ -411,15 +441,15 @@ class Transition:
         mut = self.mutation
         if m._log_level < LogLevel.OPS and self._steps is None:
             key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self._states_before)
-            plan = m._resolver.plans.get(key)
+            plan: Plan | None = m._resolver.plans.get(key)
             if plan is None:
                 self._setup()
                 self._store_plan(key)
                 return
-            self.target_states = list(plan[0])
-            self.is_accepted = plan[1]
-            self.exits = list(plan[2])
-            self.enters = list(plan[3])
+            self.target_states = list(plan.targets)
+            self.is_accepted = plan.accepted
+            self.exits = list(plan.exits)
+            self.enters = list(plan.enters)
             for tracer in m._tracers:
                 tracer.transition_init(self)
             return
@@ -439,15 +469,13 @@ class Transition:
                 deltas.append((s, 1))
             elif s in multi and s in called:
                 deltas.append((s, 2))
-        tset = frozenset(targets)
+        tset = set(targets)
         deltas.extend((s, 1) for s in self._states_before if s not in tset)
-        plan: Plan = (
+        plan = Plan(
             targets,
             self.is_accepted,
             tuple(self.exits),
             tuple(self.enters),
-            list(targets),
-            tset,
             tuple(deltas),
         )
         plans = m._resolver.plans
@@ -715,16 +743,24 @@ class Transition:
             self._setup()
             plan = self._store_plan(key)
         else:
-            self.target_states = list(plan[0])
-            self.is_accepted = plan[1]
-            self.exits = list(plan[2])
-            self.enters = list(plan[3])
+            self.target_states = list(plan.targets)
+            self.is_accepted = plan.accepted
+            self.exits = list(plan.exits)
+            self.enters = list(plan.enters)
         handle = m._handle
         has_handlers = m._handlers_ever_bound
         if not self.is_accepted:
             result = CANCELED
         elif has_handlers:
-            result = self._negotiate_plain()
+            hn = m._handler_names
+            firsts = m._pair_firsts
+            if plan.neg_hn is not hn or plan.neg_firsts is not firsts:
+                plan.neg_needed = self._negotiation_needed(hn, firsts)
+                plan.neg_hn = hn
+                plan.neg_firsts = firsts
+            # no negotiation handler at all: nothing can run, so nothing can
+            # change before apply (not even disposal): skip the walk
+            result = self._negotiate_plain() if plan.neg_needed else EXECUTED
         else:
             result = EXECUTED
         has_changed = False
@@ -733,19 +769,19 @@ class Transition:
                 m._active is before
                 and not m._disposing
                 and m._log_level < LogLevel.CHANGES
-                and self.target_states == plan[4]
+                and self.target_states == plan.target_list
             ):
                 # apply() with its decisions taken from the plan
                 ticks = m._ticks
                 index = m._index
                 changes = self._apply_changes
-                for s, delta in plan[6]:
+                for s, delta in plan.deltas:
                     i = index[s]
                     tick = ticks[i] + delta
                     ticks[i] = tick
                     changes[i] = tick
-                m._active = list(plan[4])
-                m._active_set = plan[5]
+                m._active = list(plan.target_list)
+                m._active_set = plan.target_set
             else:
                 m._apply(self, mut.called, self.target_states)
             self.activated = self.enters
@@ -805,6 +841,24 @@ class Transition:
             if s not in active:
                 return CANCELED
         return EXECUTED
+
+    def _negotiation_needed(self, hn: frozenset[str], firsts: frozenset[str]) -> bool:
+        """Would ``_negotiate_plain`` dispatch any event, right after setup?"""
+        if "AnyEnter" in hn:
+            return True
+        if any(s + "Exit" in hn for s in self.exits):
+            return True
+        if any(s + "Enter" in hn for s in self.enters):
+            return True
+        before = self._before_set
+        if self.mutation.type is not _REMOVE and any(
+            s + s in hn for s in self.target_states if s in before
+        ):
+            return True
+        targets = self.target_states
+        return any(
+            b + a in hn for b in self._states_before if b in firsts for a in targets if a != b
+        )
 
     def _negotiate_plain(self) -> Result:
         """``_negotiate()`` of a plain (not auto) mutation with ``full`` False."""
