@@ -1,0 +1,600 @@
+"""The aRPC server: exposes a source machine to one client (upper-layers.md 1.6-1.12).
+
+A :class:`Server` serves one client at a time (a second connection is refused
+with a ``busy`` error); many servers can expose one source, and a
+:class:`~.mux.Mux` creates one per connection. Its own machine
+(``server.mach``, :class:`~.states.ServerStates`, id ``rs-<name>``) shows what
+it is doing: ``RpcStarting`` → ``RpcAccepting`` → ``RpcReady`` →
+``ClientConnected`` → ``Handshaking`` → ``HandshakeDone`` → ``Ready``.
+
+Clock sync: a tracer on the source records every transition; mutation
+responses carry the diff since the last data sent (a client that only mutates
+gets no pushes), and a pusher task sends what changed otherwise, at most once
+per ``push_interval`` (debounced; the last change is always flushed). The
+source machine is never blocked by a slow client: pushes are sent by the
+pusher task, never from the source's transition.
+
+Security beyond the reference: servers bind loopback unless told otherwise,
+``token`` is checked in the handshake (wrong token: refused, logged, nothing
+mutated), ``allowed_mutations`` limits the states a client may mutate, and
+``ssl_context`` serves ``wss://``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import ssl
+import weakref
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from ..helpers.schema import schema_hash
+from ..machine.logging import LogLevel
+from ..machine.machine import Machine
+from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.tracing import Tracer
+from ..machine.transition import Event, Transition
+from .engine import Endpoint
+from .errors import (
+    RpcAccessError,
+    RpcConnectionError,
+    RpcDestinationError,
+    RpcError,
+    RpcHandshakeError,
+    RpcInvalidParamsError,
+    RpcNotConnectedError,
+    RpcRemoteError,
+)
+from .states import ServerStates
+from .sync import Snapshot, make_update, shallow
+from .transport import Transport, serve
+from .wire import (
+    DEFAULT_MAX_FRAME,
+    CliHello,
+    CliMutation,
+    Empty,
+    ErrorInfo,
+    Frame,
+    SrvArgs,
+    SrvHello,
+    SrvMutation,
+    SrvPayload,
+    SrvSync,
+    StateDef,
+    Update,
+    UpdateMuts,
+    encode_frame,
+)
+
+__all__ = ["Server", "open_server"]
+
+S = ServerStates
+_DEDUPE_MAX = 4096
+
+# mutation ids already applied, per source machine: a retried mutation (same
+# client, same id) returns its first result instead of running again
+_APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+class _Tracer(Tracer):
+    def __init__(self, server: Server) -> None:
+        self.server = server
+
+    def tracer_id(self) -> str:
+        return f"rpc-{self.server.mach.id}"
+
+    def transition_end(self, transition: Transition) -> None:
+        self.server._on_transition(transition)
+
+    def schema_change(self, machine: Machine, old_schema: dict[str, Any]) -> None:
+        self.server._on_schema_change()
+
+
+@attrs.define(slots=True)
+class _MutRecord:
+    type: str
+    called: list[int]
+    snap: Snapshot
+
+
+class Server:
+    """Exposes ``source`` to one client (see the module doc)."""
+
+    def __init__(
+        self,
+        source: Machine,
+        addr: str = "ws://127.0.0.1:0",
+        *,
+        name: str = "",
+        token: str = "",
+        allow_id: str = "",
+        allowed_mutations: Iterable[str] | None = None,
+        push_interval: float | None = 0.25,
+        ssl_context: ssl.SSLContext | None = None,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        send_timeout: float = 3.0,
+        parent: Machine | str | None = None,
+        log_level: LogLevel | int | None = None,
+        logger: Any = None,
+    ) -> None:
+        if not isinstance(source, Machine):
+            raise TypeError(f"source must be an am.Machine, got {type(source).__name__}")
+        if not source.states_verified:
+            source.verify_states(list(source.state_names))
+        self.source = source
+        self.addr = addr
+        self.name = name or secrets.token_hex(4)
+        self.token = token
+        self.allow_id = allow_id
+        self.allowed_mutations = (
+            frozenset(source.parse_states(list(allowed_mutations)))
+            if allowed_mutations is not None
+            else None
+        )
+        self.push_interval = push_interval
+        self.ssl_context = ssl_context
+        self.max_frame = max_frame
+        self.send_timeout = send_timeout
+        kw: dict[str, Any] = {}
+        if log_level is not None:
+            kw["log_level"] = log_level
+        if logger is not None:
+            kw["logger"] = logger
+        self.mach = Machine(
+            S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
+        )
+        #: the id of the connected client (after Hello)
+        self.client_id = ""
+        self._ep: Endpoint | None = None
+        self._busy = False
+        self._conn_scope: trio.CancelScope | None = None
+        self._handshaken = False
+        self._tracer = _Tracer(self)
+        source.tracer_bind(self._tracer)
+        # per connection
+        self._names: list[str] = []  # client index space
+        self._src_idx: list[int] = []  # client index -> source index
+        self._tracked: list[int] = []  # client indexes tracked
+        self._sync_schema = True
+        self._sync_mutations = False
+        self._shallow = False
+        self._last: Snapshot | None = None
+        self._records: list[_MutRecord] = []
+        self._dirty = False
+        self._schema_changed = False
+        self._wake = trio.Event()
+        self._last_push = -math.inf
+        # traffic of past connections
+        self._calls_done = 0
+        self._bytes_sent_done = 0
+        self._bytes_received_done = 0
+        self.pushes = 0
+
+    def __repr__(self) -> str:
+        return f"<rpc.Server {self.mach.id} of {self.source.id}>"
+
+    # ----- metrics
+
+    @property
+    def calls(self) -> int:
+        """Requests this server sent to clients (pushes, payloads)."""
+        return self._calls_done + (self._ep.calls if self._ep else 0)
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._bytes_sent_done + (self._ep.transport.bytes_sent if self._ep else 0)
+
+    @property
+    def bytes_received(self) -> int:
+        return self._bytes_received_done + (
+            self._ep.transport.bytes_received if self._ep else 0
+        )
+
+    # ----- serving
+
+    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen on ``addr`` (port 0: any free port) and serve clients, one at a time.
+
+        ``task_status.started`` gets the bound URL (also in ``self.addr``).
+        """
+        m = self.mach
+        m.add1(S.Start)
+        m.add1(S.RpcStarting)
+
+        class _Started:
+            def started(inner, url: str = "") -> None:  # noqa: N805
+                self.addr = url
+                m.add1(S.RpcAccepting)
+                m.add1(S.RpcReady)
+                task_status.started(url)
+
+        try:
+            await serve(
+                self.addr,
+                self.serve_transport,
+                ssl_context=self.ssl_context,
+                max_frame=self.max_frame,
+                task_status=_Started(),  # type: ignore[arg-type]
+            )
+        finally:
+            m.remove1(S.Start)
+
+    async def serve_transport(self, transport: Transport) -> None:
+        """Serve one connection until it closes (used by ``serve``, a Mux and tests)."""
+        m = self.mach
+        if self._busy:
+            data = encode_frame(Frame(0, None, ErrorInfo("busy", f"{m.id} serves a client")))
+            try:
+                await transport.send(data)
+            except RpcError:
+                pass
+            await transport.aclose()
+            return
+        self._busy = True
+        if not m.is1(S.Start):
+            m.add1(S.Start)
+        if not m.is1(S.RpcReady):
+            m.add1(S.RpcReady)
+        ep = Endpoint(
+            transport,
+            {
+                "Hello": (CliHello, self._on_hello),
+                "Handshake": (Empty, self._on_handshake),
+                "Add": (CliMutation, self._on_add),
+                "AddNS": (CliMutation, self._on_add_ns),
+                "Remove": (CliMutation, self._on_remove),
+                "Set": (CliMutation, self._on_set),
+                "Sync": (Empty, self._on_sync),
+                "ArgsBase": (Empty, self._on_args),
+                "Close": (Empty, self._on_close),
+            },
+            name=m.id,
+            log=self._log,
+        )
+        self._ep = ep
+        m.add1(S.ClientConnected)
+        try:
+            async with trio.open_nursery() as n:
+                self._conn_scope = n.cancel_scope
+                n.start_soon(self._pusher, ep)
+                await ep.run()
+                n.cancel_scope.cancel()
+        finally:
+            self._calls_done += ep.calls
+            self._bytes_sent_done += ep.transport.bytes_sent
+            self._bytes_received_done += ep.transport.bytes_received
+            self._ep = None
+            self._conn_scope = None
+            self._busy = False
+            self._handshaken = False
+            self._last = None
+            self._records = []
+            self.client_id = ""
+            if not m.is_disposed:
+                m.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
+
+    def close(self) -> None:
+        """Detach from the source and dispose the server machine (connections end)."""
+        try:
+            self.source.tracer_detach(self._tracer.tracer_id())
+        except Exception:  # noqa: BLE001 - the source may be disposed already
+            pass
+        if self._conn_scope is not None:
+            self._conn_scope.cancel()
+        self.mach.dispose()
+
+    def _log(self, line: str) -> None:
+        self.mach.log_at(LogLevel.OPS, line)
+
+    # ----- snapshots
+
+    def _snapshot(self) -> Snapshot:
+        ticks = self.source._ticks
+        tracked_src = self._src_idx
+        if self._sync_schema:
+            tracked = set(self._tracked)
+            vals = [ticks[j] if i in tracked else 0 for i, j in enumerate(tracked_src)]
+        else:
+            vals = [ticks[j] for j in tracked_src]
+        if self._shallow:
+            vals = shallow(vals)
+        return Snapshot(tuple(vals), self.source._queue_tick, self.source._machine_tick)
+
+    def _diff(self) -> Update | None:
+        cur = self._snapshot()
+        if self._last is not None and cur == self._last:
+            return None
+        upd = make_update(self._last, cur, self._tracked)
+        self._last = cur
+        return upd
+
+    def _on_transition(self, tx: Transition) -> None:
+        if not self._handshaken:
+            return
+        if self._sync_mutations:
+            snap = self._snapshot()
+            prev = self._records[-1].snap if self._records else self._last
+            if prev is None or snap != prev:
+                pos = {j: i for i, j in enumerate(self._src_idx)}
+                idx = self.source._index
+                called = [pos[idx[s]] for s in tx.mutation.called if idx.get(s, -1) in pos]
+                self._records.append(_MutRecord(str(tx.mutation.type), called, snap))
+        self._dirty = True
+        self._wake.set()
+
+    def _on_schema_change(self) -> None:
+        if self._handshaken:
+            self._schema_changed = True
+            self._wake.set()
+
+    def _take_muts(self) -> UpdateMuts | None:
+        if not self._records:
+            return None
+        types: list[str] = []
+        called: list[list[int]] = []
+        updates: list[Update] = []
+        prev = self._last
+        for r in self._records:
+            types.append(r.type)
+            called.append(r.called)
+            updates.append(make_update(prev, r.snap, self._tracked))
+            prev = r.snap
+        self._records = []
+        self._last = prev
+        return UpdateMuts(types, called, updates)
+
+    # ----- pushes
+
+    async def _pusher(self, ep: Endpoint) -> None:
+        while not ep.closed:
+            self._wake = trio.Event()
+            if self._schema_changed:
+                self._schema_changed = False
+                hello = self._hello_snapshot(with_schema=True)
+                await self._push_call(ep, "SchemaChange", hello)
+                continue
+            if self._dirty and self.push_interval is not None and self._handshaken:
+                wait = self._last_push + self.push_interval - trio.current_time()
+                if wait > 0:
+                    # debounce: flush the latest state once the interval passed
+                    await trio.sleep(wait)
+                self._dirty = False
+                await self._push(ep)
+                continue
+            await self._wake.wait()
+
+    async def _push(self, ep: Endpoint) -> None:
+        self._last_push = trio.current_time()
+        if self._sync_mutations:
+            muts = self._take_muts()
+            if muts is not None:
+                await self._push_call(ep, "ClientSetClockMany", muts)
+            return
+        upd = self._diff()
+        if upd is None:
+            return
+        await self._push_call(ep, "ClientSetClock", upd)
+
+    async def _push_call(self, ep: Endpoint, method: str, body: Any) -> None:
+        self.pushes += 1
+        try:
+            await ep.notify(method, body, timeout=self.send_timeout)
+        except RpcError as err:
+            # a client that does not read: drop it (the source is never blocked)
+            self._log(f"[rpc] push failed, dropping the client: {err!r}")
+            self.mach.add_err_state(S.ErrNetwork, err)
+            await ep.aclose()
+
+    # ----- handlers (inline, in frame order)
+
+    def _hello_snapshot(self, *, with_schema: bool, client_hash: str = "") -> SrvHello:
+        src = self.source
+        snap = self._snapshot()
+        self._last = snap
+        self._records = []
+        schema = None
+        full_hash = schema_hash(src.schema)
+        if self._sync_schema and (with_schema or client_hash != full_hash):
+            schema = [StateDef.of(n, src.schema[n]) for n in src.state_names]
+        return SrvHello(
+            id=src.id,
+            state_names=list(self._names),
+            time=list(snap.ticks),
+            queue_tick=snap.queue_tick,
+            machine_tick=snap.machine_tick,
+            states_count=len(src.state_names),
+            schema=schema,
+            schema_hash=full_hash,
+            tracked=None if len(self._tracked) == len(self._names) else list(self._tracked),
+        )
+
+    def _on_hello(self, hello: CliHello) -> SrvHello:
+        m = self.mach
+        if not m.is1(S.Start):
+            raise RpcHandshakeError("server not started")
+        if not hello.id:
+            m.add_err_state(S.ErrRpc, RpcHandshakeError("handshake failed: ID missing"))
+            raise RpcHandshakeError("handshake failed: ID missing")
+        if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
+            err = RpcAccessError(f"no access: wrong token from {hello.id}")
+            self._log(f"[rpc] {err}")
+            m.add_err_state(S.ErrRpc, err)
+            raise err
+        if self.allow_id and hello.id != self.allow_id:
+            err = RpcAccessError(f"no access: client {hello.id} is not {self.allow_id}")
+            self._log(f"[rpc] {err}")
+            m.add_err_state(S.ErrRpc, err)
+            raise err
+        src = self.source
+        names = list(src.state_names)
+        allowed = set(names) if hello.allowed_states is None else set(hello.allowed_states)
+        skipped = set(hello.skipped_states or ())
+        for s in (*allowed, *skipped):
+            if s not in src.schema:
+                raise RpcInvalidParamsError(f"unknown state {s!r} in the sync options")
+        tracked_names = [n for n in names if n in allowed and n not in skipped]
+        self._sync_schema = hello.sync_schema
+        self._sync_mutations = hello.sync_mutations
+        self._shallow = hello.shallow_clocks
+        if hello.sync_schema:
+            self._names = names
+            self._src_idx = list(range(len(names)))
+            pos = set(tracked_names)
+            self._tracked = [i for i, n in enumerate(names) if n in pos]
+        else:
+            self._names = tracked_names
+            self._src_idx = [src._index[n] for n in tracked_names]
+            self._tracked = list(range(len(tracked_names)))
+        self.client_id = hello.id
+        m.add1(S.Handshaking)
+        return self._hello_snapshot(with_schema=False, client_hash=hello.schema_hash)
+
+    def _on_handshake(self, _msg: Empty) -> Empty:
+        if not self.client_id:
+            raise RpcHandshakeError("Handshake before Hello")
+        self._handshaken = True
+        self.mach.add1(S.HandshakeDone)
+        return Empty()
+
+    def _check_ready(self) -> None:
+        if not self._handshaken:
+            raise RpcHandshakeError("no handshake yet")
+        if not self.mach.is1(S.Start):
+            raise RpcNotConnectedError("server not started")
+
+    def _states(self, msg: CliMutation) -> list[str]:
+        if not msg.states:
+            raise RpcInvalidParamsError("no states in the mutation")
+        n = len(self._names)
+        out: list[str] = []
+        for i in msg.states:
+            if not isinstance(i, int) or not 0 <= i < n:
+                raise RpcInvalidParamsError(f"state index {i!r} out of range (0..{n - 1})")
+            out.append(self._names[i])
+        if self.allowed_mutations is not None:
+            denied = [s for s in out if s not in self.allowed_mutations]
+            if denied:
+                err = RpcAccessError(f"no access: {self.client_id} may not mutate {denied}")
+                self._log(f"[rpc] {err}")
+                raise err
+        return out
+
+    def _mutate(self, type: MutationType, msg: CliMutation) -> tuple[int, int]:
+        self._check_ready()
+        states = self._states(msg)
+        applied = _APPLIED.setdefault(self.source, OrderedDict())
+        key = (self.client_id, msg.id)
+        if msg.id and key in applied:
+            self._log(f"[rpc] mutation {msg.id} already applied: not again")
+            return applied[key]
+        args = dict(msg.args) if msg.args else None
+        src = self.source
+        if type is ADD:
+            res = src.add(states, args)
+        elif type is REMOVE:
+            res = src.remove(states, args)
+        else:
+            res = src.set(states, args)
+        qt = src.queue()[-1].queue_tick if res is Result.QUEUED and src.queue() else 0
+        if msg.id:
+            applied[key] = (int(res), qt)
+            while len(applied) > _DEDUPE_MAX:
+                applied.popitem(last=False)
+        return int(res), qt
+
+    def _mutation_response(self, type: MutationType, msg: CliMutation) -> SrvMutation:
+        res, qt = self._mutate(type, msg)
+        self._dirty = False
+        if self._sync_mutations:
+            return SrvMutation(res, None, self._take_muts() or UpdateMuts([], [], []), qt)
+        return SrvMutation(res, self._diff(), None, qt)
+
+    def _on_add(self, msg: CliMutation) -> SrvMutation:
+        return self._mutation_response(ADD, msg)
+
+    def _on_remove(self, msg: CliMutation) -> SrvMutation:
+        return self._mutation_response(REMOVE, msg)
+
+    def _on_set(self, msg: CliMutation) -> SrvMutation:
+        return self._mutation_response(SET, msg)
+
+    def _on_add_ns(self, msg: CliMutation) -> None:
+        self._mutate(ADD, msg)
+
+    def _on_sync(self, _msg: Empty) -> SrvSync:
+        self._check_ready()
+        snap = self._snapshot()
+        self._last = snap
+        self._records = []
+        self._dirty = False
+        self.mach.add1(S.MetricSync)
+        return SrvSync(list(snap.ticks), snap.queue_tick, snap.machine_tick)
+
+    def _on_args(self, _msg: Empty) -> SrvArgs:
+        return SrvArgs([])
+
+    def _on_close(self, _msg: Empty) -> None:
+        self._log(f"[rpc] {self.client_id} says bye")
+        ep = self._ep
+        if ep is not None:
+            ep.close_soon()
+
+    # ----- payloads
+
+    async def send_payload(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        destination: str = "",
+        event: Event | None = None,
+        timeout: float | None = 5.0,
+    ) -> None:
+        """Deliver ``data`` to the client's consumer machine (its ``ServerPayload``).
+
+        ``destination`` (a client machine id, ``rc-<name>``) must be the
+        connected client's. Raises :class:`RpcNotConnectedError`,
+        :class:`RpcDestinationError`, or the client's delivery error.
+        """
+        ep = self._ep
+        if ep is None or ep.closed or not self._handshaken:
+            raise RpcNotConnectedError(f"{self.mach.id}: no client connected")
+        if destination and destination != self.client_id:
+            raise RpcDestinationError(f"wrong destination {destination!r} ({self.client_id})")
+        payload = SrvPayload(
+            name=name,
+            data=data,
+            destination=destination,
+            token=secrets.token_hex(8),
+            source=event.machine_id if event is not None else self.source.id,
+            source_tx=event.id if event is not None else "",
+        )
+        try:
+            await ep.call("ClientSendPayload", payload, Empty, timeout=timeout)
+        except RpcRemoteError as err:
+            self.mach.add_err_state(S.ErrDelivery, err)
+            raise
+
+
+@asynccontextmanager
+async def open_server(
+    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
+) -> AsyncIterator[Server]:
+    """A listening server (``server.addr`` is the bound URL); closed on exit."""
+    server = Server(source, addr, **kwargs)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        try:
+            yield server
+        finally:
+            server.close()
+            nursery.cancel_scope.cancel()

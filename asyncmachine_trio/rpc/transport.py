@@ -1,0 +1,312 @@
+"""Transports: one frame = one websocket binary message, or a length-prefixed chunk.
+
+A :class:`Transport` moves whole frames (bytes) and counts the bytes in both
+directions (the reference's ``TrafficMeter``). Three kinds:
+
+- :class:`WebSocketTransport` over trio-websocket (the default; ``ws://`` and
+  ``wss://`` URLs, TLS through an :class:`ssl.SSLContext`);
+- :class:`StreamTransport` over any trio stream with a 4-byte big-endian length
+  prefix (``tcp://`` URLs);
+- :func:`memory_transport_pair` for tests: two connected in-memory transports.
+
+Oversized frames raise :class:`RpcFrameTooLargeError` from :meth:`Transport.receive`
+after being discarded, so the connection stays usable.
+"""
+
+from __future__ import annotations
+
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import trio
+import trio.testing
+
+from .errors import RpcConnectionError, RpcDecodeError, RpcFrameTooLargeError
+from .wire import DEFAULT_MAX_FRAME
+
+__all__ = [
+    "StreamTransport",
+    "Transport",
+    "WebSocketTransport",
+    "connect",
+    "memory_transport_pair",
+    "parse_url",
+    "serve",
+]
+
+_LEN = struct.Struct(">I")
+
+
+class Transport(Protocol):
+    """What the RPC engine needs from a connection."""
+
+    bytes_sent: int
+    bytes_received: int
+    max_frame: int
+
+    async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
+
+    async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
+
+    async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
+
+
+class StreamTransport:
+    """Frames on a byte stream: a 4-byte big-endian length, then the frame."""
+
+    def __init__(self, stream: trio.abc.Stream, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.stream = stream
+        self.max_frame = max_frame
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._buf = bytearray()
+        self._send_lock = trio.Lock()
+        self._closed = False
+
+    async def _fill(self, n: int) -> None:
+        while len(self._buf) < n:
+            try:
+                chunk = await self.stream.receive_some(65536)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
+                raise RpcConnectionError(f"connection lost: {err}") from err
+            if not chunk:
+                if self._buf:
+                    raise RpcConnectionError("connection closed inside a frame (truncated)")
+                raise RpcConnectionError("connection closed")
+            self.bytes_received += len(chunk)
+            self._buf += chunk
+
+    async def receive(self) -> bytes:
+        await self._fill(4)
+        (size,) = _LEN.unpack_from(self._buf)
+        del self._buf[:4]
+        if size > self.max_frame:
+            # discard the frame chunk by chunk: the connection stays in sync
+            left = size
+            while left:
+                if not self._buf:
+                    await self._fill(1)
+                n = min(left, len(self._buf))
+                del self._buf[:n]
+                left -= n
+            raise RpcFrameTooLargeError(f"frame of {size} bytes (limit {self.max_frame})")
+        await self._fill(size)
+        data = bytes(self._buf[:size])
+        del self._buf[:size]
+        return data
+
+    async def send(self, data: bytes) -> None:
+        if len(data) > self.max_frame:
+            raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(_LEN.pack(len(data)) + data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
+                raise RpcConnectionError(f"connection lost: {err}") from err
+        self.bytes_sent += len(data) + 4
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+
+
+class WebSocketTransport:
+    """Frames as binary websocket messages (trio-websocket)."""
+
+    def __init__(self, conn: Any, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.conn = conn
+        self.max_frame = max_frame
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._send_lock = trio.Lock()
+
+    async def receive(self) -> bytes:
+        from trio_websocket import ConnectionClosed
+
+        try:
+            msg = await self.conn.get_message()
+        except ConnectionClosed as err:
+            raise RpcConnectionError(f"connection closed: {err.reason}") from err
+        if isinstance(msg, str):
+            self.bytes_received += len(msg.encode())
+            raise RpcDecodeError("text websocket message (frames are binary)")
+        self.bytes_received += len(msg)
+        if len(msg) > self.max_frame:
+            raise RpcFrameTooLargeError(f"frame of {len(msg)} bytes (limit {self.max_frame})")
+        return bytes(msg)
+
+    async def send(self, data: bytes) -> None:
+        from trio_websocket import ConnectionClosed
+
+        if len(data) > self.max_frame:
+            raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
+        async with self._send_lock:
+            try:
+                await self.conn.send_message(data)
+            except ConnectionClosed as err:
+                raise RpcConnectionError(f"connection closed: {err.reason}") from err
+        self.bytes_sent += len(data)
+
+    async def aclose(self) -> None:
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            try:
+                await self.conn.aclose()
+            except Exception:  # noqa: BLE001 - closing a broken socket must not raise
+                pass
+
+
+def memory_transport_pair(
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> tuple[StreamTransport, StreamTransport]:
+    """Two connected in-memory transports (``trio.testing.memory_stream_pair``)."""
+    a, b = trio.testing.memory_stream_pair()
+    return StreamTransport(a, max_frame), StreamTransport(b, max_frame)
+
+
+def parse_url(url: str) -> tuple[str, str, int, str]:
+    """``(scheme, host, port, path)`` of ``ws://h:p/path``, ``wss://...`` or ``tcp://h:p``."""
+    if "://" not in url:
+        url = "ws://" + url
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme not in ("ws", "wss", "tcp"):
+        raise ValueError(f"unsupported scheme {scheme!r} in {url!r} (ws, wss or tcp)")
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port
+    except ValueError as err:
+        raise ValueError(f"bad port in {url!r}") from err
+    if port is None:
+        raise ValueError(f"no port in {url!r}")
+    return scheme, host, port, parts.path or "/"
+
+
+def _ws_limit(max_frame: int) -> int:
+    # trio-websocket closes the connection above its own limit (code 1009); keep
+    # it well above ours so an oversized frame is answered, not fatal
+    return max(max_frame * 4, 1 << 20)
+
+
+async def connect(
+    url: str,
+    *,
+    nursery: trio.Nursery | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    timeout: float = 3.0,
+) -> Transport:
+    """Dial ``url`` and return a transport; :class:`RpcConnectionError` on failure.
+
+    Websocket connections run a reader task in ``nursery`` (required for
+    ``ws://`` / ``wss://``); the connection lives until closed or until the
+    nursery ends.
+    """
+    scheme, host, port, path = parse_url(url)
+    try:
+        with trio.fail_after(timeout):
+            if scheme == "tcp":
+                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+                if ssl_context is not None:
+                    tls = trio.SSLStream(stream, ssl_context, server_hostname=host)
+                    await tls.do_handshake()
+                    stream = tls
+                return StreamTransport(stream, max_frame)
+            from trio_websocket import HandshakeError, connect_websocket
+
+            if scheme == "wss" and ssl_context is None:
+                ssl_context = ssl.create_default_context()
+            if nursery is None:
+                raise ValueError("a websocket connection needs a nursery")
+            try:
+                conn = await connect_websocket(
+                    nursery,
+                    host,
+                    port,
+                    path,
+                    use_ssl=ssl_context if scheme == "wss" else False,
+                    max_message_size=_ws_limit(max_frame),
+                )
+            except HandshakeError as err:
+                raise RpcConnectionError(f"websocket handshake with {url} failed: {err}") from err
+            return WebSocketTransport(conn, max_frame)
+    except trio.TooSlowError as err:
+        raise RpcConnectionError(f"connecting to {url} timed out after {timeout}s") from err
+    except OSError as err:
+        raise RpcConnectionError(f"cannot connect to {url}: {err}") from err
+
+
+ConnHandler = Callable[[Transport], Awaitable[None]]
+
+
+async def serve(
+    url: str,
+    handler: ConnHandler,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    max_frame: int = DEFAULT_MAX_FRAME,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``url`` (port 0 = any free port), calling ``handler`` per connection.
+
+    ``task_status.started`` receives the bound URL.
+    """
+    scheme, host, port, path = parse_url(url)
+    if scheme == "tcp":
+
+        async def on_stream(stream: trio.SocketStream) -> None:
+            s: trio.abc.Stream = stream
+            if ssl_context is not None:
+                s = trio.SSLStream(stream, ssl_context, server_side=True)
+            t = StreamTransport(s, max_frame)
+            try:
+                await handler(t)
+            finally:
+                await t.aclose()
+
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()[1]
+        async with trio.open_nursery() as nursery:
+            task_status.started(f"tcp://{host}:{bound}")
+            await trio.serve_listeners(on_stream, listeners, handler_nursery=nursery)
+        return
+
+    from trio_websocket import WebSocketServer  # noqa: F401 - fail early without the extra
+    from trio_websocket import serve_websocket
+
+    async def on_request(request: Any) -> None:
+        try:
+            conn = await request.accept()
+        except Exception:  # noqa: BLE001 - a client that vanished mid-handshake
+            return
+        t = WebSocketTransport(conn, max_frame)
+        try:
+            await handler(t)
+        finally:
+            await t.aclose()
+
+    class _Started:
+        def started(self, server: Any = None) -> None:
+            task_status.started(f"{scheme}://{host}:{server.port}{path if path != '/' else ''}")
+
+    await serve_websocket(
+        on_request,
+        host,
+        port,
+        ssl_context=ssl_context if scheme == "wss" else None,
+        max_message_size=_ws_limit(max_frame),
+        task_status=_Started(),  # type: ignore[arg-type]
+    )

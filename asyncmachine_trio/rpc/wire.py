@@ -1,0 +1,390 @@
+"""Frames and messages on the wire, and their encoding (upper-layers.md 1.3-1.5).
+
+Every frame is one msgpack value: the tuple ``(seq, method, error, body)``.
+``method`` set means a request (``seq == 0``: a notification, no response);
+``method`` None means the response to ``seq``; ``error`` set means the request
+failed. Messages are attrs classes unstructured by cattrs *as tuples* (field
+order is the wire order, no field names travel), which keeps a mutation round
+trip under the reference's 115 bytes.
+
+Args values and payload data are arbitrary Python values: msgpack-native ones
+(None, bool, int, float, str, bytes, list, tuple, dict) travel as they are;
+other classes must be registered with :func:`register_type`, and travel as a
+msgpack extension holding ``(tag, value)`` (the reference's ``gob.Register``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import msgpack
+from cattrs import UnstructureStrategy
+from cattrs.preconf.msgpack import make_converter
+
+from ..machine.args import AException, ExceptionArgsPanic
+from ..machine.schema import State
+from .errors import RpcDecodeError, RpcEncodeError
+
+__all__ = [
+    "DEFAULT_MAX_FRAME",
+    "CliHello",
+    "CliMutation",
+    "Empty",
+    "ErrorInfo",
+    "Frame",
+    "RemoteException",
+    "SrvArgs",
+    "SrvHello",
+    "SrvMutation",
+    "SrvPayload",
+    "SrvSync",
+    "StateDef",
+    "Update",
+    "UpdateMuts",
+    "decode_frame",
+    "encode_frame",
+    "register_type",
+    "structure",
+]
+
+DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+_EXT = 1
+
+T = TypeVar("T")
+
+
+# ----- messages (field order = wire order; append new fields at the end)
+
+
+@attrs.define(slots=True)
+class ErrorInfo:
+    """The error of a failed request: a kind (``access``, ``invalid_params``...) and a text."""
+
+    kind: str
+    message: str = ""
+
+
+@attrs.define(slots=True)
+class Frame:
+    """One message on the wire."""
+
+    seq: int
+    method: str | None = None
+    error: ErrorInfo | None = None
+    body: Any = None
+
+
+@attrs.define(slots=True)
+class Empty:
+    """No parameters."""
+
+
+@attrs.define(slots=True)
+class CliHello:
+    """Handshake step 1, client → server (``MsgCliHello`` + token)."""
+
+    id: str
+    sync_schema: bool = True
+    schema_hash: str = ""
+    sync_mutations: bool = False
+    allowed_states: list[str] | None = None
+    skipped_states: list[str] | None = None
+    shallow_clocks: bool = False
+    token: str = ""
+
+
+@attrs.define(slots=True)
+class StateDef:
+    """One state of a transferred schema."""
+
+    name: str
+    auto: bool = False
+    multi: bool = False
+    require: list[str] | None = None
+    add: list[str] | None = None
+    remove: list[str] | None = None
+    after: list[str] | None = None
+    tags: list[str] = attrs.Factory(list)
+
+    @classmethod
+    def of(cls, name: str, s: State) -> StateDef:
+        def rel(v: tuple[str, ...] | None) -> list[str] | None:
+            return None if v is None else list(v)
+
+        return cls(
+            name,
+            s.auto,
+            s.multi,
+            rel(s.require),
+            rel(s.add),
+            rel(s.remove),
+            rel(s.after),
+            list(s.tags),
+        )
+
+    def state(self) -> State:
+        return State(
+            auto=self.auto,
+            multi=self.multi,
+            require=self.require,
+            add=self.add,
+            remove=self.remove,
+            after=self.after,
+            tags=tuple(self.tags),
+        )
+
+
+@attrs.define(slots=True)
+class SrvHello:
+    """Handshake step 1, server → client (``MsgSrvHello``): the source's snapshot.
+
+    ``state_names`` / ``time`` are in the client's index space: every state with
+    a schema sync, the tracked states only without one. ``schema`` is None when
+    not requested or when the client's hash already matches.
+    """
+
+    id: str
+    state_names: list[str]
+    time: list[int]
+    queue_tick: int
+    machine_tick: int
+    states_count: int
+    schema: list[StateDef] | None = None
+    schema_hash: str = ""
+    tracked: list[int] | None = None
+
+
+@attrs.define(slots=True)
+class Update:
+    """A clock diff (``MsgSrvUpdate``): ``(index, delta)`` pairs, tick deltas, checksum."""
+
+    indexes: list[int]
+    ticks: list[int]
+    queue_tick: int
+    machine_tick: int
+    checksum: int
+
+
+@attrs.define(slots=True)
+class UpdateMuts:
+    """One diff per source mutation (``MsgSrvUpdateMuts``, sync_mutations mode)."""
+
+    types: list[str]
+    called: list[list[int]]
+    updates: list[Update]
+
+
+@attrs.define(slots=True)
+class CliMutation:
+    """A mutation from the client (``MsgCliMutation``); ``id`` de-duplicates retries."""
+
+    states: list[int]
+    args: dict[str, Any] | None = None
+    id: int = 0
+    source_tx: str = ""
+
+
+@attrs.define(slots=True)
+class SrvMutation:
+    """The result of a mutation and the clock diff since the last data sent."""
+
+    result: int
+    update: Update | None = None
+    mutations: UpdateMuts | None = None
+    queue_tick: int = 0
+
+
+@attrs.define(slots=True)
+class SrvSync:
+    """A full clock (``MsgSrvSync``), machine tick included (a gap in the reference)."""
+
+    time: list[int]
+    queue_tick: int
+    machine_tick: int
+
+
+@attrs.define(slots=True)
+class SrvPayload:
+    """Data pushed by the server to the client's consumer (``MsgSrvPayload``)."""
+
+    name: str
+    data: Any = None
+    destination: str = ""
+    token: str = ""
+    source: str = ""
+    source_tx: str = ""
+
+
+@attrs.define(slots=True)
+class SrvArgs:
+    """The typed-args names the server understands."""
+
+    args: list[str]
+
+
+# string annotations (``from __future__ import annotations``) resolved once, for cattrs
+for _cls in (
+    ErrorInfo,
+    Frame,
+    Empty,
+    CliHello,
+    StateDef,
+    SrvHello,
+    Update,
+    UpdateMuts,
+    CliMutation,
+    SrvMutation,
+    SrvSync,
+    SrvPayload,
+    SrvArgs,
+):
+    attrs.resolve_types(_cls)
+
+# ----- encoding
+
+_conv = make_converter(unstruct_strat=UnstructureStrategy.AS_TUPLE)
+# registered values keep their identity through cattrs; msgpack's ``default``
+# hook below turns them into extensions
+_values_conv = make_converter()
+
+_by_class: dict[type, tuple[str, Callable[[Any], Any]]] = {}
+_by_tag: dict[str, Callable[[Any], Any]] = {}
+
+
+def register_type(
+    cls: type[T],
+    tag: str | None = None,
+    *,
+    encode: Callable[[T], Any] | None = None,
+    decode: Callable[[Any], T] | None = None,
+) -> None:
+    """Let values of ``cls`` travel in args and payloads (Go ``gob.Register``).
+
+    attrs classes and dataclasses need nothing else (they are unstructured by
+    cattrs, field by field); other classes pass ``encode`` (to a msgpack-native
+    value) and ``decode``. ``tag`` defaults to ``module.QualName`` and must be the
+    same on both ends.
+    """
+    name = tag or f"{cls.__module__}.{cls.__qualname__}"
+    enc: Callable[[Any], Any] = encode or _values_conv.unstructure
+    dec: Callable[[Any], Any] = decode or (lambda raw: _values_conv.structure(raw, cls))
+    _by_class[cls] = (name, enc)
+    _by_tag[name] = dec
+    _conv.register_unstructure_hook_func(lambda t: t is cls, lambda v: v)
+
+
+def _default(obj: Any) -> Any:
+    entry = _by_class.get(type(obj))
+    if entry is None:
+        if isinstance(obj, set | frozenset):
+            return sorted(obj, key=repr)
+        raise RpcEncodeError(
+            f"cannot encode a value of type {type(obj).__qualname__}:"
+            " register it with am.rpc.register_type()"
+        )
+    tag, enc = entry
+    return msgpack.ExtType(_EXT, _pack([tag, enc(obj)]))
+
+
+def _ext_hook(code: int, data: bytes) -> Any:
+    if code != _EXT:
+        raise RpcDecodeError(f"unknown msgpack extension {code}")
+    tag, raw = _unpack(data)
+    dec = _by_tag.get(tag)
+    if dec is None:
+        raise RpcDecodeError(f"unknown type tag {tag!r} (register it on both ends)")
+    return dec(raw)
+
+
+def _pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, default=_default, use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """The bytes of one frame; :class:`RpcEncodeError` for an unencodable value."""
+    try:
+        err = None if frame.error is None else _conv.unstructure(frame.error)
+        body = None if frame.body is None else _conv.unstructure(frame.body)
+        return _pack((frame.seq, frame.method, err, body))
+    except RpcEncodeError:
+        raise
+    except Exception as err:
+        raise RpcEncodeError(f"cannot encode {frame.method or 'response'}: {err}") from err
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode the envelope of one frame; the body stays raw (see :func:`structure`)."""
+    try:
+        raw = _unpack(data)
+    except RpcDecodeError:
+        raise
+    except Exception as err:
+        raise RpcDecodeError(f"malformed frame: {err}") from err
+    if not isinstance(raw, list) or len(raw) != 4:
+        raise RpcDecodeError("malformed frame: not a 4-item array")
+    seq, method, error, body = raw
+    if not isinstance(seq, int) or seq < 0:
+        raise RpcDecodeError(f"malformed frame: bad seq {seq!r}")
+    if method is not None and not isinstance(method, str):
+        raise RpcDecodeError(f"malformed frame: bad method {method!r}")
+    err_info = None
+    if error is not None:
+        # an error frame always decodes (answering it with another error
+        # could ping-pong between two peers forever)
+        try:
+            err_info = structure(error, ErrorInfo)
+        except RpcDecodeError:
+            err_info = ErrorInfo("malformed", repr(error)[:200])
+    return Frame(seq, method, err_info, body)
+
+
+def structure(raw: Any, cls: type[T]) -> T:
+    """A message of type ``cls`` from a raw body; :class:`RpcDecodeError` when malformed."""
+    try:
+        return _conv.structure(raw, cls)
+    except Exception as err:
+        raise RpcDecodeError(f"malformed {cls.__name__}: {err}") from err
+
+
+# ----- exceptions in args (``AException``) travel by type name and text
+
+
+class RemoteException(Exception):  # noqa: N818 - stands for the remote exception
+    """An exception that happened in another process: its type name and message."""
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+
+
+def _enc_exc(e: AException) -> Any:
+    err = e.err
+    if err is None:
+        tname, msg = "", ""
+    elif isinstance(err, RemoteException):
+        tname, msg = err.type_name, err.message
+    else:
+        tname, msg = type(err).__qualname__, str(err)
+    return [tname, msg, e.err_trace, list(e.target_states or [])]
+
+
+def _dec_exc(raw: Any) -> AException:
+    tname, msg, trace, targets = raw
+    err = RemoteException(tname, msg) if tname else None
+    return AException(err=err, err_trace=trace, target_states=list(targets) or None)
+
+
+register_type(AException, "am.AException", encode=_enc_exc, decode=_dec_exc)
+register_type(
+    ExceptionArgsPanic,
+    "am.ExceptionArgsPanic",
+    encode=lambda p: [list(p.called_states), list(p.states_before)],
+    decode=lambda raw: ExceptionArgsPanic(list(raw[0]), list(raw[1])),
+)
