@@ -170,7 +170,6 @@ def _run_final(
                 t.handler_end(tx, b.id, name)
 
 
-
 def mirror_schema(m: Machine, schema: dict[str, State], names: Sequence[str]) -> None:
     """Replace the schema and the state order with a source's (may shrink or reorder).
 

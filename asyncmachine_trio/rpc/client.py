@@ -31,7 +31,7 @@ from ..helpers.schema import schema_hash
 from ..machine.args import TypedArgs, pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
-from ..machine.mutation import ADD, MutationType, Result
+from ..machine.mutation import MutationType, Result
 from ..machine.transition import Event
 from .engine import Endpoint
 from .errors import (
@@ -46,7 +46,7 @@ from .errors import (
 )
 from .netmach import NetworkMachine
 from .states import ClientStates
-from .sync import apply_update, shallow
+from .sync import apply_update
 from .transport import Transport, connect
 from .wire import (
     DEFAULT_MAX_FRAME,
@@ -170,6 +170,8 @@ class Client:
         #: the client-space indexes of the states the server tracks for us
         self.tracked: list[int] = []
         self.tracked_all = True
+        # the ticks as the server sends them (0 / 1 with shallow clocks)
+        self._wire: list[int] = []
         self._ep: Endpoint | None = None
         self._nursery: trio.Nursery | None = None
         self._call_lock = trio.Lock()
@@ -200,9 +202,7 @@ class Client:
 
     @property
     def bytes_received(self) -> int:
-        return self._bytes_received_done + (
-            self._ep.transport.bytes_received if self._ep else 0
-        )
+        return self._bytes_received_done + (self._ep.transport.bytes_received if self._ep else 0)
 
     # ----- lifecycle
 
@@ -233,9 +233,7 @@ class Client:
                     n.start_soon(wait, err)
                     n.start_soon(wait, ready)
                 if self.mach.is1(S.ConnRetryFailed) and not self.mach.is1(S.Ready):
-                    raise RpcConnectionError(
-                        f"could not connect to {self.addr}: {self.mach.err!r}"
-                    )
+                    raise RpcConnectionError(f"could not connect to {self.addr}: {self.mach.err!r}")
 
     async def stop(self, *, dispose: bool = False) -> None:
         """Say bye, close the connection and stop reconnecting."""
@@ -346,9 +344,7 @@ class Client:
                 self._bytes_received_done += ep.transport.bytes_received
                 self._ep = None
                 self._ready = trio.Event()
-            m.remove(
-                [S.HandshakeDone, S.Handshaking]
-            )
+            m.remove([S.HandshakeDone, S.Handshaking])
             m.add1(S.Disconnected)
             if self._stopping or not self.reconnect:
                 return
@@ -384,6 +380,7 @@ class Client:
         n = len(resp.state_names)
         self.tracked = list(resp.tracked) if resp.tracked is not None else list(range(n))
         self.tracked_all = len(self.tracked) == n or not self.sync_schema
+        self._wire = list(resp.time)
         nm._install(
             resp.state_names, schema, resp.time, resp.queue_tick, resp.machine_tick, resp.id
         )
@@ -394,24 +391,28 @@ class Client:
 
     def _apply(self, update: Update) -> None:
         nm = self.netmach
-        ticks = nm._ticks
-        if self.shallow_clocks:
-            ticks = shallow(ticks)
         try:
-            out, qt, mt = apply_update(
-                ticks, nm._queue_tick, nm._machine_tick, update, self.tracked
+            wire, qt, mt = apply_update(
+                self._wire, nm._queue_tick, nm._machine_tick, update, self.tracked
             )
         except RpcDriftError as err:
             self._log(f"[rpc] {err}; full sync")
             self._resync = True
-            if self._ep is not None:
-                self._resync_wake()
+            self._resync_wake()
             return
+        self._set_wire(wire, qt, mt)
+
+    def _set_wire(self, wire: list[int], qt: int, mt: int) -> None:
+        """Install ticks as received; shallow clocks (0 / 1) flip the local parity."""
+        nm = self.netmach
         if self.shallow_clocks:
-            # keep the local counters, flip the parity where the source flipped
-            out = [t + ((o - t) & 1) for t, o in zip(nm._ticks, out, strict=True)]
-            out = [o if (o & 1) == (s & 1) else o + 1 for o, s in zip(out, out, strict=True)]
-        nm._update(out, qt, mt)
+            ticks = [
+                t if (t & 1) == (w & 1) else t + 1 for t, w in zip(nm._ticks, wire, strict=True)
+            ]
+        else:
+            ticks = wire
+        self._wire = list(wire)
+        nm._update(ticks, qt, mt)
 
     def _on_set_clock(self, update: Update) -> Empty:
         self._apply(update)
@@ -445,6 +446,7 @@ class Client:
         n = len(hello.state_names)
         self.tracked = list(hello.tracked) if hello.tracked is not None else list(range(n))
         self.tracked_all = len(self.tracked) == n or not self.sync_schema
+        self._wire = list(hello.time)
         self.netmach._install(
             hello.state_names, schema, hello.time, hello.queue_tick, hello.machine_tick, hello.id
         )
@@ -488,7 +490,7 @@ class Client:
             nm = self.netmach
             if len(s.time) != len(nm._names):
                 raise RpcDriftError(f"sync: {len(s.time)} ticks for {len(nm._names)} states")
-            nm._update(s.time, s.queue_tick, s.machine_tick)
+            self._set_wire(list(s.time), s.queue_tick, s.machine_tick)
             self.mach.add1(S.MetricSync)
 
         await self._call("Sync", Empty(), SrvSync, inline=install)
@@ -530,7 +532,9 @@ class Client:
                         m.remove1(S.RetryingCall)
                         m.add1(S.CallRetryFailed, pass_args(ARpc(method=method, err=err)))
                         m._err = err
-                        raise RpcCallError(f"{method} failed after {attempt} attempts: {err}") from err
+                        raise RpcCallError(
+                            f"{method} failed after {attempt} attempts: {err}"
+                        ) from err
                     m.add1(S.RetryingCall, pass_args(ARpc(method=method, attempt=attempt)))
                     await trio.sleep(delay)
                     delay = min(delay * 2, self.call_retry_backoff)

@@ -7,9 +7,9 @@ reference's "blocking mode"), so a handler may itself call the peer without
 deadlocking the reader. Plain (non-async) handlers run inline in the reader,
 in the exact order of the frames: the network machine applies clock updates
 this way, so a push and a response can never be applied out of order; a
-call's ``inline`` callback runs there too, when its response arrives. A malformed, unknown or oversized frame is answered
-with an error frame (or logged, for a notification) and never ends the
-connection or its other work.
+call's ``inline`` callback runs there too, when its response arrives. A
+malformed, unknown or oversized frame is answered with an error frame (or
+logged, for a notification) and never ends the connection or its other work.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from .errors import (
 from .transport import Transport
 from .wire import ErrorInfo, Frame, decode_frame, encode_frame, structure
 
-__all__ = ["Endpoint", "Handler", "error_kind", "error_from"]
+__all__ = ["Endpoint", "Handler", "error_from", "error_kind"]
 
 T = TypeVar("T")
 
@@ -107,7 +107,9 @@ class Endpoint:
     ) -> None:
         self.transport = transport
         self.handlers = dict(handlers)
-        self._async = {m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)}
+        self._async = {
+            m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)
+        }
         self.name = name
         self.calls = 0
         self.errors_received = 0
@@ -205,7 +207,7 @@ class Endpoint:
             p.body = structure(frame.body, p.resp_cls)
             if p.inline is not None:
                 p.inline(p.body)
-        except Exception as err:  # noqa: BLE001 - handed to the caller
+        except Exception as err:
             p.error = err
         p.event.set()
 
@@ -226,7 +228,7 @@ class Endpoint:
                 resp = await resp
         except trio.Cancelled:
             raise
-        except Exception as err:  # noqa: BLE001 - every handler error goes back to the peer
+        except Exception as err:
             rpc_err = err if isinstance(err, RpcError) else RpcRemoteError("internal", str(err))
             if not isinstance(err, RpcError):
                 self._log(f"[rpc] handler {frame.method} failed: {err!r}")

@@ -79,7 +79,7 @@ class Mux:
         m.add1(S.Start)
 
         class _Started:
-            def started(inner, url: str = "") -> None:  # noqa: N805
+            def started(inner, url: str = "") -> None:
                 self.addr = url
                 m.add1(S.Ready, pass_args(ARpc(addr=url)))
                 task_status.started(url)
@@ -90,7 +90,7 @@ class Mux:
                 self.serve_transport,
                 ssl_context=self.ssl_context,
                 max_frame=self.max_frame,
-                task_status=_Started(),  # type: ignore[arg-type]
+                task_status=_Started(),
             )
         finally:
             m.remove1(S.Start)
@@ -101,7 +101,7 @@ class Mux:
         self._count += 1
         try:
             server = self._new_server(self._count)
-        except Exception as err:  # noqa: BLE001 - reported as a state, connection closed
+        except Exception as err:
             m.add1(S.NewServerErr)
             m.add_err(err)
             await transport.aclose()

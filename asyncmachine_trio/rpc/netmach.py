@@ -288,9 +288,7 @@ class NetworkMachine(Machine):
     async def call_toggle1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call_toggle([state], args)
 
-    async def call_add_err(
-        self, err: Exception, args: Mapping[str, Any] | None = None
-    ) -> Result:
+    async def call_add_err(self, err: Exception, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call_add_err_state(EXCEPTION, err, args)
 
     async def call_add_err_state(
@@ -304,23 +302,17 @@ class NetworkMachine(Machine):
 
     # ----- what a mirror cannot answer
 
-    def can_add(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse(list(states))
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
-    def can_remove(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse(list(states))
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
-    def when_args(
-        self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None
-    ) -> Waiter:
+    def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:
         """Args are not synchronised: pipe the state to a local machine instead."""
         raise RpcError(
             "when_args is not available on a network machine: args are not synced;"

@@ -44,7 +44,6 @@ from ..machine.transition import Event, Transition
 from .engine import Endpoint
 from .errors import (
     RpcAccessError,
-    RpcConnectionError,
     RpcDestinationError,
     RpcError,
     RpcHandshakeError,
@@ -195,9 +194,7 @@ class Server:
 
     @property
     def bytes_received(self) -> int:
-        return self._bytes_received_done + (
-            self._ep.transport.bytes_received if self._ep else 0
-        )
+        return self._bytes_received_done + (self._ep.transport.bytes_received if self._ep else 0)
 
     # ----- serving
 
@@ -211,7 +208,7 @@ class Server:
         m.add1(S.RpcStarting)
 
         class _Started:
-            def started(inner, url: str = "") -> None:  # noqa: N805
+            def started(inner, url: str = "") -> None:
                 self.addr = url
                 m.add1(S.RpcAccepting)
                 m.add1(S.RpcReady)
@@ -223,7 +220,7 @@ class Server:
                 self.serve_transport,
                 ssl_context=self.ssl_context,
                 max_frame=self.max_frame,
-                task_status=_Started(),  # type: ignore[arg-type]
+                task_status=_Started(),
             )
         finally:
             m.remove1(S.Start)
@@ -286,7 +283,7 @@ class Server:
         """Detach from the source and dispose the server machine (connections end)."""
         try:
             self.source.tracer_detach(self._tracer.tracer_id())
-        except Exception:  # noqa: BLE001 - the source may be disposed already
+        except Exception:
             pass
         if self._conn_scope is not None:
             self._conn_scope.cancel()

@@ -80,9 +80,7 @@ class ClientStates(SharedStates, ConnectedStates):
     ErrNetwork = am.State(require=_EXC, remove=("Connecting",))
     Start = am.State(add=("Connecting",), remove=("ConnRetryFailed",))
     Ready = am.State(auto=True, require=("HandshakeDone",))
-    Connected = am.State(
-        require=(am.START,), remove=(*_CONN, "RetryingConn"), add=("Handshaking",)
-    )
+    Connected = am.State(require=(am.START,), remove=(*_CONN, "RetryingConn"), add=("Handshaking",))
     Handshaking = am.State(require=(am.START, "Connected"), remove=_HANDSHAKE)
     HandshakeDone = am.State(require=(am.START, "Connected"), remove=_HANDSHAKE)
     RetryingCall = am.State(require=(am.START,))

@@ -97,7 +97,5 @@ def apply_update(
     mt = machine_tick + update.machine_tick
     total = sum(out[i] for i in tracked if i < n)
     if checksum(total, qt, mt) != update.checksum or any(t < 0 for t in out):
-        raise RpcDriftError(
-            f"clock drift: checksum {checksum(total, qt, mt)} != {update.checksum}"
-        )
+        raise RpcDriftError(f"clock drift: checksum {checksum(total, qt, mt)} != {update.checksum}")
     return out, qt, mt

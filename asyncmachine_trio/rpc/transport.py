@@ -165,7 +165,7 @@ class WebSocketTransport:
             scope.shield = True
             try:
                 await self.conn.aclose()
-            except Exception:  # noqa: BLE001 - closing a broken socket must not raise
+            except Exception:
                 pass
 
 
@@ -237,7 +237,7 @@ async def connect(
                     host,
                     port,
                     path,
-                    use_ssl=ssl_context if scheme == "wss" else False,
+                    use_ssl=(ssl_context or False) if scheme == "wss" else False,
                     max_message_size=_ws_limit(max_frame),
                 )
             except HandshakeError as err:
@@ -284,13 +284,15 @@ async def serve(
             await trio.serve_listeners(on_stream, listeners, handler_nursery=nursery)
         return
 
-    from trio_websocket import WebSocketServer  # noqa: F401 - fail early without the extra
-    from trio_websocket import serve_websocket
+    from trio_websocket import (
+        WebSocketServer,  # noqa: F401 - fail early without the extra
+        serve_websocket,
+    )
 
     async def on_request(request: Any) -> None:
         try:
             conn = await request.accept()
-        except Exception:  # noqa: BLE001 - a client that vanished mid-handshake
+        except Exception:
             return
         t = WebSocketTransport(conn, max_frame)
         try:
@@ -308,5 +310,5 @@ async def serve(
         port,
         ssl_context=ssl_context if scheme == "wss" else None,
         max_message_size=_ws_limit(max_frame),
-        task_status=_Started(),  # type: ignore[arg-type]
+        task_status=_Started(),
     )

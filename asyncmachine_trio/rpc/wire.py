@@ -355,7 +355,7 @@ def structure(raw: Any, cls: type[T]) -> T:
 # ----- exceptions in args (``AException``) travel by type name and text
 
 
-class RemoteException(Exception):  # noqa: N818 - stands for the remote exception
+class RemoteException(Exception):
     """An exception that happened in another process: its type name and message."""
 
     def __init__(self, type_name: str, message: str) -> None:
