@@ -19,7 +19,7 @@ from .errors import (
     format_trace,
 )
 from .handlers import Binding, sanitize_binding_id
-from .logging import LogLevel
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
 from .schema import EXCEPTION
@@ -43,7 +43,7 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
     index = m._index
     changes = tx._apply_changes
     multi = m._resolver.multi
-    log = m._log_level >= LogLevel.CHANGES
+    log = m._log_level >= L_CHANGES
     new_states: list[str] = []
     no_change: list[str] = []
     for s in targets:
@@ -72,12 +72,12 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
             msg += " +" + " +".join(new_states)
         if removed:
             msg += " -" + " -".join(removed)
-        if no_change and m._log_level > LogLevel.DECISIONS:
+        if no_change and m._log_level > L_DECISIONS:
             msg += " " + " ".join(no_change)
         if msg:
             label = "auto_" if tx.mutation.is_auto else "state"
             m._log(
-                LogLevel.CHANGES,
+                L_CHANGES,
                 f"[{label}]{msg}{m._log_args(tx.mutation.args)}",
             )
 
@@ -96,14 +96,14 @@ def revert(m: Machine, tx: Transition) -> None:
                 active.remove(s)
         else:
             active.append(s)
-    m._log(LogLevel.OPS, f"[recover] partial final states as ({' '.join(active)})")
+    m._log(L_OPS, f"[recover] partial final states as ({' '.join(active)})")
     m._apply(tx, tx.mutation.called, active)
 
 
 def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
     """Call ``name`` on every binding, in bind order; the first rejection cancels."""
     m._handler_called = False
-    if name not in m._handler_names and m._log_level < LogLevel.EVERYTHING:
+    if name not in m._handler_names and m._log_level < L_EVERYTHING:
         # fast path: no binding defines this handler (most events)
         if m._subs.when_args or m._subs._expired_args:
             assert m._tx is not None
@@ -120,8 +120,8 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     res = EXECUTED
     event: Event | None = None
     for b in m._bindings:
-        if level >= LogLevel.EVERYTHING:
-            m._log(LogLevel.EVERYTHING, f"[handle:{b.id}] {name}")
+        if level >= L_EVERYTHING:
+            m._log(L_EVERYTHING, f"[handle:{b.id}] {name}")
         fn = b.table.get(name)
         if fn is None:
             continue
@@ -129,13 +129,13 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         if event is None:
             event = Event(name, m, tx, args, b.event_state.get(name, ""))
         if not (m._tx is tx and not tx.is_completed and tx.is_accepted):
-            m._log(LogLevel.DECISIONS, f"[handler:invalid] {name}")
+            m._log(L_DECISIONS, f"[handler:invalid] {name}")
             if not is_final:
                 res = CANCELED
                 break
             continue
-        if level >= LogLevel.OPS:
-            m._log(LogLevel.OPS, f"[handler:{b.num}] {name}")
+        if level >= L_OPS:
+            m._log(L_OPS, f"[handler:{b.num}] {name}")
         for t in m._tracers:
             t.handler_start(tx, b.id, name)
         timeout = m.handler_timeout
@@ -168,8 +168,8 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             m._handler_timeout(tx, b, name)
             res = CANCELED
             break
-        if level >= LogLevel.EVERYTHING:
-            m._log(LogLevel.EVERYTHING, f"[handler:end] {name} from {b.id}")
+        if level >= L_EVERYTHING:
+            m._log(L_EVERYTHING, f"[handler:end] {name} from {b.id}")
         if not is_final and (ret is False or panicked):
             res = CANCELED
             break
@@ -179,15 +179,15 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     if m._panic_caught:
         res = CANCELED
         m._panic_caught = False
-    if res is CANCELED and not is_final and level >= LogLevel.OPS:
+    if res is CANCELED and not is_final and level >= L_OPS:
         label = "cancel:self" if is_self else "cancel"
-        m._log(LogLevel.OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
+        m._log(L_OPS, f"[{label}] ({' '.join(tx.target_states)}) by {name}")
     return res
 
 
 def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
-    m._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
-    m._log(LogLevel.DECISIONS, f"[handler:timeout]: {name} from {b.id}")
+    m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
+    m._log(L_DECISIONS, f"[handler:timeout]: {name} from {b.id}")
     err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
@@ -202,11 +202,11 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
     assert tx is not None
     if EXCEPTION in tx.called_set:
         return
-    m._log(LogLevel.OPS, "[recover] handling panic...")
+    m._log(L_OPS, "[recover] handling panic...")
     m._err = err
     if tx._latest_is_final:
         m._revert(tx)
-    m._log(LogLevel.OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
+    m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
     tx.is_accepted = False
     tx.is_completed = True
     trace = format_trace(err)
@@ -239,7 +239,7 @@ def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str
     m._bindings = [*m._bindings, binding]
     m._handlers_ever_bound = True
     m._index_handler_names()
-    m._log(LogLevel.OPS, f"[handlers] bind {binding.num}:{bid}")
+    m._log(L_OPS, f"[handlers] bind {binding.num}:{bid}")
     if first and m.is_err() and m._err is not None:
         m.add_err(m._err)
     return bid
@@ -253,7 +253,7 @@ def detach_handlers(m: Machine, binding_id: str) -> None:
         if b.id == binding_id:
             m._bindings = [x for x in m._bindings if x is not b]
             m._index_handler_names()
-            m._log(LogLevel.OPS, f"[handlers] detach {binding_id}")
+            m._log(L_OPS, f"[handlers] detach {binding_id}")
             return
     raise ArgumentError(f"handlers not bound: {binding_id}")
 
@@ -292,7 +292,7 @@ def tracer_bind(m: Machine, tracer: Tracer) -> str:
         return ""
     m._tracers.append(tracer)
     tid = tracer.tracer_id()
-    m._log(LogLevel.OPS, f"[tracers] bind {tid}")
+    m._log(L_OPS, f"[tracers] bind {tid}")
     return tid
 
 
@@ -303,6 +303,6 @@ def tracer_detach(m: Machine, tracer_id: str) -> None:
     for i, t in enumerate(m._tracers):
         if t.tracer_id() == tracer_id:
             del m._tracers[i]
-            m._log(LogLevel.OPS, f"[tracers] detach {tracer_id}")
+            m._log(L_OPS, f"[tracers] detach {tracer_id}")
             return
     raise TracerError(f"tracer not bound: {tracer_id}")

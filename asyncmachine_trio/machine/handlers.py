@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from .args import AException, parse_args
 from .errors import SchemaError
-from .logging import LogLevel
+from .logging import L_CHANGES
 from .schema import ANY
 
 if TYPE_CHECKING:
@@ -197,4 +197,4 @@ class ExceptionHandler:
             line = f"[error:{mtype}] {called} ({err})"
             if with_trace:
                 line += "\n" + trace
-        mach._log(LogLevel.CHANGES, line)
+        mach._log(L_CHANGES, line)

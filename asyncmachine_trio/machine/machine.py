@@ -38,7 +38,18 @@ from .errors import (
     format_trace,
 )
 from .handlers import Binding
-from .logging import LOG_ARGS, LoggerFn, LogLevel, format_log_args, log_args_mapper
+from .logging import (
+    L_CHANGES,
+    L_DECISIONS,
+    L_EXTERNAL,
+    L_NOTHING,
+    L_OPS,
+    LOG_ARGS,
+    LoggerFn,
+    LogLevel,
+    format_log_args,
+    log_args_mapper,
+)
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, Mutation, Position, Result
 from .mutation import REMOVE as _REMOVE
@@ -53,7 +64,6 @@ __all__ = ["Machine", "Serialized"]
 
 
 _UNSET: Any = object()
-_OPS = LogLevel.OPS
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = structlog.get_logger("asyncmachine_trio")
@@ -169,7 +179,7 @@ class Machine:
             detect_eval = _env_on("AM_DETECT_EVAL") or debug
         if log_level is _UNSET:
             env = os.environ.get("AM_LOG", "")
-            log_level = LogLevel.parse(env) if env else LogLevel.NOTHING
+            log_level = LogLevel.parse(env) if env else L_NOTHING
         if handler_timeout is not None and (
             not isinstance(handler_timeout, int | float) or handler_timeout < 0
         ):
@@ -395,10 +405,10 @@ class Machine:
 
     def log(self, msg: str, *args: Any) -> None:
         """An external log line: ``[exter] <msg>`` (``%`` formatting with args)."""
-        if self._disposing or self._log_level < LogLevel.EXTERNAL:
+        if self._disposing or self._log_level < L_EXTERNAL:
             return
         text = (msg % args) if args else msg
-        self._log(LogLevel.EXTERNAL, "[exter] " + text.replace("\n", " "))
+        self._log(L_EXTERNAL, "[exter] " + text.replace("\n", " "))
 
     # ----- input validation
 
@@ -484,7 +494,7 @@ class Machine:
             and not self._draining
             and self._tx is None
             and not self._tracers
-            and self._log_level < _OPS
+            and self._log_level < L_OPS
             and state in self._schema
         ):
             return _queue.run_idle(self, Mutation(_ADD, [state], {}))
@@ -497,7 +507,7 @@ class Machine:
             and not self._draining
             and self._tx is None
             and not self._tracers
-            and self._log_level < _OPS
+            and self._log_level < L_OPS
         )
 
     _add = _queue.add
@@ -534,7 +544,7 @@ class Machine:
             and not self._draining
             and self._tx is None
             and not self._tracers
-            and self._log_level < _OPS
+            and self._log_level < L_OPS
             and state in self._schema
         ):
             return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
@@ -724,7 +734,7 @@ class Machine:
         for s in states:
             if s not in active:
                 if s not in self._schema:
-                    self._log(LogLevel.DECISIONS, f"[is] state {s} not found")
+                    self._log(L_DECISIONS, f"[is] state {s} not found")
                 return False
         return True
 
@@ -988,7 +998,7 @@ class Machine:
         """Ids, state order and ticks (needs verified states, SPEC 1.7)."""
         if not self._verified:
             raise SchemaError("schema error: call verify_states first")
-        self._log(LogLevel.OPS, f"[import] exported at {sum(self._ticks)} ticks")
+        self._log(L_OPS, f"[import] exported at {sum(self._ticks)} ticks")
         return Serialized(
             id=self._id,
             state_names=tuple(self._names),
@@ -1023,7 +1033,7 @@ class Machine:
         if MACHINE_RESTORED in self._schema:
             self.add1(MACHINE_RESTORED)
         self._log(
-            LogLevel.CHANGES,
+            L_CHANGES,
             f"[import] imported {self._machine_tick} times, now at {sum(self._ticks)} ticks",
         )
 

@@ -13,7 +13,7 @@ from .errors import (
     ArgumentError,
     NestedEvalError,
 )
-from .logging import LogLevel
+from .logging import L_EVERYTHING, L_OPS
 from .mutation import ADD as _ADD
 from .mutation import (
     CANCELED,
@@ -63,7 +63,7 @@ def remove(
 
 def queue_full(m: Machine, called: list[str]) -> Result:
     m._log(
-        LogLevel.OPS,
+        L_OPS,
         f"[queue:full] {' '.join(called)} (limit {m.queue_limit})",
     )
     return CANCELED
@@ -90,7 +90,7 @@ def mutate(
                 and want.issuperset(q.called)
             ):
                 m._log(
-                    LogLevel.OPS,
+                    L_OPS,
                     f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
                 )
                 return EXECUTED
@@ -106,9 +106,9 @@ def mutate(
     m._queue.append(mut)
     m._queue_pending += 1
     mut.queue_tick = m._queue_pending + m._queue_tick
-    if m._log_level >= LogLevel.OPS:
+    if m._log_level >= L_OPS:
         m._log(
-            LogLevel.OPS,
+            L_OPS,
             f"[queue:{mtype}] {' '.join(called)}{m._log_args(args)}",
         )
     for t in m._tracers:
@@ -121,9 +121,9 @@ def prepend(m: Machine, mut: Mutation) -> Result:
     """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
     if m._disposing:
         return CANCELED
-    if m._log_level >= LogLevel.OPS:
+    if m._log_level >= L_OPS:
         m._log(
-            LogLevel.OPS,
+            L_OPS,
             f"[prepend:{mut.type}] {' '.join(mut.called)}{m._log_args(mut.args)}",
         )
     m._queue.appendleft(mut)
@@ -139,10 +139,10 @@ def drain(m: Machine) -> Result:
     if not queue or m._disposing:
         return CANCELED
     if m._draining:
-        if m._log_level >= LogLevel.OPS:
+        if m._log_level >= L_OPS:
             n = len(queue)
             m._log(
-                LogLevel.OPS,
+                L_OPS,
                 f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})",
             )
         return QUEUED
@@ -226,7 +226,7 @@ def run_tx(m: Machine, mut: Mutation) -> Result:
         m._pre_logs = []
     subs = m._subs
     if (
-        m._log_level < LogLevel.OPS
+        m._log_level < L_OPS
         and tx._steps is None
         and not mut.is_check
         and not mut.is_auto
@@ -292,10 +292,10 @@ def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
                 f"eval nested in handler or eval: eval:{source} called directly in"
                 f" handler {m._current_handler}(), skipping"
             )
-            m._log(LogLevel.OPS, f"[eval] {err}")
+            m._log(L_OPS, f"[eval] {err}")
             m.add_err(err)
         return False
-    m._log(LogLevel.OPS, f"[eval] {source}")
+    m._log(L_OPS, f"[eval] {source}")
     ran = False
 
     def run() -> None:
@@ -304,7 +304,7 @@ def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
         fn()
 
     m._prepend(Mutation(_EVAL, [], {}, eval_fn=run, eval_source=source))
-    m._log(LogLevel.EVERYTHING, f"[eval:end] {source}")
+    m._log(L_EVERYTHING, f"[eval:end] {source}")
     return ran
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import StateUnknownError
-from .logging import LogLevel
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
 from .mutation import MutationType
 from .schema import State
 
@@ -272,7 +272,7 @@ class Resolver:
             # a cycle keeps the previous topology (initially empty)
             m = self._mach
             m._log(
-                LogLevel.CHANGES,
+                L_CHANGES,
                 f"[resolver] relation error: state {tables.cycle} has a Require cycle for {m.id}",
             )
         else:
@@ -350,7 +350,7 @@ class Resolver:
             states = kept
         if missing_map:
             m = self._mach
-            level = LogLevel.DECISIONS if is_auto else LogLevel.OPS
+            level = L_DECISIONS if is_auto else L_OPS
             if m._log_level >= level:
                 text = " ".join(f"{s}(-{' -'.join(miss)})" for s, miss in missing_map.items())
                 label = "reject:auto" if is_auto else "reject"
@@ -373,7 +373,7 @@ class Resolver:
         (OPS and up) and steps, so those runs always resolve afresh.
         """
         m = self._mach
-        if m._log_level >= LogLevel.OPS or (m._tx is not None and m._tx._steps is not None):
+        if m._log_level >= L_OPS or (m._tx is not None and m._tx._steps is not None):
             return self._resolve(mtype, called, is_auto, before, before_set, states_to_set)
         key = (mtype, is_auto, *called, None, *before)
         hit = self._cache.get(key)
@@ -416,7 +416,7 @@ class Resolver:
                     kept.append(x)
                     continue
                 blocked.add(x)
-                level = LogLevel.OPS if x in before_set else LogLevel.DECISIONS
+                level = L_OPS if x in before_set else L_DECISIONS
                 if m._log_level >= level:
                     m._log(level, f"[rel:remove] {x} by {' '.join(blockers)}")
                 if m._tx is not None and m._tx._steps is not None:
@@ -462,8 +462,8 @@ class Resolver:
                     blocker = a
                     break
             if blocker is not None:
-                if m._log_level >= LogLevel.EVERYTHING:
-                    m._log(LogLevel.EVERYTHING, f"[auto:rel:remove] {s} by {blocker}")
+                if m._log_level >= L_EVERYTHING:
+                    m._log(L_EVERYTHING, f"[auto:rel:remove] {s} by {blocker}")
                 continue
             out.append(s)
         return out

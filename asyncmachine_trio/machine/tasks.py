@@ -18,7 +18,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .errors import ArgumentError, NoNurseryError
-from .logging import LogLevel
+from .logging import L_CHANGES, L_EVERYTHING, L_OPS
 from .schema import DISPOSING, START
 from .waiting import Ctx, StateCtx
 
@@ -67,14 +67,14 @@ async def watch_task_group(m: Machine) -> None:
             if m._disposing:
                 raise
             if DISPOSING in m._schema:
-                m._log(LogLevel.OPS, "[dispose] graceful shutdown via Disposing")
+                m._log(L_OPS, "[dispose] graceful shutdown via Disposing")
                 m.add1(DISPOSING)
                 with anyio.move_on_after(2 * m.dispose_timeout):
                     await m._disposed_waiter.wait()
                 if not m._disposed:
-                    m._log(LogLevel.CHANGES, "[dispose] graceful timeout")
+                    m._log(L_CHANGES, "[dispose] graceful timeout")
             else:
-                m._log(LogLevel.OPS, "[dispose] graceful shutdown via dispose()")
+                m._log(L_OPS, "[dispose] graceful shutdown via dispose()")
             m.dispose()
         raise
 
@@ -156,7 +156,7 @@ def dispose(m: Machine) -> None:
     """
     if m._disposing:
         return
-    m._log(LogLevel.EVERYTHING, "[end] doDispose")
+    m._log(L_EVERYTHING, "[end] doDispose")
     m._disposing = True
     for t in m._tracers:
         t.machine_dispose(m._id)

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .clock import Time, TimeIndex
-from .logging import LogLevel
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutationType, Result
 from .mutation import REMOVE as _REMOVE
@@ -439,7 +439,7 @@ class Transition:
         """
         m = self.machine
         mut = self.mutation
-        if m._log_level < LogLevel.OPS and self._steps is None:
+        if m._log_level < L_OPS and self._steps is None:
             key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self._states_before)
             plan: Plan | None = m._resolver.plans.get(key)
             if plan is None:
@@ -496,15 +496,15 @@ class Transition:
         else:
             states_to_set = called
         level = m._log_level
-        if level >= LogLevel.OPS or (level >= LogLevel.DECISIONS and mut.is_auto):
+        if level >= L_OPS or (level >= L_DECISIONS and mut.is_auto):
             args = m._log_args(mut.args)
             if mut.is_auto:
-                m._log(LogLevel.DECISIONS, f"[{mut.type}:auto] {' '.join(called)}{args}")
+                m._log(L_DECISIONS, f"[{mut.type}:auto] {' '.join(called)}{args}")
             else:
-                m._log(LogLevel.OPS, f"[{mut.type}] {' '.join(called)}{args}")
+                m._log(L_OPS, f"[{mut.type}] {' '.join(called)}{args}")
             src = mut.source
             if src is not None:
-                m._log(LogLevel.OPS, f"[source] {src.mach_id}/{src.tx_id}/{src.mach_time}")
+                m._log(L_OPS, f"[source] {src.mach_id}/{src.tx_id}/{src.mach_time}")
         if self._steps is not None:
             for s in called:
                 self._add_step("called", "", s)
@@ -530,11 +530,11 @@ class Transition:
             states_to_set,
         )
         self.target_states = targets
-        if level >= LogLevel.OPS:
+        if level >= L_OPS:
             to_set_ = set(states_to_set)
             implied = [s for s in targets if s not in to_set_]
             if implied:
-                m._log(LogLevel.OPS, f"[implied] {' '.join(implied)}")
+                m._log(L_OPS, f"[implied] {' '.join(implied)}")
         self._setup_accepted()
         if self.is_accepted:
             self._setup_exit_enter()
@@ -557,7 +557,7 @@ class Transition:
             return
         self.is_accepted = False
         m = self.machine
-        m._log(LogLevel.OPS, f"[cancel:reject] {' '.join(not_accepted)}")
+        m._log(L_OPS, f"[cancel:reject] {' '.join(not_accepted)}")
         for s in not_accepted:
             self._add_step("cancel", "", s)
 
@@ -686,7 +686,7 @@ class Transition:
         m = self.machine
         subs = m._subs
         return bool(
-            m._log_level >= LogLevel.EVERYTHING
+            m._log_level >= L_EVERYTHING
             or subs.when_args
             or subs._expired_args
             or self._steps is not None
@@ -768,7 +768,7 @@ class Transition:
             if (
                 m._active is before
                 and not m._disposing
-                and m._log_level < LogLevel.CHANGES
+                and m._log_level < L_CHANGES
                 and self.target_states == plan.target_list
             ):
                 # apply() with its decisions taken from the plan
@@ -793,7 +793,29 @@ class Transition:
             for tracer in m._tracers:
                 tracer.transition_finals(self)
             if has_handlers or subs.when_args:
-                result = self._finals()
+                if (
+                    m._log_level >= L_EVERYTHING
+                    or subs.when_args
+                    or subs._expired_args
+                    or m._disposing
+                ):
+                    result = self._finals()
+                else:
+                    # _finals() with full False (no steps here)
+                    hn = m._handler_names
+                    for s in self.exits:
+                        self._latest_to = ""
+                        name = s + "End"
+                        if name in hn and handle(name, True, False, False) is CANCELED:
+                            result = CANCELED
+                            break
+                    else:
+                        for s in self.enters:
+                            self._latest_to = s
+                            name = s + "State"
+                            if name in hn and handle(name, True, True, False) is CANCELED:
+                                result = CANCELED
+                                break
             if result is CANCELED:
                 m._revert(self)
             has_changed = bool(self._apply_changes)
@@ -804,7 +826,14 @@ class Transition:
 
         if result is EXECUTED and has_handlers:
             self._latest_to = ANY
-            if "AnyState" in m._handler_names or self._dispatch_all():
+            subs = m._subs
+            if (
+                "AnyState" in m._handler_names
+                or m._log_level >= L_EVERYTHING
+                or subs.when_args
+                or subs._expired_args
+                or m._disposing
+            ):
                 result = handle("AnyState", True, True, False)
 
         if m._on_change is not None:
@@ -821,7 +850,7 @@ class Transition:
         ):
             auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
             if auto:
-                m._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
+                m._log(L_OPS, f"[auto] {' '.join(auto)}")
                 m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
 
         self.queue_len = len(m._queue)
@@ -915,7 +944,7 @@ class Transition:
         mut = self.mutation
         result = EXECUTED if self.is_accepted else CANCELED
         has_changed = False
-        has_handlers = m._handlers_ever_bound or m._log_level >= LogLevel.EVERYTHING
+        has_handlers = m._handlers_ever_bound or m._log_level >= L_EVERYTHING
         for tracer in m._tracers:
             tracer.transition_start(self)
 
@@ -982,7 +1011,7 @@ class Transition:
             ):
                 auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
                 if auto:
-                    m._log(LogLevel.OPS, f"[auto] {' '.join(auto)}")
+                    m._log(L_OPS, f"[auto] {' '.join(auto)}")
                     m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
         elif result is CANCELED:
             self.is_accepted = False

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .logging import LogLevel
+from .logging import L_OPS
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -266,7 +266,7 @@ class Subscriptions:
             return ctx
         ctx = StateCtx(self._m.id, state, tick, parent)
         self.state_ctx[state] = ctx
-        self._m._log(LogLevel.OPS, f"[ctx:new] {state}")
+        self._m._log(L_OPS, f"[ctx:new] {state}")
         return ctx
 
     def _track_ctx(self, sub: _When | _WhenTime | _WhenQuery, ctx: Ctx | None) -> None:
@@ -292,7 +292,7 @@ class Subscriptions:
                     return sub.waiter
         waiter = Waiter(kind)
         sub = _When(waiter, {s: active(s) for s in states}, negation, ctx)
-        self._m._log(LogLevel.OPS, f"[{kind}:new] {' '.join(states)}")
+        self._m._log(L_OPS, f"[{kind}:new] {' '.join(states)}")
         for s in sub.states:
             self.when.setdefault(s, []).append(sub)
         self._track_ctx(sub, ctx)
@@ -327,7 +327,7 @@ class Subscriptions:
                 sub.matched += 1
         sub.ctx = ctx
         self._m._log(
-            LogLevel.OPS,
+            L_OPS,
             f"[whenTime:new] {','.join(states)} {' '.join(str(t) for t in times)}",
         )
         for s in index:
@@ -341,7 +341,7 @@ class Subscriptions:
         if ctx is not None and ctx.cancelled:
             return _resolved("whenArgs")
         handler = state + "State"
-        self._m._log(LogLevel.OPS, f"[whenArgs:new] {state} ({','.join(args)})")
+        self._m._log(L_OPS, f"[whenArgs:new] {state} ({','.join(args)})")
         want = dict(args)
         for sub in self.when_args.get(handler, ()):
             # port: reuse only for equal args and the same context (SPEC 14 #17)
@@ -362,7 +362,7 @@ class Subscriptions:
             return _resolved("whenQuery")
         waiter = Waiter("whenQuery")
         sub = _WhenQuery(waiter, fn, ctx)
-        self._m._log(LogLevel.OPS, f"[whenQuery:new] {len(self.when_query)}")
+        self._m._log(L_OPS, f"[whenQuery:new] {len(self.when_query)}")
         self.when_query.append(sub)
         self._track_ctx(sub, ctx)
         waiter._on_close = lambda _w: self._gc_when_query(sub)
@@ -371,7 +371,7 @@ class Subscriptions:
 
     def add_when_queue(self, tick: int) -> Waiter:
         waiter = Waiter("whenQueue")
-        self._m._log(LogLevel.OPS, f"[whenQueue:new] {tick}")
+        self._m._log(L_OPS, f"[whenQueue:new] {tick}")
         entry = (tick, waiter)
         self.when_queue.append(entry)
         waiter._on_close = lambda _w: self._remove(self.when_queue, entry)
@@ -439,7 +439,7 @@ class Subscriptions:
             for s in group:
                 ctx = self.state_ctx.pop(s, None)
                 if ctx is not None:
-                    self._m._log(LogLevel.OPS, f"[ctx:match] {s}")
+                    self._m._log(L_OPS, f"[ctx:match] {s}")
                     ctx.cancel()
 
     def _process_expired(self) -> None:
@@ -460,26 +460,26 @@ class Subscriptions:
 
     def _log_when_time_match(self, sub: _WhenTime) -> None:
         m = self._m
-        if m._log_level >= LogLevel.OPS:
+        if m._log_level >= L_OPS:
             times = " ".join(str(t) for t in sub.times)
-            m._log(LogLevel.OPS, f"[whenTime:match] {' '.join(sub.index)} [{times}]")
+            m._log(L_OPS, f"[whenTime:match] {' '.join(sub.index)} [{times}]")
 
     def _log_when_args_match(self, sub: _WhenArgs) -> None:
         m = self._m
-        if m._log_level >= LogLevel.OPS:
+        if m._log_level >= L_OPS:
             state = sub.handler.removesuffix("State")
-            m._log(LogLevel.OPS, f"[whenArgs:match] {state} ({','.join(sub.args)})")
+            m._log(L_OPS, f"[whenArgs:match] {state} ({','.join(sub.args)})")
 
     def _log_when_query_match(self, sub: _WhenQuery) -> None:
         m = self._m
-        if m._log_level >= LogLevel.OPS and sub in self.when_query:
-            m._log(LogLevel.OPS, f"[whenQuery:match] {self.when_query.index(sub)}")
+        if m._log_level >= L_OPS and sub in self.when_query:
+            m._log(L_OPS, f"[whenQuery:match] {self.when_query.index(sub)}")
 
     def _log_when_match(self, sub: _When) -> None:
         m = self._m
-        if m._log_level >= LogLevel.OPS:
+        if m._log_level >= L_OPS:
             kind = "whenNot" if sub.negation else "when"
-            m._log(LogLevel.OPS, f"[{kind}:match] {' '.join(sub.states)}")
+            m._log(L_OPS, f"[{kind}:match] {' '.join(sub.states)}")
 
     def process(
         self,
@@ -543,7 +543,7 @@ class Subscriptions:
             keep: list[tuple[int, Waiter]] = []
             for entry in self.when_queue:
                 if entry[0] <= queue_tick:
-                    self._m._log(LogLevel.OPS, f"[whenQueue:match] {entry[0]}")
+                    self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
                     self.count -= 1
                     entry[1]._resolve()
                 else:
