@@ -3,6 +3,8 @@
 ``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
 """
 
+from typing import Any as _Any
+
 from .machine.args import ARGS_PREFIX as ARGS_PREFIX
 from .machine.args import ACheck as ACheck
 from .machine.args import AException as AException
@@ -92,3 +94,18 @@ __version__ = "0.1.0"
 
 # upper layer: imported last, it uses the names above
 from . import helpers as helpers
+
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
+_LAZY = ("history", "rpc", "states", "testing")
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

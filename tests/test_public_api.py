@@ -73,6 +73,7 @@ PUBLIC = [
     "capitalize",
     "hash_str",
     "helpers",
+    "history",
     "index_to_states",
     "is_active_tick",
     "log_args_mapper",
@@ -85,10 +86,12 @@ PUBLIC = [
     "parse_args",
     "parse_schema",
     "pass_args",
+    "rpc",
     "schema_filter_by_tag",
     "schema_merge",
     "schema_prefix",
     "snake",
+    "states",
     "states_add",
     "states_by_tag",
     "states_diff",
@@ -102,6 +105,7 @@ PUBLIC = [
     "states_to_index",
     "states_unique",
     "states_with_prefix",
+    "testing",
 ]
 
 # the core names DESIGN.md fixes ("Core API")
