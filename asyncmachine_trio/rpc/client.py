@@ -178,8 +178,12 @@ class Client:
         self._mut_seq = secrets.randbits(40) << 16
         self._outbox: deque[tuple[MutationType, list[str], dict[str, Any], bool]] = deque()
         self._outbox_wake = trio.Event()
+        # set whenever the outbox is empty (``sync`` waits for queued mutations)
+        self._outbox_drained = trio.Event()
+        self._outbox_drained.set()
         self._ready = trio.Event()
         self._stopping = False
+        self._fatal: RpcError | None = None
         self._resync = False
         # traffic of the connections so far (the current one is added live)
         self._calls_done = 0
@@ -232,6 +236,8 @@ class Client:
 
                     n.start_soon(wait, err)
                     n.start_soon(wait, ready)
+                if self._fatal is not None:
+                    raise self._fatal
                 if self.mach.is1(S.ConnRetryFailed) and not self.mach.is1(S.Ready):
                     raise RpcConnectionError(f"could not connect to {self.addr}: {self.mach.err!r}")
 
@@ -251,6 +257,7 @@ class Client:
         self.mach.remove1(S.Start)
         self.mach.add1(S.Disconnected)
         self._outbox_wake.set()
+        self._outbox_drained.set()
         if dispose:
             self.netmach.dispose()
             self.mach.dispose()
@@ -318,7 +325,9 @@ class Client:
                     try:
                         await self._handshake(ep)
                     except RpcAccessError as err:
+                        # refused: retrying with the same credentials cannot help
                         m.add_err_state(S.ErrRpc, err)
+                        self._fatal = err
                         self._stopping = True
                         await ep.aclose()
                         raise
@@ -337,7 +346,7 @@ class Client:
                         await ep.wait_closed()
                     n.cancel_scope.cancel()
             except RpcAccessError:
-                pass
+                m.add1(S.ConnRetryFailed)
             finally:
                 self._calls_done += ep.calls
                 self._bytes_sent_done += ep.transport.bytes_sent
@@ -483,7 +492,15 @@ class Client:
             await self._resync_event.wait()
 
     async def sync(self) -> None:
-        """Fetch the full clock (after ``add_ns`` batches, or on drift)."""
+        """Fetch the full clock (after ``add_ns`` batches, or on drift).
+
+        Mutations still in the outbox (``add_ns``, ``add``...) are sent first,
+        so the clock reflects them.
+        """
+        while self._outbox and not self._stopping:
+            if self._outbox_drained.is_set():
+                self._outbox_drained = trio.Event()
+            await self._outbox_drained.wait()
 
         def install(s: SrvSync) -> None:
             self._resync = False
@@ -603,6 +620,8 @@ class Client:
         if self._nursery is None or self._stopping or not self.mach.is1(S.Ready):
             return Result.CANCELED
         self._outbox.append((type, called, args, ns))
+        if self._outbox_drained.is_set():
+            self._outbox_drained = trio.Event()
         self._outbox_wake.set()
         return Result.QUEUED
 
@@ -622,6 +641,7 @@ class Client:
                     self.mach.add_err_state(S.ErrDelivery, err)
                     self.mach.remove1(am_exception())
                 self._outbox.popleft()
+            self._outbox_drained.set()
             if self._stopping and not self._outbox:
                 return
             self._outbox_wake = trio.Event()
