@@ -101,13 +101,19 @@ def revert(m: Machine, tx: Transition) -> None:
 
 
 def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
-    """Call ``name`` on every binding, in bind order; the first rejection cancels."""
+    """Call ``name`` on every binding, in bind order; the first rejection cancels.
+
+    Hot: every dispatched event of every transition comes here, so the logging,
+    tracer and timeout branches are each behind one cheap test.
+    """
     m._handler_called = False
-    if name not in m._handler_names and m._log_level < L_EVERYTHING:
+    level = m._log_level
+    if name not in m._handler_names and level < L_EVERYTHING:
         # fast path: no binding defines this handler (most events)
-        if m._subs.when_args or m._subs._expired_args:
+        subs = m._subs
+        if subs.when_args or subs._expired_args:
             assert m._tx is not None
-            m._subs.process_args(name, m._tx.mutation.args)
+            subs.process_args(name, m._tx.mutation.args)
         return CANCELED if m._disposing else EXECUTED
     if m._disposing:
         return CANCELED
@@ -116,7 +122,8 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     tx._latest_is_enter = is_enter
     tx._latest_is_final = is_final
     args = tx.mutation.args
-    level = m._log_level
+    # the list is mutated in place by tracer_bind / tracer_detach, never replaced
+    tracers = m._tracers
     res = EXECUTED
     event: Event | None = None
     for b in m._bindings:
@@ -128,7 +135,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         m._handler_called = True
         if event is None:
             event = Event(name, m, tx, args, b.event_state.get(name, ""))
-        if not (m._tx is tx and not tx.is_completed and tx.is_accepted):
+        if m._tx is not tx or tx.is_completed or not tx.is_accepted:
             m._log(L_DECISIONS, f"[handler:invalid] {name}")
             if not is_final:
                 res = CANCELED
@@ -136,18 +143,19 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             continue
         if level >= L_OPS:
             m._log(L_OPS, f"[handler:{b.num}] {name}")
-        for t in m._tracers:
-            t.handler_start(tx, b.id, name)
-        timeout = m.handler_timeout
-        started = _time.perf_counter() if timeout is not None else 0.0
-        timed_out = False
-        panicked = False
+        if tracers:
+            for t in tracers:
+                t.handler_start(tx, b.id, name)
         if name in b.async_names:
             # SPEC 5.6 (port): a task scoped to the state, started after the call
             m._start_async_handler(event, fn)
-            for t in m._tracers:
-                t.handler_end(tx, b.id, name)
+            if tracers:
+                for t in tracers:
+                    t.handler_end(tx, b.id, name)
             continue
+        timeout = m.handler_timeout
+        started = _time.perf_counter() if timeout is not None else 0.0
+        panicked = False
         m._current_handler = name
         try:
             ret = fn(event)
@@ -160,10 +168,12 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             m._recover(err, event)
         finally:
             m._current_handler = ""
-        if not panicked and timeout is not None and (_time.perf_counter() - started > timeout):
-            timed_out = True
-        for t in m._tracers:
-            t.handler_end(tx, b.id, name)
+        timed_out = (
+            timeout is not None and not panicked and _time.perf_counter() - started > timeout
+        )
+        if tracers:
+            for t in tracers:
+                t.handler_end(tx, b.id, name)
         if timed_out:
             m._handler_timeout(tx, b, name)
             res = CANCELED
@@ -174,8 +184,9 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             res = CANCELED
             break
     else:
-        if m._subs.when_args or m._subs._expired_args:
-            m._subs.process_args(name, args)
+        subs = m._subs
+        if subs.when_args or subs._expired_args:
+            subs.process_args(name, args)
     if m._panic_caught:
         res = CANCELED
         m._panic_caught = False
