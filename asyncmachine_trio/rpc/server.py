@@ -166,6 +166,8 @@ class Server:
         self._sync_schema = True
         self._sync_mutations = False
         self._shallow = False
+        self._allowed: set[str] | None = None
+        self._skipped: set[str] = set()
         self._last: Snapshot | None = None
         self._records: list[_MutRecord] = []
         self._dirty = False
@@ -356,6 +358,7 @@ class Server:
             self._wake = trio.Event()
             if self._schema_changed:
                 self._schema_changed = False
+                self._track()
                 hello = self._hello_snapshot(with_schema=True)
                 await self._push_call(ep, "SchemaChange", hello)
                 continue
@@ -432,17 +435,26 @@ class Server:
             m.add_err_state(S.ErrRpc, err)
             raise err
         src = self.source
-        names = list(src.state_names)
-        allowed = set(names) if hello.allowed_states is None else set(hello.allowed_states)
-        skipped = set(hello.skipped_states or ())
-        for s in (*allowed, *skipped):
+        for s in (*(hello.allowed_states or ()), *(hello.skipped_states or ())):
             if s not in src.schema:
                 raise RpcInvalidParamsError(f"unknown state {s!r} in the sync options")
-        tracked_names = [n for n in names if n in allowed and n not in skipped]
         self._sync_schema = hello.sync_schema
         self._sync_mutations = hello.sync_mutations
         self._shallow = hello.shallow_clocks
-        if hello.sync_schema:
+        self._allowed = None if hello.allowed_states is None else set(hello.allowed_states)
+        self._skipped = set(hello.skipped_states or ())
+        self._track()
+        self.client_id = hello.id
+        m.add1(S.Handshaking)
+        return self._hello_snapshot(with_schema=False, client_hash=hello.schema_hash)
+
+    def _track(self) -> None:
+        """The client's index space and tracked states, from the sync options."""
+        src = self.source
+        names = list(src.state_names)
+        allowed = set(names) if self._allowed is None else self._allowed
+        tracked_names = [n for n in names if n in allowed and n not in self._skipped]
+        if self._sync_schema:
             self._names = names
             self._src_idx = list(range(len(names)))
             pos = set(tracked_names)
@@ -451,9 +463,6 @@ class Server:
             self._names = tracked_names
             self._src_idx = [src._index[n] for n in tracked_names]
             self._tracked = list(range(len(tracked_names)))
-        self.client_id = hello.id
-        m.add1(S.Handshaking)
-        return self._hello_snapshot(with_schema=False, client_hash=hello.schema_hash)
 
     def _on_handshake(self, _msg: Empty) -> Empty:
         if not self.client_id:
