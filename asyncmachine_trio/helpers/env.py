@@ -41,3 +41,8 @@ def enable_debugging(stdout: bool = False) -> None:
         os.environ[ENV_AM_LOG_PRINT] = "1"
     os.environ[ENV_AM_DBG_ADDR] = "1"
     set_env_log_level(3)
+
+
+def env_on(name: str) -> bool:
+    """The environment variable ``name`` is set to a non-empty value other than ``0``."""
+    return os.environ.get(name, "") not in ("", "0")

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..helpers.env import env_on as _env_on
 from ..helpers.schema import schema_hash
 from ..machine.args import TypedArgs, pass_args
 from ..machine.logging import LogLevel
@@ -157,6 +158,8 @@ class Client:
         self.reconnect = reconnect
         self._dial_fn = dial
         kw: dict[str, Any] = {}
+        if log_level is None and _env_on("AM_RPC_LOG_CLIENT"):
+            log_level = LogLevel.OPS
         if log_level is not None:
             kw["log_level"] = log_level
         if logger is not None:

@@ -35,6 +35,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..helpers.env import env_on as _env_on
 from ..helpers.schema import schema_hash
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
@@ -144,6 +145,8 @@ class Server:
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         kw: dict[str, Any] = {}
+        if log_level is None and _env_on("AM_RPC_LOG_SERVER"):
+            log_level = LogLevel.OPS
         if log_level is not None:
             kw["log_level"] = log_level
         if logger is not None:
