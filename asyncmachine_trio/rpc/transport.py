@@ -105,10 +105,18 @@ class StreamTransport:
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
         async with self._send_lock:
+            if self._closed:
+                raise RpcConnectionError("connection closed")
             try:
                 await self.stream.send_all(_LEN.pack(len(data)) + data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as err:
                 raise RpcConnectionError(f"connection lost: {err}") from err
+            except trio.Cancelled:
+                # a frame cut in the middle desynchronises the stream: the
+                # connection cannot be used any more (a timeout while the
+                # peer does not read)
+                await self.aclose()
+                raise
         self.bytes_sent += len(data) + 4
 
     async def aclose(self) -> None:
@@ -158,6 +166,10 @@ class WebSocketTransport:
                 await self.conn.send_message(data)
             except ConnectionClosed as err:
                 raise RpcConnectionError(f"connection closed: {err.reason}") from err
+            except trio.Cancelled:
+                # a message cut in the middle breaks the websocket stream
+                await self.aclose()
+                raise
         self.bytes_sent += len(data)
 
     async def aclose(self) -> None:
