@@ -50,6 +50,18 @@ Other observed-value rules:
   the machine's state (it has ``active``), a missing ``err`` means ``mach.err is
   None`` and a missing ``subs_resolved`` / ``state_ctx_expired`` means none was
   registered yet. After ``dispose`` the reference records only ``ret``.
+
+The target hook. ``Replay.mach`` is the machine the scenario is built on (its
+handlers are bound there and ops inside handlers run on it); ``Replay.target``
+is the machine the top-level ops run on and every state check (``expect``
+``active`` / ``time`` / ``clock`` / ``is_err``, ``observed`` ``active`` /
+``clock_nonzero`` / ``queue_tick``, ``observed_initial``) reads. Both are the
+same machine here; ``test_rpc_conformance.py`` points ``target`` at a network
+machine mirroring ``mach`` and overrides :meth:`Replay.observed_active_order`
+(a network machine lists active states in state order) and
+:meth:`Replay.scenario_err` (errors are not synchronised). Ops only a local
+machine has (schema changes, eval, panic_to_err*, export, dispose) run on
+``mach``.
 """
 
 from __future__ import annotations
@@ -360,6 +372,8 @@ class Replay:
         self.go_names: list[str] = list(vector["observed_initial"]["state_names"])
         self.panic_err_text: str | None = None  # see the "<nil>" rule above
         self.mach = am.Machine(self.schema, **self.machine_kwargs())
+        # where top-level ops run and state checks read (see the module doc)
+        self.target: am.Machine = self.mach
 
     # machine construction
 
@@ -390,6 +404,7 @@ class Replay:
 
     def run(self) -> None:
         self.prepare()
+        self.check_initial()
         ops = self.vector["ops"]
         observed = self.vector["observed"]
         assert len(ops) == len(observed), f"{self.vid}: ops and observed differ"
@@ -420,14 +435,17 @@ class Replay:
             self.bind(binding)
         self.raise_failures(f"{self.vid} setup")
 
+    def check_initial(self) -> None:
+        """Compare ``observed_initial`` (on the target)."""
         where = f"{self.vid} observed_initial"
-        initial = vector["observed_initial"]
+        initial = self.vector["observed_initial"]
         check_keys(where, initial, frozenset({"active", "queue_tick", "state_names"}))
-        active = list(self.mach.active_states())
-        assert_match(active == initial["active"], f"{where}.active", initial, active)
-        tick = self.mach.queue_tick()
+        active = list(self.target.active_states())
+        want = self.observed_active_order(initial["active"])
+        assert_match(active == want, f"{where}.active", initial, active)
+        tick = self.target.queue_tick()
         assert_match(tick == initial["queue_tick"], f"{where}.queue_tick", initial, tick)
-        names = list(self.mach.state_names)
+        names = list(self.target.state_names)
         assert_match(
             sorted(names) == sorted(initial["state_names"]),
             f"{where}.state_names (as a set)",
@@ -624,6 +642,18 @@ class Replay:
     def names_agree(self) -> bool:
         return self.go_names == list(self.mach.state_names)
 
+    def on(self, event: Any) -> am.Machine:
+        """The machine an op runs on: ``mach`` inside a handler, else ``target``."""
+        return self.mach if event is not None else self.target
+
+    def observed_active_order(self, want: list[str]) -> list[str]:
+        """The order ``target`` is expected to list ``want`` (observed ``active``) in."""
+        return want
+
+    def scenario_err(self) -> Exception | None:
+        """The error ``observed.err`` is compared with: ``mach.err``."""
+        return self.mach.err
+
     # expectations
 
     def check_expect(self, op: Mapping[str, Any], out: Outcome, where: str) -> None:
@@ -650,7 +680,7 @@ class Replay:
             got = [n.data for n in out.nested]
             assert_match(got == [], f"{where}: observed.nested (none)", [], got)
         if "active" in obs:
-            err = self.mach.err
+            err = self.scenario_err()
             if "err" not in obs:
                 assert_match(err is None, f"{where}: observed.err (nil)", None, err)
             if "subs_resolved" not in obs:
@@ -692,7 +722,7 @@ class Replay:
                 got,
             )
             want = dict(zip(self.go_names, want, strict=True))
-            got = dict(zip(self.mach.state_names, got, strict=True))
+            got = dict(zip(self.target.state_names, got, strict=True))
             ok = want == got
         elif name in NAMES_ORDERED_TEXT_OPS and "states" not in op and not self.names_agree():
             assert isinstance(want, str), f"{where}: expected a str, got {want!r}"
@@ -769,7 +799,7 @@ class Replay:
 
 
 def op_is_queued(r: Replay, op: Mapping[str, Any], event: Any) -> Any:
-    found, index, tick = r.mach.is_queued(am.MutationType.ADD, op["states"])
+    found, index, tick = r.on(event).is_queued(am.MutationType.ADD, op["states"])
     return {"found": found, "idx": index, "qtick": tick}
 
 
@@ -804,9 +834,9 @@ def op_snapshot(kind: str) -> OpFn:
     def snapshot(r: Replay, op: Mapping[str, Any], event: Any) -> Any:
         states = op.get("states")
         if kind == "clock":
-            value: Any = dict(r.mach.clock(states))
+            value: Any = dict(r.on(event).clock(states))
         else:
-            value = list(r.mach.time(states))
+            value = list(r.on(event).time(states))
         r.snapshots[op["id"]] = value
         return value
 
@@ -890,97 +920,99 @@ def op_cancel_ctx(r: Replay, op: Mapping[str, Any], event: Any) -> str:
 def op_state_ctx(r: Replay, op: Mapping[str, Any], event: Any) -> bool:
     """ret = the new state context is already expired."""
     assert op["id"] not in r.state_ctxs, f"duplicate state ctx id {op['id']}"
-    ctx = r.mach.new_state_ctx(op["state"])
+    ctx = r.on(event).new_state_ctx(op["state"])
     r.state_ctxs[op["id"]] = ctx
     return bool(ctx.expired)
 
 
 OPS: dict[str, OpFn] = {
     # mutations -> "executed" / "canceled" / queue tick
-    "add": lambda r, op, e: r.result(r.mach.add(op["states"], r.args(op, e))),
-    "remove": lambda r, op, e: r.result(r.mach.remove(op["states"], r.args(op, e))),
-    "set": lambda r, op, e: r.result(r.mach.set(op["states"], r.args(op, e))),
-    "toggle": lambda r, op, e: r.result(r.mach.toggle(op["states"], r.args(op, e))),
-    "add1": lambda r, op, e: r.result(r.mach.add1(op["state"], r.args(op, e))),
-    "remove1": lambda r, op, e: r.result(r.mach.remove1(op["state"], r.args(op, e))),
-    "toggle1": lambda r, op, e: r.result(r.mach.toggle1(op["state"], r.args(op, e))),
+    "add": lambda r, op, e: r.result(r.on(e).add(op["states"], r.args(op, e))),
+    "remove": lambda r, op, e: r.result(r.on(e).remove(op["states"], r.args(op, e))),
+    "set": lambda r, op, e: r.result(r.on(e).set(op["states"], r.args(op, e))),
+    "toggle": lambda r, op, e: r.result(r.on(e).toggle(op["states"], r.args(op, e))),
+    "add1": lambda r, op, e: r.result(r.on(e).add1(op["state"], r.args(op, e))),
+    "remove1": lambda r, op, e: r.result(r.on(e).remove1(op["state"], r.args(op, e))),
+    "toggle1": lambda r, op, e: r.result(r.on(e).toggle1(op["state"], r.args(op, e))),
     "ev_add1": lambda r, op, e: r.traced_result(
-        r.mach.add1(op["state"], r.args(op, e), event=e), e
+        r.on(e).add1(op["state"], r.args(op, e), event=e), e
     ),
     "ev_remove1": lambda r, op, e: r.traced_result(
-        r.mach.remove1(op["state"], r.args(op, e), event=e), e
+        r.on(e).remove1(op["state"], r.args(op, e), event=e), e
     ),
-    "add_err": lambda r, op, e: r.result(r.mach.add_err(RuntimeError(op["err"]), r.args(op, e))),
+    "add_err": lambda r, op, e: r.result(r.on(e).add_err(RuntimeError(op["err"]), r.args(op, e))),
     "add_err_state": lambda r, op, e: r.result(
-        r.mach.add_err_state(op["state"], RuntimeError(op["err"]), r.args(op, e))
+        r.on(e).add_err_state(op["state"], RuntimeError(op["err"]), r.args(op, e))
     ),
-    "can_add": lambda r, op, e: r.check_result(r.mach.can_add(op["states"], r.args(op, e))),
-    "can_remove": lambda r, op, e: r.check_result(r.mach.can_remove(op["states"], r.args(op, e))),
+    "can_add": lambda r, op, e: r.check_result(r.on(e).can_add(op["states"], r.args(op, e))),
+    "can_remove": lambda r, op, e: r.check_result(r.on(e).can_remove(op["states"], r.args(op, e))),
     # checks and getters
-    "is": lambda r, op, e: r.mach.is_(op["states"]),
-    "not": lambda r, op, e: r.mach.not_(op["states"]),
-    "has": lambda r, op, e: r.mach.has(op["states"]),
-    "any1": lambda r, op, e: r.mach.any1(*op["states"]),
-    "any": lambda r, op, e: r.mach.any(*op["groups"]),
-    "switch": lambda r, op, e: r.mach.switch(*op["groups"]),
-    "tick": lambda r, op, e: r.mach.tick(op["state"]),
-    "time": lambda r, op, e: list(r.mach.time(op.get("states"))),
-    "clock": lambda r, op, e: dict(r.mach.clock(op.get("states"))),
-    "active_states": lambda r, op, e: list(r.mach.active_states(op.get("states"))),
-    "state_names": lambda r, op, e: list(r.mach.state_names),
-    "string": lambda r, op, e: r.mach.string(),
-    "string_all": lambda r, op, e: r.mach.string_all(),
-    "inspect": lambda r, op, e: r.mach.inspect(op.get("states")),
-    "queue_tick": lambda r, op, e: r.mach.queue_tick(),
-    "queue_len": lambda r, op, e: r.mach.queue_len(),
+    "is": lambda r, op, e: r.on(e).is_(op["states"]),
+    "not": lambda r, op, e: r.on(e).not_(op["states"]),
+    "has": lambda r, op, e: r.on(e).has(op["states"]),
+    "any1": lambda r, op, e: r.on(e).any1(*op["states"]),
+    "any": lambda r, op, e: r.on(e).any(*op["groups"]),
+    "switch": lambda r, op, e: r.on(e).switch(*op["groups"]),
+    "tick": lambda r, op, e: r.on(e).tick(op["state"]),
+    "time": lambda r, op, e: list(r.on(e).time(op.get("states"))),
+    "clock": lambda r, op, e: dict(r.on(e).clock(op.get("states"))),
+    "active_states": lambda r, op, e: list(r.on(e).active_states(op.get("states"))),
+    "state_names": lambda r, op, e: list(r.on(e).state_names),
+    "string": lambda r, op, e: r.on(e).string(),
+    "string_all": lambda r, op, e: r.on(e).string_all(),
+    "inspect": lambda r, op, e: r.on(e).inspect(op.get("states")),
+    "queue_tick": lambda r, op, e: r.on(e).queue_tick(),
+    "queue_len": lambda r, op, e: r.on(e).queue_len(),
     "is_queued": op_is_queued,
-    "will_be1": lambda r, op, e: r.mach.will_be1(op["state"]),
-    "will_be_removed1": lambda r, op, e: r.mach.will_be_removed1(op["state"]),
-    "index1": lambda r, op, e: r.mach.index1(op["state"]),
-    "relations_of": lambda r, op, e: relation_names(lambda: r.mach.relations_of(op["state"])),
+    "will_be1": lambda r, op, e: r.on(e).will_be1(op["state"]),
+    "will_be_removed1": lambda r, op, e: r.on(e).will_be_removed1(op["state"]),
+    "index1": lambda r, op, e: r.on(e).index1(op["state"]),
+    "relations_of": lambda r, op, e: relation_names(lambda: r.on(e).relations_of(op["state"])),
     "relations_between": lambda r, op, e: relation_names(
-        lambda: r.mach.relations_between(*op["states"])
+        lambda: r.on(e).relations_between(*op["states"])
     ),
-    "sort_states": lambda r, op, e: list(r.mach.sort_states(op["states"])),
-    "schema_ver": lambda r, op, e: r.mach.schema_ver,
+    "sort_states": lambda r, op, e: list(r.on(e).sort_states(op["states"])),
+    "schema_ver": lambda r, op, e: r.on(e).schema_ver,
     "verify_states": op_verify_states,
     "set_schema": op_set_schema,
     "snapshot_clock": op_snapshot("clock"),
     "snapshot_time": op_snapshot("time"),
-    "is_clock": lambda r, op, e: r.mach.is_clock(r.snapshots[op["id"]]),
-    "is_time": lambda r, op, e: r.mach.is_time(r.snapshots[op["id"]], op.get("states")),
-    "is_clock_value": lambda r, op, e: r.mach.is_clock(op["clock"]),
+    "is_clock": lambda r, op, e: r.on(e).is_clock(r.snapshots[op["id"]]),
+    "is_time": lambda r, op, e: r.on(e).is_time(r.snapshots[op["id"]], op.get("states")),
+    "is_clock_value": lambda r, op, e: r.on(e).is_clock(op["clock"]),
     "eval": op_eval,
     "panic_to_err": op_panic_to_err,
     "panic_to_err_state": op_panic_to_err_state,
     "export_import": op_export_import,
     "dispose": op_dispose,
     # waiting -> {closed_now, same_as?}
-    "when": lambda r, op, e: r.wait(op, r.mach.when(op["states"], **r.ctx(op))),
-    "when1": lambda r, op, e: r.wait(op, r.mach.when1(op["state"], **r.ctx(op))),
-    "when_not": lambda r, op, e: r.wait(op, r.mach.when_not(op["states"], **r.ctx(op))),
-    "when_not1": lambda r, op, e: r.wait(op, r.mach.when_not1(op["state"], **r.ctx(op))),
+    "when": lambda r, op, e: r.wait(op, r.on(e).when(op["states"], **r.ctx(op))),
+    "when1": lambda r, op, e: r.wait(op, r.on(e).when1(op["state"], **r.ctx(op))),
+    "when_not": lambda r, op, e: r.wait(op, r.on(e).when_not(op["states"], **r.ctx(op))),
+    "when_not1": lambda r, op, e: r.wait(op, r.on(e).when_not1(op["state"], **r.ctx(op))),
     "when_next_active": lambda r, op, e: r.wait(
-        op, r.mach.when_next_active(op["state"], **r.ctx(op))
+        op, r.on(e).when_next_active(op["state"], **r.ctx(op))
     ),
     "when_time": lambda r, op, e: r.wait(
-        op, r.mach.when_time(op["states"], op["ticks"], **r.ctx(op))
+        op, r.on(e).when_time(op["states"], op["ticks"], **r.ctx(op))
     ),
     "when_time1": lambda r, op, e: r.wait(
-        op, r.mach.when_time1(op["state"], op["ticks"][0], **r.ctx(op))
+        op, r.on(e).when_time1(op["state"], op["ticks"][0], **r.ctx(op))
     ),
-    "when_ticks": lambda r, op, e: r.wait(op, r.mach.when_ticks(op["state"], op["n"], **r.ctx(op))),
+    "when_ticks": lambda r, op, e: r.wait(
+        op, r.on(e).when_ticks(op["state"], op["n"], **r.ctx(op))
+    ),
     "when_args": lambda r, op, e: r.wait(
-        op, r.mach.when_args(op["state"], op["args"], **r.ctx(op))
+        op, r.on(e).when_args(op["state"], op["args"], **r.ctx(op))
     ),
-    "when_err": lambda r, op, e: r.wait(op, r.mach.when_err(**r.ctx(op))),
-    "when_queue": lambda r, op, e: r.wait(op, r.mach.when_queue(op["n"], **r.ctx(op))),
-    "when_queue_ends": lambda r, op, e: r.wait(op, r.mach.when_queue_ends(**r.ctx(op))),
+    "when_err": lambda r, op, e: r.wait(op, r.on(e).when_err(**r.ctx(op))),
+    "when_queue": lambda r, op, e: r.wait(op, r.on(e).when_queue(op["n"], **r.ctx(op))),
+    "when_queue_ends": lambda r, op, e: r.wait(op, r.on(e).when_queue_ends(**r.ctx(op))),
     "when_query_a_gt_4b": lambda r, op, e: r.wait(
-        op, r.mach.when_query(lambda clock: clock["A"] > 4 * clock["B"], **r.ctx(op))
+        op, r.on(e).when_query(lambda clock: clock["A"] > 4 * clock["B"], **r.ctx(op))
     ),
     "when_query_a_lt_b": lambda r, op, e: r.wait(
-        op, r.mach.when_query(lambda clock: clock["A"] < clock["B"], **r.ctx(op))
+        op, r.on(e).when_query(lambda clock: clock["A"] < clock["B"], **r.ctx(op))
     ),
     "cancel_ctx": op_cancel_ctx,
     "state_ctx": op_state_ctx,
@@ -1007,16 +1039,16 @@ def exp_raises(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where:
     assert_match((out.raised is not None) is want, where, want, out.raised)
     if want:
         names = [*op.get("states", ()), *([op["state"]] if "state" in op else [])]
-        if any(n not in r.mach.state_names for n in names):
+        if any(n not in r.target.state_names for n in names):
             assert isinstance(out.raised, am.StateUnknownError), repr(out.raised)
 
 
 def active_set(r: Replay) -> set[str]:
-    return set(r.mach.active_states())
+    return set(r.target.active_states())
 
 
 def exp_active(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    got = list(r.mach.active_states())
+    got = list(r.target.active_states())
     assert_match(set(got) == set(want) and len(got) == len(want), where, want, got)
 
 
@@ -1036,17 +1068,17 @@ def exp_active_excludes(
 
 def exp_time(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
     check_keys(where, want, frozenset({"states", "ticks"}))
-    got = list(r.mach.time(want["states"]))
+    got = list(r.target.time(want["states"]))
     assert_match(got == want["ticks"], where, want, got)
 
 
 def exp_time_sum_all(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    got = sum(r.mach.time())
+    got = sum(r.target.time())
     assert_match(got == want, where, want, got)
 
 
 def exp_clock(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    clock = r.mach.clock()
+    clock = r.target.clock()
     got = {name: clock.get(name) for name in want}
     assert_match(got == want, where, want, clock)
 
@@ -1102,7 +1134,7 @@ def exp_state_ctx_expired(
 
 
 def exp_is_err(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    got = r.mach.is_err()
+    got = r.target.is_err()
     assert_match(got is want, where, want, got)
 
 
@@ -1161,19 +1193,20 @@ def obs_ret(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: st
 
 
 def obs_active(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    got = list(r.mach.active_states())  # ordered
+    want = r.observed_active_order(want)
+    got = list(r.target.active_states())  # ordered
     assert_match(got == want, where, want, got)
 
 
 def obs_clock_nonzero(
     r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str
 ) -> None:
-    got = {name: tick for name, tick in r.mach.clock().items() if tick}
+    got = {name: tick for name, tick in r.target.clock().items() if tick}
     assert_match(got == want, where, want, got)
 
 
 def obs_queue_tick(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    got = r.mach.queue_tick()
+    got = r.target.queue_tick()
     assert_match(got == want, where, want, got)
 
 
@@ -1199,7 +1232,7 @@ def obs_err(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: st
     if want == "<nil>":  # Go's PanicToErr* quirk, SPEC 14 #13: the port keeps the text
         assert r.panic_err_text is not None, f"{where}: '<nil>' without panic_to_err"
         want = r.panic_err_text
-    err = r.mach.err
+    err = r.scenario_err()
     got = None if err is None else str(err)
     assert_match(got == want, where, want, got)
 

@@ -98,6 +98,9 @@ class _Tracer(Tracer):
     def schema_change(self, machine: Machine, old_schema: dict[str, Any]) -> None:
         self.server._on_schema_change()
 
+    def verify_states(self, machine: Machine) -> None:
+        self.server._on_reorder()
+
 
 @attrs.define(slots=True)
 class _MutRecord:
@@ -333,8 +336,15 @@ class Server:
         self._dirty = True
         self._wake.set()
 
+    def _on_reorder(self) -> None:
+        # the source's state order changed: keep reading the client's states by
+        # name (the client's index space does not change, see _track)
+        index = self.source._index
+        self._src_idx = [index[n] for n in self._names]
+
     def _on_schema_change(self) -> None:
         if self._handshaken:
+            self._on_reorder()
             self._schema_changed = True
             self._wake.set()
 
@@ -361,7 +371,7 @@ class Server:
             self._wake = trio.Event()
             if self._schema_changed:
                 self._schema_changed = False
-                self._track()
+                self._track(keep=True)
                 hello = self._hello_snapshot(with_schema=True)
                 await self._push_call(ep, "SchemaChange", hello)
                 continue
@@ -451,15 +461,24 @@ class Server:
         m.add1(S.Handshaking)
         return self._hello_snapshot(with_schema=False, client_hash=hello.schema_hash)
 
-    def _track(self) -> None:
-        """The client's index space and tracked states, from the sync options."""
+    def _track(self, *, keep: bool = False) -> None:
+        """The client's index space and tracked states, from the sync options.
+
+        ``keep`` (a schema change during a connection): the index space only
+        grows. Known states keep their index, so a mutation the client sent
+        before it saw the change still names the same states; new states are
+        appended in the source's order.
+        """
         src = self.source
         names = list(src.state_names)
+        if keep:
+            known = set(self._names)
+            names = [*self._names, *(n for n in names if n not in known)]
         allowed = set(names) if self._allowed is None else self._allowed
         tracked_names = [n for n in names if n in allowed and n not in self._skipped]
         if self._sync_schema:
             self._names = names
-            self._src_idx = list(range(len(names)))
+            self._src_idx = [src._index[n] for n in names]
             pos = set(tracked_names)
             self._tracked = [i for i, n in enumerate(names) if n in pos]
         else:
@@ -500,6 +519,15 @@ class Server:
     def _mutate(self, type: MutationType, msg: CliMutation) -> tuple[int, int]:
         self._check_ready()
         states = self._states(msg)
+        if type is SET and self.allowed_mutations is not None:
+            # a set removes every state it does not name: all of them must be allowed
+            others = sorted(set(self.source.state_names) - self.allowed_mutations)
+            if others:
+                err = RpcAccessError(
+                    f"no access: {self.client_id} may not set (it would mutate {others})"
+                )
+                self._log(f"[rpc] {err}")
+                raise err
         applied = _APPLIED.setdefault(self.source, OrderedDict())
         key = (self.client_id, msg.id)
         if msg.id and key in applied:
