@@ -252,6 +252,9 @@ class Machine:
         self._subs = Subscriptions(self)
         self._disposed_waiter = Waiter("whenDisposed")
         self._task_group: Any = None
+        # set by start(): how state-scoped tasks are started (tasks._spawner)
+        self._spawn: Any = None
+        self._scope_cls: Any = None
         self._loop_thread: int | None = None
 
         self._resolver = Resolver(self)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
+import trio
 
 from .errors import ArgumentError, NoNurseryError
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
@@ -56,7 +57,28 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
         raise ArgumentError(f"machine {m._id} is already started")
     m._task_group = task_group
     m._loop_thread = threading.get_ident()
+    m._spawn, m._scope_cls = _spawner(task_group)
     task_group.start_soon(watch_task_group, m, name=f"am-{m._id[:5]}-watch")
+
+
+def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any]]:
+    """How the machine starts its state-scoped tasks: ``(start_soon, CancelScope)``.
+
+    On trio, the task group's own nursery and ``trio.CancelScope``: anyio's
+    ``TaskGroup.start_soon`` wraps every task in a TaskHandle with its own cancel
+    scope and event, and ``anyio.CancelScope()`` looks the backend up on every
+    call; together more than half the cost of an async handler (issue 6). The
+    tasks still run in the same nursery, so the structure is unchanged. Other
+    backends keep anyio's task group, with its concrete CancelScope class.
+    """
+    nursery = task_group
+    if not isinstance(nursery, trio.Nursery):
+        # anyio's task group on the trio backend keeps its nursery there
+        nursery = getattr(task_group, "_nursery", None)
+    if isinstance(nursery, trio.Nursery):
+        return nursery.start_soon, trio.CancelScope
+    scope_cls: Callable[[], Any] = type(anyio.CancelScope())
+    return task_group.start_soon, scope_cls
 
 
 async def watch_task_group(m: Machine) -> None:
@@ -101,33 +123,42 @@ def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
     """
     if m._disposing:
         return False
-    tg = require_task_group(m)
+    require_task_group(m)
     ctx = m.new_state_ctx(state)
     if ctx.expired:
         return False
-    tg.start_soon(run_scoped, m, ctx, fn, args)
+    m._spawn(run_scoped, m, ctx, fn, args)
     return True
 
 
 def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
     if m._disposing:
         return False
-    tg = require_task_group(m)
+    require_task_group(m)
     ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
     if ctx.cancelled:
         return False
-    tg.start_soon(run_scoped, m, ctx, fn, args)
+    m._spawn(run_scoped, m, ctx, fn, args)
     return True
 
 
 async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -> None:
-    with ctx.cancel_scope():
+    # ``with ctx.cancel_scope():`` written out, with the machine's scope class
+    # (no contextlib generator, no backend lookup: this runs per async handler)
+    scope = m._scope_cls()
+    with scope:
+        if ctx._cancelled:
+            scope.cancel()
+        else:
+            ctx._scopes.add(scope)
         try:
             await fn(*args)
         except Exception as err:
             if m._disposing:
                 return
             m.add_err(err)
+        finally:
+            ctx._scopes.discard(scope)
 
 
 def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
@@ -142,7 +173,7 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
         )
         return
     ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
-    tg.start_soon(run_scoped, m, ctx, fn, (event,))
+    m._spawn(run_scoped, m, ctx, fn, (event,))
 
 
 # ----- disposal (SPEC 10)
