@@ -333,12 +333,12 @@ class Client:
                         self._fatal = err
                         self._stopping = True
                         await ep.aclose()
-                        raise
                     except RpcError as err:
                         self._log(f"[rpc] handshake failed: {err!r}")
                         m.add_err_state(S.ErrRpc, err)
                         m.remove1(am_exception())
                         await ep.aclose()
+                        attempts += 1  # a failed handshake is a failed attempt too
                     else:
                         attempts = 0
                         delay = self.conn_retry_delay
@@ -347,20 +347,30 @@ class Client:
                         self._outbox_wake.set()
                         n.start_soon(self._resync_loop, ep)
                         await ep.wait_closed()
+                        # the reconnect budget counts from the drop, not the connect
+                        started = trio.current_time()
                     n.cancel_scope.cancel()
-            except RpcAccessError:
-                m.add1(S.ConnRetryFailed)
             finally:
                 self._calls_done += ep.calls
                 self._bytes_sent_done += ep.transport.bytes_sent
                 self._bytes_received_done += ep.transport.bytes_received
                 self._ep = None
                 self._ready = trio.Event()
+            if self._fatal is not None:
+                # not raised inside the nursery: it would escape as an ExceptionGroup
+                m.add1(S.ConnRetryFailed)
             m.remove([S.HandshakeDone, S.Handshaking])
             m.add1(S.Disconnected)
             if self._stopping or not self.reconnect:
                 return
-            m.add1(S.RetryingConn, pass_args(ARpc(addr=self.addr)))
+            if attempts and (
+                attempts > self.conn_retries
+                or trio.current_time() - started > self.conn_retry_timeout
+            ):
+                m.remove1(S.RetryingConn)
+                m.add1(S.ConnRetryFailed)
+                return
+            m.add1(S.RetryingConn, pass_args(ARpc(addr=self.addr, attempt=attempts)))
             await trio.sleep(delay)
             delay = min(delay * 2, self.conn_retry_backoff)
 
@@ -635,6 +645,8 @@ class Client:
                 try:
                     if ns:
                         msg = self._mutation(called, args, None)
+                        # notifications are never re-sent: no de-duplication id
+                        msg.id = 0
                         ep = await self._wait_endpoint(trio.current_time())
                         await ep.notify("AddNS", msg, timeout=self.call_timeout)
                     else:
@@ -663,14 +675,25 @@ _METHODS = {MutationType.ADD: "Add", MutationType.REMOVE: "Remove", MutationType
 async def open_client(
     addr: str, schema: Any = None, *, ready_timeout: float | None = 10.0, **kwargs: Any
 ) -> AsyncIterator[Client]:
-    """A started client, ready (handshake done); stopped on exit."""
+    """A started client, ready (handshake done); stopped on exit.
+
+    Not ready in time: raises :class:`RpcConnectionError` (or ``trio.TooSlowError``)
+    itself, not wrapped in an ``ExceptionGroup``.
+    """
+    failed: BaseException | None = None
     async with trio.open_nursery() as nursery:
         client = Client(addr, schema, **kwargs)
         client.start(nursery)
         try:
-            await client.wait_ready(ready_timeout)
-            yield client
+            try:
+                await client.wait_ready(ready_timeout)
+            except (RpcError, trio.TooSlowError) as err:
+                failed = err  # raised below, outside the nursery
+            else:
+                yield client
         finally:
             with trio.CancelScope(shield=True):
                 await client.stop(dispose=True)
             nursery.cancel_scope.cancel()
+    if failed is not None:
+        raise failed

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import trio
@@ -179,6 +179,14 @@ class WebSocketTransport:
                 await self.conn.aclose()
             except Exception:
                 pass
+            # trio-websocket leaves a client's TCP stream open when the server
+            # closed first (its aclose returns early): close it here
+            stream = getattr(self.conn, "_stream", None)
+            if stream is not None:
+                try:
+                    await stream.aclose()
+                except Exception:
+                    pass
 
 
 def memory_transport_pair(
@@ -228,37 +236,92 @@ async def connect(
     nursery ends.
     """
     scheme, host, port, path = parse_url(url)
+    if scheme != "tcp" and nursery is None:
+        raise ValueError("a websocket connection needs a nursery")
+    if scheme == "wss" and ssl_context is None:
+        ssl_context = ssl.create_default_context()
+    stream: trio.abc.Stream | None = None
+    done = False
     try:
         with trio.fail_after(timeout):
-            if scheme == "tcp":
-                stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
-                if ssl_context is not None:
-                    tls = trio.SSLStream(stream, ssl_context, server_hostname=host)
-                    await tls.do_handshake()
-                    stream = tls
-                return StreamTransport(stream, max_frame)
-            from trio_websocket import HandshakeError, connect_websocket
-
-            if scheme == "wss" and ssl_context is None:
-                ssl_context = ssl.create_default_context()
-            if nursery is None:
-                raise ValueError("a websocket connection needs a nursery")
-            try:
-                conn = await connect_websocket(
-                    nursery,
-                    host,
-                    port,
-                    path,
-                    use_ssl=(ssl_context or False) if scheme == "wss" else False,
-                    max_message_size=_ws_limit(max_frame),
+            stream = await trio.open_tcp_stream(host, port)
+            if ssl_context is not None and scheme != "ws":
+                tls = trio.SSLStream(
+                    stream, ssl_context, server_hostname=host, https_compatible=scheme == "wss"
                 )
-            except HandshakeError as err:
-                raise RpcConnectionError(f"websocket handshake with {url} failed: {err}") from err
-            return WebSocketTransport(conn, max_frame)
+                # a refused certificate fails here, at once (not at the first read)
+                await tls.do_handshake()
+                stream = tls
+            if scheme == "tcp":
+                transport: Transport = StreamTransport(stream, max_frame)
+            else:
+                assert nursery is not None
+                conn = await _ws_handshake(nursery, stream, host, port, path, max_frame)
+                transport = WebSocketTransport(conn, max_frame)
+            done = True
+            return transport
     except trio.TooSlowError as err:
         raise RpcConnectionError(f"connecting to {url} timed out after {timeout}s") from err
-    except OSError as err:
-        raise RpcConnectionError(f"cannot connect to {url}: {err}") from err
+    except (OSError, trio.BrokenResourceError) as err:
+        # BrokenResourceError: a failed TLS handshake (the ssl error is its cause)
+        raise RpcConnectionError(f"cannot connect to {url}: {err.__cause__ or err!r}") from err
+    finally:
+        if not done and stream is not None:
+            await trio.aclose_forcefully(stream)
+
+
+async def _ws_handshake(
+    nursery: trio.Nursery, stream: trio.abc.Stream, host: str, port: int, path: str, max_frame: int
+) -> Any:
+    """The websocket upgrade on ``stream``; fails at once if the peer closes during it.
+
+    (trio-websocket would wait for its opening handshake until the timeout: its
+    reader task ends without signalling it.)
+    """
+    from trio_websocket import HandshakeError, wrap_client_stream
+
+    reader_done = trio.Event()
+
+    class _Spawner:
+        # runs the connection's reader task in ``nursery`` and tells when it ends
+        def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kw: Any) -> None:
+            async def run() -> None:
+                try:
+                    await fn(*args)
+                finally:
+                    reader_done.set()
+
+            nursery.start_soon(run)
+
+    out: list[Any] = []
+    errors: list[BaseException] = []
+    async with trio.open_nursery() as race:
+
+        async def handshake() -> None:
+            try:
+                out.append(
+                    await wrap_client_stream(
+                        cast(Any, _Spawner()),
+                        cast(Any, stream),
+                        host if port in (80, 443) else f"{host}:{port}",
+                        path,
+                        max_message_size=_ws_limit(max_frame),
+                    )
+                )
+            except (HandshakeError, OSError, trio.BrokenResourceError) as err:
+                errors.append(err)
+            race.cancel_scope.cancel()
+
+        async def closed() -> None:
+            await reader_done.wait()
+            race.cancel_scope.cancel()
+
+        race.start_soon(handshake)
+        race.start_soon(closed)
+    if out:
+        return out[0]
+    reason = f": {errors[0]!r}" if errors else ""
+    raise RpcConnectionError(f"connection closed during the websocket handshake{reason}")
 
 
 ConnHandler = Callable[[Transport], Awaitable[None]]
