@@ -244,7 +244,7 @@ def run_tx(m: Machine, mut: Mutation) -> Result:
         if check is not None and callable(check.check_done):
             check.canceled = not tx.is_accepted
             check.check_done()
-    elif tx.is_accepted and (subs.count or subs._expired):
+    elif tx.is_accepted and (subs.count or subs._expired) and subs.concerns(tx):
         subs.process(
             tx.activated,
             tx.deactivated,

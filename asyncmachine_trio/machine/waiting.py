@@ -17,6 +17,7 @@ from .logging import L_OPS
 
 if TYPE_CHECKING:
     from .machine import Machine
+    from .transition import Transition
 
 __all__ = ["Ctx", "StateCtx", "Subscriptions", "Waiter"]
 
@@ -480,6 +481,21 @@ class Subscriptions:
         if m._log_level >= L_OPS:
             kind = "whenNot" if sub.negation else "when"
             m._log(L_OPS, f"[{kind}:match] {' '.join(sub.states)}")
+
+    def concerns(self, tx: Transition) -> bool:
+        """Could ``process`` resolve anything after ``tx``? (a cheap pre-check)
+
+        Waiters on unrelated states are the common case (issue 6: 1000 pending
+        ``when1`` must not slow a toggle down): only ``when`` is indexed by state
+        here; any other kind of subscription takes the full ``process``.
+        """
+        if self._expired or self.when_time or self.when_queue or self.when_query:
+            return True
+        when = self.when
+        if not when:
+            return False
+        keys = when.keys()
+        return not (keys.isdisjoint(tx.activated) and keys.isdisjoint(tx.deactivated))
 
     def process(
         self,
