@@ -1191,8 +1191,7 @@ class Machine:
     ) -> bool:
         return _tasks.fork_from_event(self, event, fn, args)
 
-    def _start_async_handler(self, event: Event, fn: Callable[..., Awaitable[Any]]) -> None:
-        _tasks.start_async_handler(self, event, fn)
+    _start_async_handler = _tasks.start_async_handler
 
     def new_state_ctx(self, state: str) -> StateCtx:
         """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""

@@ -172,7 +172,22 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
             )
         )
         return
-    ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
+    state = event.state
+    ctx: Ctx
+    if not state:
+        ctx = m._ctx
+    else:
+        # new_state_ctx() without its checks: the event's state is a known one
+        # and the machine is not disposed (handle() checked) - unless a handler
+        # of an earlier binding disposed it, then the checked path
+        i = m._index.get(state)
+        existing = m._subs.state_ctx.get(state)
+        if existing is not None and not m._disposing:
+            ctx = existing
+        elif i is not None and not m._disposing:
+            ctx = m._subs.new_state_ctx(state, m._ticks[i], m._ctx)
+        else:
+            ctx = m.new_state_ctx(state)
     m._spawn(run_scoped, m, ctx, fn, (event,))
 
 

@@ -41,14 +41,16 @@ class Ctx:
     def __init__(self, parent: Ctx | None = None) -> None:
         self.parent = parent
         self._cancelled = False
-        self._children: list[Ctx] = []
+        # insertion-ordered; a child leaves when it is cancelled (no growth
+        # in long-lived parents such as the machine's context)
+        self._children: dict[Ctx, None] = {}
         self._scopes: set[anyio.CancelScope] = set()
         self._callbacks: list[Callable[[], Any]] = []
         if parent is not None:
             if parent._cancelled:
                 self._cancelled = True
             else:
-                parent._children.append(self)
+                parent._children[self] = None
 
     @property
     def cancelled(self) -> bool:
@@ -60,14 +62,20 @@ class Ctx:
         if self._cancelled:
             return
         self._cancelled = True
-        for scope in list(self._scopes):
-            scope.cancel()
-        callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            fn()
-        children, self._children = self._children, []
-        for child in children:
-            child.cancel()
+        parent = self.parent
+        if parent is not None:
+            parent._children.pop(self, None)
+        if self._scopes:
+            for scope in list(self._scopes):
+                scope.cancel()
+        if self._callbacks:
+            callbacks, self._callbacks = self._callbacks, []
+            for fn in callbacks:
+                fn()
+        if self._children:
+            children, self._children = self._children, {}
+            for child in children:
+                child.cancel()
 
     def on_cancel(self, fn: Callable[[], Any]) -> None:
         """Call ``fn()`` when cancelled (at once if already cancelled)."""
@@ -265,9 +273,11 @@ class Subscriptions:
         ctx = self.state_ctx.get(state)
         if ctx is not None:
             return ctx
-        ctx = StateCtx(self._m.id, state, tick, parent)
+        m = self._m
+        ctx = StateCtx(m._id, state, tick, parent)
         self.state_ctx[state] = ctx
-        self._m._log(L_OPS, f"[ctx:new] {state}")
+        if m._log_level >= L_OPS:
+            m._log(L_OPS, f"[ctx:new] {state}")
         return ctx
 
     def _track_ctx(self, sub: _When | _WhenTime | _WhenQuery, ctx: Ctx | None) -> None:
@@ -434,13 +444,16 @@ class Subscriptions:
 
     def process_state_ctx(self, activated: Iterable[str], deactivated: Iterable[str]) -> None:
         """Cancel the contexts of states whose tick changed (SPEC 2.4)."""
-        if not self.state_ctx:
+        state_ctx = self.state_ctx
+        if not state_ctx:
             return
+        m = self._m
         for group in (activated, deactivated):
             for s in group:
-                ctx = self.state_ctx.pop(s, None)
+                ctx = state_ctx.pop(s, None)
                 if ctx is not None:
-                    self._m._log(L_OPS, f"[ctx:match] {s}")
+                    if m._log_level >= L_OPS:
+                        m._log(L_OPS, f"[ctx:match] {s}")
                     ctx.cancel()
 
     def _process_expired(self) -> None:
