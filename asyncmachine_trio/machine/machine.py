@@ -255,6 +255,7 @@ class Machine:
         # set by start(): how state-scoped tasks are started (tasks._spawner)
         self._spawn: Any = None
         self._scope_cls: Any = None
+        self._host: Any = None  # tasks._AsyncioHost on asyncio
         self._loop_thread: int | None = None
 
         self._resolver = Resolver(self)

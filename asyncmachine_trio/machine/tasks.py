@@ -8,6 +8,7 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -57,28 +58,105 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
         raise ArgumentError(f"machine {m._id} is already started")
     m._task_group = task_group
     m._loop_thread = threading.get_ident()
-    m._spawn, m._scope_cls = _spawner(task_group)
+    m._spawn, m._scope_cls, host = _spawner(task_group)
     task_group.start_soon(watch_task_group, m, name=f"am-{m._id[:5]}-watch")
+    if host is not None:
+        m._host = host
+        m._on_dispose.append(lambda _id: host.poke())
+        task_group.start_soon(host.run, m, name=f"am-{m._id[:5]}-tasks")
 
 
-def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any]]:
-    """How the machine starts its state-scoped tasks: ``(start_soon, CancelScope)``.
+def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _AsyncioHost | None]:
+    """How the machine starts its state-scoped tasks: ``(start_soon, CancelScope, host)``.
 
-    On trio, the task group's own nursery and ``trio.CancelScope``: anyio's
-    ``TaskGroup.start_soon`` wraps every task in a TaskHandle with its own cancel
-    scope and event, and ``anyio.CancelScope()`` looks the backend up on every
-    call; together more than half the cost of an async handler (issue 6). The
-    tasks still run in the same nursery, so the structure is unchanged. Other
-    backends keep anyio's task group, with its concrete CancelScope class.
+    anyio's ``TaskGroup.start_soon`` wraps every task in a TaskHandle with its
+    own cancel scope and event (plus, on asyncio, its task-state bookkeeping), and
+    ``anyio.CancelScope()`` looks the backend up on every call: together most of
+    the cost of an async handler (issue 6). So on trio the tasks start in the
+    task group's own nursery with ``trio.CancelScope`` (same nursery: the same
+    structure); on asyncio as plain asyncio tasks owned by an ``_AsyncioHost``
+    task in the group. Anything else keeps the task group's ``start_soon``.
     """
     nursery = task_group
     if not isinstance(nursery, trio.Nursery):
         # anyio's task group on the trio backend keeps its nursery there
         nursery = getattr(task_group, "_nursery", None)
     if isinstance(nursery, trio.Nursery):
-        return nursery.start_soon, trio.CancelScope
+        return nursery.start_soon, trio.CancelScope, None
     scope_cls: Callable[[], Any] = type(anyio.CancelScope())
-    return task_group.start_soon, scope_cls
+    if type(task_group).__module__ == "anyio._backends._asyncio":
+        host = _AsyncioHost(scope_cls)
+        return host.spawn, scope_cls, host
+    return task_group.start_soon, scope_cls, None
+
+
+class _AsyncioHost:
+    """The machine's state-scoped tasks on asyncio: plain tasks, owned by a host.
+
+    ``run`` is a task of the machine's task group that does for these tasks what
+    the group would do: the group cannot end before they did (the host returns
+    once the machine is disposed and its tasks finished); cancelling the group
+    cancels them (their cancel scopes, so level-triggered, and tasks started
+    afterwards start cancelled); a BaseException escaping one (exceptions
+    become ``add_err``) cancels the others and is raised in the group.
+    """
+
+    __slots__ = ("closing", "error", "event", "loop", "scope_cls", "scopes", "tasks")
+
+    def __init__(self, scope_cls: Callable[[], Any]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.scope_cls = scope_cls
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.scopes: set[Any] = set()  # the cancel scopes of the running tasks
+        self.closing = False
+        self.error: BaseException | None = None
+        self.event: anyio.Event | None = None
+
+    def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
+        task = self.loop.create_task(fn(*args))
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None and self.error is None:
+                self.error = exc
+        self.poke()
+
+    def poke(self) -> None:
+        if self.event is not None:
+            self.event.set()
+
+    def _cancel_all(self) -> None:
+        self.closing = True
+        for scope in list(self.scopes):
+            scope.cancel()
+
+    async def _wait(self, done: Callable[[], bool]) -> None:
+        while self.error is None and not done():
+            self.event = event = anyio.Event()
+            await event.wait()
+
+    async def run(self, m: Machine) -> None:
+        def settled() -> bool:
+            return m._disposed and not self.tasks
+
+        try:
+            await self._wait(settled)
+        except anyio.get_cancelled_exc_class():
+            self._cancel_all()
+            with anyio.CancelScope(shield=True):
+                await self._wait(settled)
+            raise
+        if self.error is not None:
+            self._cancel_all()
+            with anyio.CancelScope(shield=True):
+                while self.tasks:
+                    self.event = event = anyio.Event()
+                    await event.wait()
+            raise self.error
 
 
 async def watch_task_group(m: Machine) -> None:
@@ -146,11 +224,14 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
     # ``with ctx.cancel_scope():`` written out, with the machine's scope class
     # (no contextlib generator, no backend lookup: this runs per async handler)
     scope = m._scope_cls()
+    host = m._host
     with scope:
-        if ctx._cancelled:
+        if ctx._cancelled or (host is not None and host.closing):
             scope.cancel()
         else:
             ctx._scopes.add(scope)
+        if host is not None:
+            host.scopes.add(scope)
         try:
             await fn(*args)
         except Exception as err:
@@ -159,6 +240,8 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
             m.add_err(err)
         finally:
             ctx._scopes.discard(scope)
+            if host is not None:
+                host.scopes.discard(scope)
 
 
 def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
