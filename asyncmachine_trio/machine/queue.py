@@ -166,10 +166,11 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
     """``mutate()`` + ``drain()`` of a mutation made while the machine is idle.
 
     The fast path of the mutation methods (issue 6), for the case they check:
-    nothing queued, nothing draining, no tracer, log level below OPS, no event
-    and no args. Then ``mutate()`` would only log nothing, append ``mut`` and
-    ``drain()`` pop it again at once with the next queue tick; this does the
-    same without the queue round trip. Mutations queued by its handlers are
+    nothing queued, nothing draining, no tracer, log level below OPS, not
+    disposed, no event and no args (so not a check, not auto). Then
+    ``mutate()`` would only log nothing, append ``mut`` and ``drain()`` pop it
+    again at once with the next queue tick; this does the same without the
+    queue round trip. Mutations queued by its handlers are
     drained as usual.
     """
     if m._loop_thread is not None:
@@ -178,7 +179,27 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
     m._queue_tick += 1
     m._draining = True
     try:
-        first: Result | None = run_tx(m, mut)
+        # run_tx() inlined, with what the callers checked taken as given
+        tx = Transition(m, mut)
+        m._tx = tx
+        if m._pre_logs:
+            tx.pre_log_entries = m._pre_logs
+            m._pre_logs = []
+        subs = m._subs
+        if tx._steps is None and not subs.when_args and not subs._expired_args:
+            first: Result | None = tx.run_plain()
+        else:
+            tx.setup()
+            first = tx.run()
+        if tx.is_accepted and (subs.count or subs._expired) and subs.concerns(tx):
+            subs.process(
+                tx.activated,
+                tx.deactivated,
+                tx._apply_changes,
+                m._names,
+                m.tick,
+                m._queue_tick,
+            )
         if m._queue:
             first, stopped = _drain_loop(m, first)
             if stopped:
