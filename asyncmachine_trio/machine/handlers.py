@@ -96,34 +96,40 @@ class Binding:
         obj = self.obj
         cacheable = not isinstance(obj, Mapping) and not _own_callables(obj)
         key = (type(obj), names)
-        entries = _SCANS.get(key) if cacheable else None
-        if entries is None:
-            entries = _scan(obj, names)
+        scan = _SCANS.get(key) if cacheable else None
+        if scan is None:
+            scan = _Scan(_scan(obj, names))
             if cacheable:
                 if len(_SCANS) >= 1024:
                     _SCANS.clear()
-                _SCANS[key] = entries
-        table: dict[str, HandlerFn] = {}
-        event_state: dict[str, str] = {}
-        pairs: set[tuple[str, str]] = set()
-        async_names: set[str] = set()
-        mapping: Mapping[str, Any] | None = obj if isinstance(obj, Mapping) else None
-        for attr, event, state, first, is_async in entries:
-            table[event] = mapping[attr] if mapping is not None else getattr(obj, attr)
-            event_state[event] = state
-            if first and first != state:
-                pairs.add((first, state))
-            if is_async:
-                async_names.add(event)
-        self.table = table
-        self.event_state = event_state
-        self.async_names = frozenset(async_names)
-        self.pairs = frozenset(pairs)
+                _SCANS[key] = scan
+        if isinstance(obj, Mapping):
+            self.table = {event: obj[attr] for attr, event in scan.attr_events}
+        else:
+            self.table = {event: getattr(obj, attr) for attr, event in scan.attr_events}
+        # shared by every binding of the class (read only): memory per machine
+        self.event_state = scan.event_state
+        self.async_names = scan.async_names
+        self.pairs = scan.pairs
+
+
+class _Scan:
+    """What a scan of a handler class yields, shared by its bindings."""
+
+    __slots__ = ("async_names", "attr_events", "event_state", "pairs")
+
+    def __init__(self, entries: tuple[_Entry, ...]) -> None:
+        self.attr_events = tuple((attr, event) for attr, event, _, _, _ in entries)
+        self.event_state = {event: state for _, event, state, _, _ in entries}
+        self.pairs = frozenset(
+            (first, state) for _, _, state, first, _ in entries if first and first != state
+        )
+        self.async_names = frozenset(event for _, event, _, _, is_async in entries if is_async)
 
 
 # (attr, event, state, pair's first state, is async) per bindable attribute
 _Entry = tuple[str, str, str, str, bool]
-_SCANS: dict[tuple[type, tuple[str, ...]], tuple[_Entry, ...]] = {}
+_SCANS: dict[tuple[type, tuple[str, ...]], _Scan] = {}
 
 
 def _own_callables(obj: object) -> bool:

@@ -87,7 +87,9 @@ def _union(a: tuple[str, ...] | None, b: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*(a or ()), *b)))
 
 
-@attrs.frozen(slots=True)
+# cache_hash: compiled schemas are cached by their items, so a machine's
+# construction hashes every State (issue 6: build50 spent a third of its time here)
+@attrs.frozen(slots=True, cache_hash=True)
 class State:
     """One state's definition: properties and relations (SPEC 1.1).
 
