@@ -62,7 +62,7 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
     task_group.start_soon(watch_task_group, m, name=f"am-{m._id[:5]}-watch")
     if host is not None:
         m._host = host
-        m._on_dispose.append(lambda _id: host.poke())
+        m._on_dispose.insert(0, lambda _id: host.poke())
         task_group.start_soon(host.run, m, name=f"am-{m._id[:5]}-tasks")
 
 
