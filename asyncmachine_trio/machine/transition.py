@@ -806,14 +806,14 @@ class Transition:
                     for s in self.exits:
                         self._latest_to = ""
                         name = s + "End"
-                        if name in hn and handle(name, True, False, False) is CANCELED:
+                        if name in hn and self._final1(name, False) is CANCELED:
                             result = CANCELED
                             break
                     else:
                         for s in self.enters:
                             self._latest_to = s
                             name = s + "State"
-                            if name in hn and handle(name, True, True, False) is CANCELED:
+                            if name in hn and self._final1(name, True) is CANCELED:
                                 result = CANCELED
                                 break
             if result is CANCELED:
@@ -869,6 +869,55 @@ class Transition:
         for s in self.target_states:
             if s not in active:
                 return CANCELED
+        return EXECUTED
+
+    def _final1(self, name: str, is_enter: bool) -> Result:
+        """``handle(name, True, is_enter, False)`` for a final handler of a plain
+        transition; the common case (one binding, a sync handler, nothing logged,
+        traced or timed) without handle()'s generality. Anything else, checked
+        before any effect, goes to handle() itself."""
+        m = self.machine
+        bindings = m._bindings
+        if (
+            len(bindings) != 1
+            or m._log_level >= L_OPS
+            or m._tracers
+            or m.handler_timeout is not None
+            or m._disposing
+            or m._tx is not self
+            or self.is_completed
+            or not self.is_accepted
+        ):
+            return m._handle(name, True, is_enter, False)
+        b = bindings[0]
+        fn = b.table.get(name)
+        if fn is None or name in b.async_names:
+            return m._handle(name, True, is_enter, False)
+        # what handle() does for it, in its order
+        m._handler_called = True
+        self._latest_is_enter = is_enter
+        self._latest_is_final = True
+        args = self.mutation.args
+        event = Event(name, m, self, args, b.event_state.get(name, ""))
+        m._current_handler = name
+        try:
+            fn(event)
+        except Exception as err:
+            m._current_handler = ""
+            if not m.panic_to_exception:
+                raise
+            m._recover(err, event)
+        finally:
+            m._current_handler = ""
+        if m._tracers:
+            for t in m._tracers:
+                t.handler_end(self, b.id, name)
+        subs = m._subs
+        if subs.when_args or subs._expired_args:
+            subs.process_args(name, args)
+        if m._panic_caught:
+            m._panic_caught = False
+            return CANCELED
         return EXECUTED
 
     def _negotiation_needed(self, hn: frozenset[str], firsts: frozenset[str]) -> bool:
