@@ -48,7 +48,7 @@ from .errors import (
 from .netmach import NetworkMachine
 from .states import ClientStates
 from .sync import apply_update
-from .transport import Transport, connect
+from .transport import Transport, connect, locked
 from .wire import (
     DEFAULT_MAX_FRAME,
     CliHello,
@@ -540,7 +540,7 @@ class Client:
         delay = self.call_retry_delay
         started = trio.current_time()
         attempt = 0
-        async with self._call_lock:
+        async with locked(self._call_lock):
             while True:
                 if self._stopping or not m.is1(S.Start):
                     raise RpcNotConnectedError(f"{m.id} is stopped")
@@ -555,6 +555,10 @@ class Client:
                     if isinstance(err, RpcTimeoutError):
                         m.add_err_state(S.ErrNetworkTimeout, err)
                         m.remove1(am_exception())
+                        if method != "Sync":
+                            # the server counts the lost response's clock diff as
+                            # sent: later diffs miss it; re-sync after this call
+                            self._resync = True
                     if (
                         attempt > self.call_retries
                         or trio.current_time() - started > self.call_retry_timeout
@@ -574,6 +578,9 @@ class Client:
                 return result
 
     async def _wait_endpoint(self, started: float) -> Endpoint:
+        ep = self._ep
+        if ep is not None and not ep.closed and self._ready.is_set():
+            return ep  # connected: no cancel scope to set up
         left = self.call_retry_timeout - (trio.current_time() - started)
         with trio.move_on_after(max(left, 0)):
             while True:
@@ -607,9 +614,21 @@ class Client:
         event: Event | None,
     ) -> Result:
         msg = self._mutation(called, args, event)
-        resp: SrvMutation = await self._call(
-            _METHODS[type], msg, SrvMutation, inline=self._on_mutation_response
-        )
+        try:
+            resp: SrvMutation = await self._call(
+                _METHODS[type], msg, SrvMutation, inline=self._on_mutation_response
+            )
+        except RpcError:
+            if self._resync:
+                self._resync_wake()  # a timed-out attempt: sync once connected
+            raise
+        if self._resync:
+            # a timed-out attempt: sync before returning, so the caller sees the
+            # mutation's clock (on failure the resync loop tries again)
+            try:
+                await self.sync()
+            except RpcError:
+                self._resync_wake()
         result = Result(resp.result)
         if result is Result.QUEUED:
             self.netmach.last_queue_tick = resp.queue_tick

@@ -177,6 +177,7 @@ class Server:
         self._last: Snapshot | None = None
         self._records: list[_MutRecord] = []
         self._dirty = False
+        self._quiet = False
         self._schema_changed = False
         self._wake = trio.Event()
         self._last_push = -math.inf
@@ -334,7 +335,8 @@ class Server:
                 called = [pos[idx[s]] for s in tx.mutation.called if idx.get(s, -1) in pos]
                 self._records.append(_MutRecord(str(tx.mutation.type), called, snap))
         self._dirty = True
-        self._wake.set()
+        if not self._quiet:
+            self._wake.set()
 
     def _on_reorder(self) -> None:
         # the source's state order changed: keep reading the client's states by
@@ -404,6 +406,8 @@ class Server:
         except RpcError as err:
             # a client that does not read: drop it (the source is never blocked)
             self._log(f"[rpc] push failed, dropping the client: {err!r}")
+            # first the client goes (an active HandshakeDone blocks Exception)
+            self.mach.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
             self.mach.add_err_state(S.ErrNetwork, err)
             await ep.aclose()
 
@@ -549,7 +553,15 @@ class Server:
         return int(res), qt
 
     def _mutation_response(self, type: MutationType, msg: CliMutation) -> SrvMutation:
-        res, qt = self._mutate(type, msg)
+        # the transitions of this mutation ride on its response: no pusher wake-up
+        self._quiet = True
+        try:
+            res, qt = self._mutate(type, msg)
+        except BaseException:
+            self._wake.set()
+            raise
+        finally:
+            self._quiet = False
         self._dirty = False
         if self._sync_mutations:
             return SrvMutation(res, None, self._take_muts() or UpdateMuts([], [], []), qt)

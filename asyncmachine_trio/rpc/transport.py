@@ -40,6 +40,26 @@ __all__ = [
 _LEN = struct.Struct(">I")
 
 
+class locked:
+    """``async with locked(lock)``: as ``async with lock``, but an uncontended lock is
+    taken without a scheduling round (the I/O that follows is the checkpoint), which
+    saves one trio batch per frame sent or call made."""
+
+    __slots__ = ("lock",)
+
+    def __init__(self, lock: trio.Lock) -> None:
+        self.lock = lock
+
+    async def __aenter__(self) -> None:
+        try:
+            self.lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self.lock.acquire()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
 class Transport(Protocol):
     """What the RPC engine needs from a connection."""
 
@@ -104,7 +124,7 @@ class StreamTransport:
     async def send(self, data: bytes) -> None:
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
-        async with self._send_lock:
+        async with locked(self._send_lock):
             if self._closed:
                 raise RpcConnectionError("connection closed")
             try:
@@ -161,7 +181,7 @@ class WebSocketTransport:
 
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
-        async with self._send_lock:
+        async with locked(self._send_lock):
             try:
                 await self.conn.send_message(data)
             except ConnectionClosed as err:

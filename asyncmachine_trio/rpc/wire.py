@@ -245,6 +245,10 @@ for _cls in (
 # ----- encoding
 
 _conv = make_converter(unstruct_strat=UnstructureStrategy.AS_TUPLE)
+# ``Any`` fields (args values, payload data) go to msgpack as they are: cattrs
+# would turn an unregistered attrs instance into a bare tuple (its type lost);
+# msgpack's ``default`` hook encodes registered ones and refuses the rest
+_conv.register_unstructure_hook_func(lambda t: t is Any, lambda v: v)
 # registered values keep their identity through cattrs; msgpack's ``default``
 # hook below turns them into extensions
 _values_conv = make_converter()
@@ -329,7 +333,7 @@ def decode_frame(data: bytes) -> Frame:
     if not isinstance(raw, list) or len(raw) != 4:
         raise RpcDecodeError("malformed frame: not a 4-item array")
     seq, method, error, body = raw
-    if not isinstance(seq, int) or seq < 0:
+    if type(seq) is not int or seq < 0:  # bool is an int: refused too
         raise RpcDecodeError(f"malformed frame: bad seq {seq!r}")
     if method is not None and not isinstance(method, str):
         raise RpcDecodeError(f"malformed frame: bad method {method!r}")
