@@ -47,8 +47,9 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
-    Prints one table and writes benchmarks/results/<date>.json; arguments after `--` go to
-    `python -m benchmarks.run` (e.g. `nox -s bench -- --quick`).
+    Prints one table (and the aRPC section, benchmarks/rpc_bench.py) and writes
+    benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
+    (e.g. `nox -s bench -- --quick`).
     """
-    session.install("-e", ".", "transitions", "python-statemachine", "automat", "sismic")
+    session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
     session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .rpc_bench import render as render_rpc
+
 AM = "asyncmachine-trio"
 TR = "transitions"
 
@@ -173,4 +175,7 @@ def render(doc: dict[str, Any]) -> str:
     if unmeasured:
         summary += f", {len(unmeasured)} not measured (" + ", ".join(unmeasured) + ")"
     out.append(summary)
+    if doc.get("rpc") is not None:
+        out.append("")
+        out.append(render_rpc(doc["rpc"]))
     return "\n".join(out)

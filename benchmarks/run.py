@@ -4,10 +4,12 @@
     python -m benchmarks.run --only asyncmachine-trio,transitions
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
+    python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
-table and writes ``benchmarks/results/<date>.json``.
+table and writes ``benchmarks/results/<date>.json``. The aRPC benchmark (issue 7) runs in a
+fresh interpreter too; its own table follows, and the JSON keeps it under ``"rpc"``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ LIBS = {
 }
 
 VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
+
+RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -111,9 +115,37 @@ def spawn(lib: str, a: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.rpc_bench`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-rpc-")
+    os.close(fd)
+    n, warmup = (400, 100) if a.quick else (2000, 200)
+    cmd = [sys.executable, "-m", "benchmarks.rpc_bench", "--quiet", "--json", out]
+    cmd += ["-n", str(n), "--warmup", str(warmup), "--repeats", str(a.repeats)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    error = ""
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        text = Path(out).read_text()
+        section: dict[str, Any] = json.loads(text) if text else {}
+    except (OSError, ValueError) as exc:
+        section = {}
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if not section.get("error") and error:
+        section = {"error": error}
+    return section
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="", help="comma list of: " + ",".join(LIBS))
+    ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, RPC]))
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median)")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per repeat")
     ap.add_argument("--case-timeout", type=int, default=180, help="seconds per case")
@@ -136,10 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(json.loads(Path(a.show).read_text())))
         return 0
 
-    libs = [s for s in a.only.split(",") if s] or list(LIBS)
-    unknown = [s for s in libs if s not in LIBS]
+    libs = [s for s in a.only.split(",") if s] or [*LIBS, RPC]
+    unknown = [s for s in libs if s not in LIBS and s != RPC]
     if unknown:
-        ap.error(f"unknown libraries {unknown}; choose from {', '.join(LIBS)}")
+        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, RPC])}")
     info = harness.machine_info()
     versions = {d: harness.version(d) for d in VERSIONED}
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -151,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for lib in libs:
-        rows.extend(spawn(lib, a))
+        if lib != RPC:
+            rows.extend(spawn(lib, a))
     by_key = {(r["lib"], r["id"]): r for r in rows}
     report.add_ratios(by_key)
     doc = {
@@ -163,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "targets": report.evaluate_targets(by_key),
         "rows": rows,
     }
+    if RPC in libs:
+        doc["rpc"] = spawn_rpc(a)
     print()
     print(report.render(doc))
     if not a.no_json:
