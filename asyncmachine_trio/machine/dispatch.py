@@ -39,7 +39,9 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
     previous = m._active_set
     new_set = set(targets)
     removed = [s for s in m._active if s not in new_set]
-    ticks = m._ticks
+    # copy-on-write: transitions keep references to tick lists (their time
+    # before / after), so a list the machine published is never mutated
+    ticks = m._ticks.copy()
     index = m._index
     changes = tx._apply_changes
     multi = m._resolver.multi
@@ -64,6 +66,7 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
         i = index[s]
         ticks[i] += 1
         changes[i] = ticks[i]
+    m._ticks = ticks
     m._active = list(targets)
     m._active_set = new_set
     if log:

@@ -239,12 +239,12 @@ class Transition:
         self._id = ""
         self.machine = m
         self.mutation = mut
-        # the machine replaces (never mutates) its active list and set, so the
-        # transition can keep references instead of copies; ticks are mutated in
-        # place, so they are copied (a plain list copy; Time views are made on read)
+        # the machine replaces (never mutates) its active list, set and ticks
+        # list (copy-on-write, see apply), so the transition keeps references
+        # instead of copies (Time views are made on read)
         self._states_before: list[str] = m._active
         self._before_set: frozenset[str] | set[str] = m._active_set
-        self._before: list[int] = m._ticks.copy()
+        self._before: list[int] = m._ticks
         self._after: list[int] | None = None
         self.is_accepted = True
         self.is_completed = False
@@ -772,7 +772,7 @@ class Transition:
                 and self.target_states == plan.target_list
             ):
                 # apply() with its decisions taken from the plan
-                ticks = m._ticks
+                ticks = m._ticks.copy()  # copy-on-write, as apply()
                 index = m._index
                 changes = self._apply_changes
                 for s, delta in plan.deltas:
@@ -780,6 +780,7 @@ class Transition:
                     tick = ticks[i] + delta
                     ticks[i] = tick
                     changes[i] = tick
+                m._ticks = ticks
                 m._active = list(plan.target_list)
                 m._active_set = plan.target_set
             else:
@@ -789,7 +790,7 @@ class Transition:
             subs = m._subs
             if subs.state_ctx:
                 subs.process_state_ctx(self.activated, self.deactivated)
-            self._after = m._ticks.copy()
+            self._after = m._ticks
             for tracer in m._tracers:
                 tracer.transition_finals(self)
             if has_handlers or subs.when_args:
@@ -820,7 +821,7 @@ class Transition:
                 m._revert(self)
             has_changed = bool(self._apply_changes)
             if result is CANCELED:
-                self._after = m._ticks.copy()
+                self._after = m._ticks
         else:
             self._after = self._before
 
@@ -1027,7 +1028,7 @@ class Transition:
                     self.deactivated = self.exits
                 if m._subs.state_ctx:
                     m._subs.process_state_ctx(self.activated, self.deactivated)
-                self._after = m._ticks.copy()
+                self._after = m._ticks
                 for tracer in m._tracers:
                     tracer.transition_finals(self)
                 if has_handlers or m._subs.when_args:
@@ -1036,7 +1037,7 @@ class Transition:
                     m._revert(self)
                 has_changed = bool(self._apply_changes)
                 if result is CANCELED:
-                    self._after = m._ticks.copy()
+                    self._after = m._ticks
             else:
                 self._after = self._before
 
