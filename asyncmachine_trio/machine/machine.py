@@ -85,6 +85,9 @@ class Serialized:
 
 
 _PARSED: dict[object, tuple[dict[str, State], SchemaError | None]] = {}
+_PARSED_BY_ID: dict[
+    int, tuple[object, tuple[object, ...], tuple[dict[str, State], SchemaError | None]]
+] = {}
 
 
 def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
@@ -94,6 +97,12 @@ def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
     (``set_schema`` replaces it). States classes are keys themselves; a dict of
     ``State`` values is keyed by its items (a dict of dicts is not cached).
     """
+    # a schema dict seen before: its items compare equal without hashing a
+    # State (hashing a key of 50 States is most of a machine's construction)
+    if type(schema) is dict:
+        seen = _PARSED_BY_ID.get(id(schema))
+        if seen is not None and seen[0] is schema and seen[1] == tuple(schema.items()):
+            return seen[2]
     key: object = None
     if isinstance(schema, type) and issubclass(schema, States):
         key = schema
@@ -103,18 +112,22 @@ def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
             hash(key)
         except TypeError:
             key = None
-    if key is not None:
-        hit = _PARSED.get(key)
-        if hit is not None:
-            return hit
-    parsed, err = parse_schema(schema)
-    if EXCEPTION not in parsed:
-        parsed[EXCEPTION] = State(multi=True)
-    if key is not None:
-        if len(_PARSED) >= 256:
-            _PARSED.clear()
-        _PARSED[key] = (parsed, err)
-    return parsed, err
+    hit = _PARSED.get(key) if key is not None else None
+    if hit is None:
+        parsed, err = parse_schema(schema)
+        if EXCEPTION not in parsed:
+            parsed[EXCEPTION] = State(multi=True)
+        hit = (parsed, err)
+        if key is not None:
+            if len(_PARSED) >= 256:
+                _PARSED.clear()
+            _PARSED[key] = hit
+    if key is not None and type(schema) is dict:
+        if len(_PARSED_BY_ID) >= 256:
+            _PARSED_BY_ID.clear()
+        # holds the dict, so its id is not reused while cached
+        _PARSED_BY_ID[id(schema)] = (schema, tuple(schema.items()), hit)
+    return hit
 
 
 _ORDERS: dict[int, tuple[dict[str, State], list[str], dict[str, int]]] = {}

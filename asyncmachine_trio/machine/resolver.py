@@ -212,6 +212,7 @@ class _Tables:
 
 
 _TABLES: dict[tuple[object, ...], _Tables] = {}
+_TABLES_BY_ID: dict[int, tuple[object, tuple[str, ...], _Tables]] = {}
 
 
 class Resolver:
@@ -249,13 +250,25 @@ class Resolver:
         from the same schema share them, and the memos of resolved targets and
         transition plans with them (memory and build time per instance).
         """
-        key = (tuple(schema.items()), tuple(names))
-        tables = _TABLES.get(key)
-        if tables is None:
-            tables = _Tables(schema, names)
-            if len(_TABLES) >= 256:
-                _TABLES.clear()
-            _TABLES[key] = tables
+        # compiled schemas are shared and never mutated: a schema object seen
+        # before with the same names skips hashing its States (construction cost)
+        names_t = tuple(names)
+        seen = _TABLES_BY_ID.get(id(schema))
+        if seen is not None and seen[0] is schema and seen[1] == names_t:
+            tables = seen[2]
+        else:
+            key = (tuple(schema.items()), names_t)
+            hit = _TABLES.get(key)
+            if hit is None:
+                hit = _Tables(schema, names)
+                if len(_TABLES) >= 256:
+                    _TABLES.clear()
+                _TABLES[key] = hit
+            tables = hit
+            if isinstance(schema, dict):
+                if len(_TABLES_BY_ID) >= 256:
+                    _TABLES_BY_ID.clear()
+                _TABLES_BY_ID[id(schema)] = (schema, names_t, tables)
         self.schema = tables.schema
         self.multi = tables.multi
         self.add = tables.add
