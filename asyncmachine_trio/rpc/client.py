@@ -34,6 +34,7 @@ from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import MutationType, Result
 from ..machine.transition import Event
+from ._common import Traffic
 from .engine import Endpoint
 from .errors import (
     RpcAccessError,
@@ -100,7 +101,7 @@ class AServerPayload(TypedArgs):
         return None if self.payload is None else self.payload.data
 
 
-class Client:
+class Client(Traffic):
     """Connects to a server and mirrors its source machine (see the module doc)."""
 
     def __init__(
@@ -188,28 +189,9 @@ class Client:
         self._stopping = False
         self._fatal: RpcError | None = None
         self._resync = False
-        # traffic of the connections so far (the current one is added live)
-        self._calls_done = 0
-        self._bytes_sent_done = 0
-        self._bytes_received_done = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Client {self.mach.id} {self.addr}>"
-
-    # ----- metrics
-
-    @property
-    def calls(self) -> int:
-        """Requests this client sent (the reference's ``CallCount``)."""
-        return self._calls_done + (self._ep.calls if self._ep else 0)
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._bytes_sent_done + (self._ep.transport.bytes_sent if self._ep else 0)
-
-    @property
-    def bytes_received(self) -> int:
-        return self._bytes_received_done + (self._ep.transport.bytes_received if self._ep else 0)
 
     # ----- lifecycle
 
@@ -351,9 +333,7 @@ class Client:
                         started = trio.current_time()
                     n.cancel_scope.cancel()
             finally:
-                self._calls_done += ep.calls
-                self._bytes_sent_done += ep.transport.bytes_sent
-                self._bytes_received_done += ep.transport.bytes_received
+                self._retire(ep)
                 self._ep = None
                 self._ready = trio.Event()
             if self._fatal is not None:

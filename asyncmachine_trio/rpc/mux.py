@@ -14,11 +14,12 @@ from ..machine.args import pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.transition import Event
+from ._common import Listening
 from .client import ARpc
 from .errors import RpcDestinationError
 from .server import Server
 from .states import MuxStates
-from .transport import Transport, serve
+from .transport import Transport
 from .wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Mux", "open_mux"]
@@ -26,7 +27,7 @@ __all__ = ["Mux", "open_mux"]
 S = MuxStates
 
 
-class Mux:
+class Mux(Listening):
     """Accepts many connections on one address; each gets its own server of ``source``.
 
     ``new_server(mux, n)`` may build the server (default: ``Server(source,
@@ -78,20 +79,11 @@ class Mux:
         m = self.mach
         m.add1(S.Start)
 
-        class _Started:
-            def started(inner, url: str = "") -> None:
-                self.addr = url
-                m.add1(S.Ready, pass_args(ARpc(addr=url)))
-                task_status.started(url)
+        def bound(url: str) -> None:
+            m.add1(S.Ready, pass_args(ARpc(addr=url)))
 
         try:
-            await serve(
-                self.addr,
-                self.serve_transport,
-                ssl_context=self.ssl_context,
-                max_frame=self.max_frame,
-                task_status=_Started(),
-            )
+            await self._listen(bound, task_status)
         finally:
             m.remove1(S.Start)
 

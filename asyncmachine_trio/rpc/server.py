@@ -42,6 +42,7 @@ from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
 from ..machine.tracing import Tracer
 from ..machine.transition import Event, Transition
+from ._common import Listening, Traffic
 from .engine import Endpoint
 from .errors import (
     RpcAccessError,
@@ -54,7 +55,7 @@ from .errors import (
 )
 from .states import ServerStates
 from .sync import Snapshot, make_update, shallow
-from .transport import Transport, serve
+from .transport import Transport
 from .wire import (
     DEFAULT_MAX_FRAME,
     CliHello,
@@ -109,7 +110,7 @@ class _MutRecord:
     snap: Snapshot
 
 
-class Server:
+class Server(Traffic, Listening):
     """Exposes ``source`` to one client (see the module doc)."""
 
     def __init__(
@@ -181,29 +182,10 @@ class Server:
         self._schema_changed = False
         self._wake = trio.Event()
         self._last_push = -math.inf
-        # traffic of past connections
-        self._calls_done = 0
-        self._bytes_sent_done = 0
-        self._bytes_received_done = 0
         self.pushes = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
-
-    # ----- metrics
-
-    @property
-    def calls(self) -> int:
-        """Requests this server sent to clients (pushes, payloads)."""
-        return self._calls_done + (self._ep.calls if self._ep else 0)
-
-    @property
-    def bytes_sent(self) -> int:
-        return self._bytes_sent_done + (self._ep.transport.bytes_sent if self._ep else 0)
-
-    @property
-    def bytes_received(self) -> int:
-        return self._bytes_received_done + (self._ep.transport.bytes_received if self._ep else 0)
 
     # ----- serving
 
@@ -216,21 +198,12 @@ class Server:
         m.add1(S.Start)
         m.add1(S.RpcStarting)
 
-        class _Started:
-            def started(inner, url: str = "") -> None:
-                self.addr = url
-                m.add1(S.RpcAccepting)
-                m.add1(S.RpcReady)
-                task_status.started(url)
+        def bound(_url: str) -> None:
+            m.add1(S.RpcAccepting)
+            m.add1(S.RpcReady)
 
         try:
-            await serve(
-                self.addr,
-                self.serve_transport,
-                ssl_context=self.ssl_context,
-                max_frame=self.max_frame,
-                task_status=_Started(),
-            )
+            await self._listen(bound, task_status)
         finally:
             m.remove1(S.Start)
 
@@ -275,9 +248,7 @@ class Server:
                 await ep.run()
                 n.cancel_scope.cancel()
         finally:
-            self._calls_done += ep.calls
-            self._bytes_sent_done += ep.transport.bytes_sent
-            self._bytes_received_done += ep.transport.bytes_received
+            self._retire(ep)
             self._ep = None
             self._conn_scope = None
             self._busy = False
