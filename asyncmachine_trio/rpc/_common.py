@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import trio
 
+from ..helpers.env import env_on
+from ..machine.logging import LogLevel
 from .engine import Endpoint
 from .transport import Transport, serve
 
-__all__ = ["Listening", "Traffic"]
+__all__ = ["Listening", "Traffic", "machine_kwargs", "serving"]
 
 
 class Traffic:
@@ -73,3 +76,36 @@ class Listening:
             max_frame=self.max_frame,
             task_status=_Started(started),
         )
+
+
+def machine_kwargs(log_level: LogLevel | int | None, logger: Any, env: str) -> dict[str, Any]:
+    """Logging settings of an rpc machine; ``env`` (e.g. ``AM_RPC_LOG_CLIENT``) turns OPS on."""
+    kw: dict[str, Any] = {}
+    if log_level is None and env_on(env):
+        log_level = LogLevel.OPS
+    if log_level is not None:
+        kw["log_level"] = log_level
+    if logger is not None:
+        kw["logger"] = logger
+    return kw
+
+
+class _Serving(Protocol):
+    async def serve(self, *, task_status: trio.TaskStatus[str] = ...) -> None: ...
+
+    def close(self) -> None: ...
+
+
+L = TypeVar("L", bound=_Serving)
+
+
+@asynccontextmanager
+async def serving(listener: L) -> AsyncIterator[L]:
+    """Run ``listener.serve()`` in a nursery until the block exits, then close it."""
+    async with trio.open_nursery() as nursery:
+        await nursery.start(listener.serve)
+        try:
+            yield listener
+        finally:
+            listener.close()
+            nursery.cancel_scope.cancel()

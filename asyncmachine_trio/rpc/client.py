@@ -27,14 +27,13 @@ from typing import Any
 import attrs
 import trio
 
-from ..helpers.env import env_on as _env_on
 from ..helpers.schema import schema_hash
 from ..machine.args import TypedArgs, pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import MutationType, Result
 from ..machine.transition import Event
-from ._common import Traffic
+from ._common import Traffic, machine_kwargs
 from .engine import Endpoint
 from .errors import (
     RpcAccessError,
@@ -158,13 +157,7 @@ class Client(Traffic):
         self.call_retry_timeout = call_retry_timeout
         self.reconnect = reconnect
         self._dial_fn = dial
-        kw: dict[str, Any] = {}
-        if log_level is None and _env_on("AM_RPC_LOG_CLIENT"):
-            log_level = LogLevel.OPS
-        if log_level is not None:
-            kw["log_level"] = log_level
-        if logger is not None:
-            kw["logger"] = logger
+        kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_CLIENT")
         self.mach = Machine(
             S, id=f"rc-{self.name}", tags=["rpc-client", f"addr:{addr}"], parent=parent, **kw
         )

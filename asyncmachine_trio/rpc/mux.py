@@ -14,7 +14,7 @@ from ..machine.args import pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.transition import Event
-from ._common import Listening
+from ._common import Listening, serving
 from .client import ARpc
 from .errors import RpcDestinationError
 from .server import Server
@@ -139,11 +139,5 @@ async def open_mux(
     source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
 ) -> AsyncIterator[Mux]:
     """A listening mux (``mux.addr`` is the bound URL); closed on exit."""
-    mux = Mux(source, addr, **kwargs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(mux.serve)
-        try:
-            yield mux
-        finally:
-            mux.close()
-            nursery.cancel_scope.cancel()
+    async with serving(Mux(source, addr, **kwargs)) as mux:
+        yield mux

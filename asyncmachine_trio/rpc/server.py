@@ -35,14 +35,13 @@ from typing import Any
 import attrs
 import trio
 
-from ..helpers.env import env_on as _env_on
 from ..helpers.schema import schema_hash
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
 from ..machine.tracing import Tracer
 from ..machine.transition import Event, Transition
-from ._common import Listening, Traffic
+from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
 from .errors import (
     RpcAccessError,
@@ -148,13 +147,7 @@ class Server(Traffic, Listening):
         self.ssl_context = ssl_context
         self.max_frame = max_frame
         self.send_timeout = send_timeout
-        kw: dict[str, Any] = {}
-        if log_level is None and _env_on("AM_RPC_LOG_SERVER"):
-            log_level = LogLevel.OPS
-        if log_level is not None:
-            kw["log_level"] = log_level
-        if logger is not None:
-            kw["logger"] = logger
+        kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
         self.mach = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
@@ -610,11 +603,5 @@ async def open_server(
     source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
 ) -> AsyncIterator[Server]:
     """A listening server (``server.addr`` is the bound URL); closed on exit."""
-    server = Server(source, addr, **kwargs)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(server.serve)
-        try:
-            yield server
-        finally:
-            server.close()
-            nursery.cancel_scope.cancel()
+    async with serving(Server(source, addr, **kwargs)) as server:
+        yield server
