@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, flush=True)
 
-    trio.run(serve_until_signal, port, say)
+    try:
+        trio.run(serve_until_signal, port, say)
+    except KeyboardInterrupt:  # a second Ctrl+C while shutting down
+        return 130
     return 0
 
 
