@@ -253,6 +253,11 @@ class Machine:
         self._err: Exception | None = None
         self._internal_errors: list[AsyncMachineError] = []
         self._tracers: list[Tracer] = []
+        # internal observers for upper layers (an rpc server watching its
+        # source): unlike a tracer they do not take the transition off the
+        # fast path; called after the tracers' transition_end / schema hooks
+        self._end_hooks: list[Callable[[Transition], Any]] = []
+        self._schema_hooks: list[Callable[[Machine], Any]] = []
         self._on_error: Callable[[Machine, Exception], Any] | None = None
         self._on_change: Callable[[Machine, Time, Time], Any] | None = None
         self._on_dispose: list[Callable[[str], Any]] = []
@@ -973,6 +978,8 @@ class Machine:
         self._verified = True
         for t in self._tracers:
             t.verify_states(self)
+        for hook in self._schema_hooks:
+            hook(self)
 
     def _reorder(self, names: list[str]) -> None:
         old = dict(zip(self._names, self._ticks, strict=True))
@@ -1010,6 +1017,8 @@ class Machine:
         self._resolver.new_schema(self._schema, self._names)
         for t in self._tracers:
             t.schema_change(self, old)
+        for hook in self._schema_hooks:
+            hook(self)
 
     def export(self) -> Serialized:
         """Ids, state order and ticks (needs verified states, SPEC 1.7)."""

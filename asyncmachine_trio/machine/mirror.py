@@ -117,6 +117,8 @@ def mirror_update(
     tx.is_completed = True
     for t in m._tracers:
         t.transition_end(tx)
+    for hook in m._end_hooks:
+        hook(tx)
     _set_queue_tick(m, queue_tick)
     m._subs.process(activated, deactivated, ticked, names, m.tick, m._queue_tick)
     return tx
@@ -200,3 +202,5 @@ def mirror_schema(m: Machine, schema: dict[str, State], names: Sequence[str]) ->
     m._index_handler_names()
     for t in m._tracers:
         t.schema_change(m, old_schema)
+    for hook in m._schema_hooks:
+        hook(m)

@@ -858,6 +858,8 @@ class Transition:
         self.is_completed = True
         for tracer in m._tracers:
             tracer.transition_end(self)
+        for hook in m._end_hooks:
+            hook(self)
 
         if result is CANCELED:
             return CANCELED
@@ -1070,6 +1072,8 @@ class Transition:
         self.is_completed = True
         for tracer in m._tracers:
             tracer.transition_end(self)
+        for hook in m._end_hooks:
+            hook(self)
 
         if result is CANCELED:
             return CANCELED

@@ -39,7 +39,6 @@ from ..helpers.schema import schema_hash
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
-from ..machine.tracing import Tracer
 from ..machine.transition import Event, Transition
 from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
@@ -83,23 +82,6 @@ _DEDUPE_MAX = 4096
 _APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
-
-
-class _Tracer(Tracer):
-    def __init__(self, server: Server) -> None:
-        self.server = server
-
-    def tracer_id(self) -> str:
-        return f"rpc-{self.server.mach.id}"
-
-    def transition_end(self, transition: Transition) -> None:
-        self.server._on_transition(transition)
-
-    def schema_change(self, machine: Machine, old_schema: dict[str, Any]) -> None:
-        self.server._on_schema_change()
-
-    def verify_states(self, machine: Machine) -> None:
-        self.server._on_reorder()
 
 
 @attrs.define(slots=True)
@@ -157,8 +139,11 @@ class Server(Traffic, Listening):
         self._busy = False
         self._conn_scope: trio.CancelScope | None = None
         self._handshaken = False
-        self._tracer = _Tracer(self)
-        source.tracer_bind(self._tracer)
+        # source observers (internal hooks, not a tracer: a tracer would take
+        # every source transition off the core's fast path)
+        self._known_schema: object = source._schema
+        source._end_hooks.append(self._on_transition)
+        source._schema_hooks.append(self._on_schema)
         # per connection
         self._names: list[str] = []  # client index space
         self._src_idx: list[int] = []  # client index -> source index
@@ -254,10 +239,12 @@ class Server(Traffic, Listening):
 
     def close(self) -> None:
         """Detach from the source and dispose the server machine (connections end)."""
-        try:
-            self.source.tracer_detach(self._tracer.tracer_id())
-        except Exception:
-            pass
+        for hooks, fn in (
+            (self.source._end_hooks, self._on_transition),
+            (self.source._schema_hooks, self._on_schema),
+        ):
+            if fn in hooks:
+                hooks.remove(fn)  # type: ignore[arg-type]
         if self._conn_scope is not None:
             self._conn_scope.cancel()
         self.mach.dispose()
@@ -301,6 +288,13 @@ class Server(Traffic, Listening):
         self._dirty = True
         if not self._quiet:
             self._wake.set()
+
+    def _on_schema(self, source: Machine) -> None:
+        """The source's states were verified (maybe reordered) or its schema changed."""
+        self._on_reorder()
+        if source._schema is not self._known_schema:
+            self._known_schema = source._schema
+            self._on_schema_change()
 
     def _on_reorder(self) -> None:
         # the source's state order changed: keep reading the client's states by
