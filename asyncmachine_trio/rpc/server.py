@@ -28,7 +28,7 @@ import secrets
 import ssl
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -148,6 +148,8 @@ class Server(Traffic, Listening):
         self._names: list[str] = []  # client index space
         self._src_idx: list[int] = []  # client index -> source index
         self._tracked: list[int] = []  # client indexes tracked
+        self._tracked_set: frozenset[int] = frozenset()
+        self._identity = False  # all tracked, client order = source order
         self._sync_schema = True
         self._sync_mutations = False
         self._shallow = False
@@ -255,16 +257,20 @@ class Server(Traffic, Listening):
     # ----- snapshots
 
     def _snapshot(self) -> Snapshot:
-        ticks = self.source._ticks
+        src = self.source
+        ticks = src._ticks
         tracked_src = self._src_idx
-        if self._sync_schema:
-            tracked = set(self._tracked)
+        if self._identity and len(ticks) == len(tracked_src):
+            # every state tracked, in the source's order (the common case)
+            vals: Sequence[int] = ticks
+        elif self._sync_schema:
+            tracked = self._tracked_set
             vals = [ticks[j] if i in tracked else 0 for i, j in enumerate(tracked_src)]
         else:
             vals = [ticks[j] for j in tracked_src]
         if self._shallow:
             vals = shallow(vals)
-        return Snapshot(tuple(vals), self.source._queue_tick, self.source._machine_tick)
+        return Snapshot(tuple(vals), src._queue_tick, src._machine_tick)
 
     def _diff(self) -> Update | None:
         cur = self._snapshot()
@@ -301,6 +307,13 @@ class Server(Traffic, Listening):
         # name (the client's index space does not change, see _track)
         index = self.source._index
         self._src_idx = [index[n] for n in self._names]
+        self._index_cache()
+
+    def _index_cache(self) -> None:
+        self._tracked_set = frozenset(self._tracked)
+        self._identity = len(self._tracked) == len(self._src_idx) and all(
+            i == j for i, j in enumerate(self._src_idx)
+        )
 
     def _on_schema_change(self) -> None:
         if self._handshaken:
@@ -447,6 +460,7 @@ class Server(Traffic, Listening):
             self._names = tracked_names
             self._src_idx = [src._index[n] for n in tracked_names]
             self._tracked = list(range(len(tracked_names)))
+        self._index_cache()
 
     def _on_handshake(self, _msg: Empty) -> Empty:
         if not self.client_id:
