@@ -559,16 +559,7 @@ class Machine:
         """Deactivate one state."""
         if self._disposing:
             return CANCELED
-        if (
-            args is None
-            and event is None
-            and not self._queue
-            and not self._draining
-            and self._tx is None
-            and not self._tracers
-            and self._log_level < L_OPS
-            and state in self._schema
-        ):
+        if args is None and event is None and state in self._schema and self._idle_plain():
             return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
         return self._remove(self._parse1(state), args, event)
 
