@@ -194,3 +194,22 @@ async def test_unregistered_args_value_is_a_typed_error() -> None:
             await client.netmach.call_add1("A", {"x": Opaque()})
         # the connection is still fine
         assert await client.netmach.call_add1("A", {"x": 1}) is am.Result.EXECUTED
+
+
+async def test_tree_of_replicas() -> None:
+    """A network machine is a source too: source -> server -> netmach -> server -> netmach."""
+    src = source()
+    async with rpc_pair(src, name="tier1") as (_s1, c1):
+        nm1 = c1.netmach
+        async with rpc_pair(nm1, name="tier2") as (_s2, c2):
+            nm2 = c2.netmach
+            src.add1("A")
+            with trio.fail_after(2):
+                await nm2.when1("A")
+            assert nm2.clock() == src.clock()
+            # a mutation from the leaf travels up through both tiers
+            nm2.add1("B")
+            with trio.fail_after(2):
+                await src.when1("B")
+                await nm2.when1("B")
+            assert nm2.not1("A") and nm1.is1("B")
