@@ -817,11 +817,7 @@ class Transition:
                             if name in hn and self._final1(name, True) is CANCELED:
                                 result = CANCELED
                                 break
-            if result is CANCELED:
-                m._revert(self)
-            has_changed = bool(self._apply_changes)
-            if result is CANCELED:
-                self._after = m._ticks
+            has_changed = self._settle(result)
         else:
             self._after = self._before
 
@@ -990,6 +986,16 @@ class Transition:
             return handle("AnyEnter", False, True, False)
         return EXECUTED
 
+    def _settle(self, result: Result) -> bool:
+        """After the final handlers: revert a canceled transition; did ticks change?"""
+        m = self.machine
+        if result is CANCELED:
+            m._revert(self)
+            has_changed = bool(self._apply_changes)
+            self._after = m._ticks
+            return has_changed
+        return bool(self._apply_changes)
+
     def run(self) -> Result:
         """Negotiate, apply, run final handlers, report (SPEC 5.2)."""
         m = self.machine
@@ -1035,11 +1041,7 @@ class Transition:
                     tracer.transition_finals(self)
                 if has_handlers or m._subs.when_args:
                     result = self._finals()
-                if result is CANCELED:
-                    m._revert(self)
-                has_changed = bool(self._apply_changes)
-                if result is CANCELED:
-                    self._after = m._ticks
+                has_changed = self._settle(result)
             else:
                 self._after = self._before
 
