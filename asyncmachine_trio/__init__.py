@@ -23,6 +23,7 @@ from .machine.clock import next_inactive as next_inactive
 from .machine.clock import next_inactive_in as next_inactive_in
 from .machine.errors import ArgumentError as ArgumentError
 from .machine.errors import AsyncMachineError as AsyncMachineError
+from .machine.errors import AutoLivelockError as AutoLivelockError
 from .machine.errors import DisposedError as DisposedError
 from .machine.errors import HandlerTimeoutError as HandlerTimeoutError
 from .machine.errors import NestedEvalError as NestedEvalError

@@ -154,6 +154,13 @@ class Machine:
     ``Exception`` with ``err`` set to an :class:`SchemaError` (SPEC 1.4).
     """
 
+    #: The livelock guard of the auto states: when an auto transition fails
+    #: (a handler raised) and its ``Exception`` mutation tries the same auto
+    #: states again from the same active states, failing the same way, this
+    #: many failures in a row stop the retries (reported as
+    #: :class:`AutoLivelockError`). Settable per machine; at least 1.
+    auto_retry_limit: int = 100
+
     def __init__(
         self,
         schema: Any,
@@ -683,6 +690,8 @@ class Machine:
     _handler_timeout = _dispatch.handler_timeout
 
     _recover = _dispatch.recover
+
+    _auto_livelock = _dispatch.auto_livelock
 
     # ----- handlers and tracers
 
