@@ -638,14 +638,16 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
+        """Store ``err`` and add ``[state, Exception]`` with the error in the args.
+
+        Errors are never refused by a full queue: unlike other mutations,
+        error mutations are queued beyond ``queue_limit``.
+        """
         if self._disposing or err is None:
             return CANCELED
         if not isinstance(err, BaseException):
             raise ArgumentError(f"err must be an exception, got {type(err).__name__}")
         called = self._parse([state, EXCEPTION])
-        if len(self._queue) >= self.queue_limit:
-            return self._queue_full(called)
         self._err = err
         trace = format_trace(err) if self.log_stack_trace else ""
         exc_args = pass_args(AException(err=err, err_trace=trace))
