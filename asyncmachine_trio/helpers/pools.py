@@ -24,7 +24,7 @@ class TaskPool:
         if limit < 1:
             raise ValueError(f"pool limit must be >= 1, got {limit}")
         self.task_group = task_group
-        self.limiter = anyio.CapacityLimiter(limit)
+        self.limiter: anyio.CapacityLimiter = anyio.CapacityLimiter(limit)
         self.ctx = ctx
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:

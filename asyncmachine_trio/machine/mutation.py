@@ -94,18 +94,18 @@ class Mutation:
         eval_fn: Callable[[], Any] | None = None,
         eval_source: str = "",
     ) -> None:
-        self.type = type
-        self.called = called
-        self.args = args
-        self.is_auto = is_auto
-        self.is_check = is_check
-        self.source = source
-        self.queue_tick = 0
+        self.type: MutationType = type
+        self.called: list[str] = called
+        self.args: dict[str, Any] = args
+        self.is_auto: bool = is_auto
+        self.is_check: bool = is_check
+        self.source: MutSource | None = source
+        self.queue_tick: int = 0
         # set on the Exception mutation of a failed auto transition: running
         # the auto states again right away would fail again, forever
-        self.skip_auto = False
-        self.eval_fn = eval_fn
-        self.eval_source = eval_source
+        self.skip_auto: bool = False
+        self.eval_fn: Callable[[], Any] | None = eval_fn
+        self.eval_source: str = eval_source
 
     def is_called(self, state: str) -> bool:
         """True if ``state`` is one of the called states."""
