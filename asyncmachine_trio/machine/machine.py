@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -16,7 +15,6 @@ from typing import Any
 
 import anyio.abc
 import attrs
-import structlog
 
 from . import dispatch as _dispatch
 from . import queue as _queue
@@ -45,6 +43,7 @@ from .logging import (
     L_NOTHING,
     L_OPS,
     LOG_ARGS,
+    STRUCTLOG,
     LoggerFn,
     LogLevel,
     format_log_args,
@@ -66,7 +65,7 @@ __all__ = ["Machine", "Serialized"]
 _UNSET: Any = object()
 _INTERNAL_ERRORS_MAX = 10
 
-_structlog = structlog.get_logger("asyncmachine_trio")
+_structlog = STRUCTLOG  # structlog, imported at the first line logged
 
 
 def _env_on(name: str) -> bool:
@@ -202,7 +201,7 @@ class Machine:
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise ArgumentError(f"queue_limit must be a positive int: {queue_limit!r}")
 
-        self._id: str = id if id else secrets.token_hex(8)
+        self._id: str = id if id else os.urandom(8).hex()
         self._parent_id = ""
         parent_mach: Machine | None = None
         if isinstance(parent, Machine):

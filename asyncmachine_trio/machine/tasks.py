@@ -8,8 +8,8 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import trio
 
 from .errors import ArgumentError, NoNurseryError
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
@@ -25,6 +24,8 @@ from .schema import DISPOSING, START
 from .waiting import Ctx, StateCtx
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .machine import Machine
     from .transition import Event
 
@@ -77,12 +78,15 @@ def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _A
     structure); on asyncio as plain asyncio tasks owned by an ``_AsyncioHost``
     task in the group. Anything else keeps the task group's ``start_soon``.
     """
-    nursery = task_group
-    if not isinstance(nursery, trio.Nursery):
-        # anyio's task group on the trio backend keeps its nursery there
-        nursery = getattr(task_group, "_nursery", None)
-    if isinstance(nursery, trio.Nursery):
-        return nursery.start_soon, trio.CancelScope, None
+    # trio and asyncio are imported by whoever runs their loop: not at our import
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        nursery: Any = task_group
+        if not isinstance(nursery, trio.Nursery):
+            # anyio's task group on the trio backend keeps its nursery there
+            nursery = getattr(task_group, "_nursery", None)
+        if isinstance(nursery, trio.Nursery):
+            return nursery.start_soon, trio.CancelScope, None
     scope_cls: Callable[[], Any] = type(anyio.CancelScope())
     if type(task_group).__module__ == "anyio._backends._asyncio":
         host = _AsyncioHost(scope_cls)
@@ -104,6 +108,8 @@ class _AsyncioHost:
     __slots__ = ("closing", "error", "event", "loop", "scope_cls", "scopes", "tasks")
 
     def __init__(self, scope_cls: Callable[[], Any]) -> None:
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.scope_cls = scope_cls
         self.tasks: set[asyncio.Task[Any]] = set()

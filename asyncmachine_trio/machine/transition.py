@@ -8,7 +8,7 @@ and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -269,7 +269,7 @@ class Transition:
     def id(self) -> str:
         """Random 16 hex chars, made on first use (most transitions never need one)."""
         if not self._id:
-            self._id = secrets.token_hex(8)
+            self._id = os.urandom(8).hex()
         return self._id
 
     @property
