@@ -19,6 +19,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .errors import ArgumentError, NoNurseryError
+from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
 from .schema import DISPOSING, START
 from .waiting import Ctx, StateCtx
@@ -155,7 +156,10 @@ class _AsyncioHost:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
                 await self._wait(settled)
-            raise
+            if self.error is None:
+                raise
+            # a task's BaseException while the group was being cancelled: it
+            # joins the group's other errors (as a trio nursery would keep it)
         if self.error is not None:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
@@ -336,13 +340,19 @@ def new_state_ctx(m: Machine, state: str) -> StateCtx:
 @contextlib.asynccontextmanager
 async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
     """``async with am.open_machine(schema, ...) as mach``: a machine with its own
-    task group, disposed on exit (its forked tasks are cancelled)."""
+    task group, disposed on exit (its forked tasks are cancelled).
+
+    A bad schema or option raises before the task group starts; an exception
+    raised in the block (or by one task) leaves as itself, not in an
+    ``ExceptionGroup`` (several at once do: semantics §13.1).
+    """
     from .machine import Machine
 
-    async with anyio.create_task_group() as tg:
-        mach = Machine(schema, **kwargs)
-        start(mach, tg)
-        try:
-            yield mach
-        finally:
-            dispose(mach)
+    mach = Machine(schema, **kwargs)
+    with unwrap_single():
+        async with anyio.create_task_group() as tg:
+            start(mach, tg)
+            try:
+                yield mach
+            finally:
+                dispose(mach)
