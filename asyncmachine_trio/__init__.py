@@ -93,11 +93,9 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
-# upper layer: imported last, it uses the names above
-from . import helpers as helpers
-
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "testing")
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra), which
+# keeps ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
+_LAZY = ("helpers", "history", "rpc", "states", "testing")
 
 
 def __getattr__(name: str) -> _Any:

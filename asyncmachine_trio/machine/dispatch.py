@@ -7,7 +7,7 @@ so the hot path pays no wrapper call.
 from __future__ import annotations
 
 import logging
-import secrets
+import os
 import time as _time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -277,7 +277,7 @@ def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str
     if handlers is None or isinstance(handlers, str | int | float | bool):
         raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
     first = not m._handlers_ever_bound
-    bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
+    bid = sanitize_binding_id(id) if id else f"anon-{os.urandom(2).hex()}"
     binding = Binding(handlers, bid, m._binding_num)
     binding.compile(m._names)
     m._binding_num += 1

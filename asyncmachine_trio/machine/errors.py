@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
-
 __all__ = [
     "ArgumentError",
     "AsyncMachineError",
@@ -79,6 +77,8 @@ class WrongThreadError(AsyncMachineError, RuntimeError):
 
 def format_trace(err: BaseException | None) -> str:
     """The traceback of ``err``, or the current stack when it has none."""
+    import traceback  # on the first error only: not a cost of importing the package
+
     if err is not None and err.__traceback__ is not None:
         return "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return "".join(traceback.format_stack()[:-3])

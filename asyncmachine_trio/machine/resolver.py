@@ -235,6 +235,14 @@ class Resolver:
         "topo_key",
     )
 
+    multi: frozenset[str]
+    add: dict[str, tuple[str, ...]]
+    remove: dict[str, tuple[str, ...]]
+    remove_set: dict[str, frozenset[str]]
+    removed_by: dict[str, frozenset[str]]
+    require: dict[str, tuple[str, ...]]
+    auto_states: tuple[str, ...]
+
     def __init__(self, mach: Machine) -> None:
         self._mach = mach
         self.schema: dict[str, State] = {}

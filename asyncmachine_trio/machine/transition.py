@@ -8,7 +8,7 @@ and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,21 +52,21 @@ class Plan:
         enters: tuple[str, ...],
         deltas: tuple[tuple[str, int], ...],
     ) -> None:
-        self.targets = targets
-        self.accepted = accepted
-        self.exits = exits
-        self.enters = enters
+        self.targets: tuple[str, ...] = targets
+        self.accepted: bool = accepted
+        self.exits: tuple[str, ...] = exits
+        self.enters: tuple[str, ...] = enters
         # compared with the live ``target_states`` before applying from the plan
-        self.target_list = list(targets)
+        self.target_list: list[str] = list(targets)
         # the new active set, shared (active sets are replaced, never mutated)
-        self.target_set = frozenset(targets)
+        self.target_set: frozenset[str] = frozenset(targets)
         # the clock changes of apply(), in its order: (state, +1 or +2)
-        self.deltas = deltas
+        self.deltas: tuple[tuple[str, int], ...] = deltas
         # whether any negotiation event has a handler, for one (handler names,
         # pair firsts): both are interned, so identity checks suffice
         self.neg_hn: frozenset[str] | None = None
         self.neg_firsts: frozenset[str] | None = None
-        self.neg_needed = True
+        self.neg_needed: bool = True
 
 
 class StepType(enum.Enum):
@@ -109,13 +109,13 @@ class Step:
         is_enter: bool = False,
         is_self: bool = False,
     ) -> None:
-        self.type = type
-        self.from_state = from_state
-        self.to_state = to_state
-        self.relation = relation
-        self.is_final = is_final
-        self.is_enter = is_enter
-        self.is_self = is_self
+        self.type: StepType = type
+        self.from_state: str = from_state
+        self.to_state: str = to_state
+        self.relation: str = relation
+        self.is_final: bool = is_final
+        self.is_enter: bool = is_enter
+        self.is_self: bool = is_self
 
     def __str__(self) -> str:
         from_ = f"**{self.from_state}**" if self.from_state else ""
@@ -155,12 +155,12 @@ class Event:
     def __init__(
         self, name: str, machine: Machine, tx: Transition, args: dict[str, Any], state: str = ""
     ) -> None:
-        self.name = name
+        self.name: str = name
         #: the state this handler is about ("" for AnyEnter / AnyState)
-        self.state = state
-        self.machine = machine
+        self.state: str = state
+        self.machine: Machine = machine
         self._tx = tx
-        self.args = args
+        self.args: dict[str, Any] = args
         self.ctx: Any = None
 
     @property
@@ -237,8 +237,8 @@ class Transition:
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
         self._id = ""
-        self.machine = m
-        self.mutation = mut
+        self.machine: Machine = m
+        self.mutation: Mutation = mut
         # the machine replaces (never mutates) its active list, set and ticks
         # list (copy-on-write, see apply), so the transition keeps references
         # instead of copies (Time views are made on read)
@@ -246,8 +246,8 @@ class Transition:
         self._before_set: frozenset[str] | set[str] = m._active_set
         self._before: list[int] = m._ticks
         self._after: list[int] | None = None
-        self.is_accepted = True
-        self.is_completed = False
+        self.is_accepted: bool = True
+        self.is_completed: bool = False
         self.enters: list[str] = []
         self.exits: list[str] = []
         self.activated: list[str] = []
@@ -259,7 +259,7 @@ class Transition:
         self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
-        self.queue_len = 0
+        self.queue_len: int = 0
         self._called_set: frozenset[str] | None = None
         self.target_states: list[str] = []
 
@@ -269,7 +269,7 @@ class Transition:
     def id(self) -> str:
         """Random 16 hex chars, made on first use (most transitions never need one)."""
         if not self._id:
-            self._id = secrets.token_hex(8)
+            self._id = os.urandom(8).hex()
         return self._id
 
     @property

@@ -39,7 +39,7 @@ class Ctx:
     )
 
     def __init__(self, parent: Ctx | None = None) -> None:
-        self.parent = parent
+        self.parent: Ctx | None = parent
         self._cancelled = False
         # insertion-ordered; a child leaves when it is cancelled (no growth
         # in long-lived parents such as the machine's context)
@@ -108,9 +108,9 @@ class StateCtx(Ctx):
 
     def __init__(self, machine_id: str, state: str, tick: int, parent: Ctx | None) -> None:
         super().__init__(parent)
-        self.machine_id = machine_id
-        self.state = state
-        self.tick = tick
+        self.machine_id: str = machine_id
+        self.state: str = state
+        self.tick: int = tick
 
     @property
     def expired(self) -> bool:
@@ -132,7 +132,7 @@ class Waiter:
     __slots__ = ("_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
-        self.kind = kind
+        self.kind: str = kind
         self._set = False
         self._event: anyio.Event | None = None
         self._holders = 1
@@ -265,7 +265,7 @@ class Subscriptions:
         # subscriptions whose ctx was cancelled, resolved at the next evaluation
         self._expired: list[_When | _WhenTime | _WhenQuery] = []
         self._expired_args: list[_WhenArgs] = []
-        self.count = 0
+        self.count: int = 0
 
     # ----- registration
 
