@@ -129,6 +129,8 @@ class Endpoint:
         self._closed = trio.Event()
         self._close_soon = False
         self.close_reason: BaseException | None = None
+        #: when the last frame arrived (``trio.current_time()``; liveness checks)
+        self.last_received = trio.current_time()
 
     @property
     def closed(self) -> bool:
@@ -180,9 +182,11 @@ class Endpoint:
                 self.close_reason = err
                 return
             except RpcError as err:  # too large, text message: answer, keep reading
+                self.last_received = trio.current_time()
                 self._report(err)
                 await self._send_error(0, err)
                 continue
+            self.last_received = trio.current_time()
             try:
                 frame = decode_frame(data)
             except Exception as err:  # decode_frame is total; this is a safety net
