@@ -9,6 +9,9 @@ The decoder itself is checked over arbitrary bytes and over near-valid frames
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import msgpack
 import pytest
 import trio
+import trio.lowlevel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -264,3 +268,226 @@ def test_fuzzed_frames_never_end_a_server(frames: list[bytes]) -> None:
             n.cancel_scope.cancel()
 
     trio.run(main)
+
+
+# ----- holding the single-client slot
+
+TOKEN = "s3cret"
+DEADLINE = 0.5  # the servers' handshake_timeout in these tests
+
+
+def port_of(addr: str) -> int:
+    return int(addr.rsplit(":", 1)[1].split("/")[0])
+
+
+async def hold_no_hello(addr: str, n: trio.Nursery) -> trio.abc.Stream:
+    return await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+
+
+async def hold_upgraded_no_hello(addr: str, n: trio.Nursery) -> Any:
+    return await rpc.connect(addr, nursery=n)
+
+
+async def hold_wrong_token(addr: str, n: trio.Nursery) -> Any:
+    t = await rpc.connect(addr, nursery=n)
+    await t.send(wire.encode_frame(wire.Frame(1, "Hello", None, wire.CliHello("rc-x", token="no"))))
+    return t
+
+
+async def hold_garbage_trickle(addr: str, n: trio.Nursery) -> trio.abc.Stream:
+    s = await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+
+    async def trickle() -> None:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            for _ in range(200):
+                await s.send_all(b"\x00")
+                await trio.sleep(0.02)
+
+    n.start_soon(trickle)
+    return s
+
+
+async def hold_partial_frame(addr: str, n: trio.Nursery) -> trio.abc.Stream:
+    s = await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+    await s.send_all(b"\x00\x00\x10\x00" + b"\x94" * 100)  # 4096 promised, 100 sent
+    return s
+
+
+async def hold_frozen_client(addr: str, n: trio.Nursery) -> trio.abc.Stream:
+    """Right token, handshake done, then it never reads nor writes (SIGSTOP-like)."""
+    s = await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+    t = rpc.StreamTransport(s)
+    for seq, method, body in (
+        (1, "Hello", wire.CliHello("rc-frozen", token=TOKEN)),
+        (2, "Handshake", wire.Empty()),
+    ):
+        await t.send(wire.encode_frame(wire.Frame(seq, method, None, body)))
+        with trio.fail_after(5):
+            f = wire.decode_frame(await t.receive())
+        assert f.error is None, f.error
+    return s
+
+
+HOLDS = {
+    "no-hello": (hold_no_hello, ("tcp", "ws")),
+    "upgraded-no-hello": (hold_upgraded_no_hello, ("tcp", "ws")),
+    "wrong-token": (hold_wrong_token, ("tcp", "ws")),
+    "garbage-trickle": (hold_garbage_trickle, ("tcp", "ws")),
+    "partial-frame": (hold_partial_frame, ("tcp",)),
+    "frozen-client": (hold_frozen_client, ("tcp",)),
+}
+
+
+@pytest.mark.parametrize(
+    ("hold", "scheme"), [(h, sc) for h, (_f, schemes) in HOLDS.items() for sc in schemes]
+)
+@pytest.mark.trio
+async def test_the_slot_cannot_be_held(hold: str, scheme: str) -> None:
+    src = am.Machine(Src, id="src")
+    fn = HOLDS[hold][0]
+    async with (
+        rpc.open_server(
+            src,
+            f"{scheme}://127.0.0.1:0",
+            token=TOKEN,
+            handshake_timeout=DEADLINE,
+            connect_timeout=DEADLINE,
+            idle_timeout=DEADLINE,
+            send_timeout=DEADLINE,
+        ) as server,
+        trio.open_nursery() as n,
+    ):
+        held = await fn(server.addr, n)
+        start = trio.current_time()
+        async with rpc.open_client(
+            server.addr, Src, token=TOKEN, conn_retry_delay=0.05, ready_timeout=5
+        ) as client:
+            took = trio.current_time() - start
+            assert await client.netmach.call_add1("A") is EXECUTED
+        # the right client got in within the handshake deadline (+ the idle
+        # check for a frozen, authenticated client)
+        limit = DEADLINE + (3 * DEADLINE if hold == "frozen-client" else 0) + 0.5
+        assert took < limit, took
+        # and the attacker's connection was closed by the server
+        with trio.fail_after(3 * DEADLINE + 1):
+            if isinstance(held, trio.abc.Stream):
+                while await held.receive_some(65536):
+                    pass
+            else:
+                with pytest.raises(rpc.RpcConnectionError):
+                    while True:
+                        await held.receive()
+        await held.aclose()
+        n.cancel_scope.cancel()
+
+
+# ----- pre-handshake resources (a server in its own process, measured)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@asynccontextmanager
+async def server_proc(*args: str) -> AsyncIterator[tuple[trio.Process, str]]:
+    """``tests/rpc_server_proc.py`` in a subprocess: the process and its bound URL."""
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, os.path.join(HERE, "rpc_server_proc.py"), *args],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        buf = b""
+        with trio.fail_after(20):
+            while b"\n" not in buf:
+                chunk = await proc.stdout.receive_some(1024)
+                assert chunk, "the server process exited"
+                buf += chunk
+        line = buf.split(b"\n", 1)[0].decode()
+        assert line.startswith("ADDR "), line
+        yield proc, line[5:]
+    finally:
+        proc.kill()
+        with trio.move_on_after(5):
+            await proc.wait()
+
+
+def rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def ws_upgrade(addr: str) -> trio.abc.Stream:
+    """A raw TCP stream that completed a websocket upgrade (frames written by hand)."""
+    s = await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+    await s.send_all(
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    buf = b""
+    with trio.fail_after(5):
+        while b"\r\n\r\n" not in buf:
+            buf += await s.receive_some(4096)
+    assert b" 101 " in buf, buf
+    return s
+
+
+PARTIAL_CONNS = 40
+PARTIAL_BOUND_KIB = 20 * 1024  # the stated bound: RSS growth under 20 MiB
+
+
+@pytest.mark.parametrize("scheme", ["ws", "tcp"])
+@pytest.mark.trio
+async def test_partial_large_messages_leave_memory_bounded(scheme: str) -> None:
+    """40 connections each start a 16 MiB message and push 1 MiB of it, never finishing."""
+    async with server_proc("--kind", "mux", "--scheme", scheme) as (proc, addr):
+        before = rss_kib(proc.pid)
+        chunk = b"\x00" * 65536
+        streams: list[trio.abc.Stream] = []
+        closed = 0
+        for _ in range(PARTIAL_CONNS):
+            if scheme == "ws":
+                s = await ws_upgrade(addr)
+                # FIN + binary, masked, 64-bit length: 16 MiB
+                await s.send_all(b"\x82\xff" + (16 << 20).to_bytes(8, "big") + b"\x00" * 4)
+            else:
+                s = await trio.open_tcp_stream("127.0.0.1", port_of(addr))
+                await s.send_all((16 << 20).to_bytes(4, "big"))
+            streams.append(s)
+            try:
+                with trio.fail_after(5):
+                    for _ in range(16):
+                        await s.send_all(chunk)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                closed += 1
+        await trio.sleep(0.2)
+        grown = rss_kib(proc.pid) - before
+        for s in streams:
+            await trio.aclose_forcefully(s)
+        print(f"partial-{scheme}: RSS +{grown} KiB, {closed} closed")
+        assert grown < PARTIAL_BOUND_KIB, f"RSS grew by {grown} KiB"
+        # the server refused them (closed the connection past the limit)
+        assert closed == PARTIAL_CONNS
+        async with rpc.open_client(addr, Src, ready_timeout=5) as client:
+            assert await client.netmach.call_add1("A") is EXECUTED
+
+
+@pytest.mark.trio
+async def test_descriptor_pressure_recovers_within_the_connect_timeout() -> None:
+    """RLIMIT_NOFILE 64 in the server; 100 idle connections; then a real client."""
+    connect_timeout = 1.0
+    async with server_proc(
+        "--kind", "mux", "--scheme", "ws", "--nofile", "64",
+        "--connect-timeout", str(connect_timeout),
+    ) as (_proc, addr):  # fmt: skip
+        idle = [await trio.open_tcp_stream("127.0.0.1", port_of(addr)) for _ in range(100)]
+        await trio.sleep(0.3)  # the server is out of descriptors now
+        for s in idle:
+            await trio.aclose_forcefully(s)
+        start = trio.current_time()
+        async with rpc.open_client(addr, Src, ready_timeout=10, conn_retry_delay=0.1) as client:
+            took = trio.current_time() - start
+            assert await client.netmach.call_add1("A") is EXECUTED
+        print(f"descriptor pressure: ready after {took:.2f} s")
+        assert took < connect_timeout + 1, took
