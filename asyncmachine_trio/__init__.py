@@ -96,7 +96,7 @@ __version__ = "0.1.0"
 from . import helpers as helpers
 
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "testing")
+_LAZY = ("history", "rpc", "states", "telemetry", "testing")
 
 
 def __getattr__(name: str) -> _Any:
