@@ -105,6 +105,7 @@ PUBLIC = [
     "states_to_index",
     "states_unique",
     "states_with_prefix",
+    "telemetry",
     "testing",
 ]
 
