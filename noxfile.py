@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[rpc]", "mypy>=1.10")
+    session.install("-e", ".[all]", "opentelemetry-sdk>=1.20", "mypy>=1.10")
     session.run("mypy", "--strict", "asyncmachine_trio")
 
 

@@ -95,7 +95,7 @@ __version__ = "0.1.0"
 
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra), which
 # keeps ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
-_LAZY = ("helpers", "history", "rpc", "states", "testing")
+_LAZY = ("helpers", "history", "rpc", "states", "telemetry", "testing")
 
 
 def __getattr__(name: str) -> _Any:

@@ -106,6 +106,7 @@ PUBLIC = [
     "states_to_index",
     "states_unique",
     "states_with_prefix",
+    "telemetry",
     "testing",
 ]
 
