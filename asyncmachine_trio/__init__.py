@@ -95,8 +95,9 @@ __version__ = "0.1.0"
 # upper layer: imported last, it uses the names above
 from . import helpers as helpers
 
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "testing")
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra;
+# ``am.vis`` text output needs nothing, its SVG the ``[vis]`` extra)
+_LAZY = ("graph", "history", "rpc", "states", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

@@ -71,6 +71,7 @@ PUBLIC = [
     "args_key",
     "args_merge",
     "capitalize",
+    "graph",
     "hash_str",
     "helpers",
     "history",
@@ -106,6 +107,7 @@ PUBLIC = [
     "states_unique",
     "states_with_prefix",
     "testing",
+    "vis",
 ]
 
 # the core names DESIGN.md fixes ("Core API")
