@@ -33,5 +33,5 @@ def version_callback(prog: str) -> typer.models.OptionInfo:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print ``error: message`` in red to stderr and exit with ``code``."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
