@@ -72,6 +72,7 @@ PUBLIC = [
     "args_key",
     "args_merge",
     "capitalize",
+    "graph",
     "hash_str",
     "helpers",
     "history",
@@ -108,6 +109,7 @@ PUBLIC = [
     "states_with_prefix",
     "telemetry",
     "testing",
+    "vis",
 ]
 
 # the core names DESIGN.md fixes ("Core API")
