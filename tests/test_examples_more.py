@@ -1,0 +1,178 @@
+"""The reference's examples ported to ``examples/``: each runs to completion here.
+
+Examples that sleep run on trio with a ``MockClock`` (instant) and on asyncio
+(real, short sleeps); synchronous ones need no loop.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import runpy
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, cast
+
+import anyio
+import pytest
+from trio.testing import MockClock
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
+    mod_name = f"examples_{name.replace('/', '_')}"
+    if mod_name in sys.modules:
+        return sys.modules[mod_name]
+    spec = importlib.util.spec_from_file_location(mod_name, EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[mod_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return cast(str, request.param)
+
+
+def run_async(fn: Callable[..., Awaitable[Any]], backend: str, *args: Any) -> Any:
+    """Run ``fn(*args)`` on ``backend`` (trio: a MockClock that skips sleeps)."""
+    options: dict[str, Any] = {}
+    if backend == "trio":
+        options["clock"] = MockClock(autojump_threshold=0)
+    return anyio.run(fn, *args, backend=backend, backend_options=options)
+
+
+def quiet(line: str) -> None:
+    """A ``say`` that prints nothing (the examples return their lines)."""
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["basic", "fsm", "nfa", "fan_out_in", "relations_playground", "asyncio_app", "mach_template"],
+)
+def test_docstring_says_how_to_run(name: str) -> None:
+    doc = load(name).__doc__
+    assert doc and f"Run: python examples/{name}.py" in doc
+
+
+# ----- basic
+
+
+def test_basic(backend: str) -> None:
+    lines = run_async(load("basic").main, backend, quiet)
+    assert lines == [
+        "add Bar without a result: canceled",
+        "Foo: working",
+        "Bar: result 42",
+        "done: (Start:1 Bar:1 Done:1)",
+    ]
+
+
+# ----- fsm
+
+
+def test_fsm_turnstile() -> None:
+    assert load("fsm").main() == [
+        "push    executed -> Locked",
+        "coin:0  canceled -> Locked",
+        "coin:1  executed -> Unlocked",
+        "coin:1  executed -> Unlocked",
+        "push    executed -> Locked",
+        "push    executed -> Locked",
+        "coin:2  executed -> Unlocked",
+        "push    executed -> Locked",
+        "passes: 2",
+    ]
+
+
+def test_fsm_rejects_unknown_input() -> None:
+    fsm = load("fsm")
+    with pytest.raises(ValueError, match="'kick'"):
+        fsm.feed(fsm.new_turnstile(), ["kick"])
+
+
+# ----- nfa
+
+
+@pytest.mark.parametrize(
+    ("word", "accepted"),
+    [
+        ("101010", True),
+        ("10", True),
+        ("0110", True),
+        ("000010", True),
+        ("1011", False),
+        ("1", False),
+        ("", False),
+        ("100", False),
+    ],
+)
+def test_nfa_accepts_strings_ending_in_10(word: str, accepted: bool) -> None:
+    ok, trace = load("nfa").accepts(word)
+    assert ok is accepted
+    assert len(trace) == len(word)
+
+
+def test_nfa_tracks_several_states_at_once() -> None:
+    _, trace = load("nfa").accepts("101010")
+    assert trace[0] == "1: Q0 Q1"  # nondeterminism: both branches active
+    assert trace[1] == "0: Q0 Q2 Accepted"
+
+
+def test_nfa_rejects_other_symbols() -> None:
+    with pytest.raises(ValueError, match="'102'"):
+        load("nfa").accepts("102")
+
+
+# ----- fan_out_in
+
+
+def test_fan_out_in(backend: str) -> None:
+    ex = load("fan_out_in")
+    work = ex.WORK if backend == "trio" else 0.02
+    lines = run_async(ex.main, backend, quiet, 1, work)
+    started = [ln for ln in lines if " started, running: " in ln]
+    assert sorted(ln.split()[0] for ln in started) == sorted(f"Task{i}" for i in range(15))
+    assert all(int(ln.rsplit(" ", 1)[1]) <= 3 for ln in started)
+    assert lines[-2] == "peak concurrency: 3"
+    if backend == "trio":  # virtual time: exactly 5 rounds of 3 tasks
+        assert lines[-1] == "done: 15 tasks in 5 rounds of work, fanned in: True"
+    else:
+        assert lines[-1].startswith("done: 15 tasks in ")
+        assert lines[-1].endswith("fanned in: True")
+
+
+# ----- relations_playground
+
+
+def test_relations_playground() -> None:
+    ex = load("relations_playground")
+    answers = {p.name: ex.solve(p) for p in ex.PUZZLES}
+    assert answers == {
+        "FooBar": [],
+        "FileProcessed": ["FileProcessed"],
+        "DryWaterWet": ["Dry"],
+        "RemoveByAdd": ["A", "B"],
+        "AddOptionalRemoveMandatory": ["A", "C"],
+        "Mutex": ["C"],
+        "Quiz": ["A", "B", "D", "E"],
+    }
+    lines = ex.main()
+    assert len(lines) == 2 * len(ex.PUZZLES)
+
+
+# ----- scripts
+
+
+@pytest.mark.parametrize("name", ["fsm", "nfa", "relations_playground"])
+def test_sync_examples_run_as_scripts(
+    name: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sys, "argv", [name])
+    runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
+    assert capsys.readouterr().out.strip()
