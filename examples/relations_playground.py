@@ -61,8 +61,7 @@ PUZZLES = [
         {"A": am.State(add=("B",)), "B": am.State(remove=("C",)), "C": am.State()},
         lambda m: (m.add1("C"), m.add1("A")),
         "add C, then A. Is C active?",
-        "A adds B and B removes C: a state removes others even when it was not "
-        "the one called.",
+        "A adds B and B removes C: a state removes others even when it was not the one called.",
     ),
     Puzzle(
         "AddOptionalRemoveMandatory",

@@ -61,9 +61,12 @@ def marker_misplaced(text: str) -> list[int]:
             in_fence = m.group(2)
         elif in_fence is not None and line.strip().startswith(in_fence):
             in_fence = None
-        elif in_fence is None and line.strip() == MARKER:
-            if i + 1 >= len(lines) or not FENCE.match(lines[i + 1]):
-                bad.append(i + 1)
+        elif (
+            in_fence is None
+            and line.strip() == MARKER
+            and (i + 1 >= len(lines) or not FENCE.match(lines[i + 1]))
+        ):
+            bad.append(i + 1)
     return bad
 
 

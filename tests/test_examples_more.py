@@ -176,3 +176,50 @@ def test_sync_examples_run_as_scripts(
     monkeypatch.setattr(sys, "argv", [name])
     runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
     assert capsys.readouterr().out.strip()
+
+
+# ----- mach_template
+
+
+def test_mach_template(backend: str) -> None:
+    ex = load("mach_template")
+    config = ex.Config(name="t", rounds=4, interval=0.5 if backend == "trio" else 0.01, fail_on=2)
+    lines = run_async(ex.main, backend, config, quiet)
+    assert lines == [
+        "t: ready",
+        "request without an id: canceled",
+        "t: processed request 1",
+        "t: error: request 2 failed",
+        "t: processed request 3",
+        "t: processed request 4",
+        "t: done, processed [1, 3, 4]",
+        "stopped: (Done:1)",
+    ]
+
+
+def test_mach_template_config_from_env() -> None:
+    ex = load("mach_template")
+    assert ex.Config.from_env({}) == ex.Config()
+    config = ex.Config.from_env({"TEMPLATE_ROUNDS": "7", "TEMPLATE_NAME": "x"})
+    assert (config.rounds, config.name) == (7, "x")
+    with pytest.raises(ValueError, match="TEMPLATE_"):
+        ex.Config.from_env({"TEMPLATE_INTERVAL": "soon"})
+
+
+# ----- asyncio_app (asyncio only: it is a plain asyncio program)
+
+
+def test_asyncio_app() -> None:
+    lines = anyio.run(load("asyncio_app").main, quiet, backend="asyncio")
+    assert lines == [
+        "uploaded ALPHA",
+        "a.txt: (Downloaded:1 Processed:1 Uploaded:1)",
+        "missing.txt: failed: FileNotFoundError('missing.txt')",
+        "uploaded BETA",
+        "b.txt: (Downloaded:1 Processed:1 Uploaded:1)",
+    ]
+
+
+def test_asyncio_app_imports_no_trio() -> None:
+    source = (EXAMPLES / "asyncio_app.py").read_text()
+    assert "import trio" not in source and "import anyio" not in source
