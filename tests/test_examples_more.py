@@ -18,6 +18,9 @@ import anyio
 import pytest
 from trio.testing import MockClock
 
+import asyncmachine_trio as am
+from asyncmachine_trio import testing as amt
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -223,3 +226,54 @@ def test_asyncio_app() -> None:
 def test_asyncio_app_imports_no_trio() -> None:
     source = (EXAMPLES / "asyncio_app.py").read_text()
     assert "import trio" not in source and "import anyio" not in source
+
+
+# ----- path_watcher (real files and a real watcher: real clock on both loops)
+
+
+def test_path_watcher(backend: str, tmp_path: Path) -> None:
+    ex = load("path_watcher")
+    S = ex.WatcherStates
+    bin1, bin2 = tmp_path / "bin1", tmp_path / "bin2"
+    bin1.mkdir()
+    bin2.mkdir()
+    (bin1 / "a").write_text("#!/bin/sh\n")
+    (bin1 / "a").chmod(0o755)
+    (bin1 / "data.txt").write_text("not executable")
+
+    async def scenario() -> list[str]:
+        lines: list[str] = []
+        watcher = ex.Watcher([bin1, bin2, tmp_path / "missing"], lines.append, step_ms=20)
+        async with am.open_machine(S, id="pw", handlers=watcher) as mach:
+
+            async def until(cond: Callable[[], bool]) -> None:
+                with anyio.fail_after(10):
+                    while not cond():
+                        await mach.when_next_active(S.Updated)
+
+            mach.add1(S.Start)
+            with anyio.fail_after(10):
+                await mach.when1(S.Ready)
+            assert watcher.all() == {"a"}
+
+            (bin2 / "b").write_text("#!/bin/sh\n")
+            (bin2 / "b").chmod(0o755)
+            await until(lambda: "b" in watcher.all())
+            (bin1 / "a").unlink()
+            await until(lambda: "a" not in watcher.all())
+            assert watcher.found == {
+                str(bin1.resolve()): set(),
+                str(bin2.resolve()): {"b"},
+                str((tmp_path / "missing").resolve()): set(),
+            }
+            # negotiation: an unwatched directory is not scanned
+            assert mach.add1(S.Scanning, {"dir": str(tmp_path)}) == am.Result.CANCELED
+            # removing Start ends Watching, which cancels the watch loop
+            mach.remove1(S.Start)
+            assert mach.not_([S.Watching, S.Ready])
+            amt.assert_no_err_ever(mach)
+        return lines
+
+    lines = anyio.run(scenario, backend=backend)
+    assert lines[:2] == ["watching 3 directories", "ready: 1 executables"]
+    assert lines[2:] == [f"+ b ({bin2.resolve()})", f"- a ({bin1.resolve()})"]
