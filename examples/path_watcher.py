@@ -62,12 +62,14 @@ class Watcher:
         self.say = say
         self.step_ms = step_ms
         self.found: dict[str, set[str]] = {d: set() for d in self.dirs}
+        self.existing: list[str] = []
 
     def all(self) -> set[str]:
         """Every executable found, in any watched directory."""
         return set().union(*self.found.values())
 
     def start_state(self, e: am.Event) -> None:
+        self.existing = [d for d in self.dirs if os.path.isdir(d)]
         for d in self.dirs:
             e.machine.add1(S.Scanning, {"dir": d})
         self.say(f"watching {len(self.dirs)} directories")
@@ -96,9 +98,8 @@ class Watcher:
     async def watching_state(self, e: am.Event) -> None:
         """The watch loop: a task scoped to Watching."""
         mach = e.machine
-        existing = [d for d in self.dirs if os.path.isdir(d)]
         async for changes in watchfiles.awatch(
-            *existing,
+            *self.existing,
             recursive=False,
             debounce=self.step_ms,
             step=self.step_ms,
