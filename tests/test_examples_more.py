@@ -277,3 +277,45 @@ def test_path_watcher(backend: str, tmp_path: Path) -> None:
     lines = anyio.run(scenario, backend=backend)
     assert lines[:2] == ["watching 3 directories", "ready: 1 executables"]
     assert lines[2:] == [f"+ b ({bin2.resolve()})", f"- a ({bin1.resolve()})"]
+
+
+# ----- tui (Textual runs on asyncio; driven with its Pilot)
+
+
+def test_tui(monkeypatch: pytest.MonkeyPatch) -> None:
+    ex = load("tui")
+    S = ex.DownloadStates
+    monkeypatch.setattr(ex, "STEP", 0.002)
+
+    async def scenario() -> None:
+        app = ex.DownloadApp()
+        async with app.run_test() as pilot:
+
+            async def until(cond: Callable[[], bool]) -> None:
+                with anyio.fail_after(10):
+                    while not cond():
+                        await pilot.pause(0.01)
+
+            await until(lambda: app.mach is not None)
+            mach = app.mach
+            await pilot.press("s")
+            await until(lambda: app.progress > 0)
+            await pilot.press("p")
+            assert mach.is1(S.Paused) and mach.not1(S.Downloading)
+            paused_at = app.progress
+            await pilot.pause(0.05)
+            assert app.progress == paused_at  # the download task was cancelled
+            await pilot.press("s")
+            await until(lambda: mach.is1(S.Done))
+            assert app.progress == 100
+            await pilot.press("s")  # refused once Done
+            assert mach.is1(S.Done) and mach.not1(S.Downloading)
+            await until(lambda: "Done:1" in str(app.query_one("#states").render()))
+            # ~100 progress steps and a dozen transitions, far fewer repaints
+            assert 0 < app.repaints < 100
+            await pilot.press("r")
+            assert app.progress == 0 and mach.active_states() == []
+            await pilot.press("q")
+        assert mach.is_disposed
+
+    anyio.run(scenario, backend="asyncio")
