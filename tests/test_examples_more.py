@@ -7,7 +7,9 @@ Examples that sleep run on trio with a ``MockClock`` (instant) and on asyncio
 from __future__ import annotations
 
 import importlib.util
+import os
 import runpy
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,9 +18,11 @@ from typing import Any, cast
 
 import anyio
 import pytest
+import trio
 from trio.testing import MockClock
 
 import asyncmachine_trio as am
+from asyncmachine_trio import rpc
 from asyncmachine_trio import testing as amt
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -319,3 +323,89 @@ def test_tui(monkeypatch: pytest.MonkeyPatch) -> None:
         assert mach.is_disposed
 
     anyio.run(scenario, backend="asyncio")
+
+
+# ----- cli (flags drive a machine)
+
+
+def test_cli_flags(backend: str) -> None:
+    ex = load("cli")
+    lines: list[str] = []
+    final = run_async(ex.run, backend, ["Foo1", "Bar2"], 0.5, lines.append)
+    # Bar2 removes Foo1; Start ended after the duration
+    assert final == "(Bar2:1)"
+    assert lines == ["starting for Foo1, 0.5s", "start done"]
+
+
+def test_cli_command() -> None:
+    from click.testing import CliRunner
+
+    ex = load("cli")
+    result = CliRunner().invoke(ex.main, ["--foo-1", "-d", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "starting for Foo1, 0.01s",
+        "start done",
+        "exit with (Foo1:1)",
+    ]
+    result = CliRunner().invoke(ex.main, [])
+    assert result.exit_code == 2 and "pass --foo-1 or --bar-2" in result.output
+
+
+# ----- cli_daemon (aRPC, trio only; real sockets on 127.0.0.1, real clock)
+
+
+def test_cli_daemon_in_process() -> None:
+    daemon, cli = load("cli_daemon/daemon"), load("cli_daemon/cli")
+    lines: list[str] = []
+
+    async def scenario() -> None:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(daemon.serve, 0, lines.append)
+            with trio.fail_after(20):
+                assert await cli.run_op(url, "OpFoo1", 0.05, lines.append) == "done for OpFoo1"
+                assert await cli.run_op(url, "OpBar2", 0.01, lines.append) == "done for OpBar2"
+                # the daemon's negotiation refuses a duration out of range
+                with pytest.raises(cli.OpRefusedError, match="OpBar2"):
+                    await cli.run_op(url, "OpBar2", 1000, lines.append)
+                # a CLI that leaves mid-op takes its op with it
+                async with rpc.open_client(url, name="quitter") as client:
+                    await client.netmach.call_add1("OpFoo1", {"duration": 30})
+                    assert client.netmach.is1("OpFoo1")
+                # and the next call still works
+                assert await cli.run_op(url, "OpFoo1", 0.01, lines.append) == "done for OpFoo1"
+            nursery.cancel_scope.cancel()
+
+    trio.run(scenario)
+    assert lines[0].startswith("[daemon] listening on ws://127.0.0.1:")
+    assert "[cli] OpFoo1: executed, daemon now (Start:1 OpFoo1:1)" in lines
+    assert "[cli] opdone: done for OpBar2" in lines
+    assert lines.count("[daemon] starting OpFoo1 for 30.0s") == 1
+    assert lines.count("[daemon] OpFoo1 done") == 2  # not the abandoned one
+    assert lines.count("[daemon] cli left") == 5
+
+
+def test_cli_daemon_two_processes() -> None:
+    """The CLI as a real process against the daemon on loopback."""
+    daemon = load("cli_daemon/daemon")
+    cli_path = EXAMPLES / "cli_daemon" / "cli.py"
+    root = str(EXAMPLES.parent)
+
+    async def scenario() -> subprocess.CompletedProcess[bytes]:
+        async with trio.open_nursery() as nursery:
+            url = await nursery.start(daemon.serve, 0, quiet)
+            with trio.fail_after(60):
+                done = await trio.run_process(
+                    [sys.executable, str(cli_path), "--bar-2", "-d", "0.01", "--addr", url],
+                    capture_stdout=True,
+                    capture_stderr=True,
+                    check=False,
+                    env={**os.environ, "PYTHONPATH": root},
+                )
+            nursery.cancel_scope.cancel()
+        return done
+
+    done = trio.run(scenario)
+    assert done.returncode == 0, done.stderr.decode()
+    out = done.stdout.decode().splitlines()
+    assert out[-1] == "[cli] opdone: done for OpBar2"
