@@ -6,7 +6,7 @@ import json
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes"]
+nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
@@ -72,6 +72,20 @@ def verifytypes(session: nox.Session) -> None:
     session.log(f"type completeness: {score:.1%} (gate {VERIFYTYPES_MIN:.0%})")
     if score < VERIFYTYPES_MIN:
         session.error(f"type completeness {score:.1%} is below {VERIFYTYPES_MIN:.0%}")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, --strict: broken links and references fail).
+
+    `nox -s docs -- serve` previews it on http://127.0.0.1:8000 instead.
+    """
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session(python=PYTHON)
