@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import Any
 
 import anyio
 import pytest
-import structlog.testing
 
 import asyncmachine_trio as am
 import asyncmachine_trio.testing as amt
@@ -381,8 +381,11 @@ class Raising:
         raise ValueError("boom")
 
 
-def test_unhandled_handler_error_is_reported_once_at_error() -> None:
-    with structlog.testing.capture_logs() as logs, amt.error_reports() as reports:
+def test_unhandled_handler_error_is_reported_once_at_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "asyncmachine_trio")
+    with amt.error_reports() as reports:
         mach = am.Machine(FOO_BAR, id="rep1", handlers=Raising())
         assert mach.add1("Foo") is am.Result.CANCELED
         assert mach.is_err()
@@ -402,11 +405,15 @@ def test_unhandled_handler_error_is_reported_once_at_error() -> None:
     assert lines[2] == "Traceback (most recent call last):"
     assert lines[-1] == "ValueError: boom"
     assert 'raise ValueError("boom")' in report.message
-    errors = [x for x in logs if x["log_level"] == "error"]
-    assert len(errors) == 1
-    assert errors[0]["event"] == report.message
-    assert errors[0]["machine"] == "rep1"
-    assert errors[0]["handler"] == "Raising.foo_state"
+    records = [r for r in caplog.records if r.name == "asyncmachine_trio"]
+    assert [r.levelname for r in records] == ["ERROR"]
+    record = records[0]
+    assert record.getMessage() == "\n".join(lines[:2])  # the traceback is exc_info
+    assert record.exc_info is not None and record.exc_info[1] is mach.err
+    assert caplog.text.rstrip().endswith("ValueError: boom")
+    assert record.__dict__["machine_id"] == "rep1"
+    assert record.__dict__["handler"] == "Raising.foo_state"
+    assert record.__dict__["state"] == "Foo"
 
 
 def test_add_err_without_handlers_is_reported() -> None:
@@ -465,18 +472,22 @@ def test_handled_errors_are_not_reported_as_unhandled() -> None:
     assert len(seen) == 1 and isinstance(seen[0], ValueError)
 
 
-def test_exception_handler_logs_at_error() -> None:
+def test_exception_handler_logs_at_error(caplog: pytest.LogCaptureFixture) -> None:
     class Logged(am.ExceptionHandler, Raising):
         pass
 
-    with structlog.testing.capture_logs() as logs, amt.error_reports() as reports:
+    caplog.set_level(logging.WARNING, "asyncmachine_trio")
+    with amt.error_reports() as reports:
         mach = am.Machine(FOO_BAR, id="rep4", handlers=Logged())
         mach.add1("Foo")
     assert [r.kind for r in reports] == ["handled"]
     assert reports[0].message.startswith(
         "error in machine rep4 in Logged.foo_state: ValueError: boom\nTraceback"
     )
-    assert [x["log_level"] for x in logs] == ["error"]
+    assert [r.levelname for r in caplog.records] == ["ERROR"]
+    assert caplog.records[0].getMessage() == (
+        "error in machine rep4 in Logged.foo_state: ValueError: boom"
+    )
 
 
 def test_switch_silences_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -489,7 +500,7 @@ def test_switch_silences_the_report(monkeypatch: pytest.MonkeyPatch) -> None:
     assert reports == []
 
 
-def test_handler_timeout_is_reported_at_warning() -> None:
+def test_handler_timeout_is_reported_at_warning(caplog: pytest.LogCaptureFixture) -> None:
     class Slow:
         def foo_state(self, e: am.Event) -> None:
             time.sleep(0.03)
@@ -497,7 +508,8 @@ def test_handler_timeout_is_reported_at_warning() -> None:
         def bar_enter(self, e: am.Event) -> None:
             time.sleep(0.03)
 
-    with structlog.testing.capture_logs() as logs, amt.error_reports() as reports:
+    caplog.set_level(logging.WARNING, "asyncmachine_trio")
+    with amt.error_reports() as reports:
         mach = am.Machine(FOO_BAR, id="slow", handlers=Slow(), handler_timeout=0.01)
         assert mach.add1("Foo") is am.Result.CANCELED
         assert mach.add1("Bar") is am.Result.CANCELED
@@ -511,7 +523,8 @@ def test_handler_timeout_is_reported_at_warning() -> None:
     ), first
     assert second.endswith("Slow.bar_enter took " + second.split(" took ")[1])
     assert second.endswith("its transition was canceled")
-    assert [x["log_level"] for x in logs] == ["warning", "warning"]
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
+    assert caplog.records[0].getMessage() == first
     err = mach.internal_errors[0]
     assert isinstance(err, am.HandlerTimeoutError)
     assert err.handler == "Slow.foo_state" and err.limit == 0.01 and err.elapsed >= 0.03

@@ -7,7 +7,6 @@ lookup per binding and no name is built or reflected on the hot path.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import os
 import re
@@ -86,6 +85,8 @@ _SUFFIX_WORDS = ("enter", "exit", "state", "end")
 def _closest_handler(attr: str, by_snake: Mapping[str, str]) -> str | None:
     """The closest valid handler name if ``attr`` has a handler's shape
     (``foo_enterr``, ``fooo_enter``, ``foo_stat``, ``foo_baz``), else None."""
+    import difflib  # cold: only for methods that match nothing
+
     snakes = list(by_snake)
     candidates: list[str] = []
     shaped = False
@@ -168,9 +169,9 @@ class Binding:
     __slots__ = ("async_names", "event_state", "id", "num", "obj", "pairs", "table")
 
     def __init__(self, obj: object, bid: str, num: int) -> None:
-        self.obj = obj
-        self.id = bid
-        self.num = num
+        self.obj: object = obj
+        self.id: str = bid
+        self.num: int = num
         self.table: dict[str, HandlerFn] = {}
         self.async_names: frozenset[str] = frozenset()
         self.event_state: dict[str, str] = {}
@@ -328,9 +329,8 @@ class ExceptionHandler:
             line = f"[error:{mtype}] {called} ({err})"
             if with_trace:
                 line += "\n" + trace
-        where = f" in {args.fn}" if args is not None and args.fn else ""
-        text = f"error in machine {mach.id}{where}: {type(err).__name__}: {err}"
-        if trace:
-            text += "\n" + trace.rstrip("\n")
-        _report.report_handled(mach, err, text)
+        source = args.fn if args is not None else ""
+        where = f" in {source}" if source else ""
+        head = f"error in machine {mach.id}{where}: {type(err).__name__}: {err}"
+        _report.report_handled(mach, err, head, trace, source)
         mach._log(L_CHANGES, line)

@@ -2,10 +2,10 @@
 
 An error is a state: ``add_err`` and a raising handler add ``Exception``. When
 no bound handler object defines ``exception_state``, nothing would ever look
-at it, so the machine reports it once, at ERROR, to the ``asyncmachine_trio``
-structlog logger (like asyncio's "Task exception was never retrieved"). A
-handler slower than ``handler_timeout``, whose transition was canceled or
-reverted, is reported at WARNING.
+at it, so the machine reports it once, at ERROR, to the standard library
+logger ``asyncmachine_trio`` (as asyncio reports "Task exception was never
+retrieved" to its logger). A handler slower than ``handler_timeout``, whose
+transition was canceled or reverted, is reported at WARNING.
 
 ``report_errors=False`` (or ``AM_REPORT_ERRORS=0``) silences both. Nothing
 here runs on the mutation fast path: an error registers an end-of-transition
@@ -18,8 +18,6 @@ import os
 import types
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import structlog
 
 from .args import AException
 from .schema import EXCEPTION
@@ -38,15 +36,17 @@ __all__ = [
     "watch",
 ]
 
-_log = structlog.get_logger("asyncmachine_trio")
 _KEY = AException.args_key()
 _EXC_STATE = EXCEPTION + "State"
 
 
 class ErrorReport:
-    """One report: what a listener of :func:`add_listener` receives."""
+    """One report: what a listener of :func:`add_listener` receives.
 
-    __slots__ = ("err", "handler", "kind", "level", "machine_id", "message", "state")
+    ``message`` is the whole text (with the traceback, if any).
+    """
+
+    __slots__ = ("err", "handler", "kind", "level", "machine_id", "message", "state", "trace")
 
     def __init__(
         self,
@@ -56,6 +56,7 @@ class ErrorReport:
         err: BaseException | None,
         handler: str,
         state: str,
+        trace: str = "",
     ) -> None:
         # "unhandled" (ERROR), "handled" (ERROR, am.ExceptionHandler), "timeout" (WARNING)
         self.kind = kind
@@ -65,6 +66,7 @@ class ErrorReport:
         self.err = err
         self.handler = handler
         self.state = state
+        self.trace = trace  # the traceback (or stack) text, "" if none
 
     def __repr__(self) -> str:
         return f"<ErrorReport {self.kind} {self.machine_id}: {self.message.splitlines()[0]}>"
@@ -90,16 +92,19 @@ def reporting_default() -> bool:
     return os.environ.get("AM_REPORT_ERRORS", "1").strip().lower() not in ("0", "false", "no")
 
 
-def _emit(report: ErrorReport) -> None:
-    fields: dict[str, Any] = {"machine": report.machine_id}
-    if report.handler:
-        fields["handler"] = report.handler
-    if report.state:
-        fields["state"] = report.state
-    if report.level == "error":
-        _log.error(report.message, **fields)
+def _emit(report: ErrorReport, head: str) -> None:
+    """Log ``head`` (the traceback as ``exc_info`` when the error was raised);
+    the record carries ``machine_id``, ``handler`` and ``state``."""
+    import logging  # on first use: keeps ``import asyncmachine_trio`` cheap
+
+    extra = {"machine_id": report.machine_id, "handler": report.handler, "state": report.state}
+    err = report.err
+    logger = logging.getLogger("asyncmachine_trio")
+    level = logging.ERROR if report.level == "error" else logging.WARNING
+    if err is not None and err.__traceback__ is not None:
+        logger.log(level, head, exc_info=(type(err), err, err.__traceback__), extra=extra)
     else:
-        _log.warning(report.message, **fields)
+        logger.log(level, report.message, extra=extra)
     for fn in list(_listeners):
         fn(report)
 
@@ -193,13 +198,16 @@ def _report_unhandled(m: Machine, exc: AException, source: str, state: str) -> N
         " (AM_REPORT_ERRORS=0) to silence this report"
     )
     trace = exc.err_trace.rstrip("\n")
-    message = f"{head}\n{hint}" + (f"\n{trace}" if trace else "")
-    _emit(ErrorReport("unhandled", m.id, message, err, source, state))
+    text = f"{head}\n{hint}"
+    message = text + (f"\n{trace}" if trace else "")
+    _emit(ErrorReport("unhandled", m.id, message, err, source, state, trace), text)
 
 
-def report_handled(m: Machine, err: BaseException, message: str) -> None:
+def report_handled(m: Machine, err: BaseException, head: str, trace: str, source: str) -> None:
     """What ``am.ExceptionHandler`` logs: the error, at ERROR (whatever the switch)."""
-    _emit(ErrorReport("handled", m.id, message, err, "", ""))
+    trace = trace.rstrip("\n")
+    message = head + (f"\n{trace}" if trace else "")
+    _emit(ErrorReport("handled", m.id, message, err, source, "", trace), head)
 
 
 # ----- handler timeouts
@@ -221,4 +229,4 @@ def report_timeout(
         f"handler timeout in machine {m.id}: {handler} took {elapsed:.3f}s,"
         f" over handler_timeout={limit:g}s; {what}"
     )
-    _emit(ErrorReport("timeout", m.id, message, err, handler, state))
+    _emit(ErrorReport("timeout", m.id, message, None, handler, state), message)

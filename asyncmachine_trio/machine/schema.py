@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, ClassVar, TypeAlias, overload
 
@@ -324,6 +323,8 @@ def check_schema(schema: Any) -> SchemaError | None:
             for target in getattr(state, field) or ():
                 if target in known_set:
                     continue
+                import difflib  # cold: an error message (import cost)
+
                 close = difflib.get_close_matches(target, known, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 lines.append(f"state {name}: {field} names unknown state {target}{hint}")
