@@ -116,7 +116,7 @@ def _closest_handler(attr: str, by_snake: Mapping[str, str]) -> str | None:
     return best[0] if best else ""
 
 
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 def _warn_user(msg: str) -> None:
@@ -304,7 +304,7 @@ def _warn_unmatched(obj: object, unmatched: Iterable[str], state_names: Iterable
 class ExceptionHandler:
     """Bindable default handler: ``exception_state`` logs every error.
 
-    At ERROR to the ``asyncmachine_trio`` structlog logger (with the handler
+    At ERROR to the stdlib logger ``asyncmachine_trio`` (with the handler
     that raised and the traceback), whatever the machine's ``log_level`` and
     ``report_errors``; and as the machine's own ``[error]`` line at
     ``LogLevel.CHANGES``. Subclass it to add your own handlers.

@@ -242,7 +242,7 @@ class Machine:
         self.panic_to_exception: bool = bool(panic_to_exception)
         self.detect_eval: bool = bool(detect_eval)
         self.dispose_timeout = dispose_timeout
-        self.strict_schema = bool(strict_schema)
+        self.strict_schema: bool = bool(strict_schema)
         # report errors nobody handles (and handler timeouts) via structlog
         self.report_errors: bool = (
             _report.reporting_default() if report_errors is _UNSET else bool(report_errors)

@@ -59,14 +59,14 @@ class ErrorReport:
         trace: str = "",
     ) -> None:
         # "unhandled" (ERROR), "handled" (ERROR, am.ExceptionHandler), "timeout" (WARNING)
-        self.kind = kind
-        self.level = "warning" if kind == "timeout" else "error"
-        self.machine_id = machine_id
-        self.message = message
-        self.err = err
-        self.handler = handler
-        self.state = state
-        self.trace = trace  # the traceback (or stack) text, "" if none
+        self.kind: str = kind
+        self.level: str = "warning" if kind == "timeout" else "error"
+        self.machine_id: str = machine_id
+        self.message: str = message
+        self.err: BaseException | None = err
+        self.handler: str = handler
+        self.state: str = state
+        self.trace: str = trace  # the traceback (or stack) text, "" if none
 
     def __repr__(self) -> str:
         return f"<ErrorReport {self.kind} {self.machine_id}: {self.message.splitlines()[0]}>"
