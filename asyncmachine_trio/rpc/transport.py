@@ -103,6 +103,7 @@ class StreamTransport:
             self._buf += chunk
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         await self._fill(4)
         (size,) = _LEN.unpack_from(self._buf)
         del self._buf[:4]
@@ -122,6 +123,7 @@ class StreamTransport:
         return data
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
         async with locked(self._send_lock):
@@ -140,6 +142,7 @@ class StreamTransport:
         self.bytes_sent += len(data) + 4
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -162,6 +165,7 @@ class WebSocketTransport:
         self._send_lock = trio.Lock()
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         from trio_websocket import ConnectionClosed
 
         try:
@@ -177,6 +181,7 @@ class WebSocketTransport:
         return bytes(msg)
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         from trio_websocket import ConnectionClosed
 
         if len(data) > self.max_frame:
@@ -193,6 +198,7 @@ class WebSocketTransport:
         self.bytes_sent += len(data)
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         with trio.move_on_after(1) as scope:
             scope.shield = True
             try:
