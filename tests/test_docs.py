@@ -127,3 +127,10 @@ def test_every_page_is_in_the_nav() -> None:
     nav = (ROOT / "mkdocs.yml").read_text()
     pages = [str(p.relative_to(DOCS)) for p in sorted(DOCS.rglob("*.md"))]
     assert [p for p in pages if p not in nav] == [], "add these pages to mkdocs.yml's nav"
+
+
+def test_readme_links_every_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    pages = [p.name for p in sorted(DOCS.glob("*.md")) if p.name != "changelog.md"]
+    assert [p for p in pages if f"(docs/{p})" not in readme] == [], "link these from README.md"
+    assert "(docs/reference/index.md)" in readme
