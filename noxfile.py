@@ -22,7 +22,14 @@ def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff>=0.5")
     session.run(
-        "ruff", "check", "asyncmachine_trio", "tests", "examples", "benchmarks", "noxfile.py"
+        "ruff",
+        "check",
+        "asyncmachine_trio",
+        "tests",
+        "examples",
+        "benchmarks",
+        "noxfile.py",
+        "mkdocs_hooks.py",
     )
     session.run(
         "ruff",
@@ -33,6 +40,7 @@ def lint(session: nox.Session) -> None:
         "examples",
         "benchmarks",
         "noxfile.py",
+        "mkdocs_hooks.py",
     )
 
 
