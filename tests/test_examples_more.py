@@ -71,7 +71,8 @@ def test_docstring_says_how_to_run(name: str) -> None:
 
 
 def test_basic(backend: str) -> None:
-    lines = run_async(load("basic").main, backend, quiet)
+    work = 1.0 if backend == "trio" else 0.01  # virtual seconds on trio
+    lines = run_async(load("basic").main, backend, quiet, work)
     assert lines == [
         "add Bar without a result: canceled",
         "Foo: working",
@@ -331,10 +332,11 @@ def test_tui(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_flags(backend: str) -> None:
     ex = load("cli")
     lines: list[str] = []
-    final = run_async(ex.run, backend, ["Foo1", "Bar2"], 0.5, lines.append)
+    duration = 0.5 if backend == "trio" else 0.02  # virtual seconds on trio
+    final = run_async(ex.run, backend, ["Foo1", "Bar2"], duration, lines.append)
     # Bar2 removes Foo1; Start ended after the duration
     assert final == "(Bar2:1)"
-    assert lines == ["starting for Foo1, 0.5s", "start done"]
+    assert lines == [f"starting for Foo1, {duration}s", "start done"]
 
 
 def test_cli_command() -> None:
