@@ -147,7 +147,7 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
 
 
 class Machine:
-    """A clock-based, relational, multi-state machine (see DESIGN.md).
+    """A clock-based, relational, multi-state machine.
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
     subclass. A schema error raises :class:`SchemaError` here: a relation to a
