@@ -27,6 +27,7 @@ import trio
 import asyncmachine_trio as am
 
 from .. import rpc
+from ..machine.excgroup import unwrap_single
 from .errors import NodeError, NoWorkerError, WorkerError, WorkerLostError
 from .states import ClientStates, SupervisorStates
 
@@ -294,12 +295,13 @@ async def open_node_client(
     kind: str, supervisors: Sequence[str], **kwargs: Any
 ) -> AsyncIterator[NodeClient]:
     """A node client connected to a supervisor (no worker yet); closed on exit."""
-    client = NodeClient(kind, supervisors, **kwargs)
-    async with trio.open_nursery() as n:
-        await client.connect(n)
-        try:
-            yield client
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(5):
-                await client.close()
-            n.cancel_scope.cancel()
+    client = NodeClient(kind, supervisors, **kwargs)  # options checked before any task starts
+    with unwrap_single():
+        async with trio.open_nursery() as n:
+            await client.connect(n)
+            try:
+                yield client
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await client.close()
+                n.cancel_scope.cancel()

@@ -38,6 +38,7 @@ import trio
 import asyncmachine_trio as am
 
 from .. import rpc
+from ..machine.excgroup import unwrap_single
 from .errors import PoolError, WorkerError, WorkerHealthError
 from .states import BootstrapStates, SupervisorStates
 from .worker import TOKEN_ENV
@@ -674,12 +675,13 @@ async def open_supervisor(
     kind: str, worker_cmd: Sequence[str], *, wait_ready: bool = True, **kwargs: Any
 ) -> AsyncIterator[Supervisor]:
     """A running supervisor (pool ready unless ``wait_ready=False``); its workers end on exit."""
-    sup = Supervisor(kind, worker_cmd, **kwargs)
-    async with trio.open_nursery() as n:
-        await n.start(sup.run)
-        try:
-            if wait_ready:
-                await sup.wait_pool_ready()
-            yield sup
-        finally:
-            n.cancel_scope.cancel()
+    sup = Supervisor(kind, worker_cmd, **kwargs)  # options checked before any task starts
+    with unwrap_single():
+        async with trio.open_nursery() as n:
+            await n.start(sup.run)
+            try:
+                if wait_ready:
+                    await sup.wait_pool_ready()
+                yield sup
+            finally:
+                n.cancel_scope.cancel()
