@@ -187,7 +187,7 @@ async def test_hung_worker_fails_health_check_and_is_killed() -> None:
             warm_workers=0,
             health_retries=2,
             healthcheck_pause=0.1,
-            **{**FAST, "conn_timeout": 3.0},
+            **{**FAST, "conn_timeout": 6.0},
         ) as sup:
             await _until(lambda: len(sup.workers("ready")) == 1)
             await sup.check_health()  # a healthy worker passes

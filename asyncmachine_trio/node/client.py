@@ -230,12 +230,18 @@ class NodeClient:
 
     async def _watch_worker(self, client: rpc.Client) -> None:
         await client.mach.when1("Disconnected")
-        if self._worker_client is not client:
-            return
+        self._lost(client, "the worker went away")
+
+    def _lost(self, client: rpc.Client | None, reason: str) -> WorkerLostError:
+        """The worker is gone: ``ErrWorker``, no ``WorkerReady``, pending work fails."""
+        err = WorkerLostError(f"{self.mach.id}: {reason}")
+        if client is None or self._worker_client is not client:
+            return err
         self._drop_worker()
         m = self.mach
         if not m.is_disposed:
-            m.add_err_state(C.ErrWorker, WorkerLostError(f"{self.mach.id}: the worker went away"))
+            m.add_err_state(C.ErrWorker, err)
+        return err
 
     def _drop_worker(self) -> None:
         self._worker_client = None
@@ -255,7 +261,7 @@ class NodeClient:
 
     async def work(self, data: Any, timeout: float | None = None) -> Any:
         """Send ``data`` to the worker and return its result (``WorkerError`` if it raised)."""
-        nm = self.worker
+        nm, client = self.worker, self._worker_client
         if nm is None:
             raise NodeError(f"{self.mach.id}: no worker (call req_worker)")
         req = next(self._req)
@@ -269,11 +275,11 @@ class NodeClient:
                     raise WorkerError(f"worker {self.worker_id} refused the work")
                 await ev.wait()
         except rpc.RpcError as err:
-            raise WorkerLostError(f"worker {self.worker_id}: {err}") from err
+            raise self._lost(client, f"worker {self.worker_id}: {err}") from err
         finally:
             self._pending.pop(req, None)
         if not out:
-            raise WorkerLostError(f"{self.mach.id}: the worker went away during the work")
+            raise self._lost(client, "the worker went away during the work")
         body = out[0]
         if "error" in body:
             raise WorkerError(f"worker {self.worker_id}: {body['error']}")

@@ -381,12 +381,12 @@ class Supervisor:
             self._wake = trio.Event()
             missing = self.target_size() - len(self._recs)
             if missing > 0:
+                m.add1(S.NormalizingPool)
                 if self._start_failures:
-                    m.add1(S.NormalizingPool)
+                    # workers failed to start: back off before the next try
                     delay = min(self.conn_timeout, 0.1 * 2 ** min(self._start_failures, 10))
                     await trio.sleep(delay)
-                    continue
-                m.add1(S.NormalizingPool)
+                    missing = self.target_size() - len(self._recs)
                 assert self._nursery is not None
                 for _ in range(missing):
                     self._seq += 1
