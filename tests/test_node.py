@@ -167,8 +167,13 @@ async def test_sigkill_worker_mid_work_is_replaced_and_client_recovers() -> None
                 assert c.mach.is1("ErrWorker") and not c.mach.is1("WorkerReady")
                 await _until(lambda: not _alive(victim.pid))
                 # detected and replaced: 2 ready workers again, none of them the victim
-                await _until(lambda: len(sup.workers("ready")) == 2, 30)
-                assert victim.id not in {w.id for w in sup.workers()}
+                await _until(
+                    lambda: (
+                        victim.id not in {w.id for w in sup.workers()}
+                        and len(sup.workers("ready")) == 2
+                    ),
+                    30,
+                )
                 assert any("exited with 3" in str(e) for e in sup.errors)
                 assert sup.mach.tick("ErrWorker") >= 1
                 # the client asks again and gets another worker
@@ -219,7 +224,11 @@ async def test_worker_crashing_at_startup_is_retried_with_backoff_and_reported()
         assert sup.mach.is_disposed
     with pytest.raises(node.PoolError, match="pool not ready"):
         async with node.open_supervisor(
-            "bad", cmd, min_workers=1, warm_workers=0, **{**FAST, "conn_timeout": 0.5}
+            "bad",
+            cmd,
+            min_workers=1,
+            warm_workers=0,
+            **{**FAST, "start_timeout": 0.5, "conn_timeout": 0.5},
         ):
             pass
 
@@ -319,3 +328,49 @@ def test_options_are_checked() -> None:
         node.NodeClient("x", "ws://127.0.0.1:1")  # type: ignore[arg-type]
     with pytest.raises(node.NodeError, match="must include WorkerStates"):
         node.Worker("x", {"Foo": am.State()})
+
+
+def test_example_demo_runs_to_completion() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "node" / "demo.py")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=LIMIT * 2,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "[demo] totals {" in out.stdout
+    assert "'alice': 6" in out.stdout and "'bob': 6" in out.stdout
+    assert out.stdout.count("got worker nw-wordcount-") == 2
+
+
+def test_example_supervisor_and_client_processes(tmp_path: Path) -> None:
+    sup = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "node" / "supervisor.py"), "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        assert sup.stdout is not None
+        line = sup.stdout.readline()
+        assert line.startswith("[supervisor] listening on ws://127.0.0.1:"), line
+        addr = line.split()[-1]
+        out = subprocess.run(
+            [sys.executable, str(ROOT / "examples" / "node" / "client.py"), addr, "a b c"],
+            capture_output=True,
+            text=True,
+            env=ENV,
+            timeout=LIMIT,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "'a b c': 3 words" in out.stdout
+    finally:
+        sup.send_signal(signal.SIGINT)
+        try:
+            sup.wait(10)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+            sup.wait(10)
+        if sup.stdout is not None:
+            sup.stdout.close()

@@ -153,6 +153,7 @@ class Supervisor:
         max_client_workers: int = 0,
         heartbeat: float = 60.0,
         conn_timeout: float = 5.0,
+        start_timeout: float = 30.0,
         health_retries: int = 3,
         healthcheck_pause: float = 0.5,
         worker_err_ttl: float = 600.0,
@@ -168,6 +169,7 @@ class Supervisor:
         for label, value in (
             ("heartbeat", heartbeat),
             ("conn_timeout", conn_timeout),
+            ("start_timeout", start_timeout),
             ("healthcheck_pause", healthcheck_pause),
         ):
             if not value >= 0:
@@ -183,6 +185,7 @@ class Supervisor:
         self.set_pool(min_workers, max_workers, warm_workers, max_client_workers)
         self.heartbeat = heartbeat
         self.conn_timeout = conn_timeout
+        self.start_timeout = start_timeout
         self.health_retries = health_retries
         self.healthcheck_pause = healthcheck_pause
         self.worker_err_ttl = worker_err_ttl
@@ -303,8 +306,9 @@ class Supervisor:
             m.remove1(S.WorkersAvailable)
 
     async def wait_pool_ready(self, timeout: float | None = None) -> None:
-        """Wait for ``PoolReady``; ``PoolError`` after ``timeout`` (default: 3 * conn_timeout)."""
-        limit = 3 * self.conn_timeout if timeout is None else timeout
+        """Wait for ``PoolReady``; ``PoolError`` after ``timeout`` (default: start_timeout +
+        2 * conn_timeout)."""
+        limit = self.start_timeout + 2 * self.conn_timeout if timeout is None else timeout
         with trio.move_on_after(limit):
             await self.mach.when1(S.PoolReady)
             return
@@ -384,7 +388,7 @@ class Supervisor:
                 m.add1(S.NormalizingPool)
                 if self._start_failures:
                     # workers failed to start: back off before the next try
-                    delay = min(self.conn_timeout, 0.1 * 2 ** min(self._start_failures, 10))
+                    delay = min(5.0, 0.1 * 2 ** min(self._start_failures, 10))
                     await trio.sleep(delay)
                     missing = self.target_size() - len(self._recs)
                 assert self._nursery is not None
@@ -483,7 +487,7 @@ class Supervisor:
                     f"worker {' '.join(self.worker_cmd)!r} exited with {proc.returncode} "
                     f"at start-up: {_tail(rec.stderr)}"
                 )
-            raise WorkerError(f"worker {rec.key}: no WorkerAddr within {self.conn_timeout}s")
+            raise WorkerError(f"worker {rec.key}: no WorkerAddr within {self.start_timeout}s")
         rec.id = boot_h.addrs["id"]
         rec.local_addr = boot_h.addrs["local_addr"]
         rec.public_addr = boot_h.addrs["public_addr"]
@@ -519,10 +523,10 @@ class Supervisor:
         self._wake.set()
 
     async def _wait_report(self, rec: _Rec, boot_h: _BootHandlers) -> None:
-        """Until the worker reports its addresses, exits, or ``conn_timeout`` passes."""
+        """Until the worker reports its addresses, exits, or ``start_timeout`` passes."""
         proc = rec.process
         assert proc is not None
-        with trio.move_on_after(self.conn_timeout):
+        with trio.move_on_after(self.start_timeout):
             async with trio.open_nursery() as race:
 
                 async def exited() -> None:
