@@ -97,7 +97,7 @@ __version__ = "0.1.0"
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
 # text output needs nothing, its SVG the ``[vis]`` extra), which keeps
 # ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
-_LAZY = ("graph", "helpers", "history", "rpc", "states", "telemetry", "testing", "vis")
+_LAZY = ("graph", "helpers", "history", "node", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

@@ -6,6 +6,7 @@
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
     python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
+    python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import harness, import_time, report
+from . import harness, import_time, node_bench, report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +45,8 @@ VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
 IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
-SECTIONS = (RPC, IMPORT)
+NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
+SECTIONS = (RPC, IMPORT, NODE)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -206,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
             doc["import"] = import_time.run(5 if a.quick else 15)
         except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
             doc["import"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if NODE in libs:
+        try:
+            doc["node"] = node_bench.run(50 if a.quick else 200)
+        except (OSError, RuntimeError) as exc:
+            doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
     print()
     print(report.render(doc))
     if not a.no_json:

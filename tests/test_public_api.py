@@ -84,6 +84,7 @@ PUBLIC = [
     "next_active_in",
     "next_inactive",
     "next_inactive_in",
+    "node",
     "open_machine",
     "parse_args",
     "parse_schema",
