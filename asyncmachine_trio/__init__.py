@@ -35,6 +35,8 @@ from .machine.errors import StateUnknownError as StateUnknownError
 from .machine.errors import TracerError as TracerError
 from .machine.errors import WrongThreadError as WrongThreadError
 from .machine.handlers import ExceptionHandler as ExceptionHandler
+from .machine.handlers import HandlerWarning as HandlerWarning
+from .machine.handlers import not_handler as not_handler
 from .machine.handlers import snake as snake
 from .machine.logging import LOG_ARGS as LOG_ARGS
 from .machine.logging import LogLevel as LogLevel

@@ -16,6 +16,7 @@ never applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import ssl
@@ -29,6 +30,7 @@ import trio
 
 from ..helpers.schema import schema_hash
 from ..machine.args import TypedArgs, pass_args
+from ..machine.errors import DisposedError
 from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
@@ -211,13 +213,16 @@ class Client(Traffic):
                 async with trio.open_nursery() as n:
 
                     async def wait(w: Any) -> None:
-                        await w
+                        with contextlib.suppress(DisposedError):
+                            await w
                         n.cancel_scope.cancel()
 
                     n.start_soon(wait, err)
                     n.start_soon(wait, ready)
                 if self._fatal is not None:
                     raise self._fatal
+                if self.mach.is_disposed:
+                    raise DisposedError(f"rpc client {self.mach.id} disposed before Ready")
                 if self.mach.is1(S.ConnRetryFailed) and not self.mach.is1(S.Ready):
                     raise RpcConnectionError(f"could not connect to {self.addr}: {self.mach.err!r}")
 
