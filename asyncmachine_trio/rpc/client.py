@@ -143,6 +143,8 @@ class Client(Traffic):
         self.sync_mutations = sync_mutations
         self.shallow_clocks = shallow_clocks
         self.token = token
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
         self.conn_timeout = conn_timeout
@@ -518,8 +520,9 @@ class Client(Traffic):
             while True:
                 if self._stopping or not m.is1(S.Start):
                     raise RpcNotConnectedError(f"{m.id} is stopped")
+                # not connected within call_timeout: raised, not retried
+                ep = await self._wait_endpoint(started)
                 try:
-                    ep = await self._wait_endpoint(started)
                     result = await ep.call(
                         method, body, resp_cls, timeout=self.call_timeout, inline=inline
                     )
@@ -541,7 +544,7 @@ class Client(Traffic):
                         m.add1(S.CallRetryFailed, pass_args(ARpc(method=method, err=err)))
                         m._err = err
                         raise RpcCallError(
-                            f"{method} failed after {attempt} attempts: {err}"
+                            f"{method} to {self.addr} failed after {attempt} attempts: {err}"
                         ) from err
                     m.add1(S.RetryingCall, pass_args(ARpc(method=method, attempt=attempt)))
                     await trio.sleep(delay)
@@ -552,11 +555,13 @@ class Client(Traffic):
                 return result
 
     async def _wait_endpoint(self, started: float) -> Endpoint:
+        """The connected endpoint; waits for a (re)connection up to ``call_timeout``."""
         ep = self._ep
         if ep is not None and not ep.closed and self._ready.is_set():
             return ep  # connected: no cancel scope to set up
         left = self.call_retry_timeout - (trio.current_time() - started)
-        with trio.move_on_after(max(left, 0)):
+        wait = max(min(self.call_timeout, left), 0)
+        with trio.move_on_after(wait):
             while True:
                 ep = self._ep
                 if ep is not None and not ep.closed and self._ready.is_set():
@@ -564,7 +569,9 @@ class Client(Traffic):
                 if self._stopping:
                     raise RpcNotConnectedError(f"{self.mach.id} is stopped")
                 await self._ready.wait()
-        raise RpcTimeoutError(f"not connected within {self.call_retry_timeout}s")
+        last = self.mach.err
+        cause = f" (last error: {last})" if last is not None else ""
+        raise RpcNotConnectedError(f"not connected to {self.addr} within {wait:g}s{cause}")
 
     # ----- mutations (used by the network machine)
 
@@ -674,8 +681,8 @@ async def open_client(
 ) -> AsyncIterator[Client]:
     """A started client, ready (handshake done); stopped on exit.
 
-    Not ready in time: raises :class:`RpcConnectionError` (or ``trio.TooSlowError``)
-    itself, not wrapped in an ``ExceptionGroup``.
+    Not ready in time: raises :class:`RpcConnectionError` naming the address and
+    the last error, not wrapped in an ``ExceptionGroup``.
     """
     failed: BaseException | None = None
     async with trio.open_nursery() as nursery:
@@ -684,8 +691,14 @@ async def open_client(
         try:
             try:
                 await client.wait_ready(ready_timeout)
-            except (RpcError, trio.TooSlowError) as err:
+            except RpcError as err:
                 failed = err  # raised below, outside the nursery
+            except trio.TooSlowError:
+                last = client.mach.err
+                cause = f": {last}" if last is not None else ""
+                failed = RpcConnectionError(
+                    f"not ready within {ready_timeout}s: cannot connect to {addr}{cause}"
+                )
             else:
                 yield client
         finally:

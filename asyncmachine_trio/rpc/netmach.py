@@ -254,7 +254,8 @@ class NetworkMachine(Machine):
             return Result.CANCELED
         if self._client is None:
             raise RpcNotConnectedError(f"{self._id} is a read-only network machine")
-        called = self._parse(list(states))
+        # a str is refused by _parse (ArgumentError), not split into letters
+        called = self._parse(states if isinstance(states, str) else list(states))
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
     async def call_add(

@@ -76,6 +76,10 @@ S = ServerStates
 _DEDUPE_MAX = 4096
 #: the frame limit before a handshake completes
 PREAUTH_MAX_FRAME = 64 * 1024
+#: the limit of a client's frames after the handshake (mutations and their args)
+MAX_REQUEST = 64 * 1024
+#: the top-level keys of one mutation's args
+MAX_ARGS = 256
 
 # mutation ids already applied, per source machine: a retried mutation (same
 # client, same id) returns its first result instead of running again
@@ -121,6 +125,8 @@ class Server(Traffic, Listening):
         connect_timeout: float = 5.0,
         frame_timeout: float | None = 10.0,
         idle_timeout: float | None = 15.0,
+        max_request: int = MAX_REQUEST,
+        max_args: int = MAX_ARGS,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
         logger: Any = None,
@@ -151,6 +157,8 @@ class Server(Traffic, Listening):
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.idle_timeout = idle_timeout
+        self.max_request = max_request
+        self.max_args = max_args
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
         self.mach = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
@@ -551,7 +559,7 @@ class Server(Traffic, Listening):
         ep = self._ep
         limit = getattr(ep.transport, "limit", None) if ep is not None else None
         if limit is not None:
-            limit(self.max_frame, strict=False)
+            limit(min(self.max_request, self.max_frame), strict=False)
         self._handshaken = True
         self.mach.add1(S.HandshakeDone)
         return Empty()
@@ -566,8 +574,13 @@ class Server(Traffic, Listening):
         if not msg.states:
             raise RpcInvalidParamsError("no states in the mutation")
         n = len(self._names)
+        if len(msg.states) > 2 * n + 16:
+            # work bounded by the schema: each state once (plus a few repeats)
+            raise RpcInvalidParamsError(f"{len(msg.states)} state indexes for {n} states")
+        if msg.args is not None and len(msg.args) > self.max_args:
+            raise RpcInvalidParamsError(f"{len(msg.args)} args (limit {self.max_args})")
         out: list[str] = []
-        for i in msg.states:
+        for i in dict.fromkeys(msg.states):  # duplicates folded
             if not isinstance(i, int) or not 0 <= i < n:
                 raise RpcInvalidParamsError(f"state index {i!r} out of range (0..{n - 1})")
             out.append(self._names[i])
