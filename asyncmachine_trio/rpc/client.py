@@ -43,6 +43,7 @@ from .errors import (
     RpcError,
     RpcHandshakeError,
     RpcNotConnectedError,
+    RpcOutcomeUnknownError,
     RpcTimeoutError,
 )
 from .netmach import NetworkMachine
@@ -168,6 +169,8 @@ class Client(Traffic):
         )
         #: the client-space indexes of the states the server tracks for us
         self.tracked: list[int] = []
+        #: the server's instance (its de-duplication memory) of this connection
+        self.instance = ""
         self.tracked_all = True
         # the ticks as the server sends them (0 / 1 with shallow clocks)
         self._wire: list[int] = []
@@ -382,6 +385,9 @@ class Client(Traffic):
         nm._install(
             resp.state_names, schema, resp.time, resp.queue_tick, resp.machine_tick, resp.id
         )
+        if self.instance and resp.instance != self.instance:
+            self._log(f"[rpc] {self.addr} is a new server instance ({resp.instance})")
+        self.instance = resp.instance
         await ep.call("Handshake", Empty(), Empty, timeout=self.call_timeout)
         self.mach.add1(S.HandshakeDone, pass_args(ARpc(id=resp.id)))
 
@@ -511,17 +517,36 @@ class Client(Traffic):
         *,
         inline: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Call with retries and backoff (``RetryingCall`` / ``CallRetryFailed``)."""
+        """Call with retries and backoff (``RetryingCall`` / ``CallRetryFailed``).
+
+        A mutation is retried on the server instance it was sent to only (that
+        instance de-duplicates it); sent, unanswered and not retriable there,
+        it fails with :class:`RpcOutcomeUnknownError`.
+        """
         m = self.mach
         delay = self.call_retry_delay
         started = trio.current_time()
         attempt = 0
+        mutation = method in _MUTATIONS
+        sent_to: str | None = None  # the instance a mutation was sent to
         async with locked(self._call_lock):
             while True:
-                if self._stopping or not m.is1(S.Start):
-                    raise RpcNotConnectedError(f"{m.id} is stopped")
-                # not connected within call_timeout: raised, not retried
-                ep = await self._wait_endpoint(started)
+                try:
+                    if self._stopping or not m.is1(S.Start):
+                        raise RpcNotConnectedError(f"{m.id} is stopped")
+                    # not connected within call_timeout: raised, not retried
+                    ep = await self._wait_endpoint(started)
+                except RpcNotConnectedError as gone:
+                    if sent_to is not None:
+                        raise self._unknown(method, body, sent_to, gone) from gone
+                    raise
+                if mutation and sent_to is not None and self.instance != sent_to:
+                    restarted = RpcConnectionError(
+                        f"{self.addr} restarted ({sent_to} -> {self.instance})"
+                    )
+                    raise self._unknown(method, body, sent_to, restarted)
+                if mutation:
+                    sent_to = self.instance
                 try:
                     result = await ep.call(
                         method, body, resp_cls, timeout=self.call_timeout, inline=inline
@@ -543,6 +568,8 @@ class Client(Traffic):
                         m.remove1(S.RetryingCall)
                         m.add1(S.CallRetryFailed, pass_args(ARpc(method=method, err=err)))
                         m._err = err
+                        if sent_to is not None:
+                            raise self._unknown(method, body, sent_to, err) from err
                         raise RpcCallError(
                             f"{method} to {self.addr} failed after {attempt} attempts: {err}"
                         ) from err
@@ -553,6 +580,18 @@ class Client(Traffic):
                 if attempt:
                     m.remove1(S.RetryingCall)
                 return result
+
+    def _unknown(
+        self, method: str, body: Any, instance: str, cause: BaseException
+    ) -> RpcOutcomeUnknownError:
+        names = self.netmach._names
+        states = [names[i] for i in body.states if 0 <= i < len(names)]
+        err = RpcOutcomeUnknownError(
+            f"{method} {states} was sent to {self.addr} (instance {instance}) and not"
+            f" answered: applied once or not at all ({cause})"
+        )
+        self._log(f"[rpc] {err}")
+        return err
 
     async def _wait_endpoint(self, started: float) -> Endpoint:
         """The connected endpoint; waits for a (re)connection up to ``call_timeout``."""
@@ -673,6 +712,7 @@ def am_exception() -> str:
 
 
 _METHODS = {MutationType.ADD: "Add", MutationType.REMOVE: "Remove", MutationType.SET: "Set"}
+_MUTATIONS = frozenset(_METHODS.values())
 
 
 @asynccontextmanager

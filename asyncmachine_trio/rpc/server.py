@@ -86,6 +86,17 @@ MAX_ARGS = 256
 _APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+# the identity of that memory, sent in the handshake: a client whose mutation
+# was sent to another instance (a restarted process) knows it cannot retry it
+_INSTANCE: weakref.WeakKeyDictionary[Machine, str] = weakref.WeakKeyDictionary()
+
+
+def instance_of(source: Machine) -> str:
+    """The id of ``source``'s de-duplication memory in this process."""
+    inst = _INSTANCE.get(source)
+    if inst is None:
+        inst = _INSTANCE[source] = secrets.token_hex(8)
+    return inst
 
 
 @attrs.define(slots=True, eq=False)
@@ -482,6 +493,7 @@ class Server(Traffic, Listening):
             schema=schema,
             schema_hash=full_hash,
             tracked=None if len(self._tracked) == len(self._names) else list(self._tracked),
+            instance=instance_of(src),
         )
 
     def _refuse(self, conn: _Conn, err: RpcError) -> RpcError:

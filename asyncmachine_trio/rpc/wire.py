@@ -198,6 +198,8 @@ class SrvHello:
     schema: list[StateDef] | None = None
     schema_hash: str = ""
     tracked: list[int] | None = None
+    #: the identity of the server's de-duplication memory (new after a restart)
+    instance: str = ""
 
 
 @attrs.define(slots=True)
