@@ -691,3 +691,27 @@ async def test_sigkill_restart_loop_keeps_the_delivery_contract(tmp_path: Any) -
     assert not any(i in counts for i in unsent)  # failed before sending: never applied
     # applied without an answer: reported as unknown
     assert set(counts) - set(acked) <= set(unknown)
+
+
+# ----- per-client tokens
+
+
+@pytest.mark.trio
+async def test_per_client_tokens_map_to_allowlists() -> None:
+    src = am.Machine(Src, id="src")
+    tokens = {"tok-ui": ["A"], "tok-admin": None}
+    async with rpc.open_server(src, "tcp://127.0.0.1:0", tokens=tokens) as server:
+        async with rpc.open_client(server.addr, Src, token="tok-ui") as ui:
+            assert await ui.netmach.call_add1("A") is EXECUTED
+            with pytest.raises(rpc.RpcAccessError):
+                await ui.netmach.call_add1("B")
+        assert src.not1("B")
+        async with rpc.open_client(server.addr, Src, token="tok-admin") as admin:
+            assert await admin.netmach.call_add1("B") is EXECUTED
+        with trio.fail_after(5), pytest.raises(rpc.RpcAccessError):
+            async with rpc.open_client(server.addr, Src, token="tok-nope"):
+                pass
+    with pytest.raises(am.StateUnknownError):
+        rpc.Server(src, tokens={"t": ["Nope"]})
+    with pytest.raises(ValueError, match="not both"):
+        rpc.Server(src, token="x", tokens={"t": None})
