@@ -95,6 +95,12 @@ __version__ = "0.1.0"
 # upper layer: imported last, it uses the names above
 from . import helpers as helpers
 
+# telemetry opt-in by environment (AM_DBG_ADDR, AM_OTEL_TRACE...): a machine
+# hook is registered only when one of the variables is set
+from .machine.tracing import env_boot as _env_boot
+
+_env_boot()
+
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
 _LAZY = ("history", "rpc", "states", "telemetry", "testing")
 

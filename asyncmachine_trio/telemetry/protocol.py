@@ -45,6 +45,8 @@ __all__ = [
     "Hello",
     "TxBatch",
     "Welcome",
+    "check_hello",
+    "check_welcome",
     "decode_frame",
     "encode_frame",
     "encode_txs",
@@ -414,6 +416,17 @@ def check_hello(frame: Frame) -> Hello:
     if frame.protocol != PROTOCOL_VERSION:
         raise VersionError(
             f"client speaks protocol {frame.protocol}, this receiver {PROTOCOL_VERSION}"
+        )
+    return frame
+
+
+def check_welcome(frame: Frame) -> Welcome:
+    """The server's answer as a :class:`Welcome` of protocol 2, or :class:`VersionError`."""
+    if not isinstance(frame, Welcome):
+        raise ProtocolError(f"expected a welcome frame, got {_KIND_OF[type(frame)]}")
+    if frame.protocol != PROTOCOL_VERSION:
+        raise VersionError(
+            f"the debugger speaks protocol {frame.protocol}, this exporter {PROTOCOL_VERSION}"
         )
     return frame
 
