@@ -196,3 +196,35 @@ def test_bad_address() -> None:
     mach = am.Machine(SCHEMA)
     with pytest.raises(am.telemetry.TelemetryError, match="port 'x' is not a number"):
         dbg.attach(mach, "localhost:x")
+
+
+def test_wire_form_equals_record() -> None:
+    """The exporter's shortcut builds exactly the TxRecord's wire array."""
+    from asyncmachine_trio.telemetry import protocol, tx_record
+
+    ex = dbg.Exporter("127.0.0.1:1")
+    mach = am.Machine(SCHEMA, id="wire-m", log_steps=True, log_level=am.LogLevel.DECISIONS)
+    t = dbg._Tracked(mach)
+    txs: list[am.Transition] = []
+    mach._end_hooks.append(txs.append)
+    mach.add1("A", {"name": "x", "id": 3})
+    mach.add(["B"], {"other": 1})
+    mach._log(am.LogLevel.OPS, "between")
+    mach.remove1("B")
+
+    class Other:
+        def a_state(self, e: am.Event) -> None:
+            mach.add1("A", event=e)
+
+    other = am.Machine(SCHEMA, id="other-m", handlers=Other())
+    other.add1("A")
+    assert len(txs) >= 4
+    for i, tx in enumerate(txs):
+        wire = ex._tx_wire((t, tx, 123, 4, 5, i + 1))
+        rec = tx_record(tx, i + 1, time=123, queue_tick=4, machine_tick=5)
+        assert wire == protocol._tx_out(rec)
+        (batch,) = protocol.Decoder().feed(protocol.encode_wire_txs([wire]))
+        assert batch == protocol.TxBatch([rec])
+    src = txs[-1].mutation.source
+    assert src is not None and src.mach_id == "other-m"
+    assert protocol._tx_out(tx_record(txs[-1], 1))[19:21] == ["other-m", src.tx_id]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import secrets
 import select
 import socket
 import threading
@@ -37,7 +38,9 @@ from .. import __version__
 from ..machine import tracing as _tracing
 from .env import is_rpc_plumbing
 from .errors import ProtocolError, TelemetryError
-from .model import SchemaRecord, TxRecord, schema_record, tx_record
+from .model import MUTATION_TYPES as _TYPES
+from .model import STEP_FLAGS as _FLAGS
+from .model import SchemaRecord, _default_mapper, schema_record, strip_log_prefix
 from .protocol import (
     PREAMBLE,
     Decoder,
@@ -47,7 +50,7 @@ from .protocol import (
     Hello,
     check_welcome,
     encode_frame,
-    encode_txs,
+    encode_wire_txs,
     parse_addr,
 )
 
@@ -170,6 +173,8 @@ class Exporter:
         self._up_event = threading.Event()
         #: drops of machines no longer tracked
         self._dropped_gone = 0
+        self._id_prefix = secrets.token_hex(4)
+        self._tx_count = 0
 
     def __repr__(self) -> str:
         return f"<dbg.Exporter {self.host}:{self.port} {self.state} sent={self.sent}>"
@@ -450,7 +455,7 @@ class Exporter:
     def _send_batch(self, sock: socket.socket, limit: int) -> None:
         buf = self._buf
         out: list[bytes] = []
-        txs: list[TxRecord] = []
+        txs: list[list[Any]] = []
         taken: list[tuple[Any, ...]] = []
         announced = self._announced
         while buf and len(taken) < limit:
@@ -459,15 +464,14 @@ class Exporter:
             t = item[0]
             if t.mid not in announced:
                 if txs:
-                    out.append(encode_txs(txs))
+                    out.append(encode_wire_txs(txs))
                     txs = []
                 out.append(self._schema_frame(t))
             if len(item) == 6:
-                _, tx, tns, qt, mt, seq = item
-                txs.append(tx_record(tx, seq, time=tns, queue_tick=qt, machine_tick=mt))
+                txs.append(self._tx_wire(item))
                 continue
             if txs:
-                out.append(encode_txs(txs))
+                out.append(encode_wire_txs(txs))
                 txs = []
             marker = item[1]
             if marker is _SCHEMA:
@@ -476,7 +480,7 @@ class Exporter:
                 out.append(encode_frame(Gone(t.mid, time_ns())))
                 announced.discard(t.mid)
         if txs:
-            out.append(encode_txs(txs))
+            out.append(encode_wire_txs(txs))
         out.extend(self._dropped_frames())
         try:
             self._send(sock, out)
@@ -486,6 +490,64 @@ class Exporter:
                     item[0].dropped_worker += 1
             raise
         self.sent += sum(1 for i in taken if len(i) == 6)
+
+    def _tx_wire(self, item: tuple[Any, ...]) -> list[Any]:
+        """A TxRecord's wire array straight from the transition (no attrs object).
+
+        Equal to ``_tx_out(tx_record(...))`` (tested); transition ids not read
+        by anyone yet are made from a per-exporter prefix and a counter.
+        """
+        t, tx, tns, qt, mt, seq = item
+        m = tx.machine
+        mut = tx.mutation
+        tid = tx._id
+        if not tid:
+            self._tx_count += 1
+            tid = tx._id = f"{self._id_prefix}{self._tx_count & 0xFFFFFFFF:08x}"
+        index = m._index
+        args = mut.args
+        called = mut.called
+        if len(called) == 1 and called[0] in index:
+            idxs = [index[called[0]]]
+        else:
+            idxs = [index[s] for s in called if s in index]
+        src = mut.source
+        before = tx._before
+        after = tx._after
+        steps = tx._steps
+        logs = tx.log_entries
+        pre = tx.pre_log_entries
+        mid = t.mid
+        return [
+            mid,
+            seq,
+            tid,
+            _TYPES.get(mut.type, 0),
+            idxs,
+            (m._args_mapper or _default_mapper)(args) if args else {},
+            tx.is_accepted,
+            mut.is_auto,
+            mut.is_check,
+            False,
+            before,
+            after if after is not None else before,
+            qt,
+            mt,
+            tx.queue_len,
+            [
+                [_FLAGS.get(s.type, 0), s.from_state, s.to_state, str(s.relation or "")]
+                + [s.is_final, s.is_enter, s.is_self]
+                for s in steps
+            ]
+            if steps
+            else [],
+            [strip_log_prefix(x, mid) for x in logs] if logs else [],
+            [strip_log_prefix(x, mid) for x in pre] if pre else [],
+            tns,
+            src.mach_id if src is not None else "",
+            src.tx_id if src is not None else "",
+            src.mach_time if src is not None else 0,
+        ]
 
     def _send(self, sock: socket.socket, frames: list[bytes]) -> None:
         if frames:

@@ -50,6 +50,7 @@ __all__ = [
     "decode_frame",
     "encode_frame",
     "encode_txs",
+    "encode_wire_txs",
     "parse_addr",
 ]
 
@@ -325,6 +326,11 @@ def encode_frame(frame: Frame) -> bytes:
 def encode_txs(records: list[TxRecord]) -> bytes:
     """A ``txs`` frame for ``records`` (what the exporter sends per batch)."""
     return _pack(["txs", [[_tx_out(r) for r in records]]])
+
+
+def encode_wire_txs(arrays: list[list[Any]]) -> bytes:
+    """A ``txs`` frame from records already in their wire (array) form."""
+    return _pack(["txs", [arrays]])
 
 
 def decode_frame(body: bytes) -> Frame:
