@@ -535,8 +535,15 @@ class Exporter:
             mt,
             tx.queue_len,
             [
-                [_FLAGS.get(s.type, 0), s.from_state, s.to_state, str(s.relation or "")]
-                + [s.is_final, s.is_enter, s.is_self]
+                [
+                    _FLAGS.get(s.type, 0),
+                    s.from_state,
+                    s.to_state,
+                    str(s.relation or ""),
+                    s.is_final,
+                    s.is_enter,
+                    s.is_self,
+                ]
                 for s in steps
             ]
             if steps
