@@ -23,6 +23,7 @@ from .machine.clock import next_inactive as next_inactive
 from .machine.clock import next_inactive_in as next_inactive_in
 from .machine.errors import ArgumentError as ArgumentError
 from .machine.errors import AsyncMachineError as AsyncMachineError
+from .machine.errors import AutoLivelockError as AutoLivelockError
 from .machine.errors import DisposedError as DisposedError
 from .machine.errors import HandlerTimeoutError as HandlerTimeoutError
 from .machine.errors import NestedEvalError as NestedEvalError
@@ -92,17 +93,16 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
-# upper layer: imported last, it uses the names above
-from . import helpers as helpers
-
 # telemetry opt-in by environment (AM_DBG_ADDR, AM_OTEL_TRACE...): a machine
 # hook is registered only when one of the variables is set
 from .machine.tracing import env_boot as _env_boot
 
 _env_boot()
 
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "telemetry", "testing")
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
+# text output needs nothing, its SVG the ``[vis]`` extra), which keeps
+# ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
+_LAZY = ("graph", "helpers", "history", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

@@ -22,6 +22,7 @@ PUBLIC = [
     "ARGS_PREFIX",
     "ArgumentError",
     "AsyncMachineError",
+    "AutoLivelockError",
     "Ctx",
     "DISPOSING",
     "DisposedError",
@@ -71,6 +72,7 @@ PUBLIC = [
     "args_key",
     "args_merge",
     "capitalize",
+    "graph",
     "hash_str",
     "helpers",
     "history",
@@ -107,6 +109,7 @@ PUBLIC = [
     "states_with_prefix",
     "telemetry",
     "testing",
+    "vis",
 ]
 
 # the core names DESIGN.md fixes ("Core API")
@@ -190,6 +193,7 @@ def test_error_hierarchy() -> None:
         am.StateUnknownError,
         am.SchemaError,
         am.HandlerTimeoutError,
+        am.AutoLivelockError,
         am.NestedEvalError,
         am.DisposedError,
         am.NoNurseryError,
