@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -36,6 +36,10 @@ def remove_machine_hook(hook: MachineHook) -> None:
     if hook in _machine_hooks:
         _machine_hooks.remove(hook)
 
+
+#: set by ``telemetry.otel``: ``hook(event, args) -> args`` adds trace context to
+#: the args of a mutation an rpc client sends on behalf of ``event``'s transition
+rpc_args_hook: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
 
 _ENV_SWITCHES = ("AM_DBG_ADDR", "AM_OTEL_TRACE", "AM_OTEL_LOG", "AM_PROM_PUSH_URL")
 

@@ -51,25 +51,26 @@ def machine_created(mach: Machine, parent: Machine | None) -> None:
     addr = env.get("AM_DBG_ADDR")
     if addr:
         try:
-            from . import dbg
+            from .dbg import attach as dbg_attach
+            from .dbg import exporter_of
 
             ids = dbg_ids()
-            traced_parent = parent is not None and dbg.exporter_of(parent) is not None
+            traced_parent = parent is not None and exporter_of(parent) is not None
             if not ids or mach.id in ids or traced_parent:
-                dbg.attach(mach, addr)
+                dbg_attach(mach, addr)
         except Exception as err:
             _warn_once("AM_DBG_ADDR", err)
     if env.get("AM_OTEL_TRACE") or env.get("AM_OTEL_LOG"):
         try:
-            from . import otel
+            from .otel import attach_env as otel_env
 
-            otel.attach_env(mach)
+            otel_env(mach)
         except Exception as err:
             _warn_once("AM_OTEL_TRACE", err)
     if env.get("AM_PROM_PUSH_URL"):
         try:
-            from . import prometheus
+            from .prometheus import attach_env as prom_env
 
-            prometheus.attach_env(mach)
+            prom_env(mach)
         except Exception as err:
             _warn_once("AM_PROM_PUSH_URL", err)
