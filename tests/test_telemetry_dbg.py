@@ -51,8 +51,12 @@ async def test_10k_transitions_in_order() -> None:
     async with trio.open_nursery() as nursery:
         port = await nursery.start(Receiver(coll).serve, "127.0.0.1", 0)
         mach = am.Machine(SCHEMA, id="dbg-10k")
-        ex = dbg.attach(mach, f"127.0.0.1:{port}", config=FAST)
+        # the receiver shares this loop, which the synchronous mutations below
+        # block: a buffer above the run's size (the default is 10,000)
+        cfg = dbg.ExporterConfig(buffer=50_000, idle_poll=0.02, flush_interval=0.002)
+        ex = dbg.attach(mach, f"127.0.0.1:{port}", config=cfg)
         assert dbg.exporter_of(mach) is ex
+        assert await trio.to_thread.run_sync(ex.wait_connected, 10)
         n = 10_000
         toggle(mach, n)
         await coll.wait(

@@ -163,6 +163,8 @@ class Exporter:
         self._accept = True
         self._detached = False
         self._buf: deque[tuple[Any, ...]] = deque()
+        #: machines to announce (schema) even before their first transition
+        self._announce: deque[_Tracked] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -206,6 +208,9 @@ class Exporter:
         mach._schema_hooks.append(t.schema_hook)
         mach.on_dispose(lambda _id: self._disposed(t))
         _by_machine[mach] = self
+        if self._accept:  # announce it now, even before its first transition
+            self._announce.append(t)
+            self._wake.set()
         self._start()
 
     def untrack(self, mach: Machine) -> None:
@@ -275,7 +280,7 @@ class Exporter:
         """Block until the buffer was sent (True) or ``timeout`` passed (False)."""
         end = time_ns() + int(timeout * 1e9)
         while time_ns() < end:
-            if not self._buf and not self._busy:
+            if not self._buf and not self._announce and not self._busy:
                 return True
             self._wake.set()
             self._stop.wait(0.005)
@@ -287,8 +292,12 @@ class Exporter:
         """Flush (up to ``timeout``, default ``config.exit_flush``), stop, untrace all."""
         if self.state == CLOSED:
             return
-        if self.state == UP:
-            self.flush(self.config.exit_flush if timeout is None else timeout)
+        budget = self.config.exit_flush if timeout is None else timeout
+        if self.state in (CONNECTING, UP) and budget > 0:
+            # a short script may end before the first connection: give it the budget
+            t0 = time_ns()
+            if self.wait_connected(budget):
+                self.flush(max(0.0, budget - (time_ns() - t0) / 1e9))
         self._accept = False
         self._detached = True
         self.state = CLOSED
@@ -419,9 +428,9 @@ class Exporter:
         self.state = UP
         self._up_event.set()
         while True:
-            if not buf:
+            if not buf and not self._announce:
                 self._wake.clear()
-                if not buf:
+                if not buf and not self._announce:
                     if self._stop.is_set():
                         return
                     if not self._wake.wait(cfg.idle_poll):
@@ -458,6 +467,10 @@ class Exporter:
         txs: list[list[Any]] = []
         taken: list[tuple[Any, ...]] = []
         announced = self._announced
+        while self._announce:
+            t = self._announce.popleft()
+            if t.mid not in announced and id(t.mach) in self._tracked:
+                out.append(self._schema_frame(t))
         while buf and len(taken) < limit:
             item = buf.popleft()
             taken.append(item)
