@@ -27,8 +27,13 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-async def run_py(code: str, env: dict[str, str], timeout: float = 60) -> str:
-    with trio.fail_after(timeout):
+def txs_of(c: Collector, mid: str) -> list[Any]:
+    log = c.machines.get(mid)
+    return log.txs if log is not None else []
+
+
+async def run_py(code: str, env: dict[str, str]) -> str:
+    with trio.fail_after(60):
         proc = await trio.run_process(
             [sys.executable, "-c", textwrap.dedent(code)],
             env=env,
