@@ -104,7 +104,15 @@ def bench(session: nox.Session) -> None:
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
     (e.g. `nox -s bench -- --quick`).
     """
-    session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
+    session.install(
+        "-e",
+        ".[rpc,dbg,otel,prometheus]",
+        "opentelemetry-sdk",
+        "transitions",
+        "python-statemachine",
+        "automat",
+        "sismic",
+    )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 

@@ -46,7 +46,8 @@ VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
 IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
 NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
-SECTIONS = (RPC, IMPORT, NODE)
+TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -148,6 +149,34 @@ def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
     return section
 
 
+def spawn_telemetry(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.telemetry_overhead`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-tel-")
+    os.close(fd)
+    n = 5000 if a.quick else 20000
+    cmd = [sys.executable, "-m", "benchmarks.telemetry_overhead", "--quiet", "--json", out]
+    cmd += ["-n", str(n), "--repeats", str(a.repeats)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    error = ""
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        text = Path(out).read_text()
+        section: dict[str, Any] = json.loads(text) if text else {}
+    except (OSError, ValueError) as exc:
+        section = {}
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if error and not section:
+        section = {"error": error}
+    return section
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, *SECTIONS]))
@@ -213,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["node"] = node_bench.run(50 if a.quick else 200)
         except (OSError, RuntimeError) as exc:
             doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if TELEMETRY in libs:
+        doc["telemetry"] = spawn_telemetry(a)
     print()
     print(report.render(doc))
     if not a.no_json:
