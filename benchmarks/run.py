@@ -5,6 +5,7 @@
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
+    python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -26,7 +27,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import harness, report
+from . import harness, import_time, report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,6 +43,8 @@ LIBS = {
 VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
+IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
+SECTIONS = (RPC, IMPORT)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -145,7 +148,7 @@ def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, RPC]))
+    ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, *SECTIONS]))
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median)")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per repeat")
     ap.add_argument("--case-timeout", type=int, default=180, help="seconds per case")
@@ -168,10 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(json.loads(Path(a.show).read_text())))
         return 0
 
-    libs = [s for s in a.only.split(",") if s] or [*LIBS, RPC]
-    unknown = [s for s in libs if s not in LIBS and s != RPC]
+    libs = [s for s in a.only.split(",") if s] or [*LIBS, *SECTIONS]
+    unknown = [s for s in libs if s not in LIBS and s not in SECTIONS]
     if unknown:
-        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, RPC])}")
+        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, *SECTIONS])}")
     info = harness.machine_info()
     versions = {d: harness.version(d) for d in VERSIONED}
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for lib in libs:
-        if lib != RPC:
+        if lib not in SECTIONS:
             rows.extend(spawn(lib, a))
     by_key = {(r["lib"], r["id"]): r for r in rows}
     report.add_ratios(by_key)
@@ -198,6 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     if RPC in libs:
         doc["rpc"] = spawn_rpc(a)
+    if IMPORT in libs:
+        try:
+            doc["import"] = import_time.run(5 if a.quick else 15)
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            doc["import"] = {"error": f"{type(exc).__name__}: {exc}"}
     print()
     print(report.render(doc))
     if not a.no_json:

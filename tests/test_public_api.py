@@ -22,6 +22,7 @@ PUBLIC = [
     "ARGS_PREFIX",
     "ArgumentError",
     "AsyncMachineError",
+    "AutoLivelockError",
     "Ctx",
     "DISPOSING",
     "DisposedError",
@@ -106,6 +107,7 @@ PUBLIC = [
     "states_to_index",
     "states_unique",
     "states_with_prefix",
+    "telemetry",
     "testing",
     "vis",
 ]
@@ -191,6 +193,7 @@ def test_error_hierarchy() -> None:
         am.StateUnknownError,
         am.SchemaError,
         am.HandlerTimeoutError,
+        am.AutoLivelockError,
         am.NestedEvalError,
         am.DisposedError,
         am.NoNurseryError,

@@ -13,6 +13,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .. import Ctx, DisposedError, StateUnknownError, Waiter
+from ..machine.excgroup import unwrap_single
 from .api import MachineApi
 from .env import is_debug
 from .errors import ContextCanceledError, ExceptionStateError
@@ -35,17 +36,18 @@ class Waitable(Protocol):
 async def _first(*fns: Callable[[], Awaitable[object]]) -> int:
     """Run ``fns`` concurrently; the first to return wins (its index), the others are cancelled."""
     winner = -1
-    async with anyio.create_task_group() as tg:
+    with unwrap_single():  # a waiter's error leaves as itself (semantics §13.1)
+        async with anyio.create_task_group() as tg:
 
-        async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
-            nonlocal winner
-            await fn()
-            if winner < 0:
-                winner = i
-                tg.cancel_scope.cancel()
+            async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
+                nonlocal winner
+                await fn()
+                if winner < 0:
+                    winner = i
+                    tg.cancel_scope.cancel()
 
-        for i, fn in enumerate(fns):
-            tg.start_soon(run, i, fn)
+            for i, fn in enumerate(fns):
+                tg.start_soon(run, i, fn)
     return winner
 
 

@@ -14,6 +14,7 @@ __all__ = [
     "L_EXTERNAL",
     "L_NOTHING",
     "L_OPS",
+    "STRUCTLOG",
     "LogLevel",
     "LoggerFn",
     "format_log_args",
@@ -95,3 +96,22 @@ def format_log_args(mapped: Mapping[str, str]) -> str:
     if not mapped:
         return ""
     return " (" + " ".join(f"{k}={mapped[k]}" for k in sorted(mapped)) + ")"
+
+
+class _LazyStructlog:
+    """The package's structlog logger, imported at the first line logged to it.
+
+    Importing structlog costs tens of milliseconds (its dev renderer loads rich
+    when installed); machines that log nowhere, or to their own logger, never pay it.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        import structlog
+
+        return getattr(structlog.get_logger("asyncmachine_trio"), name)
+
+
+#: ``STRUCTLOG.info(...)`` etc.: structlog's ``get_logger("asyncmachine_trio")``, lazily
+STRUCTLOG: Any = _LazyStructlog()
