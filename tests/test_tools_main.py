@@ -25,7 +25,7 @@ def test_report_lists_version_extras_and_tools() -> None:
     assert out.startswith(f"asyncmachine-trio {am.__version__} ")
     for extra in EXTRAS:
         assert f"  {extra} " in out
-    for tool in ("am-gen", "am-vis", "arpc"):
+    for tool in ("am-gen", "am-vis", "arpc", "am-relay"):
         assert f"  {tool} " in out
     assert run("--version").strip() == am.__version__
 
