@@ -63,8 +63,8 @@ def test_history_database_target(history_db: Path) -> None:
     res = runner.invoke(app, ["mermaid", str(history_db), "-m", "worker"])
     assert "class Done active" in res.output
     res = runner.invoke(app, ["mermaid", str(history_db), "--map"])
-    assert 'subgraph m0["app"]' in res.output and 'subgraph m1["worker"]' in res.output
-    assert "Start" not in res.output.split("subgraph m0")[1].split("end")[0]
+    assert 'm0["app"]' in res.output and 'm1["worker"]' in res.output
+    assert "Start" not in res.output and "subgraph" not in res.output
     res = runner.invoke(app, ["inspect", str(history_db)])
     assert "## app" in res.output and "- active: Done" in res.output
 
