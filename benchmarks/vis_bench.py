@@ -1,6 +1,6 @@
 """How long ``am.vis`` takes to write the text of a 200-state machine.
 
-    python -m benchmarks.vis_bench          # prints ms per diagram (target: < 1000 ms)
+python -m benchmarks.vis_bench          # prints ms per diagram (target: < 1000 ms)
 """
 
 from __future__ import annotations
