@@ -27,7 +27,14 @@ def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff>=0.5")
     session.run(
-        "ruff", "check", "asyncmachine_trio", "tests", "examples", "benchmarks", "noxfile.py"
+        "ruff",
+        "check",
+        "asyncmachine_trio",
+        "tests",
+        "examples",
+        "benchmarks",
+        "noxfile.py",
+        "mkdocs_hooks.py",
     )
     session.run(
         "ruff",
@@ -38,6 +45,7 @@ def lint(session: nox.Session) -> None:
         "examples",
         "benchmarks",
         "noxfile.py",
+        "mkdocs_hooks.py",
     )
 
 

@@ -1,6 +1,7 @@
 """asyncmachine-trio: clock-based, relational, multi-state machines for trio.
 
-``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
+``import asyncmachine_trio as am`` gives the whole core API; the layers above it
+(``am.helpers``, ``am.states``, ``am.history``, ``am.rpc``, ``am.testing``) load on first use.
 """
 
 from typing import Any as _Any

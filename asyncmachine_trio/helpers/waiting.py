@@ -29,8 +29,13 @@ def _timeout(timeout: float | None) -> float | None:
 class Waitable(Protocol):
     """Anything with ``is_set()`` and ``await wait()``: ``am.Waiter``, ``anyio.Event``, ..."""
 
-    def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
+    def is_set(self) -> bool:
+        """True once resolved."""
+        ...
+
+    async def wait(self) -> None:
+        """Wait until resolved."""
+        ...
 
 
 async def _first(*fns: Callable[[], Awaitable[object]]) -> int:

@@ -146,7 +146,7 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
 
 
 class Machine:
-    """A clock-based, relational, multi-state machine (see DESIGN.md).
+    """A clock-based, relational, multi-state machine.
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
     subclass. Schema errors never raise here: the machine starts in

@@ -98,6 +98,7 @@ class AServerPayload(TypedArgs):
 
     @property
     def data(self) -> Any:
+        """The payload's data (None without a payload)."""
         return None if self.payload is None else self.payload.data
 
 

@@ -122,6 +122,7 @@ class StreamTransport:
         self.strict = strict
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         if self.frame_timeout is None:
             return await self._receive()
         await self._fill(1)  # idle: no deadline until a frame starts
@@ -157,6 +158,7 @@ class StreamTransport:
         return data
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
         async with locked(self._send_lock):
@@ -175,6 +177,7 @@ class StreamTransport:
         self.bytes_sent += len(data) + 4
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -206,6 +209,7 @@ class WebSocketTransport:
             self.conn._max_message_size = max_frame if strict else _ws_limit(max_frame)
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         from trio_websocket import ConnectionClosed
 
         try:
@@ -221,6 +225,7 @@ class WebSocketTransport:
         return bytes(msg)
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         from trio_websocket import ConnectionClosed
 
         if len(data) > self.max_frame:
@@ -237,6 +242,7 @@ class WebSocketTransport:
         self.bytes_sent += len(data)
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         with trio.move_on_after(1) as scope:
             scope.shield = True
             try:
