@@ -82,6 +82,20 @@ def verifytypes(session: nox.Session) -> None:
         session.error(f"type completeness {score:.1%} is below {VERIFYTYPES_MIN:.0%}")
 
 
+#: console scripts of [project.scripts]
+SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay")
+
+
+@nox.session(python=PYTHON)
+def scripts(session: nox.Session) -> None:
+    """Every console script answers --help and --version after `pip install .[all]`."""
+    session.install(".[all]")
+    for script in SCRIPTS:
+        session.run(script, "--help", silent=True)
+        session.run(script, "--version")
+    session.run("python", "-m", "asyncmachine_trio")
+
+
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the documentation site (mkdocs, --strict: broken links and references fail).
