@@ -39,7 +39,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[rpc]", "mypy>=1.10")
+    session.install("-e", ".[rpc,nats,mcp]", "mypy>=1.10")
     session.run("mypy", "--strict", "asyncmachine_trio")
 
 
@@ -47,9 +47,10 @@ def typecheck(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
-    Prints one table (and the aRPC section, benchmarks/rpc_bench.py) and writes
+    Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
+    benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
     (e.g. `nox -s bench -- --quick`).
     """
-    session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
+    session.install("-e", ".[rpc,nats]", "transitions", "python-statemachine", "automat", "sismic")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
