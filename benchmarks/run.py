@@ -6,6 +6,7 @@
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
     python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
+    python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -27,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import harness, report
+from . import harness, import_time, report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,8 +44,9 @@ LIBS = {
 VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
+IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
 NATS = "nats"  # the NATS section (nats_bench.py), likewise
-SECTIONS = (RPC, NATS)
+SECTIONS = (RPC, IMPORT, NATS)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -205,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         doc["rpc"] = spawn_rpc(a)
     if NATS in libs:
         doc["nats"] = spawn_rpc(a, "benchmarks.nats_bench")
+    if IMPORT in libs:
+        try:
+            doc["import"] = import_time.run(5 if a.quick else 15)
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            doc["import"] = {"error": f"{type(exc).__name__}: {exc}"}
     print()
     print(report.render(doc))
     if doc.get("nats") is not None:

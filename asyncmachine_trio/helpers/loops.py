@@ -116,7 +116,7 @@ class StateLoop:
                 for s in mach.inbound_relations_of(loop_state)
                 if Relation.ADD in mach.relations_between(s, loop_state)
             )
-        self.ctx_states = list(dict.fromkeys(ctx_states))
+        self.ctx_states: list[str] = list(dict.fromkeys(ctx_states))
         self._window_start = self.clock()
         self._window_ticks = self.sum()
         if not self._ended:

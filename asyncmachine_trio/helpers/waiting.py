@@ -13,6 +13,7 @@ import anyio.abc
 import anyio.lowlevel
 
 from .. import Ctx, DisposedError, StateUnknownError, Waiter
+from ..machine.excgroup import unwrap_single
 from .api import MachineApi
 from .env import is_debug
 from .errors import ContextCanceledError, ExceptionStateError
@@ -28,24 +29,30 @@ def _timeout(timeout: float | None) -> float | None:
 class Waitable(Protocol):
     """Anything with ``is_set()`` and ``await wait()``: ``am.Waiter``, ``anyio.Event``, ..."""
 
-    def is_set(self) -> bool: ...
-    async def wait(self) -> None: ...
+    def is_set(self) -> bool:
+        """True once resolved."""
+        ...
+
+    async def wait(self) -> None:
+        """Wait until resolved."""
+        ...
 
 
 async def _first(*fns: Callable[[], Awaitable[object]]) -> int:
     """Run ``fns`` concurrently; the first to return wins (its index), the others are cancelled."""
     winner = -1
-    async with anyio.create_task_group() as tg:
+    with unwrap_single():  # a waiter's error leaves as itself (semantics §13.1)
+        async with anyio.create_task_group() as tg:
 
-        async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
-            nonlocal winner
-            await fn()
-            if winner < 0:
-                winner = i
-                tg.cancel_scope.cancel()
+            async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
+                nonlocal winner
+                await fn()
+                if winner < 0:
+                    winner = i
+                    tg.cancel_scope.cancel()
 
-        for i, fn in enumerate(fns):
-            tg.start_soon(run, i, fn)
+            for i, fn in enumerate(fns):
+                tg.start_soon(run, i, fn)
     return winner
 
 

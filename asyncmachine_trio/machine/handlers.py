@@ -76,9 +76,9 @@ class Binding:
     __slots__ = ("async_names", "event_state", "id", "num", "obj", "pairs", "table")
 
     def __init__(self, obj: object, bid: str, num: int) -> None:
-        self.obj = obj
-        self.id = bid
-        self.num = num
+        self.obj: object = obj
+        self.id: str = bid
+        self.num: int = num
         self.table: dict[str, HandlerFn] = {}
         self.async_names: frozenset[str] = frozenset()
         self.event_state: dict[str, str] = {}

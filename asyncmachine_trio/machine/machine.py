@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -16,7 +15,6 @@ from typing import Any
 
 import anyio.abc
 import attrs
-import structlog
 
 from . import dispatch as _dispatch
 from . import queue as _queue
@@ -45,13 +43,14 @@ from .logging import (
     L_NOTHING,
     L_OPS,
     LOG_ARGS,
+    STRUCTLOG,
     LoggerFn,
     LogLevel,
     format_log_args,
     log_args_mapper,
 )
 from .mutation import ADD as _ADD
-from .mutation import CANCELED, Mutation, Position, Result
+from .mutation import CANCELED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
 from .resolver import Relation, Resolver
@@ -66,7 +65,7 @@ __all__ = ["Machine", "Serialized"]
 _UNSET: Any = object()
 _INTERNAL_ERRORS_MAX = 10
 
-_structlog = structlog.get_logger("asyncmachine_trio")
+_structlog = STRUCTLOG  # structlog, imported at the first line logged
 
 
 def _env_on(name: str) -> bool:
@@ -147,12 +146,19 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
 
 
 class Machine:
-    """A clock-based, relational, multi-state machine (see DESIGN.md).
+    """A clock-based, relational, multi-state machine.
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
     subclass. Schema errors never raise here: the machine starts in
     ``Exception`` with ``err`` set to an :class:`SchemaError` (SPEC 1.4).
     """
+
+    #: The livelock guard of the auto states: when an auto transition fails
+    #: (a handler raised) and its ``Exception`` mutation tries the same auto
+    #: states again from the same active states, failing the same way, this
+    #: many failures in a row stop the retries (reported as
+    #: :class:`AutoLivelockError`). Settable per machine; at least 1.
+    auto_retry_limit: int = 100
 
     def __init__(
         self,
@@ -202,7 +208,7 @@ class Machine:
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise ArgumentError(f"queue_limit must be a positive int: {queue_limit!r}")
 
-        self._id: str = id if id else secrets.token_hex(8)
+        self._id: str = id if id else os.urandom(8).hex()
         self._parent_id = ""
         parent_mach: Machine | None = None
         if isinstance(parent, Machine):
@@ -631,14 +637,16 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
+        """Store ``err`` and add ``[state, Exception]`` with the error in the args.
+
+        Errors are never refused by a full queue: unlike other mutations,
+        error mutations are queued beyond ``queue_limit``.
+        """
         if self._disposing or err is None:
             return CANCELED
         if not isinstance(err, BaseException):
             raise ArgumentError(f"err must be an exception, got {type(err).__name__}")
         called = self._parse([state, EXCEPTION])
-        if len(self._queue) >= self.queue_limit:
-            return self._queue_full(called)
         self._err = err
         trace = format_trace(err) if self.log_stack_trace else ""
         exc_args = pass_args(AException(err=err, err_trace=trace))
@@ -656,19 +664,25 @@ class Machine:
 
     # ----- dry runs and eval
 
-    can_add = _queue.can_add
+    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
+        return _queue.can_add(self, states, args)
 
     def can_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    can_remove = _queue.can_remove
+    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``remove``."""
+        return _queue.can_remove(self, states, args)
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
         return self.can_remove([state], args)
 
-    eval = _queue.eval
+    def eval(self, source: str, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
+        return _queue.eval(self, source, fn)
 
     # ----- applying states (SPEC 2.1, 5.6)
 
@@ -684,11 +698,17 @@ class Machine:
 
     _recover = _dispatch.recover
 
+    _auto_livelock = _dispatch.auto_livelock
+
     # ----- handlers and tracers
 
-    bind_handlers = _dispatch.bind_handlers
+    def bind_handlers(self, handlers: object, *, id: str | None = None) -> str:
+        """Bind a handler object, or a ``{method name: callable}`` mapping; returns its id."""
+        return _dispatch.bind_handlers(self, handlers, id=id)
 
-    detach_handlers = _dispatch.detach_handlers
+    def detach_handlers(self, binding_id: str) -> None:
+        """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
+        _dispatch.detach_handlers(self, binding_id)
 
     _index_handler_names = _dispatch.index_handler_names
 
@@ -702,9 +722,13 @@ class Machine:
         if not isinstance(tracer, Tracer):
             raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
 
-    tracer_bind = _dispatch.tracer_bind
+    def tracer_bind(self, tracer: Tracer) -> str:
+        """Bind a tracer; returns its id."""
+        return _dispatch.tracer_bind(self, tracer)
 
-    tracer_detach = _dispatch.tracer_detach
+    def tracer_detach(self, tracer_id: str) -> None:
+        """Detach a tracer by id (``TracerError`` if not bound)."""
+        _dispatch.tracer_detach(self, tracer_id)
 
     def on_error(self, fn: Callable[[Machine, Exception], Any] | None) -> None:
         """Call ``fn(machine, err)`` from every ``add_err*``."""
@@ -884,9 +908,49 @@ class Machine:
         """A copy of the pending mutations."""
         return list(self._queue)
 
-    is_queued = _queue.is_queued
+    def is_queued(
+        self,
+        mut_type: MutationType,
+        states: Sequence[str],
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        min_queue_tick: int = 0,
+        is_check: bool = False,
+        position: Position = Position.ANY,
+    ) -> tuple[bool, int, int]:
+        """``(found, index, queue_tick)`` of the first match, ``(False, 0, 0)`` else."""
+        return _queue.is_queued(
+            self,
+            mut_type,
+            states,
+            without_args_only=without_args_only,
+            strict_equal=strict_equal,
+            min_queue_tick=min_queue_tick,
+            is_check=is_check,
+            position=position,
+        )
 
-    is_queued_above = _queue.is_queued_above
+    def is_queued_above(
+        self,
+        threshold: int,
+        mut_type: MutationType,
+        states: Sequence[str],
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        is_check: bool = False,
+    ) -> bool:
+        """True if more than ``threshold`` pending mutations match (see :meth:`is_queued`)."""
+        return _queue.is_queued_above(
+            self,
+            threshold,
+            mut_type,
+            states,
+            without_args_only=without_args_only,
+            strict_equal=strict_equal,
+            is_check=is_check,
+        )
 
     def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
         """An Add with these called states is pending."""
@@ -904,7 +968,9 @@ class Machine:
         """A Remove calling ``state`` is pending."""
         return self.will_be_removed([state], position)
 
-    will_be_any = _queue.will_be_any
+    def will_be_any(self, states: Sequence[str]) -> bool:
+        """Some pending Add calls any of ``states``."""
+        return _queue.will_be_any(self, states)
 
     # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
 
@@ -1138,13 +1204,17 @@ class Machine:
 
     _disposed_waiter_or = _when.disposed_waiter_or
 
-    when = _when.when
+    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are active (semantics §8)."""
+        return _when.when(self, states, ctx)
 
     def when1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is active."""
         return self.when([state], ctx)
 
-    when_not = _when.when_not
+    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are inactive."""
+        return _when.when_not(self, states, ctx)
 
     def when_not1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is inactive."""
@@ -1154,7 +1224,11 @@ class Machine:
         """Resolves when ``Exception`` is active."""
         return self.when([EXCEPTION], ctx)
 
-    when_time = _when.when_time
+    def when_time(
+        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
+    ) -> Waiter:
+        """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
+        return _when.when_time(self, states, ticks, ctx)
 
     def when_time1(self, state: str, tick: int, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` reached ``tick``."""
@@ -1168,13 +1242,21 @@ class Machine:
         """Resolves on the next activation of ``state`` (Multi re-entry included)."""
         return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
 
-    when_args = _when.when_args
+    def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when a ``<state>State`` event carries matching args."""
+        return _when.when_args(self, state, args, ctx)
 
-    when_query = _when.when_query
+    def when_query(self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``fn(clock)`` is true after an accepted transition."""
+        return _when.when_query(self, fn, ctx)
 
-    when_queue = _when.when_queue
+    def when_queue(self, tick: int) -> Waiter:
+        """Resolves once the queue tick reached ``tick``."""
+        return _when.when_queue(self, tick)
 
-    when_queue_ends = _when.when_queue_ends
+    def when_queue_ends(self) -> Waiter:
+        """Resolves when the current drain finishes (at once when idle)."""
+        return _when.when_queue_ends(self)
 
     # ----- task group, forks and disposal (_tasks.py)
 

@@ -8,8 +8,8 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -17,14 +17,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import trio
 
 from .errors import ArgumentError, NoNurseryError
+from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
 from .schema import DISPOSING, START
 from .waiting import Ctx, StateCtx
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .machine import Machine
     from .transition import Event
 
@@ -77,12 +79,15 @@ def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _A
     structure); on asyncio as plain asyncio tasks owned by an ``_AsyncioHost``
     task in the group. Anything else keeps the task group's ``start_soon``.
     """
-    nursery = task_group
-    if not isinstance(nursery, trio.Nursery):
-        # anyio's task group on the trio backend keeps its nursery there
-        nursery = getattr(task_group, "_nursery", None)
-    if isinstance(nursery, trio.Nursery):
-        return nursery.start_soon, trio.CancelScope, None
+    # trio and asyncio are imported by whoever runs their loop: not at our import
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        nursery: Any = task_group
+        if not isinstance(nursery, trio.Nursery):
+            # anyio's task group on the trio backend keeps its nursery there
+            nursery = getattr(task_group, "_nursery", None)
+        if isinstance(nursery, trio.Nursery):
+            return nursery.start_soon, trio.CancelScope, None
     scope_cls: Callable[[], Any] = type(anyio.CancelScope())
     if type(task_group).__module__ == "anyio._backends._asyncio":
         host = _AsyncioHost(scope_cls)
@@ -104,6 +109,8 @@ class _AsyncioHost:
     __slots__ = ("closing", "error", "event", "loop", "scope_cls", "scopes", "tasks")
 
     def __init__(self, scope_cls: Callable[[], Any]) -> None:
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.scope_cls = scope_cls
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -149,7 +156,10 @@ class _AsyncioHost:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
                 await self._wait(settled)
-            raise
+            if self.error is None:
+                raise
+            # a task's BaseException while the group was being cancelled: it
+            # joins the group's other errors (as a trio nursery would keep it)
         if self.error is not None:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
@@ -330,13 +340,19 @@ def new_state_ctx(m: Machine, state: str) -> StateCtx:
 @contextlib.asynccontextmanager
 async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
     """``async with am.open_machine(schema, ...) as mach``: a machine with its own
-    task group, disposed on exit (its forked tasks are cancelled)."""
+    task group, disposed on exit (its forked tasks are cancelled).
+
+    A bad schema or option raises before the task group starts; an exception
+    raised in the block (or by one task) leaves as itself, not in an
+    ``ExceptionGroup`` (several at once do: semantics §13.1).
+    """
     from .machine import Machine
 
-    async with anyio.create_task_group() as tg:
-        mach = Machine(schema, **kwargs)
-        start(mach, tg)
-        try:
-            yield mach
-        finally:
-            dispose(mach)
+    mach = Machine(schema, **kwargs)
+    with unwrap_single():
+        async with anyio.create_task_group() as tg:
+            start(mach, tg)
+            try:
+                yield mach
+            finally:
+                dispose(mach)

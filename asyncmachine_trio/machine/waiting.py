@@ -39,7 +39,7 @@ class Ctx:
     )
 
     def __init__(self, parent: Ctx | None = None) -> None:
-        self.parent = parent
+        self.parent: Ctx | None = parent
         self._cancelled = False
         # insertion-ordered; a child leaves when it is cancelled (no growth
         # in long-lived parents such as the machine's context)
@@ -108,9 +108,9 @@ class StateCtx(Ctx):
 
     def __init__(self, machine_id: str, state: str, tick: int, parent: Ctx | None) -> None:
         super().__init__(parent)
-        self.machine_id = machine_id
-        self.state = state
-        self.tick = tick
+        self.machine_id: str = machine_id
+        self.state: str = state
+        self.tick: int = tick
 
     @property
     def expired(self) -> bool:
@@ -132,7 +132,7 @@ class Waiter:
     __slots__ = ("_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
-        self.kind = kind
+        self.kind: str = kind
         self._set = False
         self._event: anyio.Event | None = None
         self._holders = 1
@@ -265,7 +265,7 @@ class Subscriptions:
         # subscriptions whose ctx was cancelled, resolved at the next evaluation
         self._expired: list[_When | _WhenTime | _WhenQuery] = []
         self._expired_args: list[_WhenArgs] = []
-        self.count = 0
+        self.count: int = 0
 
     # ----- registration
 
@@ -569,15 +569,7 @@ class Subscriptions:
                     self._log_when_time_match(tsub)
                     tsub.waiter._resolve()
         if self.when_queue:
-            keep: list[tuple[int, Waiter]] = []
-            for entry in self.when_queue:
-                if entry[0] <= queue_tick:
-                    self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
-                    self.count -= 1
-                    entry[1]._resolve()
-                else:
-                    keep.append(entry)
-            self.when_queue = keep
+            self.process_when_queue(queue_tick)
         if self.when_query:
             snapshot = self._m.clock()
             for qsub in list(self.when_query):
@@ -585,6 +577,18 @@ class Subscriptions:
                     self._log_when_query_match(qsub)
                     self._gc_when_query(qsub)
                     qsub.waiter._resolve()
+
+    def process_when_queue(self, queue_tick: int) -> None:
+        """Resolve the ``when_queue`` waiters of ticks up to ``queue_tick``."""
+        keep: list[tuple[int, Waiter]] = []
+        for entry in self.when_queue:
+            if entry[0] <= queue_tick:
+                self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
+                self.count -= 1
+                entry[1]._resolve()
+            else:
+                keep.append(entry)
+        self.when_queue = keep
 
     def process_args(self, name: str, args: Mapping[str, Any]) -> None:
         """Resolve ``when_args`` waiters for a dispatched ``<State>State`` event."""

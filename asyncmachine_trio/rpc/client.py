@@ -29,6 +29,7 @@ import trio
 
 from ..helpers.schema import schema_hash
 from ..machine.args import TypedArgs, pass_args
+from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import MutationType, Result
@@ -97,6 +98,7 @@ class AServerPayload(TypedArgs):
 
     @property
     def data(self) -> Any:
+        """The payload's data (None without a payload)."""
         return None if self.payload is None else self.payload.data
 
 
@@ -291,6 +293,7 @@ class Client(Traffic):
                     "ClientSendPayload": (SrvPayload, self._on_payload),
                     "SchemaChange": (SrvHello, self._on_schema_change),
                     "ClientBye": (Empty, self._on_bye),
+                    "Ping": (Empty, _pong),
                 },
                 name=m.id,
                 log=self._log,
@@ -655,6 +658,10 @@ class Client(Traffic):
             await self._outbox_wake.wait()
 
 
+def _pong(_msg: Empty) -> Empty:
+    return Empty()
+
+
 def am_exception() -> str:
     # clients heal themselves: Exception is removed right after being handled
     return "Exception"
@@ -673,19 +680,20 @@ async def open_client(
     itself, not wrapped in an ``ExceptionGroup``.
     """
     failed: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        client = Client(addr, schema, **kwargs)
-        client.start(nursery)
-        try:
+    client = Client(addr, schema, **kwargs)  # bad options raise before any task starts
+    with unwrap_single():  # an exception of the block leaves as itself
+        async with trio.open_nursery() as nursery:
+            client.start(nursery)
             try:
-                await client.wait_ready(ready_timeout)
-            except (RpcError, trio.TooSlowError) as err:
-                failed = err  # raised below, outside the nursery
-            else:
-                yield client
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.stop(dispose=True)
-            nursery.cancel_scope.cancel()
+                try:
+                    await client.wait_ready(ready_timeout)
+                except (RpcError, trio.TooSlowError) as err:
+                    failed = err  # raised below, outside the nursery
+                else:
+                    yield client
+            finally:
+                with trio.CancelScope(shield=True):
+                    await client.stop(dispose=True)
+                nursery.cancel_scope.cancel()
     if failed is not None:
         raise failed

@@ -234,6 +234,7 @@ class NetworkMachine(Machine):
         return self._client._mutate_nowait(ADD, called, self._check_args(args), None, ns=True)
 
     def add1_ns(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """``add_ns`` of one state: fire-and-forget, no response and no clock."""
         return self.add_ns([state], args)
 
     async def call(
@@ -260,40 +261,49 @@ class NetworkMachine(Machine):
     async def call_add(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Add ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(ADD, states, args)
 
     async def call_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Add one state on the source; its ``Result``, with the clock applied here."""
         return await self.call(ADD, [state], args)
 
     async def call_remove(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Remove ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, states, args)
 
     async def call_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Remove one state on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, [state], args)
 
     async def call_set(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Set exactly ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(SET, states, args)
 
     async def call_toggle(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Toggle ``states`` (decided locally: all active -> remove, else add) on the source."""
         called = self._parse(list(states))
         on = all(s in self._active_set for s in called)
         return await self.call(REMOVE if on else ADD, called, args)
 
     async def call_toggle1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Toggle one state on the source (decided locally)."""
         return await self.call_toggle([state], args)
 
     async def call_add_err(self, err: Exception, args: Mapping[str, Any] | None = None) -> Result:
+        """Store ``err`` locally and add ``Exception`` (and ``ErrOnClient``) on the source."""
         return await self.call_add_err_state(EXCEPTION, err, args)
 
     async def call_add_err_state(
         self, state: str, err: Exception, args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Store ``err`` locally and add ``state`` + ``Exception`` on the source."""
         if self._disposing:
             return Result.CANCELED
         self._parse1(state)
