@@ -114,13 +114,14 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
-    Prints one table (and the aRPC section, benchmarks/rpc_bench.py) and writes
+    Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
+    benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
     (e.g. `nox -s bench -- --quick`).
     """
     session.install(
         "-e",
-        ".[rpc,dbg,otel,prometheus]",
+        ".[rpc,dbg,otel,prometheus,nats]",
         "opentelemetry-sdk",
         "transitions",
         "python-statemachine",
