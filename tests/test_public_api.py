@@ -85,6 +85,7 @@ PUBLIC = [
     "next_active_in",
     "next_inactive",
     "next_inactive_in",
+    "node",
     "not_handler",
     "open_machine",
     "parse_args",

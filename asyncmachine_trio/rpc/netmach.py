@@ -255,7 +255,7 @@ class NetworkMachine(Machine):
             return Result.CANCELED
         if self._client is None:
             raise RpcNotConnectedError(f"{self._id} is a read-only network machine")
-        called = self._parse_list(states)
+        called = self._parse_list(states)  # a str raises ArgumentError, not split
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
     async def call_add(
