@@ -1,0 +1,811 @@
+"""The topic: one peer's membership of a gossipsub topic, as a machine of :class:`TopicStates`.
+
+A :class:`Topic` exposes local machines (announced with their schema, state
+order, clock, tags and parent) and mirrors the machines other peers expose as
+read-only :class:`~asyncmachine_trio.pubsub.Mirror` machines. There is no
+server and no leader: every peer sends its own ``info`` once it has joined,
+``updates`` when its machines change (collected every heartbeat), and now and
+then ``gossip`` (time sums of a few known machines). A peer that sees a gossiped
+machine it does not know asks for it (``reqinfo``); one whose gossiped sum is
+ahead of its mirror asks for clocks (``requpdates``). Clocks only move forward
+by time sum. Every delay scales with ``TopicConfig.multiplayer``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import secrets
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+import asyncmachine_trio as am
+
+from ..states.connected import add_err_connecting
+from . import wire
+from .errors import PubsubDecodeError, PubsubError
+from .mirror import Mirror
+from .states import TopicStates
+
+if TYPE_CHECKING:
+    from ._host import Host
+
+__all__ = ["Topic", "TopicConfig", "open_topic"]
+
+S = TopicStates
+
+#: the default listen address: TCP on loopback, a free port
+LOOPBACK_TCP = "/ip4/127.0.0.1/tcp/0"
+
+
+@attrs.define
+class TopicConfig:
+    """Tuning of a topic; the defaults are the reference's.
+
+    Every delay is a base value times ``multiplayer`` (default 5): the heartbeat
+    is ``heartbeat_freq * multiplayer`` (5 s), requests for missing peers or
+    updates go out at most every ``multiplayer`` seconds and not again for the
+    same peer within ``5 * multiplayer``; ``info`` waits a random delay up to
+    ``2 * send_info_debounce * multiplayer`` (coalescing requests) and the first
+    one ``0.02-0.58 * multiplayer`` after joining. At most ``max_msgs_per_win``
+    messages leave per ``multiplayer``-second window (more are dropped and
+    counted). Lower ``multiplayer`` for a small, fast network (tests use 0.2).
+    """
+
+    #: scales every delay
+    multiplayer: float = 5.0
+    #: heartbeat period before scaling (seconds)
+    heartbeat_freq: float = 1.0
+    #: received messages are dropped while the topic machine's queue is longer
+    max_queue_len: int = 10
+    #: peers gossiped about per gossip message
+    gossip_amount: int = 5
+    #: messages sent per window (``multiplayer`` seconds)
+    max_msgs_per_win: int = 10
+    #: topic peers needed for ``Ready``
+    connections_to_ready: int = 5
+    #: ``SendInfo`` debounce before scaling (seconds)
+    send_info_debounce: float = 0.5
+    #: received messages per ``ProcessMsgs``
+    batch_size: int = 50
+    #: peers per ``reqinfo`` / ``requpdates``
+    max_requested: int = 5
+    #: size limits of received messages
+    limits: wire.Limits = attrs.field(factory=wire.Limits)
+    #: bootstrap dials in parallel
+    max_dials: int = 10
+    #: give up connecting after this many seconds (``ErrConnecting`` in between)
+    connect_timeout: float = 30.0
+    #: gossipsub's own per-peer limit of received messages per second
+    router_rate_limit: float = 1000.0
+    #: gossipsub's mesh heartbeat (seconds)
+    gossipsub_heartbeat: float = 1.0
+    #: messages waiting to be published (more are dropped and counted)
+    outbox_size: int = 1024
+
+
+@attrs.define(eq=False)
+class _Peer:
+    id: str
+    machines: dict[int, Mirror] = attrs.field(factory=dict)
+    infos: dict[int, wire.MachInfo] = attrs.field(factory=dict)
+    # clocks that arrived before the info (index -> ticks)
+    stash: dict[int, list[int]] = attrs.field(factory=dict)
+    left: bool = False
+
+
+class Topic:
+    """One peer of a topic (see the module doc).
+
+    ``listen_addrs`` are multiaddrs (TCP ``/ip4/127.0.0.1/tcp/0``, QUIC
+    ``/ip4/127.0.0.1/udp/0/quic-v1``); ``bootstrap`` are peers to dial, each
+    ``.../p2p/<peer id>`` (another topic's :attr:`addrs`); a topic without
+    bootstrap peers waits to be dialed. ``expose`` are local machines to
+    announce (more with :meth:`expose`; their order is their address).
+
+    Run it with ``await nursery.start(topic.run)`` or :func:`open_topic`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        listen_addrs: Sequence[str] = (LOOPBACK_TCP,),
+        bootstrap: Sequence[str] = (),
+        expose: Sequence[am.Machine] = (),
+        config: TopicConfig | None = None,
+        log_level: am.LogLevel | int = am.LogLevel.NOTHING,
+    ) -> None:
+        if not name:
+            raise PubsubError("a topic needs a name")
+        if isinstance(listen_addrs, str) or isinstance(bootstrap, str):
+            raise PubsubError("listen_addrs and bootstrap are lists of multiaddrs")
+        #: the topic's name (the gossipsub topic id)
+        self.name = name
+        #: configuration
+        self.config = config or TopicConfig()
+        self.listen_addrs = list(listen_addrs)
+        self.bootstrap = list(bootstrap)
+        #: the topic machine (:class:`TopicStates`)
+        self.mach = am.Machine(
+            TopicStates,
+            id=f"ps-{name}-{secrets.token_hex(3)}",
+            tags=[f"pubsub:{name}"],
+            handlers=_TopicHandlers(self),
+            log_level=log_level,
+        )
+        #: our libp2p peer id (base58; set when started)
+        self.peer_id = ""
+        #: our listening multiaddrs with ``/p2p/<peer id>`` (set when started)
+        self.addrs: list[str] = []
+        #: malformed messages received, by peer id
+        self.malformed: Counter[str] = Counter()
+        #: messages sent, by type (``"dropped"``: over the rate limit or outbox)
+        self.sent: Counter[str] = Counter()
+        #: messages received and decoded, by type (``"dropped"``: the machine was busy)
+        self.received: Counter[str] = Counter()
+        self._exposed: list[am.Machine] = []
+        self._sent_sums: list[int] = []
+        self._peers: dict[str, _Peer] = {}
+        self._topic_peers: set[str] = set()
+        self._missing_peers: set[str] = set()
+        self._missing_updates: set[str] = set()
+        self._requested_info: dict[str, float] = {}
+        self._requested_updates: dict[str, float] = {}
+        self._last_req_info = -math.inf
+        self._last_req_updates = -math.inf
+        self._win = -1
+        self._win_count = 0
+        self._info_pending: set[str] | None = None
+        self._changed = trio.Event()
+        self._host: Host | None = None
+        self._bye_sent = False
+        self._nursery: trio.Nursery | None = None
+        self._outbox_send, self._outbox_recv = trio.open_memory_channel[bytes](
+            self.config.outbox_size
+        )
+        for m in expose:
+            self.expose(m)
+
+    # ----- public API
+
+    def expose(self, mach: am.Machine) -> int:
+        """Announce ``mach`` to the topic; returns its index (its address, never reused)."""
+        if not isinstance(mach, am.Machine) or isinstance(mach, Mirror):
+            raise PubsubError(f"only local machines can be exposed, got {mach!r}")
+        if mach in self._exposed:
+            raise PubsubError(f"machine {mach.id} is already exposed")
+        self._exposed.append(mach)
+        self._sent_sums.append(sum(mach.time()))
+        if self.mach.is1(S.Joined):
+            self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+        return len(self._exposed) - 1
+
+    @property
+    def exposed(self) -> list[am.Machine]:
+        """The exposed local machines, in index order."""
+        return list(self._exposed)
+
+    @property
+    def peers(self) -> list[str]:
+        """Ids of the peers whose machines we know (including peers that left)."""
+        return list(self._peers)
+
+    @property
+    def topic_peers(self) -> list[str]:
+        """Ids of the peers currently subscribed to the topic (libp2p's view)."""
+        return sorted(self._topic_peers)
+
+    def list_machines(
+        self,
+        *,
+        id: str | None = None,
+        id_regexp: str | re.Pattern[str] | None = None,
+        id_contains: str | None = None,
+        peer_id: str | None = None,
+        parent_id: str | None = None,
+        include_left: bool = True,
+    ) -> list[Mirror]:
+        """Mirrors of other peers' machines, filtered (all filters must match).
+
+        ``id`` / ``id_regexp`` / ``id_contains`` match the machine's id on its
+        peer (``mirror.remote_id``), ``parent_id`` its parent's id there;
+        ``include_left=False`` leaves out machines of peers that said ``bye``.
+        """
+        rx = re.compile(id_regexp) if isinstance(id_regexp, str) else id_regexp
+        out = []
+        for p in self._peers.values():
+            if (peer_id is not None and p.id != peer_id) or (p.left and not include_left):
+                continue
+            for _idx, m in sorted(p.machines.items()):
+                if id is not None and m.remote_id != id:
+                    continue
+                if rx is not None and not rx.search(m.remote_id):
+                    continue
+                if id_contains is not None and id_contains not in m.remote_id:
+                    continue
+                if parent_id is not None and m.remote_parent != parent_id:
+                    continue
+                out.append(m)
+        return out
+
+    async def wait_until(self, fn: Callable[[Topic], bool]) -> None:
+        """Wait until ``fn(topic)`` is true; checked on every change of mirrors or peers.
+
+        Use with a timeout (``trio.fail_after``).
+        """
+        while not fn(self):
+            await self._changed.wait()
+
+    async def wait_machines(self, n: int) -> list[Mirror]:
+        """Wait until at least ``n`` mirrors exist; returns them."""
+        await self.wait_until(lambda t: len(t.list_machines()) >= n)
+        return self.list_machines()
+
+    # ----- running
+
+    async def run(self, *, task_status: trio.TaskStatus[Topic] = trio.TASK_STATUS_IGNORED) -> None:
+        """Start, connect, join and serve until cancelled or :meth:`aclose`.
+
+        With ``nursery.start(topic.run)`` it returns once ``Joined``.
+        """
+        from ._host import open_host
+
+        cfg = self.config
+        mach = self.mach
+        if mach.is1(S.Start):
+            raise PubsubError(f"topic {mach.id} is already running")
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            async with open_host(
+                self.name,
+                self.listen_addrs,
+                router_rate_limit=cfg.router_rate_limit,
+                gossipsub_heartbeat=cfg.gossipsub_heartbeat,
+            ) as host:
+                self._host = host
+                self.peer_id = host.peer_id
+                self.addrs = host.addrs
+                mach.set_tags([*mach.tags, f"peer:{host.peer_id}"])
+                mach.add1(S.Start)
+                try:
+                    await self._connect(host)
+                    mach.add1(S.Joining)
+                    try:
+                        await host.join()
+                    except Exception as err:
+                        mach.add_err_state(S.ErrJoining, err)
+                        raise
+                    mach.add1(S.Joined)
+                    nursery.start_soon(self._read_loop, host)
+                    nursery.start_soon(self._publish_loop, host)
+                    nursery.start_soon(self._heartbeat_loop)
+                    nursery.start_soon(self._watch_loop, host)
+                    if self._exposed:
+                        nursery.start_soon(self._first_info)
+                    task_status.started(self)
+                    await trio.sleep_forever()
+                finally:
+                    mach.remove([S.Start, S.Connected, S.Joined, S.Joining])
+                    self._host = None
+                    nursery.cancel_scope.cancel()
+
+    async def _connect(self, host: Host) -> None:
+        cfg = self.config
+        mach = self.mach
+        mach.add1(S.Connecting)
+        if not self.bootstrap:
+            mach.add1(S.Connected)
+            return
+        limiter = trio.CapacityLimiter(cfg.max_dials)
+        errors: list[Exception] = []
+        ok = 0
+
+        async def dial(addr: str) -> None:
+            nonlocal ok
+            async with limiter:
+                try:
+                    with trio.fail_after(cfg.connect_timeout):
+                        await host.dial(addr)
+                    ok += 1
+                except (Exception, trio.TooSlowError) as err:
+                    errors.append(err)
+
+        with trio.move_on_after(cfg.connect_timeout) as scope:
+            while True:
+                errors.clear()
+                async with trio.open_nursery() as n:
+                    for a in self.bootstrap:
+                        n.start_soon(dial, a)
+                if ok:
+                    break
+                add_err_connecting(mach, errors[0] if errors else PubsubError("no peer"))
+                await trio.sleep(self._heartbeat_period())
+                mach.add1(S.Connecting)
+        if scope.cancelled_caught:
+            raise PubsubError(
+                f"topic {self.name}: no bootstrap peer answered in {cfg.connect_timeout}s"
+                f" ({errors[0] if errors else 'timeout'})"
+            )
+        if mach.is1(S.ErrConnecting):
+            mach.remove([S.ErrConnecting, am.EXCEPTION])
+        mach.add1(S.Connected)
+
+    def _heartbeat_period(self) -> float:
+        return self.config.heartbeat_freq * self.config.multiplayer
+
+    async def _first_info(self) -> None:
+        m = self.config.multiplayer
+        await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
+        self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await trio.sleep(self._heartbeat_period())
+            self.mach.add1(S.Heartbeat)
+
+    async def _watch_loop(self, host: Host) -> None:
+        # libp2p's topic membership -> PeerJoined / PeerLeft
+        period = min(0.1, self._heartbeat_period())
+        while True:
+            now = set(host.topic_peers())
+            for p in sorted(now - self._topic_peers):
+                self._topic_peers.add(p)
+                self.mach.add1(S.PeerJoined, {"peer_id": p})
+            for p in sorted(self._topic_peers - now):
+                self._topic_peers.discard(p)
+                self.mach.add1(S.PeerLeft, {"peer_id": p})
+            await trio.sleep(period)
+
+    async def _read_loop(self, host: Host) -> None:
+        cfg = self.config
+        own = host.peer_id_bytes
+        while True:
+            first = await host.receive()
+            batch = [first]
+            while len(batch) < cfg.batch_size:
+                try:
+                    batch.append(host.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            msgs = [(m.from_id, m.data) for m in batch if m.from_id != own]
+            if not msgs:
+                continue
+            if self.mach.queue_len() > cfg.max_queue_len:
+                self.received["dropped"] += len(msgs)
+                continue
+            self.mach.add1(S.ProcessMsgs, {"msgs": msgs})
+
+    async def _publish_loop(self, host: Host) -> None:
+        async for data in self._outbox_recv:
+            # a message published before anyone is in our mesh is lost: wait
+            while host.mesh_size() == 0:  # noqa: ASYNC110 (libp2p has no event for it)
+                await trio.sleep(0.05)
+            try:
+                await host.publish(data)
+            except Exception as err:
+                self.sent["failed"] += 1
+                self.mach.log(f"publish failed: {err!r}")
+
+    async def aclose(self) -> None:
+        """Say ``bye`` (other peers mark our machines' mirrors as left) and stop."""
+        host = self._host
+        if host is not None:
+            await self._bye(host)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    async def _bye(self, host: Host) -> None:
+        if self._bye_sent or not self._exposed or not self.mach.is1(S.Joined):
+            return
+        self._bye_sent = True
+        if host.mesh_size() == 0:
+            return
+        clocks = {i: list(m.time()) for i, m in enumerate(self._exposed)}
+        with trio.move_on_after(1):
+            await host.publish(wire.encode(wire.ByeMsg(clocks)))
+            self.sent["bye"] += 1
+            # let the streams carry it before the host closes
+            await trio.sleep(0.2)
+
+    # ----- message handling (called by the handlers)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def _send(self, msg: wire.Message, kind: str) -> None:
+        self.mach.add1(S.SendMsg, {"msg": wire.encode(msg), "type": kind})
+
+    def _do_send(self, data: bytes, kind: str) -> None:
+        cfg = self.config
+        win = int(trio.current_time() / cfg.multiplayer)
+        if win != self._win:
+            self._win = win
+            self._win_count = 0
+        if self._win_count >= cfg.max_msgs_per_win:
+            self.sent["dropped"] += 1
+            return
+        try:
+            self._outbox_send.send_nowait(data)
+        except trio.WouldBlock:
+            self.sent["dropped"] += 1
+            return
+        self._win_count += 1
+        self.sent[kind] += 1
+
+    def _process(self, msgs: list[tuple[bytes, bytes]]) -> None:
+        from ._host import peer_id_str
+
+        mach = self.mach
+        limits = self.config.limits
+        for raw_from, data in msgs:
+            try:
+                peer = peer_id_str(raw_from)
+            except Exception:
+                peer = raw_from.hex()[:64]
+            try:
+                msg = wire.decode(data, peer=peer, limits=limits)
+            except PubsubDecodeError as err:
+                self.malformed[peer] += 1
+                mach.log(str(err))
+                mach.add1(S.MsgReceived, {"peer_id": peer, "data": data})
+                continue
+            if isinstance(msg, wire.InfoMsg):
+                self.received["info"] += 1
+                mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
+                self._check_gossips(msg.gossips)
+            elif isinstance(msg, wire.UpdatesMsg):
+                self.received["updates"] += 1
+                mach.add1(S.MsgUpdates, {"peer_id": peer, "msg": msg})
+            elif isinstance(msg, wire.GossipMsg):
+                self.received["gossip"] += 1
+                self._check_gossips(msg.gossips)
+            elif isinstance(msg, wire.ReqInfoMsg):
+                self.received["reqinfo"] += 1
+                mach.add1(S.MsgReqInfo, {"peer_id": peer, "msg": msg})
+            elif isinstance(msg, wire.ReqUpdatesMsg):
+                self.received["requpdates"] += 1
+                mach.add1(S.MsgReqUpdates, {"peer_id": peer, "msg": msg})
+            else:
+                self.received["bye"] += 1
+                mach.add1(S.MsgBye, {"peer_id": peer, "msg": msg})
+
+    def _check_gossips(self, gossips: wire.Gossips) -> None:
+        """Gap detection: peers we miss, and mirrors behind the gossiped sums."""
+        miss_peers = []
+        miss_updates = []
+        for pid, sums in gossips.items():
+            if pid == self.peer_id:
+                continue
+            p = self._peers.get(pid)
+            if p is not None and p.left:
+                continue
+            if p is None or any(i not in p.machines for i in sums):
+                miss_peers.append(pid)
+            elif any(p.machines[i].time_sum < s for i, s in sums.items()):
+                miss_updates.append(pid)
+        if miss_peers:
+            self.mach.add1(S.MissPeersByGossip, {"peer_ids": miss_peers})
+        if miss_updates:
+            self.mach.add1(S.MissUpdatesByGossip, {"peer_ids": miss_updates})
+
+    def _on_info(self, sender: str, msg: wire.InfoMsg) -> None:
+        changed = False
+        for pid, machs in msg.peers.items():
+            if pid == self.peer_id:
+                continue
+            p = self._peers.get(pid)
+            if p is not None and p.left and pid != sender:
+                continue  # forwarded news of a peer that said bye
+            if p is None:
+                p = self._peers[pid] = _Peer(pid)
+            p.left = False
+            for idx, info in machs.items():
+                changed |= self._on_mach_info(p, idx, info, sender)
+            if all(i in p.machines for i in machs):
+                self._missing_peers.discard(pid)
+        if sender != self.peer_id and sender not in self._peers:
+            self._missing_peers.add(sender)
+        if changed:
+            self._notify()
+
+    def _on_mach_info(self, p: _Peer, idx: int, info: wire.MachInfo, sender: str) -> bool:
+        m = p.machines.get(idx)
+        if m is None:
+            try:
+                m = Mirror(p.id, idx, info)
+            except (am.AsyncMachineError, ValueError, TypeError) as err:
+                self.malformed[sender] += 1
+                self.mach.log(f"bad info of machine {info.id!r} of {p.id} from {sender}: {err}")
+                return False
+            p.machines[idx] = m
+            p.infos[idx] = info
+            stashed = p.stash.pop(idx, None)
+            best = stashed if stashed is not None and sum(stashed) > info.sum else info.time
+            m._apply_clock(best)
+            return True
+        if m.remote_id != info.id or list(m.state_names) != info.states:
+            # a different machine at the same index: the index must never change
+            self.malformed[sender] += 1
+            return False
+        if m._apply_clock(info.time):
+            p.infos[idx] = info
+            return True
+        return False
+
+    def _on_updates(self, sender: str, msg: wire.UpdatesMsg) -> None:
+        changed = False
+        unknown = []
+        for pid, clocks in msg.clocks.items():
+            if pid == self.peer_id:
+                continue
+            p = self._peers.get(pid)
+            if p is None or any(i not in p.machines for i in clocks):
+                if p is None:
+                    p = self._peers[pid] = _Peer(pid)
+                for idx, ticks in clocks.items():
+                    if idx in p.machines:
+                        continue
+                    old = p.stash.get(idx)
+                    if old is None or sum(ticks) > sum(old):
+                        p.stash[idx] = ticks
+                unknown.append(pid)
+            if p.left:
+                continue
+            for idx, ticks in clocks.items():
+                m = p.machines.get(idx)
+                if m is not None and m._apply_clock(ticks):
+                    changed = True
+            if pid in self._missing_updates:
+                self._missing_updates.discard(pid)
+        if unknown:
+            self.mach.add1(S.MissPeersByUpdates, {"peer_ids": unknown})
+        if changed:
+            self._notify()
+
+    def _on_bye(self, sender: str, msg: wire.ByeMsg) -> None:
+        p = self._peers.get(sender)
+        if p is None:
+            return
+        for idx, ticks in msg.clocks.items():
+            m = p.machines.get(idx)
+            if m is not None:
+                m._apply_clock(ticks)
+        p.left = True
+        for m in p.machines.values():
+            m._mark_left()
+        self._missing_peers.discard(sender)
+        self._missing_updates.discard(sender)
+        self._notify()
+
+    def _known(self) -> list[str]:
+        return [pid for pid, p in self._peers.items() if not p.left and p.machines]
+
+    def _gossips(self) -> wire.Gossips:
+        known = self._known()
+        picked = random.sample(known, min(self.config.gossip_amount, len(known)))
+        out: wire.Gossips = {
+            pid: {i: m.time_sum for i, m in self._peers[pid].machines.items()} for pid in picked
+        }
+        if self._exposed:
+            out[self.peer_id] = {i: sum(m.time()) for i, m in enumerate(self._exposed)}
+        return out
+
+    def _own_info(self) -> dict[int, wire.MachInfo]:
+        return {
+            i: wire.MachInfo(
+                id=m.id,
+                schema=m.schema,
+                states=list(m.state_names),
+                time=list(m.time()),
+                tags=list(m.tags),
+                parent=m.parent_id,
+            )
+            for i, m in enumerate(self._exposed)
+        }
+
+    def _info_for(self, peer_ids: Sequence[str]) -> wire.InfoMsg:
+        peers: dict[str, dict[int, wire.MachInfo]] = {}
+        for pid in peer_ids:
+            if pid == self.peer_id:
+                if self._exposed:
+                    peers[pid] = self._own_info()
+                continue
+            p = self._peers.get(pid)
+            if p is None or p.left or not p.machines:
+                continue
+            peers[pid] = {
+                i: attrs.evolve(p.infos[i], time=list(m.time())) for i, m in p.machines.items()
+            }
+        return wire.InfoMsg(peers, self._gossips())
+
+    def _collect_updates(self) -> dict[int, list[int]]:
+        out = {}
+        for i, m in enumerate(self._exposed):
+            t = list(m.time())
+            s = sum(t)
+            if s != self._sent_sums[i]:
+                self._sent_sums[i] = s
+                out[i] = t
+        return out
+
+    def _pick_requests(self, missing: set[str], requested: dict[str, float]) -> list[str]:
+        now = trio.current_time()
+        ttl = 5 * self.config.multiplayer
+        todo = [p for p in missing if now - requested.get(p, -math.inf) >= ttl]
+        picked = random.sample(todo, min(self.config.max_requested, len(todo)))
+        for p in picked:
+            requested[p] = now
+        return picked
+
+    def _schedule_info(self, peer_ids: Sequence[str]) -> None:
+        if self._info_pending is not None:
+            self._info_pending.update(peer_ids)
+            return
+        self._info_pending = set(peer_ids)
+        if self._nursery is not None:
+            self._nursery.start_soon(self._info_later)
+
+    async def _info_later(self) -> None:
+        cfg = self.config
+        await trio.sleep(random.uniform(0, 2 * cfg.send_info_debounce * cfg.multiplayer))
+        pending, self._info_pending = self._info_pending or set(), None
+        self.mach.add1(S.DoSendInfo, {"peer_ids": sorted(pending)})
+
+
+class _TopicHandlers:
+    """The topic machine's handlers: thin wrappers over the topic's methods."""
+
+    def __init__(self, topic: Topic) -> None:
+        self.t = topic
+
+    def ready_enter(self, e: am.Event) -> bool:
+        return len(self.t._topic_peers) >= self.t.config.connections_to_ready
+
+    def process_msgs_state(self, e: am.Event) -> None:
+        self.t._process(e.args["msgs"])
+
+    def msg_info_state(self, e: am.Event) -> None:
+        self.t._on_info(e.args["peer_id"], e.args["msg"])
+
+    def msg_updates_state(self, e: am.Event) -> None:
+        self.t._on_updates(e.args["peer_id"], e.args["msg"])
+
+    def msg_bye_state(self, e: am.Event) -> None:
+        self.t._on_bye(e.args["peer_id"], e.args["msg"])
+        e.machine.add1(S.PeerLeft, {"peer_id": e.args["peer_id"], "bye": True})
+
+    def miss_peers_by_gossip_state(self, e: am.Event) -> None:
+        self.t._missing_peers.update(e.args["peer_ids"])
+
+    def miss_peers_by_updates_state(self, e: am.Event) -> None:
+        self.t._missing_peers.update(e.args["peer_ids"])
+
+    def miss_updates_by_gossip_state(self, e: am.Event) -> None:
+        self.t._missing_updates.update(e.args["peer_ids"])
+
+    def msg_req_info_state(self, e: am.Event) -> None:
+        t = self.t
+        asked: list[str] = e.args["msg"].peers
+        known = [p for p in asked if p in t._peers and not t._peers[p].left]
+        mine = t.peer_id in asked and bool(t._exposed)
+        # roughly one responder for other peers' machines; always for our own
+        p_answer = 1 - 1 / max(1, len(t._known()))
+        others = known if known and random.random() < p_answer else []
+        ids = ([t.peer_id] if mine else []) + others
+        if ids:
+            e.machine.add1(S.SendInfo, {"peer_ids": ids})
+
+    def msg_req_updates_state(self, e: am.Event) -> None:
+        # the reference's guard read the wrong field and never answered
+        t = self.t
+        asked: list[str] = e.args["msg"].peers
+        clocks: dict[str, dict[int, list[int]]] = {}
+        if t.peer_id in asked and t._exposed:
+            clocks[t.peer_id] = {i: list(m.time()) for i, m in enumerate(t._exposed)}
+        known = [p for p in asked if p in t._peers and not t._peers[p].left]
+        if known and random.random() < 1 - 1 / max(1, len(t._known())):
+            for p in known:
+                clocks[p] = {i: list(m.time()) for i, m in t._peers[p].machines.items()}
+        if clocks:
+            t._send(wire.UpdatesMsg(clocks), "updates")
+
+    def heartbeat_state(self, e: am.Event) -> None:
+        m = e.machine
+        m.remove([S.MissPeersByGossip, S.MissPeersByUpdates])
+        updates = self.t._collect_updates()
+        if updates:
+            m.add1(S.SendUpdates, {"clocks": updates})
+        m.add1(S.SendGossips)
+        m.add1(S.ReqMissingUpdates)
+        m.add1(S.ReqMissingPeers)
+        m.remove1(S.Heartbeat)
+
+    def send_updates_state(self, e: am.Event) -> None:
+        t = self.t
+        t._send(wire.UpdatesMsg({t.peer_id: e.args["clocks"]}), "updates")
+        e.machine.remove1(S.SendUpdates)
+
+    def send_gossips_state(self, e: am.Event) -> None:
+        t = self.t
+        if random.random() < 1 / max(1, len(t._known())):
+            gossips = t._gossips()
+            if gossips:
+                t._send(wire.GossipMsg(gossips), "gossip")
+        e.machine.remove1(S.SendGossips)
+
+    def req_missing_peers_state(self, e: am.Event) -> None:
+        t = self.t
+        now = trio.current_time()
+        if t._missing_peers and now - t._last_req_info >= t.config.multiplayer:
+            picked = t._pick_requests(t._missing_peers, t._requested_info)
+            if picked:
+                t._last_req_info = now
+                t._send(wire.ReqInfoMsg(sorted(picked)), "reqinfo")
+        e.machine.remove1(S.ReqMissingPeers)
+
+    def req_missing_updates_state(self, e: am.Event) -> None:
+        t = self.t
+        now = trio.current_time()
+        if t._missing_updates and now - t._last_req_updates >= t.config.multiplayer:
+            picked = t._pick_requests(t._missing_updates, t._requested_updates)
+            if picked:
+                t._last_req_updates = now
+                t._send(wire.ReqUpdatesMsg(sorted(picked)), "requpdates")
+        e.machine.remove1(S.ReqMissingUpdates)
+
+    def send_info_state(self, e: am.Event) -> None:
+        self.t._schedule_info(e.args.get("peer_ids", [self.t.peer_id]))
+        e.machine.remove1(S.SendInfo)
+
+    def do_send_info_state(self, e: am.Event) -> None:
+        t = self.t
+        msg = t._info_for(e.args.get("peer_ids", [t.peer_id]))
+        if msg.peers:
+            t._send(msg, "info")
+        e.machine.remove1(S.DoSendInfo)
+
+    def send_msg_state(self, e: am.Event) -> None:
+        self.t._do_send(e.args["msg"], e.args.get("type", "msg"))
+
+    def peer_joined_state(self, e: am.Event) -> None:
+        self.t._notify()
+
+    def peer_left_state(self, e: am.Event) -> None:
+        self.t._notify()
+
+
+@asynccontextmanager
+async def open_topic(
+    name: str,
+    *,
+    listen_addrs: Sequence[str] = (LOOPBACK_TCP,),
+    bootstrap: Sequence[str] = (),
+    expose: Sequence[am.Machine] = (),
+    config: TopicConfig | None = None,
+    log_level: am.LogLevel | int = am.LogLevel.NOTHING,
+) -> AsyncIterator[Topic]:
+    """Run a :class:`Topic` for the block: joined on entry, ``bye`` sent on exit."""
+    topic = Topic(
+        name,
+        listen_addrs=listen_addrs,
+        bootstrap=bootstrap,
+        expose=expose,
+        config=config,
+        log_level=log_level,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(topic.run)
+        try:
+            yield topic
+        finally:
+            with trio.CancelScope(shield=True):
+                await topic.aclose()
+            nursery.cancel_scope.cancel()
