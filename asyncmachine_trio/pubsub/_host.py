@@ -14,8 +14,10 @@ from .errors import PubsubError
 try:
     import multiaddr
     from libp2p import generate_new_ed25519_identity, new_host
+    from libp2p.network.config import ConnectionConfig
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub import pubsub as pubsub_mod
     from libp2p.pubsub.gossipsub import PROTOCOL_ID, GossipSub
     from libp2p.pubsub.pubsub import Pubsub
     from libp2p.tools.anyio_service import background_trio_service
@@ -58,6 +60,23 @@ class Host:
         """Peers in our gossipsub mesh of the topic (who gets what we publish)."""
         return len(self.router.mesh.get(self.topic, ()))
 
+    def grow_queues(self, size: int) -> None:
+        """Let each peer's outbound queue hold ``size`` messages.
+
+        py-libp2p gives every peer a queue of 32 messages and drops what does
+        not fit, which loses forwarded messages in bursts; there is no option
+        for it, so the queues are resized once the peers appear.
+        """
+        for q in self.pubsub.peer_queues.values():
+            inner = getattr(q, "_queue", None)
+            if inner is not None and getattr(inner, "max_size", size) < size:
+                inner.max_size = size
+
+    async def wait_mesh(self) -> None:
+        """Wait until someone is in our mesh (what is published before is lost)."""
+        while self.mesh_size() == 0:  # noqa: ASYNC110 (libp2p has no event for it)
+            await trio.sleep(0.05)
+
     def connections(self) -> int:
         """Open libp2p connections (to distinct peers)."""
         return len(self.host.get_network().connections)
@@ -70,9 +89,15 @@ class Host:
             raise PubsubError(f"bad bootstrap address {addr!r}: {err}") from err
         await self.host.connect(info)
 
-    async def join(self) -> None:
-        """Subscribe to the topic."""
-        self.sub = await self.pubsub.subscribe(self.topic)
+    async def join(self, buffer: int = 1024) -> None:
+        """Subscribe to the topic; ``buffer`` messages wait for the reader (more are lost)."""
+        # py-libp2p sizes the subscription's channel from a module constant (32)
+        old = pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE
+        pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = buffer
+        try:
+            self.sub = await self.pubsub.subscribe(self.topic)
+        finally:
+            pubsub_mod.SUBSCRIPTION_CHANNEL_SIZE = old
 
     async def publish(self, data: bytes) -> None:
         """Publish ``data`` on the topic."""
@@ -112,6 +137,9 @@ async def open_host(
         key_pair=generate_new_ed25519_identity(),
         listen_addrs=maddrs,
         enable_quic=quic,
+        # the topology is the user's (bootstrap peers): no auto-dialing of
+        # peers learnt from others, which also leaves dials cut off at shutdown
+        connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
     )
     router = GossipSub(
         [PROTOCOL_ID],
@@ -130,4 +158,10 @@ async def open_host(
         with trio.fail_after(10):
             await pubsub.wait_until_ready()
         pid = host.get_id()
-        yield Host(host, pubsub, router, topic, pid.to_base58(), pid.to_bytes())
+        try:
+            yield Host(host, pubsub, router, topic, pid.to_base58(), pid.to_bytes())
+        finally:
+            # close the connections explicitly: cancelling the services leaves
+            # their sockets to the garbage collector
+            with trio.CancelScope(shield=True), trio.move_on_after(2):
+                await host.get_network().close()

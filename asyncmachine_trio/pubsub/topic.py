@@ -88,6 +88,8 @@ class TopicConfig:
     gossipsub_heartbeat: float = 1.0
     #: messages waiting to be published (more are dropped and counted)
     outbox_size: int = 1024
+    #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
+    peer_queue_size: int = 1024
 
 
 @attrs.define(eq=False)
@@ -154,8 +156,10 @@ class Topic:
         self._sent_sums: list[int] = []
         self._peers: dict[str, _Peer] = {}
         self._topic_peers: set[str] = set()
-        self._missing_peers: set[str] = set()
-        self._missing_updates: set[str] = set()
+        # peer id -> machine indexes we miss (empty: the whole peer)
+        self._missing_peers: dict[str, set[int]] = {}
+        # peer id -> machine index -> the time sum we know exists
+        self._missing_updates: dict[str, dict[int, int]] = {}
         self._requested_info: dict[str, float] = {}
         self._requested_updates: dict[str, float] = {}
         self._last_req_info = -math.inf
@@ -163,6 +167,8 @@ class Topic:
         self._win = -1
         self._win_count = 0
         self._info_pending: set[str] | None = None
+        # when info about a peer last went over the topic (sent or received)
+        self._info_seen: dict[str, float] = {}
         self._changed = trio.Event()
         self._host: Host | None = None
         self._bye_sent = False
@@ -354,6 +360,7 @@ class Topic:
         # libp2p's topic membership -> PeerJoined / PeerLeft
         period = min(0.1, self._heartbeat_period())
         while True:
+            host.grow_queues(self.config.peer_queue_size)
             now = set(host.topic_peers())
             for p in sorted(now - self._topic_peers):
                 self._topic_peers.add(p)
@@ -384,9 +391,7 @@ class Topic:
 
     async def _publish_loop(self, host: Host) -> None:
         async for data in self._outbox_recv:
-            # a message published before anyone is in our mesh is lost: wait
-            while host.mesh_size() == 0:  # noqa: ASYNC110 (libp2p has no event for it)
-                await trio.sleep(0.05)
+            await host.wait_mesh()
             try:
                 await host.publish(data)
             except Exception as err:
@@ -479,25 +484,68 @@ class Topic:
 
     def _check_gossips(self, gossips: wire.Gossips) -> None:
         """Gap detection: peers we miss, and mirrors behind the gossiped sums."""
-        miss_peers = []
-        miss_updates = []
+        miss_peers: dict[str, set[int]] = {}
+        miss_updates: dict[str, dict[int, int]] = {}
         for pid, sums in gossips.items():
             if pid == self.peer_id:
                 continue
             p = self._peers.get(pid)
             if p is not None and p.left:
                 continue
-            if p is None or any(i not in p.machines for i in sums):
-                miss_peers.append(pid)
-            elif any(p.machines[i].time_sum < s for i, s in sums.items()):
-                miss_updates.append(pid)
+            unknown = {i for i in sums if p is None or i not in p.machines}
+            if unknown:
+                miss_peers[pid] = unknown
+            elif p is not None:
+                behind = {i: s for i, s in sums.items() if p.machines[i].time_sum < s}
+                if behind:
+                    miss_updates[pid] = behind
         if miss_peers:
-            self.mach.add1(S.MissPeersByGossip, {"peer_ids": miss_peers})
+            self.mach.add1(S.MissPeersByGossip, {"missing": miss_peers})
         if miss_updates:
-            self.mach.add1(S.MissUpdatesByGossip, {"peer_ids": miss_updates})
+            self.mach.add1(S.MissUpdatesByGossip, {"missing": miss_updates})
+
+    def _add_missing_peers(self, missing: dict[str, set[int]]) -> None:
+        for pid, idxs in missing.items():
+            self._missing_peers.setdefault(pid, set()).update(idxs)
+
+    def _add_missing_updates(self, missing: dict[str, dict[int, int]]) -> None:
+        for pid, sums in missing.items():
+            have = self._missing_updates.setdefault(pid, {})
+            for i, s in sums.items():
+                have[i] = max(s, have.get(i, 0))
+
+    def _still_missing_peers(self) -> list[str]:
+        """Peers of ``_missing_peers`` still unknown (dropping the ones now known)."""
+        out = []
+        for pid, idxs in list(self._missing_peers.items()):
+            p = self._peers.get(pid)
+            if p is not None and (p.left or (p.machines and all(i in p.machines for i in idxs))):
+                del self._missing_peers[pid]
+            else:
+                out.append(pid)
+        return out
+
+    def _still_missing_updates(self) -> list[str]:
+        """Peers of ``_missing_updates`` whose mirrors are still behind."""
+        out = []
+        for pid, sums in list(self._missing_updates.items()):
+            p = self._peers.get(pid)
+            behind = (
+                p is not None
+                and not p.left
+                and any(i in p.machines and p.machines[i].time_sum < s for i, s in sums.items())
+            )
+            if behind:
+                out.append(pid)
+            else:
+                del self._missing_updates[pid]
+        return out
 
     def _on_info(self, sender: str, msg: wire.InfoMsg) -> None:
         changed = False
+        now = trio.current_time()
+        for pid in msg.peers:
+            self._info_seen[pid] = now
         for pid, machs in msg.peers.items():
             if pid == self.peer_id:
                 continue
@@ -509,10 +557,8 @@ class Topic:
             p.left = False
             for idx, info in machs.items():
                 changed |= self._on_mach_info(p, idx, info, sender)
-            if all(i in p.machines for i in machs):
-                self._missing_peers.discard(pid)
         if sender != self.peer_id and sender not in self._peers:
-            self._missing_peers.add(sender)
+            self._missing_peers.setdefault(sender, set())
         if changed:
             self._notify()
 
@@ -563,10 +609,10 @@ class Topic:
                 m = p.machines.get(idx)
                 if m is not None and m._apply_clock(ticks):
                     changed = True
-            if pid in self._missing_updates:
-                self._missing_updates.discard(pid)
         if unknown:
-            self.mach.add1(S.MissPeersByUpdates, {"peer_ids": unknown})
+            self.mach.add1(
+                S.MissPeersByUpdates, {"missing": {p: set(msg.clocks[p]) for p in unknown}}
+            )
         if changed:
             self._notify()
 
@@ -581,8 +627,8 @@ class Topic:
         p.left = True
         for m in p.machines.values():
             m._mark_left()
-        self._missing_peers.discard(sender)
-        self._missing_updates.discard(sender)
+        self._missing_peers.pop(sender, None)
+        self._missing_updates.pop(sender, None)
         self._notify()
 
     def _known(self) -> list[str]:
@@ -636,7 +682,7 @@ class Topic:
                 out[i] = t
         return out
 
-    def _pick_requests(self, missing: set[str], requested: dict[str, float]) -> list[str]:
+    def _pick_requests(self, missing: list[str], requested: dict[str, float]) -> list[str]:
         now = trio.current_time()
         ttl = 5 * self.config.multiplayer
         todo = [p for p in missing if now - requested.get(p, -math.inf) >= ttl]
@@ -655,9 +701,14 @@ class Topic:
 
     async def _info_later(self) -> None:
         cfg = self.config
+        asked = trio.current_time()
         await trio.sleep(random.uniform(0, 2 * cfg.send_info_debounce * cfg.multiplayer))
         pending, self._info_pending = self._info_pending or set(), None
-        self.mach.add1(S.DoSendInfo, {"peer_ids": sorted(pending)})
+        # suppression: another peer answered in the meantime
+        seen = self._info_seen
+        todo = [p for p in sorted(pending) if seen.get(p, -math.inf) < asked]
+        if todo:
+            self.mach.add1(S.DoSendInfo, {"peer_ids": todo})
 
 
 class _TopicHandlers:
@@ -683,22 +734,27 @@ class _TopicHandlers:
         e.machine.add1(S.PeerLeft, {"peer_id": e.args["peer_id"], "bye": True})
 
     def miss_peers_by_gossip_state(self, e: am.Event) -> None:
-        self.t._missing_peers.update(e.args["peer_ids"])
+        self.t._add_missing_peers(e.args["missing"])
 
     def miss_peers_by_updates_state(self, e: am.Event) -> None:
-        self.t._missing_peers.update(e.args["peer_ids"])
+        self.t._add_missing_peers(e.args["missing"])
 
     def miss_updates_by_gossip_state(self, e: am.Event) -> None:
-        self.t._missing_updates.update(e.args["peer_ids"])
+        self.t._add_missing_updates(e.args["missing"])
 
     def msg_req_info_state(self, e: am.Event) -> None:
         t = self.t
         asked: list[str] = e.args["msg"].peers
+        # the answer goes to everyone: don't ask for these again soon
+        now = trio.current_time()
+        for p in asked:
+            t._requested_info[p] = now
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
         mine = t.peer_id in asked and bool(t._exposed)
-        # roughly one responder for other peers' machines; always for our own
-        p_answer = 1 - 1 / max(1, len(t._known()))
-        others = known if known and random.random() < p_answer else []
+        # a few responders for other peers' machines (each answers with
+        # probability 2/known peers), always the peer itself for its own; the
+        # answers wait a random delay and skip what another peer sent meanwhile
+        others = known if known and random.random() < 2 / max(1, len(t._known())) else []
         ids = ([t.peer_id] if mine else []) + others
         if ids:
             e.machine.add1(S.SendInfo, {"peer_ids": ids})
@@ -707,11 +763,14 @@ class _TopicHandlers:
         # the reference's guard read the wrong field and never answered
         t = self.t
         asked: list[str] = e.args["msg"].peers
+        now = trio.current_time()
+        for p in asked:
+            t._requested_updates[p] = now
         clocks: dict[str, dict[int, list[int]]] = {}
         if t.peer_id in asked and t._exposed:
             clocks[t.peer_id] = {i: list(m.time()) for i, m in enumerate(t._exposed)}
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
-        if known and random.random() < 1 - 1 / max(1, len(t._known())):
+        if known and random.random() < 1 / max(1, len(t._known())):
             for p in known:
                 clocks[p] = {i: list(m.time()) for i, m in t._peers[p].machines.items()}
         if clocks:
@@ -744,8 +803,9 @@ class _TopicHandlers:
     def req_missing_peers_state(self, e: am.Event) -> None:
         t = self.t
         now = trio.current_time()
-        if t._missing_peers and now - t._last_req_info >= t.config.multiplayer:
-            picked = t._pick_requests(t._missing_peers, t._requested_info)
+        missing = t._still_missing_peers()
+        if missing and now - t._last_req_info >= t.config.multiplayer:
+            picked = t._pick_requests(missing, t._requested_info)
             if picked:
                 t._last_req_info = now
                 t._send(wire.ReqInfoMsg(sorted(picked)), "reqinfo")
@@ -754,8 +814,9 @@ class _TopicHandlers:
     def req_missing_updates_state(self, e: am.Event) -> None:
         t = self.t
         now = trio.current_time()
-        if t._missing_updates and now - t._last_req_updates >= t.config.multiplayer:
-            picked = t._pick_requests(t._missing_updates, t._requested_updates)
+        missing = t._still_missing_updates()
+        if missing and now - t._last_req_updates >= t.config.multiplayer:
+            picked = t._pick_requests(missing, t._requested_updates)
             if picked:
                 t._last_req_updates = now
                 t._send(wire.ReqUpdatesMsg(sorted(picked)), "requpdates")
@@ -769,6 +830,9 @@ class _TopicHandlers:
         t = self.t
         msg = t._info_for(e.args.get("peer_ids", [t.peer_id]))
         if msg.peers:
+            now = trio.current_time()
+            for pid in msg.peers:
+                t._info_seen[pid] = now
             t._send(msg, "info")
         e.machine.remove1(S.DoSendInfo)
 

@@ -1,0 +1,261 @@
+"""Pubsub topics over real libp2p hosts on loopback (TCP; one QUIC run).
+
+Every wait is bounded; delays are scaled down with ``multiplayer=0.2``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import msgpack
+import pytest
+import trio
+
+import asyncmachine_trio as am
+
+pytest.importorskip(
+    "libp2p",
+    reason="py-libp2p is not installed (extra [pubsub]; building it needs a C compiler and libgmp)",
+)
+
+from asyncmachine_trio.pubsub import (
+    Mirror,
+    PubsubReadOnlyError,
+    Topic,
+    TopicConfig,
+    TopicStates,
+    open_topic,
+)
+from asyncmachine_trio.pubsub._host import open_host
+
+# py-libp2p 0.8 can leave the socket of a dial whose upgrade is cut off at
+# shutdown to the garbage collector (a ResourceWarning raised in __del__, which
+# pytest reports as unraisable); the sockets are libp2p's, not this package's
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <socket.socket:pytest.PytestUnraisableExceptionWarning"
+)
+
+
+
+@pytest.fixture(autouse=True)
+def _collect_libp2p_sockets() -> Iterator[None]:
+    """Collect the leftovers inside the test, under the filter above."""
+    yield
+    gc.collect()
+
+
+S = TopicStates
+FAST = TopicConfig(multiplayer=0.2, connections_to_ready=1)
+
+
+class Worker(am.States):
+    Foo = am.State(remove=("Bar",))
+    Bar = am.State(remove=("Foo",))
+
+
+@asynccontextmanager
+async def open_peers(
+    n: int,
+    machs: Sequence[am.Machine] | None = None,
+    config: TopicConfig = FAST,
+    listen: str = "/ip4/127.0.0.1/tcp/0",
+) -> AsyncIterator[list[Topic]]:
+    """``n`` topics, each exposing one machine, bootstrapped to the first (a star)."""
+    machs = machs or [am.Machine(Worker, id=f"w{i}") for i in range(n)]
+    async with AsyncExitStack() as stack:
+        first = await stack.enter_async_context(
+            open_topic("test", expose=[machs[0]], config=config, listen_addrs=[listen])
+        )
+        topics = [first]
+        for m in machs[1:n]:
+            t = await stack.enter_async_context(
+                open_topic(
+                    "test", expose=[m], config=config, bootstrap=first.addrs, listen_addrs=[listen]
+                )
+            )
+            topics.append(t)
+        yield topics
+
+
+def synced(t: Topic, sources: Sequence[am.Machine]) -> bool:
+    """``t`` holds a mirror of every source (but its own) at the source's clock."""
+    mine = {m.id for m in t.exposed}
+    want = {m.id: list(m.time()) for m in sources if m.id not in mine}
+    have = {m.remote_id: list(m.time()) for m in t.list_machines(include_left=False)}
+    return have == want
+
+
+@pytest.mark.trio
+async def test_two_peers_exchange_info_and_mirror_each_other() -> None:
+    a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
+    async with open_peers(2, [a, b]) as (ta, tb):
+        assert ta.mach.is_([S.Start, S.Started, S.Connected, S.Joined])
+        with trio.fail_after(10):
+            (mb,) = await ta.wait_machines(1)
+            (ma,) = await tb.wait_machines(1)
+        assert isinstance(ma, Mirror) and ma.remote_id == "a" and ma.peer_id == ta.peer_id
+        assert mb.remote_id == "b" and mb.peer_id == tb.peer_id
+        assert ta.received["info"] >= 1 and tb.received["info"] >= 1
+        assert ta.mach.is1(S.Ready)
+        # a toggle is seen on the other side within 2 s
+        with trio.fail_after(2):
+            a.toggle1("Foo")
+            await ma.when1("Foo")
+        with trio.fail_after(2):
+            b.add1("Bar")
+            await mb.when1("Bar")
+        with trio.fail_after(2):
+            a.add1("Bar")
+            await ma.when_not1("Foo")
+        assert ma.is1("Bar") and ma.time() == a.time()
+        # mirrors are read-only
+        with pytest.raises(PubsubReadOnlyError, match=ta.peer_id):
+            ma.add1("Foo")
+        assert len(ta.list_machines()) == len(tb.list_machines()) == 1
+
+
+@pytest.mark.trio
+async def test_waiting_on_a_mirror_resolves_when_the_remote_state_activates() -> None:
+    async with open_peers(2) as (t0, t1):
+        with trio.fail_after(10):
+            (m0,) = await t1.wait_machines(1)
+        src = t0.exposed[0]
+        got: list[str] = []
+
+        async def waiter() -> None:
+            await m0.when1("Bar")
+            got.append("Bar")
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as n:
+                n.start_soon(waiter)
+                await trio.sleep(0.3)
+                assert got == []
+                src.add1("Bar")
+        assert got == ["Bar"] and m0.is1("Bar")
+
+
+@pytest.mark.trio
+async def test_ready_after_the_configured_number_of_peers() -> None:
+    cfg = TopicConfig(multiplayer=0.2, connections_to_ready=2)
+    async with open_topic("ready", config=cfg) as root:
+        assert root.mach.is1(S.Joined) and root.mach.not1(S.Ready)
+        async with open_topic("ready", config=cfg, bootstrap=root.addrs):
+            with trio.fail_after(5):
+                await root.wait_until(lambda t: len(t.topic_peers) >= 1)
+            assert root.mach.not1(S.Ready)
+            async with open_topic("ready", config=cfg, bootstrap=root.addrs):
+                with trio.fail_after(5):
+                    await root.mach.when1(S.Ready)
+
+
+@pytest.mark.trio
+async def test_ten_peers_late_joiner_and_bye() -> None:
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(10)]
+    async with open_peers(10, machs) as topics:
+        with trio.fail_after(20):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+        # every machine changes: every peer sees every latest clock
+        for i, m in enumerate(machs):
+            m.add1("Foo" if i % 2 else "Bar")
+        with trio.fail_after(10):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+
+        # a late joiner catches up through reqinfo
+        late_mach = am.Machine(Worker, id="late")
+        async with open_topic(
+            "test", expose=[late_mach], config=FAST, bootstrap=topics[3].addrs
+        ) as late:
+            with trio.fail_after(15):
+                await late.wait_until(lambda t: synced(t, machs))
+                for t in topics:
+                    await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
+            assert late.sent["reqinfo"] >= 1
+            assert sum(t.received["reqinfo"] for t in topics) >= 1
+            late_mach.add1("Foo")
+            with trio.fail_after(5):
+                for t in topics:
+                    await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
+        # ...and leaves: marked by bye on every other peer
+        with trio.fail_after(5):
+            for t in topics:
+                (m,) = t.list_machines(id="late")
+                await m.wait_peer_left()
+                assert m.peer_left and "peer-left" in m.tags
+                assert t.list_machines(id="late", include_left=False) == []
+                assert m.time() == late_mach.time()
+        # filters
+        t0 = topics[0]
+        assert [m.remote_id for m in t0.list_machines(id_regexp=r"^w[12]$")] == ["w1", "w2"]
+        assert [m.remote_id for m in t0.list_machines(id_contains="7")] == ["w7"]
+        assert [m.remote_id for m in t0.list_machines(peer_id=topics[5].peer_id)] == ["w5"]
+        assert t0.list_machines(parent_id="nobody") == []
+
+
+@pytest.mark.trio
+async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -> None:
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
+    async with open_peers(3, machs) as topics:
+        with trio.fail_after(10):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+        async with open_host(
+            "test", ["/ip4/127.0.0.1/tcp/0"], router_rate_limit=1000, gossipsub_heartbeat=1
+        ) as bad:
+            await bad.dial(topics[0].addrs[0])
+            await bad.join()
+            with trio.fail_after(5):
+                await bad.wait_mesh()
+            garbage = [
+                b"\xc1\xc1 not msgpack",
+                msgpack.packb([1, 2, 3]),
+                msgpack.packb({"type": "nope"}),
+                msgpack.packb({"type": "updates", "clocks": {"p": {0: [-1]}}}),
+                # an info whose schema names a missing state
+                msgpack.packb(
+                    {
+                        "type": "info",
+                        "peers": {
+                            "QmFake": {
+                                0: {
+                                    "id": "m",
+                                    "schema": {"A": {"require": ["Missing"]}},
+                                    "states": ["A"],
+                                    "time": [1],
+                                }
+                            }
+                        },
+                    }
+                ),
+                b"\x00" * 1_100_000,  # over the size limit
+            ]
+            for g in garbage:
+                await bad.publish(g)
+            with trio.fail_after(5):
+                for t in topics:
+                    await t.wait_until(lambda t: sum(t.malformed.values()) >= 1)
+                    await trio.sleep(0.2)
+            for t in topics:
+                assert t.malformed[bad.peer_id] >= len(garbage) - 1, t.malformed
+                assert t.mach.is_([S.Joined, S.Ready]) and t.mach.not1(am.EXCEPTION)
+            # the others still work
+            machs[0].add1("Foo")
+            machs[2].add1("Bar")
+            with trio.fail_after(5):
+                for t in topics:
+                    await t.wait_until(lambda t: synced(t, machs))
+
+
+@pytest.mark.trio
+async def test_quic_with_ed25519_identities() -> None:
+    a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
+    async with open_peers(2, [a, b], listen="/ip4/127.0.0.1/udp/0/quic-v1") as (ta, tb):
+        assert "/quic-v1/p2p/" in ta.addrs[0]
+        with trio.fail_after(10):
+            (ma,) = await tb.wait_machines(1)
+            a.add1("Foo")
+            await ma.when1("Foo")
