@@ -34,6 +34,7 @@ WITH_ALL = [
     "asyncmachine_trio.history",
     "asyncmachine_trio.testing",
     "asyncmachine_trio.node",
+    "asyncmachine_trio.pubsub",
     "asyncmachine_trio.telemetry",
     "asyncmachine_trio.graph",
     "asyncmachine_trio.vis",
