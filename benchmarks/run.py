@@ -8,6 +8,7 @@
     python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
     python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
     python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
+    python -m benchmarks.run --only pubsub    # only pubsub (benchmarks/pubsub_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -49,7 +50,8 @@ IMPORT = "import"  # import times, with transitions (import_time.py); also with 
 NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
 TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
 NATS = "nats"  # the NATS section (nats_bench.py), likewise
-SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS)
+PUBSUB = "pubsub"  # pubsub settle time and update latency (pubsub_bench.py), likewise
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS, PUBSUB)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -136,6 +138,35 @@ def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> di
     error = ""
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        text = Path(out).read_text()
+        section: dict[str, Any] = json.loads(text) if text else {}
+    except (OSError, ValueError) as exc:
+        section = {}
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if not section.get("error") and error:
+        section = {"error": error}
+    return section
+
+
+def spawn_pubsub(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.pubsub_bench`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-pubsub-")
+    os.close(fd)
+    cmd = [sys.executable, "-m", "benchmarks.pubsub_bench", "--quiet", "--json", out]
+    cmd += ["--sizes", "5,10" if a.quick else "5,10,20"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    error = ""
+    try:
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, timeout=900, check=False, stderr=subprocess.DEVNULL
+        )
         if proc.returncode:
             error = f"benchmark process exited with {proc.returncode}"
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -250,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
     if TELEMETRY in libs:
         doc["telemetry"] = spawn_telemetry(a)
+    if PUBSUB in libs:
+        doc["pubsub"] = spawn_pubsub(a)
     print()
     print(report.render(doc))
     if doc.get("nats") is not None:
@@ -257,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(render_nats(doc["nats"]))
+    if doc.get("pubsub") is not None:
+        from .pubsub_bench import render as render_pubsub
+
+        print()
+        print(render_pubsub(doc["pubsub"]))
     if not a.no_json:
         path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
