@@ -405,4 +405,3 @@ async def test_handlers_on_both_backends() -> None:
     assert (await payload(mach, {"kind": "am_req_mutation", "add": ["A"]}))["result"] == 0
     resp = await payload(mach, {"kind": "am_req_waiting", "states": ["A"]}, wait_timeout=1)
     assert resp == {"kind": "am_resp_waiting", "mach_id": "m1", "states": ["A"]}
-
