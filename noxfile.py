@@ -43,9 +43,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
+    """mypy --strict on the package, and on the API as a user's code sees it."""
     session.install("-e", ".[rpc]", "mypy>=1.10")
-    session.run("mypy", "--strict", "asyncmachine_trio")
+    session.run("mypy", "--strict", "asyncmachine_trio", "tests/typing/check_api.py")
 
 
 @nox.session(python=PYTHON)

@@ -62,7 +62,17 @@ from .waiting import Ctx, StateCtx, Subscriptions, Waiter
 __all__ = ["Machine", "Serialized"]
 
 
-_UNSET: Any = object()
+class _EnvDefault:
+    """An option left to its default, which ``AM_*`` environment variables change."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+# the options' defaults are listed in Machine's docstring (help() shows "<default>")
+_UNSET: Any = _EnvDefault()
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = STRUCTLOG  # structlog, imported at the first line logged
@@ -150,7 +160,14 @@ class Machine:
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
     subclass. Schema errors never raise here: the machine starts in
-    ``Exception`` with ``err`` set to an :class:`SchemaError` (SPEC 1.4).
+    ``Exception`` with ``err`` set to an :class:`SchemaError` (semantics §1.4).
+
+    Options shown as ``<default>`` depend on the environment: ``log_level`` is
+    ``AM_LOG`` (a level name or number) or ``LogLevel.NOTHING``;
+    ``handler_timeout`` 0.1 s (600 s with ``AM_DEBUG``, 1 s with
+    ``AM_TEST_RUNNER``, ``None`` for no limit); ``panic_to_exception`` True
+    (False with ``AM_DEBUG``); ``detect_eval`` False (True with
+    ``AM_DETECT_EVAL`` or ``AM_DEBUG``).
     """
 
     def __init__(

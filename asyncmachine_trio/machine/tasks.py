@@ -8,10 +8,9 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -19,7 +18,6 @@ import anyio.abc
 import anyio.lowlevel
 
 from .errors import ArgumentError, NoNurseryError
-from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
 from .schema import DISPOSING, START
 from .waiting import Ctx, StateCtx
@@ -36,7 +34,6 @@ __all__ = [
     "fork",
     "fork_from_event",
     "new_state_ctx",
-    "open_machine",
     "start",
     "start_async_handler",
 ]
@@ -335,24 +332,3 @@ def new_state_ctx(m: Machine, state: str) -> StateCtx:
         return ctx
     m._parse1(state)
     return m._subs.new_state_ctx(state, m.tick(state), m._ctx)
-
-
-@contextlib.asynccontextmanager
-async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
-    """``async with am.open_machine(schema, ...) as mach``: a machine with its own
-    task group, disposed on exit (its forked tasks are cancelled).
-
-    A bad schema or option raises before the task group starts; an exception
-    raised in the block (or by one task) leaves as itself, not in an
-    ``ExceptionGroup`` (several at once do: semantics §13.1).
-    """
-    from .machine import Machine
-
-    mach = Machine(schema, **kwargs)
-    with unwrap_single():
-        async with anyio.create_task_group() as tg:
-            start(mach, tg)
-            try:
-                yield mach
-            finally:
-                dispose(mach)

@@ -13,6 +13,7 @@ import trio
 from ..machine.args import pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
+from ..machine.sigs import params_of
 from ..machine.transition import Event
 from ._common import Listening, serving
 from .client import ARpc
@@ -134,10 +135,12 @@ class Mux(Listening):
         self.mach.dispose()
 
 
+@params_of(Mux)  # typed options: those of Mux
 @asynccontextmanager
-async def open_mux(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Mux]:
-    """A listening mux (``mux.addr`` is the bound URL); closed on exit."""
-    async with serving(Mux(source, addr, **kwargs)) as mux:
+async def open_mux(*args: Any, **kwargs: Any) -> AsyncIterator[Mux]:
+    """A listening mux (``mux.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Mux`; a lone error leaves as itself.
+    """
+    async with serving(Mux(*args, **kwargs)) as mux:
         yield mux

@@ -39,6 +39,7 @@ from ..helpers.schema import schema_hash
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.sigs import params_of
 from ..machine.transition import Event, Transition
 from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
@@ -606,10 +607,12 @@ class Server(Traffic, Listening):
             raise
 
 
+@params_of(Server)  # typed options: those of Server
 @asynccontextmanager
-async def open_server(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Server]:
-    """A listening server (``server.addr`` is the bound URL); closed on exit."""
-    async with serving(Server(source, addr, **kwargs)) as server:
+async def open_server(*args: Any, **kwargs: Any) -> AsyncIterator[Server]:
+    """A listening server (``server.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Server`; a lone error leaves as itself.
+    """
+    async with serving(Server(*args, **kwargs)) as server:
         yield server
