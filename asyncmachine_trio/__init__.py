@@ -1,6 +1,7 @@
 """asyncmachine-trio: clock-based, relational, multi-state machines for trio.
 
-``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
+``import asyncmachine_trio as am`` gives the whole core API (docs/manual.md; the
+rules are in docs/semantics.md).
 """
 
 from typing import Any as _Any

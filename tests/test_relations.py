@@ -1,4 +1,4 @@
-"""SPEC 4: relation resolution, acceptance, ordering and resolver queries."""
+"""semantics §4: relation resolution, acceptance, ordering and resolver queries."""
 
 from __future__ import annotations
 

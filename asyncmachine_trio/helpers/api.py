@@ -1,4 +1,4 @@
-"""The machine API the helpers and other upper layers rely on (SPEC 12.4)."""
+"""The machine API the helpers and other upper layers rely on (semantics §12.4)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .. import (
 
 @runtime_checkable
 class MachineApi(Protocol):
-    """The Machine API subset upper layers rely on, for local and network machines (SPEC 12.4).
+    """The Machine API subset upper layers rely on, local and network (semantics §12.4).
 
     ``event=`` covers Go's traced ``Ev*`` variants. Not in the Python core, so not
     here: ``IsLocal``, ``Context``, ``ContextParent``, ``SemLogger``,

@@ -1,7 +1,7 @@
-"""The Machine: state, queue, handler dispatch and the public API (SPEC 2, 3, 5, 9-13).
+"""The Machine: state, queue, handler dispatch and the public API (semantics §2, 3, 5, 9-13).
 
 Everything here runs synchronously on the caller's thread; a mutation made
-while the machine is idle drains the queue before it returns (SPEC 3.3).
+while the machine is idle drains the queue before it returns (semantics §3.3).
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def _env_on(name: str) -> bool:
 
 @attrs.frozen
 class Serialized:
-    """A machine's exported state (SPEC 1.7)."""
+    """A machine's exported state (semantics §1.7)."""
 
     id: str
     state_names: tuple[str, ...]
@@ -100,7 +100,7 @@ _PARSED_BY_ID: dict[
 
 
 def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
-    """Sanitize (SPEC 1.4) and add the implicit Exception, cached per schema.
+    """Sanitize (semantics §1.4) and add the implicit Exception, cached per schema.
 
     The result is shared by machines of the same schema and never mutated
     (``set_schema`` replaces it). States classes are keys themselves; a dict of
@@ -156,7 +156,7 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
 
 
 class Machine:
-    """A clock-based, relational, multi-state machine (see DESIGN.md).
+    """A clock-based, relational, multi-state machine (docs/manual.md).
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
     subclass. Schema errors never raise here: the machine starts in
@@ -354,7 +354,7 @@ class Machine:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """The state names in state order (SPEC 1.5)."""
+        """The state names in state order (semantics §1.5)."""
         return tuple(self._names)
 
     @property
@@ -364,7 +364,7 @@ class Machine:
 
     @property
     def schema_ver(self) -> int:
-        """Number of state names (SPEC 1.6)."""
+        """Number of state names (semantics §1.6)."""
         return len(self._names)
 
     @property
@@ -454,7 +454,7 @@ class Machine:
         return StateUnknownError(f"missing states: {name} not defined in schema for {self._id}")
 
     def _parse(self, states: Sequence[str]) -> list[str]:
-        """Validate state names; dedupe keeping first occurrences (SPEC 3.1)."""
+        """Validate state names; dedupe keeping first occurrences (semantics §3.1)."""
         if isinstance(states, str):
             raise ArgumentError(
                 f"states must be a list of state names, got the str {states!r};"
@@ -497,7 +497,7 @@ class Machine:
                 " use trio.from_thread.run_sync (or anyio.from_thread.run_sync)"
             )
 
-    # ----- mutations (SPEC 3)
+    # ----- mutations (semantics §3)
 
     def add(
         self,
@@ -636,7 +636,7 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``Exception`` (SPEC 9)."""
+        """Store ``err`` and add ``Exception`` (semantics §9)."""
         return self.add_err_state(EXCEPTION, err, args, event=event)
 
     def add_err_state(
@@ -685,20 +685,20 @@ class Machine:
         return _queue.can_remove(self, states, args)
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
-        """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
+        """Dry run of ``remove1`` (args are passed, unlike Go: semantics §14 #19)."""
         return self.can_remove([state], args)
 
     def eval(self, source: str, fn: Callable[[], Any]) -> bool:
         """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
         return _queue.eval(self, source, fn)
 
-    # ----- applying states (SPEC 2.1, 5.6)
+    # ----- applying states (semantics §2.1, 5.6)
 
     _apply = _dispatch.apply
 
     _revert = _dispatch.revert
 
-    # ----- handler dispatch (SPEC 5.1, 5.6)
+    # ----- handler dispatch (semantics §5.1, 5.6)
 
     _handle = _dispatch.handle
 
@@ -746,7 +746,7 @@ class Machine:
 
     @contextlib.contextmanager
     def panic_to_err(self, args: Mapping[str, Any] | None = None) -> Generator[None, None, None]:
-        """An ``Exception`` raised in the block becomes ``add_err`` (SPEC 9)."""
+        """An ``Exception`` raised in the block becomes ``add_err`` (semantics §9)."""
         try:
             yield
         except Exception as err:
@@ -767,7 +767,7 @@ class Machine:
                 raise
             self.add_err_state(state, err, args)
 
-    # ----- checking (SPEC 13)
+    # ----- checking (semantics §13)
 
     def is_(self, states: Sequence[str]) -> bool:
         """All ``states`` active (unknown names: False)."""
@@ -840,7 +840,7 @@ class Machine:
                     return s
         return ""
 
-    # ----- clocks and time (SPEC 2)
+    # ----- clocks and time (semantics §2)
 
     def tick(self, state: str) -> int:
         """The tick of ``state`` (0 for unknown names or after dispose)."""
@@ -867,7 +867,7 @@ class Machine:
         return {s: self.tick(s) for s in states}
 
     def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
-        """Every ``t[i]`` equals the tick of ``states[i]`` (SPEC 2.2)."""
+        """Every ``t[i]`` equals the tick of ``states[i]`` (semantics §2.2)."""
         if self._disposing:
             return False
         names = self._names if states is None else states
@@ -897,14 +897,14 @@ class Machine:
         return all(self.tick(s) >= v for s, v in clock.items())
 
     def queue_tick(self) -> int:
-        """Starts at 1, +1 per appended mutation taken off the queue (SPEC 2.3)."""
+        """Starts at 1, +1 per appended mutation taken off the queue (semantics §2.3)."""
         return self._queue_tick
 
     def machine_tick(self) -> int:
-        """Starts at 0; changed only by ``import_`` (SPEC 2.3)."""
+        """Starts at 0; changed only by ``import_`` (semantics §2.3)."""
         return self._machine_tick
 
-    # ----- queue inspection (SPEC 3.8)
+    # ----- queue inspection (semantics §3.8)
 
     def queue_len(self) -> int:
         """Pending mutations, prepended ones included."""
@@ -978,7 +978,7 @@ class Machine:
         """Some pending Add calls any of ``states``."""
         return _queue.will_be_any(self, states)
 
-    # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
+    # ----- schema, order and relations (semantics §1.5-1.7, 4.6)
 
     def index(self, states: Sequence[str]) -> list[int]:
         """Positions in ``state_names`` (-1 unknown)."""
@@ -994,7 +994,7 @@ class Machine:
         return self._index.get(state, -1)
 
     def sort_states(self, states: Sequence[str]) -> list[str]:
-        """A copy sorted by Require topology then After (SPEC 4.5)."""
+        """A copy sorted by Require topology then After (semantics §4.5)."""
         out = list(states)
         self._resolver.sort_states(out)
         return out
@@ -1012,7 +1012,7 @@ class Machine:
         return self._resolver.inbound_relations_of(to)
 
     def parse_states(self, states: Sequence[str]) -> list[str]:
-        """Known states only, deduplicated, first-occurrence order (SPEC 14 #16)."""
+        """Known states only, deduplicated, first-occurrence order (semantics §14 #16)."""
         return [s for s in dict.fromkeys(states) if s in self._schema]
 
     def verify_states(self, names: Sequence[str]) -> None:
@@ -1029,7 +1029,7 @@ class Machine:
         if errs:
             raise SchemaError("\n".join(errs))
         unique = list(dict.fromkeys(names))
-        # port: the deduplicated list must cover every state (SPEC 14 #25)
+        # port: the deduplicated list must cover every state (semantics §14 #25)
         if len(unique) < len(self._schema):
             given = set(unique)
             missing = [s for s in self._schema if s not in given]
@@ -1046,8 +1046,8 @@ class Machine:
 
     def _reorder(self, names: list[str]) -> None:
         old = dict(zip(self._names, self._ticks, strict=True))
-        # the auto collection follows the state order (SPEC 6.1); the Require
-        # topology is not recomputed by verify_states (SPEC 1.5)
+        # the auto collection follows the state order (semantics §6.1); the Require
+        # topology is not recomputed by verify_states (semantics §1.5)
         schema = self._schema
         self._resolver.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
         self._names = names
@@ -1058,7 +1058,7 @@ class Machine:
         self._index_handler_names()
 
     def set_schema(self, schema: Any, names: Sequence[str]) -> None:
-        """Grow the schema; new relations apply at once (SPEC 1.6)."""
+        """Grow the schema; new relations apply at once (semantics §1.6)."""
         if self._tx is not None or self._draining:
             raise SchemaError("schema error: cannot set schema during a transition")
         parsed, err = parse_schema(schema)
@@ -1084,7 +1084,7 @@ class Machine:
             hook(self)
 
     def export(self) -> Serialized:
-        """Ids, state order and ticks (needs verified states, SPEC 1.7)."""
+        """Ids, state order and ticks (needs verified states, semantics §1.7)."""
         if not self._verified:
             raise SchemaError("schema error: call verify_states first")
         self._log(L_OPS, f"[import] exported at {sum(self._ticks)} ticks")
@@ -1097,7 +1097,7 @@ class Machine:
         )
 
     def import_(self, data: Serialized) -> None:
-        """Restore ticks and active states; adds ``MachineRestored`` (SPEC 1.7)."""
+        """Restore ticks and active states; adds ``MachineRestored`` (semantics §1.7)."""
         if self._tx is not None or self._draining:
             raise SchemaError("schema error: cannot import during a transition")
         if data.id != self._id:
@@ -1126,7 +1126,7 @@ class Machine:
             f"[import] imported {self._machine_tick} times, now at {sum(self._ticks)} ticks",
         )
 
-    # ----- groups (SPEC 12.1)
+    # ----- groups (semantics §12.1)
 
     def set_groups(self, groups: Any, states: type[States] | None = None) -> None:
         """Store ``{group: indexes}`` from a mapping / StateGroups, then typed groups."""
@@ -1158,7 +1158,7 @@ class Machine:
         """``(group -> state indexes, order)``."""
         return {k: list(v) for k, v in self._groups.items()}, list(self._groups_order)
 
-    # ----- string forms (SPEC 11.3)
+    # ----- string forms (semantics §11.3)
 
     def string(self) -> str:
         """``(A:1 B:1)``: active states with ticks, in state order."""
@@ -1183,7 +1183,7 @@ class Machine:
         return "(" + " ".join(on) + ") [" + " ".join(off) + "]"
 
     def inspect(self, states: Sequence[str] | None = None) -> str:
-        """The multi-line dump of SPEC 11.3."""
+        """The multi-line dump of semantics §11.3."""
         if self._disposing:
             return ""
         out: list[str] = []
@@ -1206,7 +1206,7 @@ class Machine:
                     out.append(f"    |{label:<9}{' '.join(rel)}\n")
         return "".join(out)
 
-    # ----- contexts and waiting (SPEC 2.4, 8)
+    # ----- contexts and waiting (semantics §2.4, 8)
 
     _disposed_waiter_or = _when.disposed_waiter_or
 
@@ -1270,7 +1270,7 @@ class Machine:
         """Run the machine's tasks in ``task_group`` (a trio nursery works too).
 
         The machine then belongs to the loop's thread; cancelling the task group
-        adds ``Disposing`` if the schema has it, else disposes (SPEC 10).
+        adds ``Disposing`` if the schema has it, else disposes (semantics §10).
         """
         _tasks.start(self, task_group)
 
@@ -1296,11 +1296,11 @@ class Machine:
     _start_async_handler = _tasks.start_async_handler
 
     def new_state_ctx(self, state: str) -> StateCtx:
-        """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+        """A context valid while ``state`` keeps its current tick (shared, semantics §2.4)."""
         return _tasks.new_state_ctx(self, state)
 
     def dispose(self) -> None:
-        """Dispose now (Go ``DisposeForce``); allowed inside a handler (SPEC 10)."""
+        """Dispose now (Go ``DisposeForce``); allowed inside a handler (semantics §10)."""
         _tasks.dispose(self)
 
     async def dispose_async(self) -> None:

@@ -1,4 +1,4 @@
-"""The mutation queue: guards, de-duplication, prepending and the drain loop (SPEC 3).
+"""The mutation queue: guards, de-duplication, prepending and the drain loop (semantics §3).
 
 Bound as Machine methods; ``drain`` is the machine's main loop.
 """
@@ -53,7 +53,7 @@ def remove(
         event is not None or EXCEPTION not in called or EXCEPTION not in m._active_set
     ):
         return m._queue_full(called)
-    # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
+    # semantics §3.3 step 2: inside a transition, removing inactive states is a no-op
     if not m._queue and m._tx is not None:
         active = m._active_set
         if not any(s in active for s in called):
@@ -78,7 +78,7 @@ def mutate(
 ) -> Result:
     if m._loop_thread is not None:
         m._check_thread()
-    # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
+    # semantics §3.3 step 3: drop an identical arg-less mutation already queued
     if not args and m._queue and m._resolver.multi.isdisjoint(called):
         want = set(called)
         for q in m._queue:
@@ -118,7 +118,7 @@ def mutate(
 
 
 def prepend(m: Machine, mut: Mutation) -> Result:
-    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
+    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, semantics §3.4)."""
     if m._disposing:
         return CANCELED
     if m._log_level >= L_OPS:
@@ -134,7 +134,7 @@ def prepend(m: Machine, mut: Mutation) -> Result:
 
 
 def drain(m: Machine) -> Result:
-    """Process the queue until empty (SPEC 3.5)."""
+    """Process the queue until empty (semantics §3.5)."""
     queue = m._queue
     if not queue or m._disposing:
         return CANCELED
@@ -152,7 +152,7 @@ def drain(m: Machine) -> Result:
         if stopped:
             return CANCELED
     except BaseException:
-        # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
+        # semantics §5.6 (port): drop the rest, reset to idle, stay usable
         queue.clear()
         m._queue_pending = 0
         raise
@@ -286,7 +286,7 @@ def _queue_end(m: Machine, first: Result | None) -> Result:
 
 
 def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
-    """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
+    """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
     if m._disposing:
         return CANCELED
     called = m._parse(states)
@@ -302,7 +302,7 @@ def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None
 
 
 def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
-    """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
+    """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
     if m._disposing:
         return False
     if not source or not isinstance(source, str):

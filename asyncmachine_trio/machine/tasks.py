@@ -1,4 +1,4 @@
-"""Structured concurrency: the machine's task group, state-scoped tasks, dispose (SPEC 10).
+"""Structured concurrency: the machine's task group, state-scoped tasks, dispose (semantics §10).
 
 Each state owns a cancel scope through its :class:`StateCtx`: a task forked for
 a state (or an ``async def`` final handler) runs inside the scope of the
@@ -49,7 +49,7 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
 
     From now on the machine belongs to this loop's thread; when the task
     group is cancelled the machine adds ``Disposing`` if its schema has it,
-    else disposes (SPEC 10). The machine stays in the group until disposed.
+    else disposes (semantics §10). The machine stays in the group until disposed.
     """
     if m._disposing:
         raise ArgumentError(f"machine {m._id} is disposed")
@@ -196,7 +196,7 @@ def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
     return tg
 
 
-# ----- forks (SPEC 2.4, DESIGN "Time, contexts and forks")
+# ----- forks (semantics §2.4, §10)
 
 
 def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
@@ -281,7 +281,7 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
     m._spawn(run_scoped, m, ctx, fn, (event,))
 
 
-# ----- disposal (SPEC 10)
+# ----- disposal (semantics §10)
 
 
 def dispose(m: Machine) -> None:
@@ -325,7 +325,7 @@ async def dispose_async(m: Machine) -> None:
 
 
 def new_state_ctx(m: Machine, state: str) -> StateCtx:
-    """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+    """A context valid while ``state`` keeps its current tick (shared, semantics §2.4)."""
     if m._disposing:
         ctx = StateCtx(m._id, state, 0, None)
         ctx.cancel()

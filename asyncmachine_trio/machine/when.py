@@ -1,4 +1,4 @@
-"""The ``when*`` subscription methods of a Machine (SPEC 8).
+"""The ``when*`` subscription methods of a Machine (semantics §8).
 
 Each registers synchronously in the machine's :class:`Subscriptions` index and
 returns an :class:`Waiter`.
@@ -30,7 +30,7 @@ def disposed_waiter_or(m: Machine, kind: str) -> Waiter | None:
 
 
 def when(m: Machine, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
-    """Resolves when all ``states`` are active (SPEC 8)."""
+    """Resolves when all ``states`` are active (semantics §8)."""
     w = m._disposed_waiter_or("when")
     if w is not None:
         return w

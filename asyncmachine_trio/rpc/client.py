@@ -6,7 +6,7 @@ id ``rc-<name>``) whose states tell what the connection is doing, and the
 Run it with ``async with am.rpc.open_client(url, schema) as client`` or
 ``client.start(nursery)`` + ``await client.wait_ready()``.
 
-Resilience (upper-layers.md 1.14): dialling retries with exponential backoff
+Resilience (docs/rpc.md): dialling retries with exponential backoff
 (``RetryingConn``; ``ConnRetryFailed`` when exhausted), calls retry with
 backoff (``RetryingCall``; ``CallRetryFailed`` adds ``ErrNetwork``), per-call
 timeouts cancel for real, and a lost connection is re-dialled and re-synced.

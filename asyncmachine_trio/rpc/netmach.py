@@ -1,4 +1,4 @@
-"""The network machine: a local mirror of a remote machine (upper-layers.md 1.18).
+"""The network machine: a local mirror of a remote machine (docs/rpc.md).
 
 A :class:`NetworkMachine` *is* an :class:`am.Machine`: every read (``is_``,
 ``clock``, ``time``, ``string``, ``inspect``...), every ``when*`` and

@@ -1,4 +1,4 @@
-"""The aRPC server: exposes a source machine to one client (upper-layers.md 1.6-1.12).
+"""The aRPC server: exposes a source machine to one client (docs/rpc.md).
 
 A :class:`Server` serves one client at a time (a second connection is refused
 with a ``busy`` error); many servers can expose one source, and a

@@ -1,6 +1,6 @@
 """Pipes: final handlers on a source machine that mutate a target machine.
 
-Port of the reference's ``pkg/states/pipes`` (upper-layers.md 3.2-3.3). A pipe
+Port of the reference's ``pkg/states/pipes`` (docs/states.md). A pipe
 is a ``<state>_state`` (activation) or ``<state>_end`` (deactivation) handler
 bound on the *source*; its body adds or removes a mapped state on the
 *target*. Only final handlers pipe, so the source transition is never
