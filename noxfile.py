@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s tests lint typecheck verifytypes` is what CI runs."""
+"""Development sessions: `nox -s tests lint typecheck verifytypes docs` is what CI runs."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes"]
+nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
@@ -44,7 +44,7 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on the API as a user's code sees it."""
-    session.install("-e", ".[rpc]", "mypy>=1.10")
+    session.install("-e", ".[all]", "opentelemetry-sdk>=1.20", "mypy>=1.10")
     session.run("mypy", "--strict", "asyncmachine_trio", "tests/typing/check_api.py")
 
 
@@ -75,6 +75,20 @@ def verifytypes(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, --strict: broken links and references fail).
+
+    `nox -s docs -- serve` previews it on http://127.0.0.1:8000 instead.
+    """
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
@@ -84,3 +98,14 @@ def bench(session: nox.Session) -> None:
     """
     session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def fuzz(session: nox.Session) -> None:
+    """A long fuzz session of the aRPC frame decoder (atheris, 1,000,000 inputs; not CI).
+
+    Arguments after `--` go to libFuzzer (e.g. `nox -s fuzz -- -atheris_runs=5000000`).
+    """
+    session.install("-e", ".[rpc]", "atheris")
+    args = session.posargs or ["-atheris_runs=1000000", "-max_len=4096"]
+    session.run("python", "tests/fuzz_wire.py", *args)

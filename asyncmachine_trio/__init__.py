@@ -24,6 +24,7 @@ from .machine.clock import next_inactive as next_inactive
 from .machine.clock import next_inactive_in as next_inactive_in
 from .machine.errors import ArgumentError as ArgumentError
 from .machine.errors import AsyncMachineError as AsyncMachineError
+from .machine.errors import AutoLivelockError as AutoLivelockError
 from .machine.errors import DisposedError as DisposedError
 from .machine.errors import HandlerTimeoutError as HandlerTimeoutError
 from .machine.errors import NestedEvalError as NestedEvalError
@@ -93,9 +94,10 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra), which
-# keeps ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
-_LAZY = ("helpers", "history", "rpc", "states", "testing")
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
+# text output needs nothing, its SVG the ``[vis]`` extra), which keeps
+# ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
+_LAZY = ("graph", "helpers", "history", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

@@ -22,6 +22,7 @@ PUBLIC = [
     "ARGS_PREFIX",
     "ArgumentError",
     "AsyncMachineError",
+    "AutoLivelockError",
     "Ctx",
     "DISPOSING",
     "DisposedError",
@@ -71,6 +72,7 @@ PUBLIC = [
     "args_key",
     "args_merge",
     "capitalize",
+    "graph",
     "hash_str",
     "helpers",
     "history",
@@ -105,7 +107,9 @@ PUBLIC = [
     "states_to_index",
     "states_unique",
     "states_with_prefix",
+    "telemetry",
     "testing",
+    "vis",
 ]
 
 # the core names the manual and docs/api.md document
@@ -189,6 +193,7 @@ def test_error_hierarchy() -> None:
         am.StateUnknownError,
         am.SchemaError,
         am.HandlerTimeoutError,
+        am.AutoLivelockError,
         am.NestedEvalError,
         am.DisposedError,
         am.NoNurseryError,

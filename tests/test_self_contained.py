@@ -73,11 +73,12 @@ def test_semantics_citations_name_existing_sections() -> None:
     assert bad == []
 
 
-def test_named_doc_pages_exist() -> None:
-    page = re.compile(r"docs/([a-z_]+\.md)")
+def test_doc_pages_link_to_existing_pages() -> None:
+    link = re.compile(r"\]\(([a-z_-]+\.md)(?:#[^)]*)?\)")
     missing = []
-    for path in _files():
-        for m in page.finditer(path.read_text(errors="replace")):
-            if not (ROOT / "docs" / m.group(1)).exists():
-                missing.append(f"{path.relative_to(ROOT)}: docs/{m.group(1)}")
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for m in link.finditer(path.read_text()):
+            base = ROOT if path.name == "README.md" else path.parent
+            if not (base / m.group(1)).exists():
+                missing.append(f"{path.relative_to(ROOT)}: {m.group(1)}")
     assert missing == []

@@ -6,6 +6,7 @@ so the hot path pays no wrapper call.
 
 from __future__ import annotations
 
+import logging
 import os
 import time as _time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 from .args import AException, ExceptionArgsPanic, pass_args
 from .errors import (
     ArgumentError,
+    AutoLivelockError,
     HandlerTimeoutError,
     TracerError,
     format_trace,
@@ -30,6 +32,10 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
+
+# reports that must not depend on the machine's log level (stdlib logging:
+# silenced or redirected with the usual logging configuration)
+_logger = logging.getLogger("asyncmachine_trio")
 
 
 def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
@@ -129,6 +135,9 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     tracers = m._tracers
     res = EXECUTED
     event: Event | None = None
+    # a raising handler ends its event: later bindings are not called for it,
+    # also when recover() kept the transition valid (it called Exception)
+    failed = False
     for b in m._bindings:
         if level >= L_EVERYTHING:
             m._log(L_EVERYTHING, f"[handle:{b.id}] {name}")
@@ -138,7 +147,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         m._handler_called = True
         if event is None:
             event = Event(name, m, tx, args, b.event_state.get(name, ""))
-        if m._tx is not tx or tx.is_completed or not tx.is_accepted:
+        if failed or m._tx is not tx or tx.is_completed or not tx.is_accepted:
             m._log(L_DECISIONS, f"[handler:invalid] {name}")
             if not is_final:
                 res = CANCELED
@@ -166,7 +175,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             m._current_handler = ""
             if not m.panic_to_exception:
                 raise
-            panicked = True
+            panicked = failed = True
             ret = False
             m._recover(err, event)
         finally:
@@ -200,6 +209,8 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
 
 
 def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
+    # a timed-out handler cancels (never a partial rejection of an auto state)
+    tx.is_accepted = False
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
     m._log(L_DECISIONS, f"[handler:timeout]: {name} from {b.id}")
     err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
@@ -215,6 +226,8 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
     tx = m._tx
     assert tx is not None
     if EXCEPTION in tx.called_set:
+        # no second error, but the transition is canceled all the same
+        tx.is_accepted = False
         return
     m._log(L_OPS, "[recover] handling panic...")
     m._err = err
@@ -232,11 +245,29 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
         )
     )
     mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
-    # port rule: the reference livelocks when an Auto state's handler raises
-    # (Exception re-enters, auto runs again, raises again...); the error of a
-    # failed auto transition does not trigger the auto states again
-    mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
+    if tx.mutation.is_auto:
+        # the Exception mutation triggers the auto states again (semantics §6.1); count
+        # the same auto attempt failing the same way from the same active
+        # states, for the livelock guard (Transition._auto)
+        key = (tuple(tx.mutation.called), frozenset(tx._before_set), event.name)
+        prev = tx.mutation.auto_chain
+        mut.auto_chain = (key, prev[1] + 1 if prev is not None and prev[0] == key else 1)
     m._prepend(mut)
+
+
+def auto_livelock(m: Machine, tx: Transition, auto: list[str], fails: int) -> None:
+    """The livelock guard stopped retrying the auto states: report it."""
+    err = AutoLivelockError(
+        f"auto livelock: {' '.join(auto)} failed {fails} times in a row with no"
+        f" progress (auto_retry_limit={m.auto_retry_limit}) for {m.id}, last error:"
+        f" {m._err!r}"
+    )
+    m._log(L_CHANGES, f"[auto:livelock] {' '.join(auto)} not retried after {fails} failures")
+    m._internal_errors.append(err)
+    del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
+    _logger.warning("machine %s: %s", m.id, err)
+    for t in m._tracers:
+        t.internal_error(m, err)
 
 
 def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ArgumentError",
     "AsyncMachineError",
+    "AutoLivelockError",
     "DisposedError",
     "HandlerTimeoutError",
     "NestedEvalError",
@@ -40,6 +41,14 @@ class RelationError(AsyncMachineError):
 
 class HandlerTimeoutError(AsyncMachineError):
     """A sync handler call took longer than ``handler_timeout`` (semantics §5.6, port)."""
+
+
+class AutoLivelockError(AsyncMachineError):
+    """The auto states kept failing the same way: the livelock guard stopped them.
+
+    Reported to ``internal_errors``, the tracers' ``internal_error`` hook and
+    the ``asyncmachine_trio`` logger; the bound is ``Machine.auto_retry_limit``.
+    """
 
 
 class NestedEvalError(AsyncMachineError):

@@ -170,6 +170,13 @@ class Machine:
     ``AM_DETECT_EVAL`` or ``AM_DEBUG``).
     """
 
+    #: The livelock guard of the auto states: when an auto transition fails
+    #: (a handler raised) and its ``Exception`` mutation tries the same auto
+    #: states again from the same active states, failing the same way, this
+    #: many failures in a row stop the retries (reported as
+    #: :class:`AutoLivelockError`). Settable per machine; at least 1.
+    auto_retry_limit: int = 100
+
     def __init__(
         self,
         schema: Any,
@@ -647,14 +654,16 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
+        """Store ``err`` and add ``[state, Exception]`` with the error in the args.
+
+        Errors are never refused by a full queue: unlike other mutations,
+        error mutations are queued beyond ``queue_limit``.
+        """
         if self._disposing or err is None:
             return CANCELED
         if not isinstance(err, BaseException):
             raise ArgumentError(f"err must be an exception, got {type(err).__name__}")
         called = self._parse([state, EXCEPTION])
-        if len(self._queue) >= self.queue_limit:
-            return self._queue_full(called)
         self._err = err
         trace = format_trace(err) if self.log_stack_trace else ""
         exc_args = pass_args(AException(err=err, err_trace=trace))
@@ -705,6 +714,8 @@ class Machine:
     _handler_timeout = _dispatch.handler_timeout
 
     _recover = _dispatch.recover
+
+    _auto_livelock = _dispatch.auto_livelock
 
     # ----- handlers and tracers
 

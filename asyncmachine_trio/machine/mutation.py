@@ -71,13 +71,13 @@ class Mutation:
 
     __slots__ = (
         "args",
+        "auto_chain",
         "called",
         "eval_fn",
         "eval_source",
         "is_auto",
         "is_check",
         "queue_tick",
-        "skip_auto",
         "source",
         "type",
     )
@@ -101,9 +101,10 @@ class Mutation:
         self.is_check: bool = is_check
         self.source: MutSource | None = source
         self.queue_tick: int = 0
-        # set on the Exception mutation of a failed auto transition: running
-        # the auto states again right away would fail again, forever
-        self.skip_auto: bool = False
+        # the livelock guard (semantics §6.1): on the Exception mutation of a failed
+        # auto transition and on the auto mutation it triggers, ``(what
+        # failed, how many times in a row)``; None everywhere else
+        self.auto_chain: tuple[object, int] | None = None
         self.eval_fn: Callable[[], Any] | None = eval_fn
         self.eval_source: str = eval_source
 

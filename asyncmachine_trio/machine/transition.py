@@ -580,7 +580,11 @@ class Transition:
             pass
 
     def _negotiate(self) -> Result:
-        """Steps 1-6 of semantics §5.2; partial acceptance for auto mutations (6.2)."""
+        """Steps 1-6 of semantics §5.2; partial acceptance for auto mutations (6.2).
+
+        Only a handler returning False drops an Auto state; one that raised or
+        timed out marked the transition not accepted, which cancels it.
+        """
         m = self.machine
         handle = m._handle
         # most events have no handler in any binding: skip the dispatch call for
@@ -613,7 +617,7 @@ class Transition:
             if self._steps is not None:
                 self._step_handler("", s, False, True)
             if res is CANCELED:
-                if is_auto and s in auto_states:
+                if is_auto and s in auto_states and self.is_accepted:
                     self._drop_target(s)
                 else:
                     return CANCELED
@@ -638,7 +642,7 @@ class Transition:
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", "", s, is_self=True)
                 if res is CANCELED:
-                    if is_auto and s in auto_states:
+                    if is_auto and s in auto_states and self.is_accepted:
                         # drop while iterating: the next target is skipped (quirk)
                         targets.remove(s)
                     else:
@@ -664,7 +668,7 @@ class Transition:
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", b, a)
                 if res is CANCELED:
-                    if is_auto and a in auto_states:
+                    if is_auto and a in auto_states and self.is_accepted:
                         self._drop_target(a)
                     else:
                         return CANCELED
@@ -838,17 +842,8 @@ class Transition:
 
         if result is CANCELED:
             self.is_accepted = False
-        elif (
-            has_changed
-            and m._resolver.auto_states
-            and not m._disposing
-            and not mut.skip_auto
-            and not self.is_health
-        ):
-            auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
-            if auto:
-                m._log(L_OPS, f"[auto] {' '.join(auto)}")
-                m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+        elif has_changed and m._resolver.auto_states and not m._disposing and not self.is_health:
+            self._auto()
 
         self.queue_len = len(m._queue)
         self.is_completed = True
@@ -986,6 +981,28 @@ class Transition:
             return handle("AnyEnter", False, True, False)
         return EXECUTED
 
+    def _auto(self) -> None:
+        """Prepend the auto mutation after an accepted, clock-changing transition.
+
+        Also after the ``Exception`` mutation of a failed auto transition, as
+        the reference does. When the same auto attempt keeps failing the same
+        way from the same active states (a livelock in the reference), the
+        guard stops after ``Machine.auto_retry_limit`` failures in a row and
+        reports it (``AutoLivelockError``).
+        """
+        m = self.machine
+        auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
+        if not auto:
+            return
+        chain = self.mutation.auto_chain
+        if chain is not None and chain[1] >= m.auto_retry_limit:
+            m._auto_livelock(self, auto, chain[1])
+            return
+        m._log(L_OPS, f"[auto] {' '.join(auto)}")
+        mut = Mutation(_ADD, auto, {}, is_auto=True)
+        mut.auto_chain = chain
+        m._prepend(mut)
+
     def _settle(self, result: Result) -> bool:
         """After the final handlers: revert a canceled transition; did ticks change?"""
         m = self.machine
@@ -1059,14 +1076,10 @@ class Transition:
                 not m._disposing
                 and has_changed
                 and not mut.is_auto
-                and not mut.skip_auto
                 and m._resolver.auto_states
                 and not self.is_health
             ):
-                auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
-                if auto:
-                    m._log(L_OPS, f"[auto] {' '.join(auto)}")
-                    m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+                self._auto()
         elif result is CANCELED:
             self.is_accepted = False
 

@@ -569,15 +569,7 @@ class Subscriptions:
                     self._log_when_time_match(tsub)
                     tsub.waiter._resolve()
         if self.when_queue:
-            keep: list[tuple[int, Waiter]] = []
-            for entry in self.when_queue:
-                if entry[0] <= queue_tick:
-                    self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
-                    self.count -= 1
-                    entry[1]._resolve()
-                else:
-                    keep.append(entry)
-            self.when_queue = keep
+            self.process_when_queue(queue_tick)
         if self.when_query:
             snapshot = self._m.clock()
             for qsub in list(self.when_query):
@@ -585,6 +577,18 @@ class Subscriptions:
                     self._log_when_query_match(qsub)
                     self._gc_when_query(qsub)
                     qsub.waiter._resolve()
+
+    def process_when_queue(self, queue_tick: int) -> None:
+        """Resolve the ``when_queue`` waiters of ticks up to ``queue_tick``."""
+        keep: list[tuple[int, Waiter]] = []
+        for entry in self.when_queue:
+            if entry[0] <= queue_tick:
+                self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
+                self.count -= 1
+                entry[1]._resolve()
+            else:
+                keep.append(entry)
+        self.when_queue = keep
 
     def process_args(self, name: str, args: Mapping[str, Any]) -> None:
         """Resolve ``when_args`` waiters for a dispatched ``<State>State`` event."""

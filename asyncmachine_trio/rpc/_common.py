@@ -60,7 +60,11 @@ class Listening:
     addr: str
     ssl_context: ssl.SSLContext | None
     max_frame: int
+    max_connections: int | None
+    connect_timeout: float
+    frame_timeout: float | None
     serve_transport: Callable[[Transport], Awaitable[None]]
+    _log: Callable[[str], Any]
 
     async def _listen(
         self, on_bound: Callable[[str], Any], task_status: trio.TaskStatus[str]
@@ -75,6 +79,10 @@ class Listening:
             self.serve_transport,
             ssl_context=self.ssl_context,
             max_frame=self.max_frame,
+            max_connections=self.max_connections,
+            connect_timeout=self.connect_timeout,
+            frame_timeout=self.frame_timeout,
+            log=self._log,
             task_status=_Started(started),
         )
 

@@ -292,6 +292,7 @@ class Client(Traffic):
                     "ClientSendPayload": (SrvPayload, self._on_payload),
                     "SchemaChange": (SrvHello, self._on_schema_change),
                     "ClientBye": (Empty, self._on_bye),
+                    "Ping": (Empty, _pong),
                 },
                 name=m.id,
                 log=self._log,
@@ -654,6 +655,10 @@ class Client(Traffic):
                 return
             self._outbox_wake = trio.Event()
             await self._outbox_wake.wait()
+
+
+def _pong(_msg: Empty) -> Empty:
+    return Empty()
 
 
 def am_exception() -> str:

@@ -37,7 +37,15 @@ from .errors import (
     RpcTimeoutError,
 )
 from .transport import Transport
-from .wire import ErrorInfo, Frame, decode_frame, encode_frame, structure
+from .wire import (
+    ErrorInfo,
+    Frame,
+    decode_frame,
+    encode_frame,
+    err_text,
+    short_repr,
+    structure,
+)
 
 __all__ = ["Endpoint", "Handler", "error_from", "error_kind"]
 
@@ -121,6 +129,8 @@ class Endpoint:
         self._closed = trio.Event()
         self._close_soon = False
         self.close_reason: BaseException | None = None
+        #: when the last frame arrived (``trio.current_time()``; liveness checks)
+        self.last_received = trio.current_time()
 
     @property
     def closed(self) -> bool:
@@ -172,14 +182,17 @@ class Endpoint:
                 self.close_reason = err
                 return
             except RpcError as err:  # too large, text message: answer, keep reading
+                self.last_received = trio.current_time()
                 self._report(err)
                 await self._send_error(0, err)
                 continue
+            self.last_received = trio.current_time()
             try:
                 frame = decode_frame(data)
-            except RpcDecodeError as err:
-                self._report(err)
-                await self._send_error(0, err)
+            except Exception as err:  # decode_frame is total; this is a safety net
+                derr = err if isinstance(err, RpcDecodeError) else RpcDecodeError(err_text(err))
+                self._report(derr)
+                await self._send_error(0, derr)
                 continue
             if frame.method is None:
                 p = self._pending.pop(frame.seq, None)
@@ -220,7 +233,7 @@ class Endpoint:
         handler = self.handlers.get(frame.method)
         try:
             if handler is None:
-                raise RpcRemoteError("unknown_method", f"unknown method {frame.method!r}")
+                raise RpcRemoteError("unknown_method", f"unknown method {short_repr(frame.method)}")
             cls, fn = handler
             body = structure(frame.body, cls)
             resp = fn(body)
@@ -229,9 +242,11 @@ class Endpoint:
         except trio.Cancelled:
             raise
         except Exception as err:
-            rpc_err = err if isinstance(err, RpcError) else RpcRemoteError("internal", str(err))
+            rpc_err = (
+                err if isinstance(err, RpcError) else RpcRemoteError("internal", err_text(err))
+            )
             if not isinstance(err, RpcError):
-                self._log(f"[rpc] handler {frame.method} failed: {err!r}")
+                self._log(f"[rpc] handler {short_repr(frame.method)} failed: {err_text(err)}")
             if frame.seq:
                 await self._send_error(frame.seq, rpc_err)
             else:
@@ -246,7 +261,7 @@ class Endpoint:
             self._on_error(err)
 
     async def _send_error(self, seq: int, err: BaseException) -> None:
-        msg = err.message if isinstance(err, RpcRemoteError) else str(err)
+        msg = err.message if isinstance(err, RpcRemoteError) else err_text(err, 1000, typed=False)
         await self._send(Frame(seq, None, ErrorInfo(error_kind(err), msg), None))
 
     async def _send(self, frame: Frame) -> None:

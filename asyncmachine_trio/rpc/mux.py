@@ -44,6 +44,9 @@ class Mux(Listening):
         new_server: Callable[[Mux, int], Server] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        max_connections: int | None = 256,
+        connect_timeout: float = 5.0,
+        frame_timeout: float | None = 10.0,
         parent: Machine | str | None = None,
         **server_kwargs: Any,
     ) -> None:
@@ -53,8 +56,13 @@ class Mux(Listening):
         self.addr = addr
         self.name = name or secrets.token_hex(4)
         self.new_server = new_server
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.frame_timeout = frame_timeout
         self.server_kwargs = server_kwargs
         self.mach = Machine(S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent)
         self.servers: list[Server] = []
@@ -62,6 +70,9 @@ class Mux(Listening):
 
     def __repr__(self) -> str:
         return f"<rpc.Mux {self.mach.id} {self.addr}>"
+
+    def _log(self, line: str) -> None:
+        self.mach.log_at(LogLevel.OPS, line)
 
     def _new_server(self, n: int) -> Server:
         if self.new_server is not None:

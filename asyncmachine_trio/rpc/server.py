@@ -60,8 +60,6 @@ from .wire import (
     CliHello,
     CliMutation,
     Empty,
-    ErrorInfo,
-    Frame,
     SrvArgs,
     SrvHello,
     SrvMutation,
@@ -70,19 +68,29 @@ from .wire import (
     StateDef,
     Update,
     UpdateMuts,
-    encode_frame,
+    short_repr,
 )
 
 __all__ = ["Server", "open_server"]
 
 S = ServerStates
 _DEDUPE_MAX = 4096
+#: the frame limit before a handshake completes
+PREAUTH_MAX_FRAME = 64 * 1024
 
 # mutation ids already applied, per source machine: a retried mutation (same
 # client, same id) returns its first result instead of running again
 _APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+@attrs.define(slots=True, eq=False)
+class _Conn:
+    """One accepted connection (handshaken or not)."""
+
+    ep: Endpoint = attrs.field(default=None)
+    nursery: trio.Nursery | None = None
 
 
 @attrs.define(slots=True)
@@ -108,6 +116,12 @@ class Server(Traffic, Listening):
         ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         send_timeout: float = 3.0,
+        handshake_timeout: float = 5.0,
+        preauth_max_frame: int = PREAUTH_MAX_FRAME,
+        max_connections: int | None = 16,
+        connect_timeout: float = 5.0,
+        frame_timeout: float | None = 10.0,
+        idle_timeout: float | None = 15.0,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
         logger: Any = None,
@@ -127,18 +141,28 @@ class Server(Traffic, Listening):
             else None
         )
         self.push_interval = push_interval
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
         self.send_timeout = send_timeout
+        self.handshake_timeout = handshake_timeout
+        self.preauth_max_frame = min(preauth_max_frame, max_frame)
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.frame_timeout = frame_timeout
+        self.idle_timeout = idle_timeout
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
         self.mach = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
         #: the id of the connected client (after Hello)
         self.client_id = ""
+        # the connection holding the client slot (after an accepted Hello)
         self._ep: Endpoint | None = None
-        self._busy = False
         self._conn_scope: trio.CancelScope | None = None
+        # every connection's scope (pre-handshake ones too), cancelled by close()
+        self._scopes: set[trio.CancelScope] = set()
         self._handshaken = False
         # source observers (internal hooks, not a tracer: a tracer would take
         # every source transition off the core's fast path)
@@ -189,56 +213,103 @@ class Server(Traffic, Listening):
             m.remove1(S.Start)
 
     async def serve_transport(self, transport: Transport) -> None:
-        """Serve one connection until it closes (used by ``serve``, a Mux and tests)."""
+        """Serve one connection until it closes (used by ``serve``, a Mux and tests).
+
+        Before its handshake a connection may send frames of ``preauth_max_frame``
+        bytes at most (a larger one closes it) and must complete the handshake
+        within ``handshake_timeout``. The client slot is taken by an accepted
+        ``Hello`` only: until then other connections may try theirs; later
+        ones get ``busy`` and are closed, like refused ones.
+        """
         m = self.mach
-        if self._busy:
-            data = encode_frame(Frame(0, None, ErrorInfo("busy", f"{m.id} serves a client")))
-            try:
-                await transport.send(data)
-            except RpcError:
-                pass
-            await transport.aclose()
-            return
-        self._busy = True
         if not m.is1(S.Start):
             m.add1(S.Start)
         if not m.is1(S.RpcReady):
             m.add1(S.RpcReady)
+        limit = getattr(transport, "limit", None)
+        if limit is not None:
+            limit(self.preauth_max_frame, strict=True)
+        handlers: dict[str, tuple[type[Any], Any]] = {
+            "Hello": (CliHello, self._on_hello),
+            "Handshake": (Empty, self._on_handshake),
+            "Add": (CliMutation, self._on_add),
+            "AddNS": (CliMutation, self._on_add_ns),
+            "Remove": (CliMutation, self._on_remove),
+            "Set": (CliMutation, self._on_set),
+            "Sync": (Empty, self._on_sync),
+            "ArgsBase": (Empty, self._on_args),
+            "Close": (Empty, self._on_close),
+        }
+        conn = _Conn()
         ep = Endpoint(
             transport,
-            {
-                "Hello": (CliHello, self._on_hello),
-                "Handshake": (Empty, self._on_handshake),
-                "Add": (CliMutation, self._on_add),
-                "AddNS": (CliMutation, self._on_add_ns),
-                "Remove": (CliMutation, self._on_remove),
-                "Set": (CliMutation, self._on_set),
-                "Sync": (Empty, self._on_sync),
-                "ArgsBase": (Empty, self._on_args),
-                "Close": (Empty, self._on_close),
-            },
+            {name: (cls, self._guard(conn, name, fn)) for name, (cls, fn) in handlers.items()},
             name=m.id,
             log=self._log,
         )
-        self._ep = ep
-        m.add1(S.ClientConnected)
+        conn.ep = ep
         try:
             async with trio.open_nursery() as n:
-                self._conn_scope = n.cancel_scope
-                n.start_soon(self._pusher, ep)
+                conn.nursery = n
+                self._scopes.add(n.cancel_scope)
+                n.start_soon(self._deadline, conn)
                 await ep.run()
                 n.cancel_scope.cancel()
         finally:
+            if conn.nursery is not None:
+                self._scopes.discard(conn.nursery.cancel_scope)
             self._retire(ep)
-            self._ep = None
-            self._conn_scope = None
-            self._busy = False
-            self._handshaken = False
-            self._last = None
-            self._records = []
-            self.client_id = ""
-            if not m.is_disposed:
-                m.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
+            if self._ep is ep:
+                self._ep = None
+                self._conn_scope = None
+                self._handshaken = False
+                self._last = None
+                self._records = []
+                self.client_id = ""
+                if not m.is_disposed:
+                    m.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
+
+    def _guard(self, conn: _Conn, name: str, fn: Any) -> Any:
+        """``fn`` for the connection holding the slot; others may only say Hello or bye."""
+        if name == "Hello":
+            return lambda body: self._on_hello(body, conn)
+
+        def guarded(body: Any) -> Any:
+            if self._ep is not conn.ep:
+                if name == "Close":
+                    conn.ep.close_soon()
+                    return None
+                raise RpcHandshakeError("no handshake yet")
+            return fn(body)
+
+        return guarded
+
+    async def _deadline(self, conn: _Conn) -> None:
+        """Close a connection not handshaken within ``handshake_timeout``, then watch it."""
+        ep = conn.ep
+        await trio.sleep(self.handshake_timeout)
+        if self._ep is not ep or not self._handshaken:
+            self._log(f"[rpc] no handshake within {self.handshake_timeout}s: closing")
+            await ep.aclose()
+            return
+        if self.idle_timeout is None:
+            return
+        # liveness: a client silent for idle_timeout is pinged; no answer
+        # within send_timeout drops it (a frozen or vanished peer frees the slot)
+        while not ep.closed:
+            idle = trio.current_time() - ep.last_received
+            if idle < self.idle_timeout:
+                await trio.sleep(self.idle_timeout - idle)
+                continue
+            try:
+                await ep.call("Ping", Empty(), Empty, timeout=self.send_timeout)
+            except RpcRemoteError:
+                pass  # answered (a client without Ping): alive
+            except RpcError as err:
+                self._log(f"[rpc] client {self.client_id} silent, dropping it: {err!r}")
+                await ep.aclose()
+                return
+            ep.last_received = trio.current_time()
 
     def close(self) -> None:
         """Detach from the source and dispose the server machine (connections end)."""
@@ -248,8 +319,8 @@ class Server(Traffic, Listening):
         ):
             if fn in hooks:
                 hooks.remove(fn)  # type: ignore[arg-type]
-        if self._conn_scope is not None:
-            self._conn_scope.cancel()
+        for scope in list(self._scopes):
+            scope.cancel()
         self.mach.dispose()
 
     def _log(self, line: str) -> None:
@@ -406,27 +477,39 @@ class Server(Traffic, Listening):
             tracked=None if len(self._tracked) == len(self._names) else list(self._tracked),
         )
 
-    def _on_hello(self, hello: CliHello) -> SrvHello:
+    def _refuse(self, conn: _Conn, err: RpcError) -> RpcError:
+        """Log a refused Hello; its connection closes once the error is sent."""
+        self._log(f"[rpc] {err}")
+        self.mach.add_err_state(S.ErrRpc, err)
+        conn.ep.close_soon()
+        return err
+
+    def _on_hello(self, hello: CliHello, conn: _Conn) -> SrvHello:
         m = self.mach
         if not m.is1(S.Start):
             raise RpcHandshakeError("server not started")
+        cid = short_repr(hello.id, 80)
         if not hello.id:
-            m.add_err_state(S.ErrRpc, RpcHandshakeError("handshake failed: ID missing"))
-            raise RpcHandshakeError("handshake failed: ID missing")
+            raise self._refuse(conn, RpcHandshakeError("handshake failed: ID missing"))
         if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
-            err = RpcAccessError(f"no access: wrong token from {hello.id}")
-            self._log(f"[rpc] {err}")
-            m.add_err_state(S.ErrRpc, err)
-            raise err
+            raise self._refuse(conn, RpcAccessError(f"no access: wrong token from {cid}"))
         if self.allow_id and hello.id != self.allow_id:
-            err = RpcAccessError(f"no access: client {hello.id} is not {self.allow_id}")
-            self._log(f"[rpc] {err}")
-            m.add_err_state(S.ErrRpc, err)
-            raise err
+            raise self._refuse(
+                conn, RpcAccessError(f"no access: client {cid} is not {self.allow_id}")
+            )
+        if self._ep is not None and self._ep is not conn.ep:
+            raise self._refuse(conn, RpcRemoteError("busy", f"{m.id} serves a client"))
         src = self.source
         for s in (*(hello.allowed_states or ()), *(hello.skipped_states or ())):
             if s not in src.schema:
-                raise RpcInvalidParamsError(f"unknown state {s!r} in the sync options")
+                raise RpcInvalidParamsError(f"unknown state {short_repr(s)} in the sync options")
+        if self._ep is None:
+            # the slot is this connection's from now on
+            self._ep = conn.ep
+            assert conn.nursery is not None
+            self._conn_scope = conn.nursery.cancel_scope
+            m.add1(S.ClientConnected)
+            conn.nursery.start_soon(self._pusher, conn.ep)
         self._sync_schema = hello.sync_schema
         self._sync_mutations = hello.sync_mutations
         self._shallow = hello.shallow_clocks
@@ -466,6 +549,10 @@ class Server(Traffic, Listening):
     def _on_handshake(self, _msg: Empty) -> Empty:
         if not self.client_id:
             raise RpcHandshakeError("Handshake before Hello")
+        ep = self._ep
+        limit = getattr(ep.transport, "limit", None) if ep is not None else None
+        if limit is not None:
+            limit(self.max_frame, strict=False)
         self._handshaken = True
         self.mach.add1(S.HandshakeDone)
         return Empty()
