@@ -6,7 +6,6 @@ so the hot path pays no wrapper call.
 
 from __future__ import annotations
 
-import logging
 import os
 import time as _time
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from .errors import (
     format_trace,
 )
 from .handlers import Binding, sanitize_binding_id
-from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
 from .schema import EXCEPTION
@@ -32,10 +31,6 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
-
-# reports that must not depend on the machine's log level (stdlib logging:
-# silenced or redirected with the usual logging configuration)
-_logger = logging.getLogger("asyncmachine_trio")
 
 
 def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
@@ -265,7 +260,7 @@ def auto_livelock(m: Machine, tx: Transition, auto: list[str], fails: int) -> No
     m._log(L_CHANGES, f"[auto:livelock] {' '.join(auto)} not retried after {fails} failures")
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
-    _logger.warning("machine %s: %s", m.id, err)
+    report_warning("machine %s: %s", m.id, err)
     for t in m._tracers:
         t.internal_error(m, err)
 

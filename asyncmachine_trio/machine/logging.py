@@ -115,3 +115,14 @@ class _LazyStructlog:
 
 #: ``STRUCTLOG.info(...)`` etc.: structlog's ``get_logger("asyncmachine_trio")``, lazily
 STRUCTLOG: Any = _LazyStructlog()
+
+
+def report_warning(fmt: str, *args: object) -> None:
+    """Log a report that must not depend on a machine's log level, to the stdlib logger
+    ``asyncmachine_trio`` (silenced or redirected with the usual logging configuration).
+
+    :mod:`logging` is imported on first use: it keeps ``import asyncmachine_trio`` cheap.
+    """
+    import logging
+
+    logging.getLogger("asyncmachine_trio").warning(fmt, *args)

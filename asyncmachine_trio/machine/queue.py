@@ -5,7 +5,6 @@ Bound as Machine methods; ``drain`` is the machine's main loop.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from .errors import (
     ArgumentError,
     NestedEvalError,
 )
-from .logging import L_CHANGES, L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import (
     CANCELED,
@@ -35,8 +34,6 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
-
-_logger = logging.getLogger("asyncmachine_trio")
 
 
 def add(
@@ -267,13 +264,13 @@ def abort(m: Machine, exc: BaseException) -> None:
         if subs.when_queue_ends:
             subs.process_queue_ends()
     except Exception as err:  # a callback failing here must not hide ``exc``
-        _logger.warning("machine %s: error while resetting after %r: %r", m.id, exc, err)
+        report_warning("machine %s: error while resetting after %r: %r", m.id, exc, err)
     name = type(exc).__name__
     if dropped:
         muts = ", ".join(str(q) for q in dropped if q.type is not _EVAL)
         line = f"[queue:dropped] {len(dropped)} after {name}: {muts}"
         m._log(L_CHANGES, line)
-        _logger.warning(
+        report_warning(
             "machine %s: %d queued mutations dropped after %s escaped the queue: %s",
             m.id,
             len(dropped),
