@@ -54,7 +54,7 @@ class Mux(Listening):
             raise TypeError("a Mux needs a source machine or a new_server factory")
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.new_server = new_server
         if ssl_context is not None and addr.startswith("ws://"):
             raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
@@ -64,7 +64,7 @@ class Mux(Listening):
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.server_kwargs = server_kwargs
-        self.mach = Machine(S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent)
+        self.mach: Machine = Machine(S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent)
         self.servers: list[Server] = []
         self._count = 0
 

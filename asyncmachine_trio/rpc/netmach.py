@@ -68,7 +68,7 @@ class NetworkMachine(Machine):
         )
         self._client = client
         #: the id of the source machine (after the handshake)
-        self.remote_id = ""
+        self.remote_id: str = ""
         #: the queue tick of the last mutation the source queued (``when_queue``)
         self.last_queue_tick = 0
 

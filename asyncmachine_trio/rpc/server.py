@@ -132,10 +132,10 @@ class Server(Traffic, Listening):
             source.verify_states(list(source.state_names))
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.token = token
         self.allow_id = allow_id
-        self.allowed_mutations = (
+        self.allowed_mutations: frozenset[str] | None = (
             frozenset(source.parse_states(list(allowed_mutations)))
             if allowed_mutations is not None
             else None
@@ -147,17 +147,17 @@ class Server(Traffic, Listening):
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         self.handshake_timeout = handshake_timeout
-        self.preauth_max_frame = min(preauth_max_frame, max_frame)
+        self.preauth_max_frame: int = min(preauth_max_frame, max_frame)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.idle_timeout = idle_timeout
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
         #: the id of the connected client (after Hello)
-        self.client_id = ""
+        self.client_id: str = ""
         # the connection holding the client slot (after an accepted Hello)
         self._ep: Endpoint | None = None
         self._conn_scope: trio.CancelScope | None = None
@@ -187,7 +187,7 @@ class Server(Traffic, Listening):
         self._schema_changed = False
         self._wake = trio.Event()
         self._last_push = -math.inf
-        self.pushes = 0
+        self.pushes: int = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
