@@ -46,6 +46,7 @@ from .machine.mutation import MutationType as MutationType
 from .machine.mutation import MutSource as MutSource
 from .machine.mutation import Position as Position
 from .machine.mutation import Result as Result
+from .machine.names import StateNames as StateNames
 from .machine.open import open_machine as open_machine
 from .machine.resolver import Relation as Relation
 from .machine.schema import ANY as ANY

@@ -53,6 +53,7 @@ from .mutation import ADD as _ADD
 from .mutation import CANCELED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
+from .names import StateNames
 from .resolver import Relation, Resolver
 from .schema import EXCEPTION, MACHINE_RESTORED, State, States, parse_schema
 from .tracing import Tracer
@@ -460,7 +461,7 @@ class Machine:
     def _unknown(self, name: object) -> StateUnknownError:
         return StateUnknownError(f"missing states: {name} not defined in schema for {self._id}")
 
-    def _parse(self, states: Sequence[str]) -> list[str]:
+    def _parse(self, states: StateNames) -> list[str]:
         """Validate state names; dedupe keeping first occurrences (semantics §3.1)."""
         if isinstance(states, str):
             raise ArgumentError(
@@ -508,7 +509,7 @@ class Machine:
 
     def add(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -559,7 +560,7 @@ class Machine:
 
     def remove(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -590,7 +591,7 @@ class Machine:
 
     def set(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -607,7 +608,7 @@ class Machine:
 
     def toggle(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -681,7 +682,7 @@ class Machine:
 
     # ----- dry runs and eval
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
         return _queue.can_add(self, states, args)
 
@@ -689,7 +690,7 @@ class Machine:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_remove(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove``."""
         return _queue.can_remove(self, states, args)
 
@@ -780,7 +781,7 @@ class Machine:
 
     # ----- checking (semantics §13)
 
-    def is_(self, states: Sequence[str]) -> bool:
+    def is_(self, states: StateNames) -> bool:
         """All ``states`` active (unknown names: False)."""
         if isinstance(states, str):
             raise ArgumentError(f"is_() takes a list of states, got the str {states!r}; use is1()")
@@ -798,7 +799,7 @@ class Machine:
 
     __contains__ = is1
 
-    def not_(self, states: Sequence[str]) -> bool:
+    def not_(self, states: StateNames) -> bool:
         """None of ``states`` active (unknown names raise; False after dispose)."""
         if self._disposing:
             return False
@@ -813,7 +814,7 @@ class Machine:
         self._parse1(state)
         return state not in self._active_set
 
-    def any(self, *groups: Sequence[str]) -> bool:
+    def any(self, *groups: StateNames) -> bool:
         """Some group fully active."""
         return any(self.is_(g) for g in groups)
 
@@ -822,7 +823,7 @@ class Machine:
         active = self._active_set
         return any(s in active for s in states)
 
-    def has(self, states: Sequence[str]) -> bool:
+    def has(self, states: StateNames) -> bool:
         """All ``states`` defined in the schema."""
         if self._disposing:
             return False
@@ -833,7 +834,7 @@ class Machine:
         """``state`` is defined in the schema."""
         return not self._disposing and state in self._schema
 
-    def active_states(self, states: Sequence[str] | None = None) -> list[str]:
+    def active_states(self, states: StateNames | None = None) -> list[str]:
         """The active list (machine order) or the given states that are active."""
         if self._disposing:
             return []
@@ -842,7 +843,7 @@ class Machine:
         active = self._active_set
         return [s for s in states if s in active]
 
-    def switch(self, *groups: Sequence[str]) -> str:
+    def switch(self, *groups: StateNames) -> str:
         """The first active state scanning the groups in order, else ``""``."""
         active = self._active_set
         for g in groups:
@@ -860,7 +861,7 @@ class Machine:
         i = self._index.get(state)
         return 0 if i is None else self._ticks[i]
 
-    def time(self, states: Sequence[str] | None = None) -> Time:
+    def time(self, states: StateNames | None = None) -> Time:
         """Ticks in state order, or of the given states (unknown: 0)."""
         if self._disposing:
             return Time()
@@ -869,7 +870,7 @@ class Machine:
         index, ticks = self._index, self._ticks
         return Time(ticks[index[s]] if s in index else 0 for s in states)
 
-    def clock(self, states: Sequence[str] | None = None) -> dict[str, int]:
+    def clock(self, states: StateNames | None = None) -> dict[str, int]:
         """``{state: tick}`` for all (state order) or the given states."""
         if self._disposing:
             return {}
@@ -877,7 +878,7 @@ class Machine:
             return dict(zip(self._names, self._ticks, strict=True))
         return {s: self.tick(s) for s in states}
 
-    def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
+    def is_time(self, t: Sequence[int], states: StateNames | None = None) -> bool:
         """Every ``t[i]`` equals the tick of ``states[i]`` (semantics §2.2)."""
         if self._disposing:
             return False
@@ -886,7 +887,7 @@ class Machine:
             return False
         return all(v == self.tick(names[i]) for i, v in enumerate(t))
 
-    def was_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
+    def was_time(self, t: Sequence[int], states: StateNames | None = None) -> bool:
         """Every tick of ``states[i]`` is at least ``t[i]``."""
         if self._disposing:
             return False
@@ -928,7 +929,7 @@ class Machine:
     def is_queued(
         self,
         mut_type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         *,
         without_args_only: bool = False,
         strict_equal: bool = False,
@@ -952,7 +953,7 @@ class Machine:
         self,
         threshold: int,
         mut_type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         *,
         without_args_only: bool = False,
         strict_equal: bool = False,
@@ -969,7 +970,7 @@ class Machine:
             is_check=is_check,
         )
 
-    def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+    def will_be(self, states: StateNames, position: Position = Position.ANY) -> bool:
         """An Add with these called states is pending."""
         return self.is_queued(_ADD, states, position=position)[0]
 
@@ -977,7 +978,7 @@ class Machine:
         """An Add calling ``state`` is pending."""
         return self.will_be([state], position)
 
-    def will_be_removed(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+    def will_be_removed(self, states: StateNames, position: Position = Position.ANY) -> bool:
         """A Remove with these called states is pending."""
         return self.is_queued(_REMOVE, states, position=position)[0]
 
@@ -985,13 +986,13 @@ class Machine:
         """A Remove calling ``state`` is pending."""
         return self.will_be_removed([state], position)
 
-    def will_be_any(self, states: Sequence[str]) -> bool:
+    def will_be_any(self, states: StateNames) -> bool:
         """Some pending Add calls any of ``states``."""
         return _queue.will_be_any(self, states)
 
     # ----- schema, order and relations (semantics §1.5-1.7, 4.6)
 
-    def index(self, states: Sequence[str]) -> list[int]:
+    def index(self, states: StateNames) -> list[int]:
         """Positions in ``state_names`` (-1 unknown)."""
         if self._disposing:
             return []
@@ -1004,7 +1005,7 @@ class Machine:
             return -1
         return self._index.get(state, -1)
 
-    def sort_states(self, states: Sequence[str]) -> list[str]:
+    def sort_states(self, states: StateNames) -> list[str]:
         """A copy sorted by Require topology then After (semantics §4.5)."""
         out = list(states)
         self._resolver.sort_states(out)
@@ -1022,7 +1023,7 @@ class Machine:
         """States with any relation to ``to``."""
         return self._resolver.inbound_relations_of(to)
 
-    def parse_states(self, states: Sequence[str]) -> list[str]:
+    def parse_states(self, states: StateNames) -> list[str]:
         """Known states only, deduplicated, first-occurrence order (semantics §14 #16)."""
         return [s for s in dict.fromkeys(states) if s in self._schema]
 
@@ -1193,7 +1194,7 @@ class Machine:
             (on if n in active else off).append(f"{n}:{self._ticks[i]}")
         return "(" + " ".join(on) + ") [" + " ".join(off) + "]"
 
-    def inspect(self, states: Sequence[str] | None = None) -> str:
+    def inspect(self, states: StateNames | None = None) -> str:
         """The multi-line dump of semantics §11.3."""
         if self._disposing:
             return ""
@@ -1221,7 +1222,7 @@ class Machine:
 
     _disposed_waiter_or = _when.disposed_waiter_or
 
-    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+    def when(self, states: StateNames, ctx: Ctx | None = None) -> Waiter:
         """Resolves when all ``states`` are active (semantics §8)."""
         return _when.when(self, states, ctx)
 
@@ -1229,7 +1230,7 @@ class Machine:
         """Resolves when ``state`` is active."""
         return self.when([state], ctx)
 
-    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+    def when_not(self, states: StateNames, ctx: Ctx | None = None) -> Waiter:
         """Resolves when all ``states`` are inactive."""
         return _when.when_not(self, states, ctx)
 
@@ -1241,9 +1242,7 @@ class Machine:
         """Resolves when ``Exception`` is active."""
         return self.when([EXCEPTION], ctx)
 
-    def when_time(
-        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
-    ) -> Waiter:
+    def when_time(self, states: StateNames, ticks: Sequence[int], ctx: Ctx | None = None) -> Waiter:
         """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
         return _when.when_time(self, states, ticks, ctx)
 

@@ -5,7 +5,7 @@ Bound as Machine methods; ``drain`` is the machine's main loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import ACheck, parse_args
@@ -27,6 +27,7 @@ from .mutation import (
 )
 from .mutation import EVAL as _EVAL
 from .mutation import REMOVE as _REMOVE
+from .names import StateNames
 from .schema import EXCEPTION
 from .transition import Event, Transition
 
@@ -352,7 +353,7 @@ def _queue_end(m: Machine, first: Result | None) -> Result:
     return CANCELED if first is None else first
 
 
-def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+def can_add(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
     """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
     if m._disposing:
         return CANCELED
@@ -360,7 +361,7 @@ def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = 
     return m._prepend(Mutation(_ADD, called, m._check_args(args), is_check=True))
 
 
-def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+def can_remove(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
     """Dry run of ``remove``."""
     if m._disposing:
         return CANCELED
@@ -399,7 +400,7 @@ def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
 def is_queued(
     m: Machine,
     mut_type: MutationType,
-    states: Sequence[str],
+    states: StateNames,
     *,
     without_args_only: bool = False,
     strict_equal: bool = False,
@@ -434,7 +435,7 @@ def is_queued(
 
 
 def is_queued_above(
-    m: Machine, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
+    m: Machine, threshold: int, mut_type: MutationType, states: StateNames, **kw: Any
 ) -> bool:
     """True if more than ``threshold`` pending mutations match (see is_queued)."""
     count = 0
@@ -453,7 +454,7 @@ def is_queued_above(
     return False
 
 
-def will_be_any(m: Machine, states: Sequence[str]) -> bool:
+def will_be_any(m: Machine, states: StateNames) -> bool:
     """Some pending Add calls any of ``states``."""
     want = set(states)
     return any(m.type is _ADD and not want.isdisjoint(m.called) for m in m._queue)

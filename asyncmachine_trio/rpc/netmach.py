@@ -29,6 +29,7 @@ from ..machine.errors import format_trace
 from ..machine.machine import Machine
 from ..machine.mirror import mirror_schema, mirror_update
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.names import StateNames
 from ..machine.schema import EXCEPTION, State
 from ..machine.transition import Event
 from ..machine.waiting import Ctx, Waiter
@@ -135,7 +136,7 @@ class NetworkMachine(Machine):
     def _send(
         self,
         type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None,
         event: Event | None,
     ) -> Result:
@@ -146,7 +147,7 @@ class NetworkMachine(Machine):
 
     def add(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -161,7 +162,7 @@ class NetworkMachine(Machine):
 
     def remove(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -175,7 +176,7 @@ class NetworkMachine(Machine):
 
     def set(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -184,7 +185,7 @@ class NetworkMachine(Machine):
 
     def toggle(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -226,7 +227,7 @@ class NetworkMachine(Machine):
         called, merged = self._err_mutation(state, err, args)
         return self._send(ADD, called, merged, event)
 
-    def add_ns(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def add_ns(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Fire-and-forget add (no response, no clock); ``client.sync()`` later."""
         if self._disposing or self._client is None:
             return Result.CANCELED
@@ -239,7 +240,7 @@ class NetworkMachine(Machine):
     async def call(
         self,
         type: MutationType | str,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -257,29 +258,25 @@ class NetworkMachine(Machine):
         called = self._parse(list(states))
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
-    async def call_add(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    async def call_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call(ADD, states, args)
 
     async def call_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call(ADD, [state], args)
 
     async def call_remove(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
+        self, states: StateNames, args: Mapping[str, Any] | None = None
     ) -> Result:
         return await self.call(REMOVE, states, args)
 
     async def call_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call(REMOVE, [state], args)
 
-    async def call_set(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    async def call_set(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         return await self.call(SET, states, args)
 
     async def call_toggle(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
+        self, states: StateNames, args: Mapping[str, Any] | None = None
     ) -> Result:
         called = self._parse(list(states))
         on = all(s in self._active_set for s in called)
@@ -302,12 +299,12 @@ class NetworkMachine(Machine):
 
     # ----- what a mirror cannot answer
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse(list(states))
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_remove(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse(list(states))
         return Result.CANCELED if self._disposing else Result.EXECUTED

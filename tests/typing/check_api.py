@@ -1,11 +1,15 @@
 """Static checks of the public API as a user's type checker sees it (not run by pytest).
 
-``nox -s typecheck`` runs ``mypy --strict`` on this file too: every line marked
-``# type: ignore[...]`` must be an error, or mypy reports the ignore as unused,
-so a typing regression (an option back to ``**kwargs: Any``) fails CI.
+``nox -s typecheck`` runs ``mypy --strict`` on this file and ``nox -s verifytypes``
+runs pyright on it (``tests/typing/pyrightconfig.json``): every line marked
+``# type: ignore[...]`` must be an error for both, or they report the ignore as
+unused, so a typing regression (an option back to ``**kwargs: Any``, a ``str``
+accepted as a list of states) fails CI.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from typing_extensions import assert_type
 
@@ -53,3 +57,24 @@ def methods_are_typed(mach: am.Machine, ctx: am.Ctx) -> None:
     mach.is_queued(am.MutationType.ADD, [S.A], positon=am.Position.ANY)  # type: ignore[call-arg]
     # a typed schema's attribute reads back as the state's name
     assert_type(S.B, str)
+
+
+def state_lists_exclude_str(mach: am.Machine, seq: Sequence[str], one: str) -> None:
+    # lists, tuples and any Sequence[str] are state lists; a bare str is not
+    mach.add([S.A, S.B])
+    mach.remove((S.A,))
+    mach.set(seq)
+    mach.toggle(S.names())
+    mach.is_(mach.state_names)
+    mach.any([S.A], (S.B,))
+    mach.when(mach.active_states())
+    names: am.StateNames = [S.A]
+    mach.not_(names)
+    mach.add(one)  # type: ignore[arg-type]
+    mach.add("A")  # type: ignore[arg-type]
+    mach.remove(S.A)  # type: ignore[arg-type]
+    mach.is_(S.A)  # type: ignore[arg-type]
+    mach.has("AB")  # type: ignore[arg-type]
+    mach.when_not(S.B)  # type: ignore[arg-type]
+    mach.can_add(S.A)  # type: ignore[arg-type]
+    mach.any(S.A)  # type: ignore[arg-type]
