@@ -55,6 +55,7 @@ PUBLIC = [
     "State",
     "StateCtx",
     "StateGroups",
+    "StateNames",
     "StateUnknownError",
     "States",
     "Step",
