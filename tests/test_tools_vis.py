@@ -139,3 +139,31 @@ def test_debugger_recording_target(tmp_path: Path) -> None:
     (tmp_path / "bad.amdbg.gz").write_bytes(b"\x1f\x8bnot gzip")
     res = runner.invoke(app, ["mermaid", str(tmp_path / "bad.amdbg.gz")])
     assert res.exit_code == 2 and "bad.amdbg.gz" in res.output
+
+
+def test_seq_of_a_recorded_transition(tmp_path: Path) -> None:
+    from asyncmachine_trio.telemetry import schema_record, tx_record
+    from asyncmachine_trio.tools.recording import write_recording
+
+    tracer = am.LastTxTracer()
+    schema = {"A": am.State(remove=("B",)), "B": am.State()}
+    mach = am.Machine(schema, id="m", tracers=[tracer], log_steps=True)
+    rec0 = schema_record(mach)
+    mach.add1("B")
+    assert tracer.last is not None
+    first = tx_record(tracer.last, 1)
+    mach.add1("A")
+    assert tracer.last is not None
+    last = tx_record(tracer.last, 2)
+    path = write_recording(tmp_path / "r.amdbg.gz", [rec0], [first, last])
+    res = runner.invoke(app, ["seq", str(path), "--ascii"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == "[add] A: accepted"
+    assert "deactivate" in res.output  # B went away
+    res = runner.invoke(app, ["seq", str(path), "-t", "1"])
+    assert "title [add] B: accepted" in res.output
+    assert res.output == vis.sequence(first, names=rec0.state_names)
+    res = runner.invoke(app, ["seq", str(path), "-t", "3"])
+    assert res.exit_code == 2 and "outside 1..2" in res.output
+    res = runner.invoke(app, ["seq", str(path), "-m", "x"])
+    assert res.exit_code == 2 and "no machine 'x'" in res.output
