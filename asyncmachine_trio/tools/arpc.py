@@ -870,10 +870,9 @@ async def run(
         for a in addrs:
             repl.connect(a)
         for d in dirs:
+            repl.scan_dir(d)  # now: the first prompt / command sees them
             if inv.watch and not inv.command:
                 nursery.start_soon(repl.watch_dir, d)
-            else:
-                repl.scan_dir(d)
         try:
             if inv.command:
                 await repl.wait_ready(require_all=inv.req_all, within=inv.timeout)
