@@ -278,3 +278,20 @@ def test_d2_rejects_bad_text() -> None:
 def test_vis_loads_lazily() -> None:
     assert am.vis is vis
     assert am.graph is amg
+
+
+@pytest.mark.trio
+async def test_graph_of_a_live_rpc_link() -> None:
+    from asyncmachine_trio import rpc
+
+    class Worker(rpc.StateSourceStates):
+        Foo = am.State()
+
+    async with am.open_machine(Worker, id="worker") as source:
+        async with rpc.open_server(source, "ws://127.0.0.1:0") as server:
+            async with rpc.open_client(server.addr, Worker, name="ui") as client:
+                await client.netmach.call_add1("Foo")
+                g = amg.Graph.of(source, client.netmach)
+    assert g.rpc_links() == [("rnm-ui", "worker")]
+    assert g.node("rnm-ui").active == {"Foo"}
+    assert "m1 -.-|rpc| m0" in vis.mermaid(g)
