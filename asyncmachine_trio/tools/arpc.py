@@ -161,7 +161,7 @@ class Repl:
         connect_timeout: float = 5.0,
         log_level: int | None = None,
     ) -> None:
-        self.console = console or Console(highlight=False)
+        self.console: Console = console or Console(highlight=False)
         self.connect_timeout = connect_timeout
         self.log_level = log_level
         self.conns: dict[str, Conn] = {}
@@ -169,7 +169,7 @@ class Repl:
         self._nursery: trio.Nursery | None = None
         self._count = 0
         #: set whenever a connection is added or removed
-        self.changed = trio.Event()
+        self.changed: trio.Event = trio.Event()
 
     def bind(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
