@@ -9,10 +9,12 @@ mermaid's own parser (``tests/golden/check_mermaid.mjs``, needs node).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +24,20 @@ from asyncmachine_trio import vis
 from asyncmachine_trio.history import MemoryRecord, TimeRecord, TransitionRecord
 from asyncmachine_trio.states import pipes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from examples.expense import ExpenseStates
-from examples.file_processing import FileStates
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _example(name: str) -> Any:
+    """``examples/<name>.py`` by path (an installed ``examples`` package may shadow ours)."""
+    spec = importlib.util.spec_from_file_location(f"_vis_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ExpenseStates: type[am.States] = _example("expense").ExpenseStates
+FileStates: type[am.States] = _example("file_processing").FileStates
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "vis"
 

@@ -90,7 +90,12 @@ def _import_attr(spec: str) -> Any:
         try:
             module = importlib.import_module(mod_part)
         except ImportError as err:
-            raise TargetError(f"{spec!r}: cannot import {mod_part}: {err}") from err
+            # a file of that dotted path under the current directory (an installed
+            # package of the same top-level name may shadow a local directory)
+            path = Path(*mod_part.split(".")).with_suffix(".py")
+            if not path.is_file():
+                raise TargetError(f"{spec!r}: cannot import {mod_part}: {err}") from err
+            return _import_attr(f"{path}:{attr}")
     obj: Any = module
     for part in attr.split("."):
         try:
