@@ -131,10 +131,12 @@ class MachineMcp:
         self.include: frozenset[str] = frozenset(states_include)
         self.exclude: frozenset[str] = frozenset(states_exclude)
         self.readonly: frozenset[str] = frozenset(states_readonly)
-        self.args = dict(args or {})
+        self.args: dict[str, ArgSpec] = dict(args or {})
         self.mut_callback = mut_callback
         self.queue_timeout = queue_timeout
-        self.calls = {c.tool_name: c for c in calls if all(self.mutable(s) for s in c.states)}
+        self.calls: dict[str, CallSignature] = {
+            c.tool_name: c for c in calls if all(self.mutable(s) for s in c.states)
+        }
         for call in calls:
             for s in call.states:
                 if not mach.has1(s):

@@ -65,7 +65,7 @@ class NatsServer:
     ) -> None:
         self.port: int = port or free_port()
         self.name: str = name or f"n{self.port}"
-        self.cluster_port = cluster_port
+        self.cluster_port: int = cluster_port
         self.routes: list[int] = list(routes)
         self.args: list[str] = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
