@@ -1,6 +1,7 @@
 """asyncmachine-trio: clock-based, relational, multi-state machines for trio.
 
-``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
+``import asyncmachine_trio as am`` gives the whole core API; the layers above it
+(``am.helpers``, ``am.states``, ``am.history``, ``am.rpc``, ``am.testing``) load on first use.
 """
 
 from typing import Any as _Any
@@ -34,6 +35,8 @@ from .machine.errors import StateUnknownError as StateUnknownError
 from .machine.errors import TracerError as TracerError
 from .machine.errors import WrongThreadError as WrongThreadError
 from .machine.handlers import ExceptionHandler as ExceptionHandler
+from .machine.handlers import HandlerWarning as HandlerWarning
+from .machine.handlers import not_handler as not_handler
 from .machine.handlers import snake as snake
 from .machine.logging import LOG_ARGS as LOG_ARGS
 from .machine.logging import LogLevel as LogLevel
@@ -45,6 +48,8 @@ from .machine.mutation import MutationType as MutationType
 from .machine.mutation import MutSource as MutSource
 from .machine.mutation import Position as Position
 from .machine.mutation import Result as Result
+from .machine.names import StateNames as StateNames
+from .machine.open import open_machine as open_machine
 from .machine.resolver import Relation as Relation
 from .machine.schema import ANY as ANY
 from .machine.schema import DISPOSING as DISPOSING
@@ -80,7 +85,6 @@ from .machine.slist import states_shared as states_shared
 from .machine.slist import states_to_index as states_to_index
 from .machine.slist import states_unique as states_unique
 from .machine.slist import states_with_prefix as states_with_prefix
-from .machine.tasks import open_machine as open_machine
 from .machine.tracing import LastTxTracer as LastTxTracer
 from .machine.tracing import Tracer as Tracer
 from .machine.transition import Event as Event
@@ -93,11 +97,16 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
-# upper layer: imported last, it uses the names above
-from . import helpers as helpers
+# telemetry opt-in by environment (AM_DBG_ADDR, AM_OTEL_TRACE...): a machine
+# hook is registered only when one of the variables is set
+from .machine.tracing import env_boot as _env_boot
 
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "testing")
+_env_boot()
+
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
+# text output needs nothing, its SVG the ``[vis]`` extra), which keeps
+# ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
+_LAZY = ("graph", "helpers", "history", "node", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .import_time import render as render_import
 from .rpc_bench import render as render_rpc
 
 AM = "asyncmachine-trio"
@@ -178,4 +179,12 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("rpc") is not None:
         out.append("")
         out.append(render_rpc(doc["rpc"]))
+    if doc.get("import") is not None:
+        out.append("")
+        out.append(render_import(doc["import"]))
+    if doc.get("telemetry") is not None:
+        from .telemetry_overhead import render as render_telemetry
+
+        out.append("")
+        out.append(render_telemetry(doc["telemetry"]))
     return "\n".join(out)

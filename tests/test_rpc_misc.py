@@ -147,6 +147,8 @@ async def test_second_client_of_a_server_is_refused() -> None:
         a, b = rpc.memory_transport_pair()
         async with trio.open_nursery() as n:
             n.start_soon(server.serve_transport, a)
+            hello = rpc.wire.Frame(1, "Hello", None, rpc.wire.CliHello("rc-two"))
+            await b.send(rpc.wire.encode_frame(hello))
             data = await b.receive()
             frame = rpc.wire.decode_frame(data)
             assert frame.error is not None and frame.error.kind == "busy"

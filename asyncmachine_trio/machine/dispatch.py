@@ -1,4 +1,4 @@
-"""Handler dispatch, applying and reverting states, bindings and tracers (SPEC 2.1, 5).
+"""Handler dispatch, applying and reverting states, bindings and tracers (semantics §2.1, 5).
 
 These functions are bound as Machine methods (``Machine._handle = dispatch.handle``),
 so the hot path pays no wrapper call.
@@ -6,12 +6,12 @@ so the hot path pays no wrapper call.
 
 from __future__ import annotations
 
-import logging
-import secrets
+import os
 import time as _time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import report as _report
 from .args import AException, ExceptionArgsPanic, pass_args
 from .errors import (
     ArgumentError,
@@ -21,7 +21,7 @@ from .errors import (
     format_trace,
 )
 from .handlers import Binding, sanitize_binding_id
-from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
 from .schema import EXCEPTION
@@ -32,10 +32,6 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
-
-# reports that must not depend on the machine's log level (stdlib logging:
-# silenced or redirected with the usual logging configuration)
-_logger = logging.getLogger("asyncmachine_trio")
 
 
 def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
@@ -92,7 +88,7 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
 
 
 def revert(m: Machine, tx: Transition) -> None:
-    """Undo the states whose final handlers did not run (SPEC 5.6)."""
+    """Undo the states whose final handlers did not run (semantics §5.6)."""
     active = list(m._active)
     found = False
     for s in (*tx.exits, *tx.enters):
@@ -159,7 +155,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             for t in tracers:
                 t.handler_start(tx, b.id, name)
         if name in b.async_names:
-            # SPEC 5.6 (port): a task scoped to the state, started after the call
+            # semantics §5.6 (port): a task scoped to the state, started after the call
             m._start_async_handler(event, fn)
             if tracers:
                 for t in tracers:
@@ -187,7 +183,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             for t in tracers:
                 t.handler_end(tx, b.id, name)
         if timed_out:
-            m._handler_timeout(tx, b, name)
+            m._handler_timeout(tx, b, name, _time.perf_counter() - started)
             res = CANCELED
             break
         if level >= L_EVERYTHING:
@@ -208,20 +204,30 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     return res
 
 
-def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
+def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str, elapsed: float) -> None:
     # a timed-out handler cancels (never a partial rejection of an auto state)
     tx.is_accepted = False
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
     m._log(L_DECISIONS, f"[handler:timeout]: {name} from {b.id}")
-    err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
+    fn = b.table.get(name)
+    pyname = _report._qualname(fn) if fn is not None else name
+    limit = m.handler_timeout or 0.0
+    err = HandlerTimeoutError(
+        f"handler timeout: {name} from {b.id}: {pyname} took {elapsed:.3f}s, limit {limit:g}s"
+    )
+    err.handler = pyname
+    err.elapsed = elapsed
+    err.limit = limit
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
     for t in m._tracers:
         t.internal_error(m, err)
+    state = b.event_state.get(name, "")
+    _report.report_timeout(m, err, pyname, state, elapsed, limit, tx._latest_is_final)
 
 
 def recover(m: Machine, err: Exception, event: Event) -> None:
-    """A handler raised: store the error, revert, prepend Exception (SPEC 5.6)."""
+    """A handler raised: store the error, revert, prepend Exception (semantics §5.6)."""
     m._panic_caught = True
     tx = m._tx
     assert tx is not None
@@ -231,22 +237,25 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
         return
     m._log(L_OPS, "[recover] handling panic...")
     m._err = err
+    source = _report.handler_name(m, event, err)
     if tx._latest_is_final:
         m._revert(tx)
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
     tx.is_accepted = False
     tx.is_completed = True
     trace = format_trace(err)
-    args = pass_args(
-        AException(
-            err=err,
-            err_trace=trace,
-            panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
-        )
+    exc = AException(
+        err=err,
+        err_trace=trace,
+        panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
+        fn=source,
     )
+    args = pass_args(exc)
+    if m.report_errors:
+        _report.watch(m, exc, source, event.state or " ".join(tx.mutation.called))
     mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
     if tx.mutation.is_auto:
-        # the Exception mutation triggers the auto states again (SPEC 6.1); count
+        # the Exception mutation triggers the auto states again (semantics §6.1); count
         # the same auto attempt failing the same way from the same active
         # states, for the livelock guard (Transition._auto)
         key = (tuple(tx.mutation.called), frozenset(tx._before_set), event.name)
@@ -265,7 +274,7 @@ def auto_livelock(m: Machine, tx: Transition, auto: list[str], fails: int) -> No
     m._log(L_CHANGES, f"[auto:livelock] {' '.join(auto)} not retried after {fails} failures")
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
-    _logger.warning("machine %s: %s", m.id, err)
+    report_warning("machine %s: %s", m.id, err)
     for t in m._tracers:
         t.internal_error(m, err)
 
@@ -277,9 +286,9 @@ def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str
     if handlers is None or isinstance(handlers, str | int | float | bool):
         raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
     first = not m._handlers_ever_bound
-    bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
+    bid = sanitize_binding_id(id) if id else f"anon-{os.urandom(2).hex()}"
     binding = Binding(handlers, bid, m._binding_num)
-    binding.compile(m._names)
+    binding.compile(m._names, warn=m.strict_schema)
     m._binding_num += 1
     m._bindings = [*m._bindings, binding]
     m._handlers_ever_bound = True
@@ -312,7 +321,7 @@ def index_handler_names(m: Machine) -> None:
         pair_firsts.update(first for first, _ in b.pairs)
     m._handler_names = _intern(frozenset(names))
     # states that start a state-state handler: step 4 of the negotiation only
-    # walks these (it is |before| x |targets| otherwise, SPEC 5.3)
+    # walks these (it is |before| x |targets| otherwise, semantics §5.3)
     m._pair_firsts = _intern(frozenset(pair_firsts))
 
 

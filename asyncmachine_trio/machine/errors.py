@@ -1,8 +1,6 @@
-"""The error hierarchy (SPEC 9) and the typed payloads carried in mutation args."""
+"""The error hierarchy (semantics §9) and the typed payloads carried in mutation args."""
 
 from __future__ import annotations
-
-import traceback
 
 __all__ = [
     "ArgumentError",
@@ -34,7 +32,7 @@ class StateUnknownError(AsyncMachineError, KeyError):
 
 
 class SchemaError(AsyncMachineError):
-    """A schema is malformed or cannot be applied (Go ErrSchema, SPEC 1.4-1.7)."""
+    """A schema is malformed or cannot be applied (Go ErrSchema, semantics §1.4-1.7)."""
 
 
 class RelationError(AsyncMachineError):
@@ -42,7 +40,15 @@ class RelationError(AsyncMachineError):
 
 
 class HandlerTimeoutError(AsyncMachineError):
-    """A sync handler call took longer than ``handler_timeout`` (SPEC 5.6, port)."""
+    """A sync handler call took longer than ``handler_timeout``.
+
+    ``handler`` is the Python name of the method (``Handlers.foo_state``),
+    ``elapsed`` the seconds it took and ``limit`` the ``handler_timeout``.
+    """
+
+    handler: str = ""
+    elapsed: float = 0.0
+    limit: float = 0.0
 
 
 class AutoLivelockError(AsyncMachineError):
@@ -54,7 +60,7 @@ class AutoLivelockError(AsyncMachineError):
 
 
 class NestedEvalError(AsyncMachineError):
-    """``eval`` was called from a handler or another eval (SPEC 3.7)."""
+    """``eval`` was called from a handler or another eval (semantics §3.7)."""
 
 
 class DisposedError(AsyncMachineError):
@@ -79,6 +85,8 @@ class WrongThreadError(AsyncMachineError, RuntimeError):
 
 def format_trace(err: BaseException | None) -> str:
     """The traceback of ``err``, or the current stack when it has none."""
+    import traceback  # on the first error only: not a cost of importing the package
+
     if err is not None and err.__traceback__ is not None:
         return "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return "".join(traceback.format_stack()[:-3])

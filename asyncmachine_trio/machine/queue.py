@@ -1,12 +1,11 @@
-"""The mutation queue: guards, de-duplication, prepending and the drain loop (SPEC 3).
+"""The mutation queue: guards, de-duplication, prepending and the drain loop (semantics §3).
 
 Bound as Machine methods; ``drain`` is the machine's main loop.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import ACheck, parse_args
@@ -14,7 +13,7 @@ from .errors import (
     ArgumentError,
     NestedEvalError,
 )
-from .logging import L_CHANGES, L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import (
     CANCELED,
@@ -28,6 +27,7 @@ from .mutation import (
 )
 from .mutation import EVAL as _EVAL
 from .mutation import REMOVE as _REMOVE
+from .names import StateNames
 from .schema import EXCEPTION
 from .transition import Event, Transition
 
@@ -35,8 +35,6 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
-
-_logger = logging.getLogger("asyncmachine_trio")
 
 
 def add(
@@ -56,7 +54,7 @@ def remove(
         event is not None or EXCEPTION not in called or EXCEPTION not in m._active_set
     ):
         return m._queue_full(called)
-    # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
+    # semantics §3.3 step 2: inside a transition, removing inactive states is a no-op
     if not m._queue and m._tx is not None:
         active = m._active_set
         if not any(s in active for s in called):
@@ -81,7 +79,7 @@ def mutate(
 ) -> Result:
     if m._loop_thread is not None:
         m._check_thread()
-    # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
+    # semantics §3.3 step 3: drop an identical arg-less mutation already queued
     if not args and m._queue and m._resolver.multi.isdisjoint(called):
         want = set(called)
         for q in m._queue:
@@ -121,7 +119,7 @@ def mutate(
 
 
 def prepend(m: Machine, mut: Mutation) -> Result:
-    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
+    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, semantics §3.4)."""
     if m._disposing:
         return CANCELED
     if m._log_level >= L_OPS:
@@ -137,7 +135,7 @@ def prepend(m: Machine, mut: Mutation) -> Result:
 
 
 def drain(m: Machine) -> Result:
-    """Process the queue until empty (SPEC 3.5)."""
+    """Process the queue until empty (semantics §3.5)."""
     queue = m._queue
     if not queue or m._disposing:
         return CANCELED
@@ -267,13 +265,13 @@ def abort(m: Machine, exc: BaseException) -> None:
         if subs.when_queue_ends:
             subs.process_queue_ends()
     except Exception as err:  # a callback failing here must not hide ``exc``
-        _logger.warning("machine %s: error while resetting after %r: %r", m.id, exc, err)
+        report_warning("machine %s: error while resetting after %r: %r", m.id, exc, err)
     name = type(exc).__name__
     if dropped:
         muts = ", ".join(str(q) for q in dropped if q.type is not _EVAL)
         line = f"[queue:dropped] {len(dropped)} after {name}: {muts}"
         m._log(L_CHANGES, line)
-        _logger.warning(
+        report_warning(
             "machine %s: %d queued mutations dropped after %s escaped the queue: %s",
             m.id,
             len(dropped),
@@ -355,15 +353,15 @@ def _queue_end(m: Machine, first: Result | None) -> Result:
     return CANCELED if first is None else first
 
 
-def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
-    """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
+def can_add(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
+    """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
     if m._disposing:
         return CANCELED
     called = m._parse(states)
     return m._prepend(Mutation(_ADD, called, m._check_args(args), is_check=True))
 
 
-def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+def can_remove(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
     """Dry run of ``remove``."""
     if m._disposing:
         return CANCELED
@@ -372,7 +370,7 @@ def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None
 
 
 def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
-    """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
+    """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
     if m._disposing:
         return False
     if not source or not isinstance(source, str):
@@ -402,7 +400,7 @@ def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
 def is_queued(
     m: Machine,
     mut_type: MutationType,
-    states: Sequence[str],
+    states: StateNames,
     *,
     without_args_only: bool = False,
     strict_equal: bool = False,
@@ -437,7 +435,7 @@ def is_queued(
 
 
 def is_queued_above(
-    m: Machine, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
+    m: Machine, threshold: int, mut_type: MutationType, states: StateNames, **kw: Any
 ) -> bool:
     """True if more than ``threshold`` pending mutations match (see is_queued)."""
     count = 0
@@ -456,7 +454,7 @@ def is_queued_above(
     return False
 
 
-def will_be_any(m: Machine, states: Sequence[str]) -> bool:
+def will_be_any(m: Machine, states: StateNames) -> bool:
     """Some pending Add calls any of ``states``."""
     want = set(states)
     return any(m.type is _ADD and not want.isdisjoint(m.called) for m in m._queue)

@@ -1,8 +1,8 @@
-"""State definitions, typed schemas, sanitization and schema utilities (SPEC 1, 12.1)."""
+"""State definitions, typed schemas, sanitization and schema utilities (semantics §1, 12.1)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, ClassVar, TypeAlias, overload
 
 import attrs
@@ -25,6 +25,7 @@ __all__ = [
     "StateGroups",
     "States",
     "adjacent_states",
+    "check_schema",
     "parse_schema",
     "schema_filter_by_tag",
     "schema_merge",
@@ -53,6 +54,12 @@ def _rel(value: Iterable[str] | None, field: str = "relation") -> tuple[str, ...
         raise SchemaError(
             f"{field} must be a sequence of state names, got the str {value!r}"
             f" (did you mean ({value!r},)?)"
+        )
+    if isinstance(value, Set | Mapping) or not isinstance(value, Iterable):
+        # a set has no order, and the order of a relation matters
+        raise SchemaError(
+            f"{field} must be a sequence (list or tuple) of state names,"
+            f" got {type(value).__name__}: {value!r}"
         )
     out = tuple(value)
     for name in out:
@@ -91,7 +98,7 @@ def _union(a: tuple[str, ...] | None, b: tuple[str, ...]) -> tuple[str, ...]:
 # construction hashes every State (issue 6: build50 spent a third of its time here)
 @attrs.frozen(slots=True, cache_hash=True)
 class State:
-    """One state's definition: properties and relations (SPEC 1.1).
+    """One state's definition: properties and relations (semantics §1.1).
 
     A relation is ``None`` when not given (``inspect()`` omits it) or a tuple of
     state names in the given order.
@@ -115,7 +122,7 @@ class State:
         return self
 
     def extend(self, overlay: State) -> State:
-        """Union of each relation list; Auto / Multi only ever turned on (SPEC 1.8)."""
+        """Union of each relation list; Auto / Multi only ever turned on (semantics §1.8)."""
         changes: dict[str, Any] = {
             "auto": self.auto or overlay.auto,
             "multi": self.multi or overlay.multi,
@@ -152,7 +159,7 @@ class States:
 
     ``class FileStates(am.States): Downloading = am.State(remove=("Downloaded",))``
     gives ``FileStates.Downloading == "Downloading"`` and ``FileStates.schema()``.
-    Subclasses merge their parents' states (parents first, SPEC 12.1).
+    Subclasses merge their parents' states (parents first, semantics §12.1).
     """
 
     _schema: ClassVar[dict[str, State]] = {}
@@ -161,7 +168,7 @@ class States:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         merged: dict[str, State] = {}
-        # bases in declaration order, each with its own parents first (SPEC 12.1)
+        # bases in declaration order, each with its own parents first (semantics §12.1)
         for base in cls.__bases__:
             if issubclass(base, States) and base is not States:
                 merged.update(base._schema)
@@ -190,7 +197,7 @@ class States:
     def state_groups(cls) -> tuple[dict[str, list[int]], list[str]]:
         """Groups of indexes into :meth:`names`: ``self``, then each parent class.
 
-        SPEC 12.1: the class's own states form the group ``self``; every
+        semantics §12.1: the class's own states form the group ``self``; every
         ancestor (depth-first, nearest first) contributes a group named after
         the class with its own states.
         """
@@ -215,7 +222,7 @@ class States:
 
 
 class StateGroups:
-    """Typed state groups: list attributes of a class body (SPEC 12.1).
+    """Typed state groups: list attributes of a class body (semantics §12.1).
 
     ``class Groups(am.StateGroups): Playing = [S.Play, S.Pause]``; subclasses
     inherit their parents' lists. ``groups()`` returns them in definition order.
@@ -269,6 +276,7 @@ def to_schema(schema: Any) -> dict[str, State]:
             raise SchemaError("'Any' is reserved for global handlers, not a state")
         if isinstance(value, State):
             out[name] = value
+            _check_flags(name, value)
         elif isinstance(value, Mapping):
             unknown = set(value) - {"auto", "multi", *_REL_FIELDS, "tags"}
             if unknown:
@@ -280,11 +288,49 @@ def to_schema(schema: Any) -> dict[str, State]:
                 out[name] = State(**value)
             except TypeError as err:
                 raise SchemaError(f"state {name}: {err}") from err
+            except SchemaError as err:
+                raise SchemaError(f"state {name}: {err}") from err
+            _check_flags(name, out[name])
         else:
             raise SchemaError(
                 f"state {name}: expected am.State or a mapping, got {type(value).__name__}"
             )
     return out
+
+
+def _check_flags(name: str, state: State) -> None:
+    for flag in ("auto", "multi"):
+        value = getattr(state, flag)
+        if not isinstance(value, bool):
+            raise SchemaError(f"state {name}: {flag} must be a bool, got {value!r}")
+
+
+def check_schema(schema: Any) -> SchemaError | None:
+    """The strict checks: every relation names a state of ``schema``.
+
+    Returns one :class:`SchemaError` listing each unknown target with its
+    state, its relation and the closest known name, or None. ``Exception`` is
+    always known (it is implicit). The reference drops such targets silently
+    (its ``Require`` of an unknown name makes the state impossible to
+    activate); ``am.Machine(..., strict_schema=False)`` keeps that.
+    """
+    src = to_schema(schema)
+    known = [*src, *(() if EXCEPTION in src else (EXCEPTION,))]
+    known_set = set(known)
+    lines: list[str] = []
+    for name, state in src.items():
+        for field in ("require", "add", "remove", "after"):
+            for target in getattr(state, field) or ():
+                if target in known_set:
+                    continue
+                import difflib  # cold: an error message (import cost)
+
+                close = difflib.get_close_matches(target, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                lines.append(f"state {name}: {field} names unknown state {target}{hint}")
+    if not lines:
+        return None
+    return SchemaError("schema error: " + "\nschema error: ".join(lines))
 
 
 def _without(lst: list[str], name: str) -> list[str]:
@@ -297,10 +343,10 @@ def _without(lst: list[str], name: str) -> list[str]:
 
 
 def parse_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
-    """Sanitize a schema as SPEC 1.4 says; errors are returned, never raised.
+    """Sanitize a schema as semantics §1.4 says; errors are returned, never raised.
 
     ``known`` is the keys as given, so references to an undeclared ``Exception``
-    in Add / Remove are dropped (SPEC 14 #14, copied on purpose). Only a schema
+    in Add / Remove are dropped (semantics §14 #14, copied on purpose). Only a schema
     that is not a schema at all (wrong types) raises :class:`SchemaError`.
     """
     src = to_schema(schema)
@@ -341,7 +387,7 @@ def parse_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
 
 
 def schema_merge(*schemas: Any) -> dict[str, State]:
-    """Later schemas replace whole state definitions of earlier ones (SPEC 1.8)."""
+    """Later schemas replace whole state definitions of earlier ones (semantics §1.8)."""
     out: dict[str, State] = {}
     for s in schemas:
         out.update(to_schema(s))
@@ -362,7 +408,7 @@ def schema_prefix(
     allowlist: Sequence[str] | None = None,
     skiplist: Sequence[str] | None = None,
 ) -> dict[str, State]:
-    """Prefix state names and their relation entries (SPEC 1.8).
+    """Prefix state names and their relation entries (semantics §1.8).
 
     With ``remove_dups``, states whose name already starts with ``prefix`` are
     left as they are; ``allowlist`` / ``skiplist`` limit which states are kept.

@@ -1,4 +1,4 @@
-"""State-list helpers: plain functions over lists of state names (SPEC 12.3).
+"""State-list helpers: plain functions over lists of state names (semantics §12.3).
 
 Every function takes any ``Sequence[str]`` and returns a new ``list[str]`` (or a
 scalar); inputs are never modified. Unless stated otherwise, the order of the
@@ -7,7 +7,6 @@ result follows the first argument.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -36,7 +35,7 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def states_unique(states: Sequence[str]) -> list[str]:
-    """A copy of `states` without duplicates, first occurrences kept (SPEC 12.3)."""
+    """A copy of `states` without duplicates, first occurrences kept (semantics §12.3)."""
     return _unique(states)
 
 
@@ -108,6 +107,8 @@ def hash_str(s: str, n: int = 6) -> str:
         raise ValueError(f"hash length must not be negative, got {n}")
     if n == 0:
         n = 6
+    import hashlib  # on first use only: not a cost of importing the package
+
     return hashlib.md5(s.encode(), usedforsecurity=False).hexdigest()[:n]
 
 

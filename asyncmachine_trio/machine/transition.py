@@ -1,14 +1,14 @@
-"""Transitions and events: the lifecycle of one mutation (SPEC 5, 6.2-6.3).
+"""Transitions and events: the lifecycle of one mutation (semantics §5, 6.2-6.3).
 
 A transition resolves its targets, runs the negotiation handlers, applies the
 new states, runs the final handlers and reports what changed. The phase order
-and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
+and every cancel / revert rule follow semantics §5.2 and 5.6 to the letter.
 """
 
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,21 +52,21 @@ class Plan:
         enters: tuple[str, ...],
         deltas: tuple[tuple[str, int], ...],
     ) -> None:
-        self.targets = targets
-        self.accepted = accepted
-        self.exits = exits
-        self.enters = enters
+        self.targets: tuple[str, ...] = targets
+        self.accepted: bool = accepted
+        self.exits: tuple[str, ...] = exits
+        self.enters: tuple[str, ...] = enters
         # compared with the live ``target_states`` before applying from the plan
-        self.target_list = list(targets)
+        self.target_list: list[str] = list(targets)
         # the new active set, shared (active sets are replaced, never mutated)
-        self.target_set = frozenset(targets)
+        self.target_set: frozenset[str] = frozenset(targets)
         # the clock changes of apply(), in its order: (state, +1 or +2)
-        self.deltas = deltas
+        self.deltas: tuple[tuple[str, int], ...] = deltas
         # whether any negotiation event has a handler, for one (handler names,
         # pair firsts): both are interned, so identity checks suffice
         self.neg_hn: frozenset[str] | None = None
         self.neg_firsts: frozenset[str] | None = None
-        self.neg_needed = True
+        self.neg_needed: bool = True
 
 
 class StepType(enum.Enum):
@@ -109,13 +109,13 @@ class Step:
         is_enter: bool = False,
         is_self: bool = False,
     ) -> None:
-        self.type = type
-        self.from_state = from_state
-        self.to_state = to_state
-        self.relation = relation
-        self.is_final = is_final
-        self.is_enter = is_enter
-        self.is_self = is_self
+        self.type: StepType = type
+        self.from_state: str = from_state
+        self.to_state: str = to_state
+        self.relation: str = relation
+        self.is_final: bool = is_final
+        self.is_enter: bool = is_enter
+        self.is_self: bool = is_self
 
     def __str__(self) -> str:
         from_ = f"**{self.from_state}**" if self.from_state else ""
@@ -144,7 +144,7 @@ class Step:
 
 
 class Event:
-    """What a handler receives: its name, the args and the transition (SPEC 5.7).
+    """What a handler receives: its name, the args and the transition (semantics §5.7).
 
     ``args`` is the same mapping for every handler of a transition, so handlers
     can pass data forward.
@@ -155,12 +155,12 @@ class Event:
     def __init__(
         self, name: str, machine: Machine, tx: Transition, args: dict[str, Any], state: str = ""
     ) -> None:
-        self.name = name
+        self.name: str = name
         #: the state this handler is about ("" for AnyEnter / AnyState)
-        self.state = state
-        self.machine = machine
+        self.state: str = state
+        self.machine: Machine = machine
         self._tx = tx
-        self.args = args
+        self.args: dict[str, Any] = args
         self.ctx: Any = None
 
     @property
@@ -207,7 +207,7 @@ class Event:
 
 
 class Transition:
-    """The processing of one mutation (SPEC 5.8)."""
+    """The processing of one mutation (semantics §5.8)."""
 
     __slots__ = (
         "_after",
@@ -237,8 +237,8 @@ class Transition:
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
         self._id = ""
-        self.machine = m
-        self.mutation = mut
+        self.machine: Machine = m
+        self.mutation: Mutation = mut
         # the machine replaces (never mutates) its active list, set and ticks
         # list (copy-on-write, see apply), so the transition keeps references
         # instead of copies (Time views are made on read)
@@ -246,8 +246,8 @@ class Transition:
         self._before_set: frozenset[str] | set[str] = m._active_set
         self._before: list[int] = m._ticks
         self._after: list[int] | None = None
-        self.is_accepted = True
-        self.is_completed = False
+        self.is_accepted: bool = True
+        self.is_completed: bool = False
         self.enters: list[str] = []
         self.exits: list[str] = []
         self.activated: list[str] = []
@@ -259,7 +259,7 @@ class Transition:
         self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
-        self.queue_len = 0
+        self.queue_len: int = 0
         self._called_set: frozenset[str] | None = None
         self.target_states: list[str] = []
 
@@ -269,7 +269,7 @@ class Transition:
     def id(self) -> str:
         """Random 16 hex chars, made on first use (most transitions never need one)."""
         if not self._id:
-            self._id = secrets.token_hex(8)
+            self._id = os.urandom(8).hex()
         return self._id
 
     @property
@@ -302,7 +302,7 @@ class Transition:
 
     @property
     def is_health(self) -> bool:
-        """Add of exactly ``Healthcheck`` or ``Heartbeat`` (SPEC 6.1)."""
+        """Add of exactly ``Healthcheck`` or ``Heartbeat`` (semantics §6.1)."""
         c = self.mutation.called
         return self.mutation.type is _ADD and len(c) == 1 and c[0] in (HEALTHCHECK, HEARTBEAT)
 
@@ -403,7 +403,7 @@ class Transition:
         return TimeIndex.from_active(names, touched)
 
     def string(self) -> str:
-        """``tx#<id>\\n[<type>] <called>`` + source + steps (SPEC 5.8, 11.3)."""
+        """``tx#<id>\\n[<type>] <called>`` + source + steps (semantics §5.8, 11.3)."""
         m = self.machine
         called = self.called_set
         names = " ".join(n for n in m._names if n in called)
@@ -580,7 +580,7 @@ class Transition:
             pass
 
     def _negotiate(self) -> Result:
-        """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2).
+        """Steps 1-6 of semantics §5.2; partial acceptance for auto mutations (6.2).
 
         Only a handler returning False drops an Auto state; one that raised or
         timed out marked the transition not accepted, which cancels it.
@@ -605,7 +605,7 @@ class Transition:
             if self._steps is not None:
                 self._step_handler(s, "", False, False)
             if res is CANCELED:
-                # SPEC 6.2: an Auto state's Exit rejecting cancels (port rule)
+                # semantics §6.2: an Auto state's Exit rejecting cancels (port rule)
                 return CANCELED
         # 2. enters
         for s in self.enters:
@@ -1014,7 +1014,7 @@ class Transition:
         return bool(self._apply_changes)
 
     def run(self) -> Result:
-        """Negotiate, apply, run final handlers, report (SPEC 5.2)."""
+        """Negotiate, apply, run final handlers, report (semantics §5.2)."""
         m = self.machine
         mut = self.mutation
         result = EXECUTED if self.is_accepted else CANCELED
@@ -1028,7 +1028,7 @@ class Transition:
 
         if not mut.is_check:
             if mut.is_auto:
-                # SPEC 6.3: recompute from the called states that survived
+                # semantics §6.3: recompute from the called states that survived
                 targets = set(self.target_states)
                 called_clean = [s for s in mut.called if s in targets]
                 self.target_states = m._resolver.target_states(

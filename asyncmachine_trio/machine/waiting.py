@@ -1,4 +1,4 @@
-"""Contexts, waiters and the subscription index (SPEC 2.4, 8).
+"""Contexts, waiters and the subscription index (semantics §2.4, 8).
 
 Subscriptions are indexed by state, so a transition only looks at the waiters
 of the states it activated, deactivated or ticked; cancelled contexts report
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .errors import DisposedError
 from .logging import L_OPS
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Ctx:
     )
 
     def __init__(self, parent: Ctx | None = None) -> None:
-        self.parent = parent
+        self.parent: Ctx | None = parent
         self._cancelled = False
         # insertion-ordered; a child leaves when it is cancelled (no growth
         # in long-lived parents such as the machine's context)
@@ -108,9 +109,9 @@ class StateCtx(Ctx):
 
     def __init__(self, machine_id: str, state: str, tick: int, parent: Ctx | None) -> None:
         super().__init__(parent)
-        self.machine_id = machine_id
-        self.state = state
-        self.tick = tick
+        self.machine_id: str = machine_id
+        self.state: str = state
+        self.tick: int = tick
 
     @property
     def expired(self) -> bool:
@@ -122,25 +123,36 @@ class StateCtx(Ctx):
 
 
 class Waiter:
-    """A one-shot subscription: awaitable, ``is_set()``, closable (SPEC 8).
+    """A one-shot subscription: awaitable, ``is_set()``, closable (semantics §8).
 
     Registered synchronously by the ``when*`` methods; awaiting needs a running
     trio or asyncio loop. A shared (reused) waiter is unregistered only when
     every holder closed it.
+
+    A waiter resolved by the machine's disposal (or made by a ``when*`` call on
+    a disposed machine) is set too, but awaiting it raises
+    :class:`DisposedError`: what it waited for never happened.
     """
 
-    __slots__ = ("_event", "_holders", "_on_close", "_set", "kind")
+    __slots__ = ("_disposed", "_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
-        self.kind = kind
+        self.kind: str = kind
         self._set = False
         self._event: anyio.Event | None = None
         self._holders = 1
         self._on_close: Callable[[Waiter], None] | None = None
+        # the id of the machine whose disposal resolved this waiter
+        self._disposed: str | None = None
 
     def is_set(self) -> bool:
-        """True once resolved."""
+        """True once resolved (by what it waited for, or by disposal)."""
         return self._set
+
+    @property
+    def disposed(self) -> bool:
+        """True if disposal of the machine resolved it (``await`` raises)."""
+        return self._disposed is not None
 
     def _resolve(self) -> None:
         if self._set:
@@ -150,14 +162,25 @@ class Waiter:
         if self._event is not None:
             self._event.set()
 
+    def _dispose(self, machine_id: str) -> None:
+        if self._set:
+            return
+        self._disposed = machine_id
+        self._resolve()
+
     async def wait(self) -> None:
-        """Wait until resolved."""
+        """Wait until resolved; :class:`DisposedError` if disposal resolved it."""
         if self._set:
             await anyio.lowlevel.checkpoint()
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        else:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self._disposed is not None:
+            raise DisposedError(
+                f"{self.kind or 'waiter'}: machine {self._disposed} was disposed"
+                " before the awaited change happened"
+            )
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.wait().__await__()
@@ -178,6 +201,8 @@ class Waiter:
         self.close()
 
     def __repr__(self) -> str:
+        if self._disposed is not None:
+            return f"<Waiter {self.kind} disposed>"
         return f"<Waiter {self.kind} set={self._set}>"
 
 
@@ -251,7 +276,7 @@ def _args_match(args: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 
 
 class Subscriptions:
-    """The waiters of one machine, indexed by state (SPEC 8)."""
+    """The waiters of one machine, indexed by state (semantics §8)."""
 
     def __init__(self, mach: Machine) -> None:
         self._m = mach
@@ -265,7 +290,7 @@ class Subscriptions:
         # subscriptions whose ctx was cancelled, resolved at the next evaluation
         self._expired: list[_When | _WhenTime | _WhenQuery] = []
         self._expired_args: list[_WhenArgs] = []
-        self.count = 0
+        self.count: int = 0
 
     # ----- registration
 
@@ -355,7 +380,7 @@ class Subscriptions:
         self._m._log(L_OPS, f"[whenArgs:new] {state} ({','.join(args)})")
         want = dict(args)
         for sub in self.when_args.get(handler, ()):
-            # port: reuse only for equal args and the same context (SPEC 14 #17)
+            # port: reuse only for equal args and the same context (semantics §14 #17)
             if sub.ctx is ctx and sub.args == want:
                 sub.waiter._holders += 1
                 return sub.waiter
@@ -440,10 +465,10 @@ class Subscriptions:
     def _gc_when_query(self, sub: _WhenQuery) -> None:
         self._remove(self.when_query, sub)
 
-    # ----- processing (after an accepted transition, SPEC 8)
+    # ----- processing (after an accepted transition, semantics §8)
 
     def process_state_ctx(self, activated: Iterable[str], deactivated: Iterable[str]) -> None:
-        """Cancel the contexts of states whose tick changed (SPEC 2.4)."""
+        """Cancel the contexts of states whose tick changed (semantics §2.4)."""
         state_ctx = self.state_ctx
         if not state_ctx:
             return
@@ -519,7 +544,7 @@ class Subscriptions:
         clock: Callable[[str], int],
         queue_tick: int,
     ) -> None:
-        """Resolve what an accepted transition satisfied (SPEC 8 order).
+        """Resolve what an accepted transition satisfied (semantics §8 order).
 
         ``ticked`` holds the indexes (into ``names``) of the states whose tick
         changed; only the subscriptions indexed under touched states are visited.
@@ -640,5 +665,6 @@ class Subscriptions:
         self._expired.clear()
         self._expired_args.clear()
         self.count = 0
+        mid = self._m._id
         for w in waiters:
-            w._resolve()
+            w._dispose(mid)

@@ -1,4 +1,4 @@
-"""aRPC: transparent remote machines (upper-layers.md 1; extra ``[rpc]``, trio only).
+"""aRPC: transparent remote machines (docs/rpc.md; extra ``[rpc]``, trio only).
 
 A :class:`Server` exposes a source machine; a :class:`Client` mirrors it into a
 :class:`NetworkMachine` with the same API as ``am.Machine``: reads and waiting
@@ -36,6 +36,7 @@ from .errors import RpcFrameTooLargeError as RpcFrameTooLargeError
 from .errors import RpcHandshakeError as RpcHandshakeError
 from .errors import RpcInvalidParamsError as RpcInvalidParamsError
 from .errors import RpcNotConnectedError as RpcNotConnectedError
+from .errors import RpcOutcomeUnknownError as RpcOutcomeUnknownError
 from .errors import RpcRemoteError as RpcRemoteError
 from .errors import RpcTimeoutError as RpcTimeoutError
 from .mux import Mux as Mux

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from ..helpers.env import env_on
+from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from .engine import Endpoint
 from .transport import Transport, serve
@@ -59,7 +60,11 @@ class Listening:
     addr: str
     ssl_context: ssl.SSLContext | None
     max_frame: int
+    max_connections: int | None
+    connect_timeout: float
+    frame_timeout: float | None
     serve_transport: Callable[[Transport], Awaitable[None]]
+    _log: Callable[[str], Any]
 
     async def _listen(
         self, on_bound: Callable[[str], Any], task_status: trio.TaskStatus[str]
@@ -74,13 +79,21 @@ class Listening:
             self.serve_transport,
             ssl_context=self.ssl_context,
             max_frame=self.max_frame,
+            max_connections=self.max_connections,
+            connect_timeout=self.connect_timeout,
+            frame_timeout=self.frame_timeout,
+            log=self._log,
             task_status=_Started(started),
         )
 
 
 def machine_kwargs(log_level: LogLevel | int | None, logger: Any, env: str) -> dict[str, Any]:
-    """Logging settings of an rpc machine; ``env`` (e.g. ``AM_RPC_LOG_CLIENT``) turns OPS on."""
-    kw: dict[str, Any] = {}
+    """Logging settings of an rpc machine; ``env`` (e.g. ``AM_RPC_LOG_CLIENT``) turns OPS on.
+
+    The layer's own machines do not report unhandled errors: their errors reach
+    the user as exceptions (``open_client``, ``wait_ready``...) and Err* states.
+    """
+    kw: dict[str, Any] = {"report_errors": False}
     if log_level is None and env_on(env):
         log_level = LogLevel.OPS
     if log_level is not None:
@@ -101,11 +114,15 @@ L = TypeVar("L", bound=_Serving)
 
 @asynccontextmanager
 async def serving(listener: L) -> AsyncIterator[L]:
-    """Run ``listener.serve()`` in a nursery until the block exits, then close it."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(listener.serve)
-        try:
-            yield listener
-        finally:
-            listener.close()
-            nursery.cancel_scope.cancel()
+    """Run ``listener.serve()`` in a nursery until the block exits, then close it.
+
+    A lone exception (a busy port, an error in the block) leaves as itself.
+    """
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve)
+            try:
+                yield listener
+            finally:
+                listener.close()
+                nursery.cancel_scope.cancel()

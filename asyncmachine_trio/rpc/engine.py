@@ -37,7 +37,15 @@ from .errors import (
     RpcTimeoutError,
 )
 from .transport import Transport
-from .wire import ErrorInfo, Frame, decode_frame, encode_frame, structure
+from .wire import (
+    ErrorInfo,
+    Frame,
+    decode_frame,
+    encode_frame,
+    err_text,
+    short_repr,
+    structure,
+)
 
 __all__ = ["Endpoint", "Handler", "error_from", "error_kind"]
 
@@ -106,13 +114,13 @@ class Endpoint:
         queue: int = 256,
     ) -> None:
         self.transport = transport
-        self.handlers = dict(handlers)
+        self.handlers: dict[str, Handler] = dict(handlers)
         self._async = {
             m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)
         }
         self.name = name
-        self.calls = 0
-        self.errors_received = 0
+        self.calls: int = 0
+        self.errors_received: int = 0
         self._log = log or (lambda _msg: None)
         self._on_error = on_error
         self._seq = itertools.count(1)
@@ -121,12 +129,16 @@ class Endpoint:
         self._closed = trio.Event()
         self._close_soon = False
         self.close_reason: BaseException | None = None
+        #: when the last frame arrived (``trio.current_time()``; liveness checks)
+        self.last_received: float = trio.current_time()
 
     @property
     def closed(self) -> bool:
+        """True once the connection is closed."""
         return self._closed.is_set()
 
     async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
         await self._closed.wait()
 
     # ----- running
@@ -172,14 +184,17 @@ class Endpoint:
                 self.close_reason = err
                 return
             except RpcError as err:  # too large, text message: answer, keep reading
+                self.last_received = trio.current_time()
                 self._report(err)
                 await self._send_error(0, err)
                 continue
+            self.last_received = trio.current_time()
             try:
                 frame = decode_frame(data)
-            except RpcDecodeError as err:
-                self._report(err)
-                await self._send_error(0, err)
+            except Exception as err:  # decode_frame is total; this is a safety net
+                derr = err if isinstance(err, RpcDecodeError) else RpcDecodeError(err_text(err))
+                self._report(derr)
+                await self._send_error(0, derr)
                 continue
             if frame.method is None:
                 p = self._pending.pop(frame.seq, None)
@@ -220,7 +235,7 @@ class Endpoint:
         handler = self.handlers.get(frame.method)
         try:
             if handler is None:
-                raise RpcRemoteError("unknown_method", f"unknown method {frame.method!r}")
+                raise RpcRemoteError("unknown_method", f"unknown method {short_repr(frame.method)}")
             cls, fn = handler
             body = structure(frame.body, cls)
             resp = fn(body)
@@ -229,13 +244,18 @@ class Endpoint:
         except trio.Cancelled:
             raise
         except Exception as err:
-            rpc_err = err if isinstance(err, RpcError) else RpcRemoteError("internal", str(err))
+            rpc_err = (
+                err if isinstance(err, RpcError) else RpcRemoteError("internal", err_text(err))
+            )
             if not isinstance(err, RpcError):
-                self._log(f"[rpc] handler {frame.method} failed: {err!r}")
+                self._log(f"[rpc] handler {short_repr(frame.method)} failed: {err_text(err)}")
             if frame.seq:
                 await self._send_error(frame.seq, rpc_err)
             else:
                 self._report(rpc_err)
+                if self._close_soon:
+                    # a refusal that closes the connection: the peer learns why
+                    await self._send_error(0, rpc_err)
             return
         if frame.seq:
             await self._send(Frame(frame.seq, None, None, resp))
@@ -246,7 +266,7 @@ class Endpoint:
             self._on_error(err)
 
     async def _send_error(self, seq: int, err: BaseException) -> None:
-        msg = err.message if isinstance(err, RpcRemoteError) else str(err)
+        msg = err.message if isinstance(err, RpcRemoteError) else err_text(err, 1000, typed=False)
         await self._send(Frame(seq, None, ErrorInfo(error_kind(err), msg), None))
 
     async def _send(self, frame: Frame) -> None:

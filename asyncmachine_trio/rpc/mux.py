@@ -13,6 +13,7 @@ import trio
 from ..machine.args import pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
+from ..machine.sigs import params_of
 from ..machine.transition import Event
 from ._common import Listening, serving
 from .client import ARpc
@@ -43,6 +44,9 @@ class Mux(Listening):
         new_server: Callable[[Mux, int], Server] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
+        max_connections: int | None = 256,
+        connect_timeout: float = 5.0,
+        frame_timeout: float | None = 10.0,
         parent: Machine | str | None = None,
         **server_kwargs: Any,
     ) -> None:
@@ -50,17 +54,27 @@ class Mux(Listening):
             raise TypeError("a Mux needs a source machine or a new_server factory")
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.new_server = new_server
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.frame_timeout = frame_timeout
         self.server_kwargs = server_kwargs
-        self.mach = Machine(S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent)
+        self.mach: Machine = Machine(
+            S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent, report_errors=False
+        )
         self.servers: list[Server] = []
         self._count = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Mux {self.mach.id} {self.addr}>"
+
+    def _log(self, line: str) -> None:
+        self.mach.log_at(LogLevel.OPS, line)
 
     def _new_server(self, n: int) -> Server:
         if self.new_server is not None:
@@ -129,15 +143,18 @@ class Mux(Listening):
         raise RpcDestinationError(f"no client {destination!r} on {self.mach.id}")
 
     def close(self) -> None:
+        """Close every server of the mux and dispose the mux's machine."""
         for server in list(self.servers):
             server.close()
         self.mach.dispose()
 
 
+@params_of(Mux)  # typed options: those of Mux
 @asynccontextmanager
-async def open_mux(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Mux]:
-    """A listening mux (``mux.addr`` is the bound URL); closed on exit."""
-    async with serving(Mux(source, addr, **kwargs)) as mux:
+async def open_mux(*args: Any, **kwargs: Any) -> AsyncIterator[Mux]:
+    """A listening mux (``mux.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Mux`; a lone error leaves as itself.
+    """
+    async with serving(Mux(*args, **kwargs)) as mux:
         yield mux

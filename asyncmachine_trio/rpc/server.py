@@ -1,4 +1,4 @@
-"""The aRPC server: exposes a source machine to one client (upper-layers.md 1.6-1.12).
+"""The aRPC server: exposes a source machine to one client (docs/rpc.md).
 
 A :class:`Server` serves one client at a time (a second connection is refused
 with a ``busy`` error); many servers can expose one source, and a
@@ -16,8 +16,10 @@ pusher task, never from the source's transition.
 
 Security beyond the reference: servers bind loopback unless told otherwise,
 ``token`` is checked in the handshake (wrong token: refused, logged, nothing
-mutated), ``allowed_mutations`` limits the states a client may mutate, and
-``ssl_context`` serves ``wss://``.
+mutated, connection closed), ``tokens`` gives each client its own token and
+allowlist, ``allowed_mutations`` limits the states any client may mutate, and
+``ssl_context`` serves ``wss://``. Limits and deadlines before and after the
+handshake are listed in docs/rpc.md, "Security and limits".
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import secrets
 import ssl
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,9 +38,11 @@ import attrs
 import trio
 
 from ..helpers.schema import schema_hash
+from ..machine.errors import StateUnknownError
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.sigs import params_of
 from ..machine.transition import Event, Transition
 from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
@@ -59,8 +63,6 @@ from .wire import (
     CliHello,
     CliMutation,
     Empty,
-    ErrorInfo,
-    Frame,
     SrvArgs,
     SrvHello,
     SrvMutation,
@@ -69,19 +71,44 @@ from .wire import (
     StateDef,
     Update,
     UpdateMuts,
-    encode_frame,
+    short_repr,
 )
 
 __all__ = ["Server", "open_server"]
 
 S = ServerStates
 _DEDUPE_MAX = 4096
+#: the frame limit before a handshake completes
+PREAUTH_MAX_FRAME = 64 * 1024
+#: the limit of a client's frames after the handshake (mutations and their args)
+MAX_REQUEST = 64 * 1024
+#: the top-level keys of one mutation's args
+MAX_ARGS = 256
 
 # mutation ids already applied, per source machine: a retried mutation (same
 # client, same id) returns its first result instead of running again
 _APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+# the identity of that memory, sent in the handshake: a client whose mutation
+# was sent to another instance (a restarted process) knows it cannot retry it
+_INSTANCE: weakref.WeakKeyDictionary[Machine, str] = weakref.WeakKeyDictionary()
+
+
+def instance_of(source: Machine) -> str:
+    """The id of ``source``'s de-duplication memory in this process."""
+    inst = _INSTANCE.get(source)
+    if inst is None:
+        inst = _INSTANCE[source] = secrets.token_hex(8)
+    return inst
+
+
+@attrs.define(slots=True, eq=False)
+class _Conn:
+    """One accepted connection (handshaken or not)."""
+
+    ep: Endpoint = attrs.field(default=None)
+    nursery: trio.Nursery | None = None
 
 
 @attrs.define(slots=True)
@@ -103,10 +130,19 @@ class Server(Traffic, Listening):
         token: str = "",
         allow_id: str = "",
         allowed_mutations: Iterable[str] | None = None,
+        tokens: Mapping[str, Iterable[str] | None] | None = None,
         push_interval: float | None = 0.25,
         ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
         send_timeout: float = 3.0,
+        handshake_timeout: float = 5.0,
+        preauth_max_frame: int = PREAUTH_MAX_FRAME,
+        max_connections: int | None = 16,
+        connect_timeout: float = 5.0,
+        frame_timeout: float | None = 10.0,
+        idle_timeout: float | None = 15.0,
+        max_request: int = MAX_REQUEST,
+        max_args: int = MAX_ARGS,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
         logger: Any = None,
@@ -117,27 +153,49 @@ class Server(Traffic, Listening):
             source.verify_states(list(source.state_names))
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.token = token
         self.allow_id = allow_id
-        self.allowed_mutations = (
-            frozenset(source.parse_states(list(allowed_mutations)))
-            if allowed_mutations is not None
-            else None
+        self.allowed_mutations: frozenset[str] | None = (
+            self._known(allowed_mutations) if allowed_mutations is not None else None
         )
+        if tokens is not None and token:
+            raise ValueError("pass token= or tokens=, not both")
+        #: per-client tokens: each maps to the states its client may mutate (None: any)
+        self.tokens: dict[str, frozenset[str] | None] | None = (
+            None
+            if tokens is None
+            else {t: None if a is None else self._known(a) for t, a in tokens.items()}
+        )
+        if self.tokens is not None and (not self.tokens or "" in self.tokens):
+            raise ValueError("tokens= needs at least one token, and no empty one")
+        # the allowlist of the connected client (allowed_mutations and its token's)
+        self._may_mutate: frozenset[str] | None = self.allowed_mutations
         self.push_interval = push_interval
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
         self.send_timeout = send_timeout
+        self.handshake_timeout = handshake_timeout
+        self.preauth_max_frame: int = min(preauth_max_frame, max_frame)
+        self.max_connections = max_connections
+        self.connect_timeout = connect_timeout
+        self.frame_timeout = frame_timeout
+        self.idle_timeout = idle_timeout
+        self.max_request = max_request
+        self.max_args = max_args
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
         #: the id of the connected client (after Hello)
-        self.client_id = ""
+        self.client_id: str = ""
+        # the connection holding the client slot (after an accepted Hello)
         self._ep: Endpoint | None = None
-        self._busy = False
         self._conn_scope: trio.CancelScope | None = None
+        # every connection's scope (pre-handshake ones too), cancelled by close()
+        self._scopes: set[trio.CancelScope] = set()
         self._handshaken = False
         # source observers (internal hooks, not a tracer: a tracer would take
         # every source transition off the core's fast path)
@@ -162,10 +220,29 @@ class Server(Traffic, Listening):
         self._schema_changed = False
         self._wake = trio.Event()
         self._last_push = -math.inf
-        self.pushes = 0
+        self.pushes: int = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
+
+    def _known(self, states: Iterable[str]) -> frozenset[str]:
+        names = [states] if isinstance(states, str) else list(states)
+        unknown = [s for s in names if s not in self.source.schema]
+        if unknown:
+            raise StateUnknownError(f"unknown states {unknown} in an allowlist of {self.source.id}")
+        return frozenset(names)
+
+    def _check_token(self, token: str) -> tuple[bool, frozenset[str] | None]:
+        """Whether ``token`` is accepted, and its allowlist (constant-time comparisons)."""
+        given = token.encode()
+        if self.tokens is None:
+            ok = not self.token or hmac.compare_digest(given, self.token.encode())
+            return ok, None
+        found: tuple[bool, frozenset[str] | None] = (False, None)
+        for t, allowed in self.tokens.items():  # every token compared: no early exit
+            if hmac.compare_digest(given, t.encode()):
+                found = (True, allowed)
+        return found
 
     # ----- serving
 
@@ -188,56 +265,104 @@ class Server(Traffic, Listening):
             m.remove1(S.Start)
 
     async def serve_transport(self, transport: Transport) -> None:
-        """Serve one connection until it closes (used by ``serve``, a Mux and tests)."""
+        """Serve one connection until it closes (used by ``serve``, a Mux and tests).
+
+        Before its handshake a connection may send frames of ``preauth_max_frame``
+        bytes at most (a larger one closes it) and must complete the handshake
+        within ``handshake_timeout``. The client slot is taken by an accepted
+        ``Hello`` only: until then other connections may try theirs; later
+        ones get ``busy`` and are closed, like refused ones.
+        """
         m = self.mach
-        if self._busy:
-            data = encode_frame(Frame(0, None, ErrorInfo("busy", f"{m.id} serves a client")))
-            try:
-                await transport.send(data)
-            except RpcError:
-                pass
-            await transport.aclose()
-            return
-        self._busy = True
         if not m.is1(S.Start):
             m.add1(S.Start)
         if not m.is1(S.RpcReady):
             m.add1(S.RpcReady)
+        limit = getattr(transport, "limit", None)
+        if limit is not None:
+            limit(self.preauth_max_frame, strict=True)
+        handlers: dict[str, tuple[type[Any], Any]] = {
+            "Hello": (CliHello, self._on_hello),
+            "Handshake": (Empty, self._on_handshake),
+            "Add": (CliMutation, self._on_add),
+            "AddNS": (CliMutation, self._on_add_ns),
+            "Remove": (CliMutation, self._on_remove),
+            "Set": (CliMutation, self._on_set),
+            "Sync": (Empty, self._on_sync),
+            "ArgsBase": (Empty, self._on_args),
+            "Close": (Empty, self._on_close),
+        }
+        conn = _Conn()
         ep = Endpoint(
             transport,
-            {
-                "Hello": (CliHello, self._on_hello),
-                "Handshake": (Empty, self._on_handshake),
-                "Add": (CliMutation, self._on_add),
-                "AddNS": (CliMutation, self._on_add_ns),
-                "Remove": (CliMutation, self._on_remove),
-                "Set": (CliMutation, self._on_set),
-                "Sync": (Empty, self._on_sync),
-                "ArgsBase": (Empty, self._on_args),
-                "Close": (Empty, self._on_close),
-            },
+            {name: (cls, self._guard(conn, name, fn)) for name, (cls, fn) in handlers.items()},
             name=m.id,
             log=self._log,
         )
-        self._ep = ep
-        m.add1(S.ClientConnected)
+        conn.ep = ep
         try:
             async with trio.open_nursery() as n:
-                self._conn_scope = n.cancel_scope
-                n.start_soon(self._pusher, ep)
+                conn.nursery = n
+                self._scopes.add(n.cancel_scope)
+                n.start_soon(self._deadline, conn)
                 await ep.run()
                 n.cancel_scope.cancel()
         finally:
+            if conn.nursery is not None:
+                self._scopes.discard(conn.nursery.cancel_scope)
             self._retire(ep)
-            self._ep = None
-            self._conn_scope = None
-            self._busy = False
-            self._handshaken = False
-            self._last = None
-            self._records = []
-            self.client_id = ""
-            if not m.is_disposed:
-                m.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
+            if self._ep is ep:
+                self._ep = None
+                self._conn_scope = None
+                self._may_mutate = self.allowed_mutations
+                self._handshaken = False
+                self._last = None
+                self._records = []
+                self.client_id = ""
+                if not m.is_disposed:
+                    m.remove([S.ClientConnected, S.HandshakeDone, S.Handshaking])
+
+    def _guard(self, conn: _Conn, name: str, fn: Any) -> Any:
+        """``fn`` for the connection holding the slot; others may only say Hello or bye."""
+        if name == "Hello":
+            return lambda body: self._on_hello(body, conn)
+
+        def guarded(body: Any) -> Any:
+            if self._ep is not conn.ep:
+                if name == "Close":
+                    conn.ep.close_soon()
+                    return None
+                raise RpcHandshakeError("no handshake yet")
+            return fn(body)
+
+        return guarded
+
+    async def _deadline(self, conn: _Conn) -> None:
+        """Close a connection not handshaken within ``handshake_timeout``, then watch it."""
+        ep = conn.ep
+        await trio.sleep(self.handshake_timeout)
+        if self._ep is not ep or not self._handshaken:
+            self._log(f"[rpc] no handshake within {self.handshake_timeout}s: closing")
+            await ep.aclose()
+            return
+        if self.idle_timeout is None:
+            return
+        # liveness: a client silent for idle_timeout is pinged; no answer
+        # within send_timeout drops it (a frozen or vanished peer frees the slot)
+        while not ep.closed:
+            idle = trio.current_time() - ep.last_received
+            if idle < self.idle_timeout:
+                await trio.sleep(self.idle_timeout - idle)
+                continue
+            try:
+                await ep.call("Ping", Empty(), Empty, timeout=self.send_timeout)
+            except RpcRemoteError:
+                pass  # answered (a client without Ping): alive
+            except RpcError as err:
+                self._log(f"[rpc] client {self.client_id} silent, dropping it: {err!r}")
+                await ep.aclose()
+                return
+            ep.last_received = trio.current_time()
 
     def close(self) -> None:
         """Detach from the source and dispose the server machine (connections end)."""
@@ -247,8 +372,8 @@ class Server(Traffic, Listening):
         ):
             if fn in hooks:
                 hooks.remove(fn)  # type: ignore[arg-type]
-        if self._conn_scope is not None:
-            self._conn_scope.cancel()
+        for scope in list(self._scopes):
+            scope.cancel()
         self.mach.dispose()
 
     def _log(self, line: str) -> None:
@@ -403,29 +528,47 @@ class Server(Traffic, Listening):
             schema=schema,
             schema_hash=full_hash,
             tracked=None if len(self._tracked) == len(self._names) else list(self._tracked),
+            instance=instance_of(src),
         )
 
-    def _on_hello(self, hello: CliHello) -> SrvHello:
+    def _refuse(self, conn: _Conn, err: RpcError) -> RpcError:
+        """Log a refused Hello; its connection closes once the error is sent."""
+        self._log(f"[rpc] {err}")
+        self.mach.add_err_state(S.ErrRpc, err)
+        conn.ep.close_soon()
+        return err
+
+    def _on_hello(self, hello: CliHello, conn: _Conn) -> SrvHello:
         m = self.mach
         if not m.is1(S.Start):
             raise RpcHandshakeError("server not started")
+        cid = short_repr(hello.id, 80)
         if not hello.id:
-            m.add_err_state(S.ErrRpc, RpcHandshakeError("handshake failed: ID missing"))
-            raise RpcHandshakeError("handshake failed: ID missing")
-        if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
-            err = RpcAccessError(f"no access: wrong token from {hello.id}")
-            self._log(f"[rpc] {err}")
-            m.add_err_state(S.ErrRpc, err)
-            raise err
+            raise self._refuse(conn, RpcHandshakeError("handshake failed: ID missing"))
+        ok, token_allows = self._check_token(hello.token)
+        if not ok:
+            raise self._refuse(conn, RpcAccessError(f"no access: wrong token from {cid}"))
         if self.allow_id and hello.id != self.allow_id:
-            err = RpcAccessError(f"no access: client {hello.id} is not {self.allow_id}")
-            self._log(f"[rpc] {err}")
-            m.add_err_state(S.ErrRpc, err)
-            raise err
+            raise self._refuse(
+                conn, RpcAccessError(f"no access: client {cid} is not {self.allow_id}")
+            )
+        if self._ep is not None and self._ep is not conn.ep:
+            raise self._refuse(conn, RpcRemoteError("busy", f"{m.id} serves a client"))
         src = self.source
         for s in (*(hello.allowed_states or ()), *(hello.skipped_states or ())):
             if s not in src.schema:
-                raise RpcInvalidParamsError(f"unknown state {s!r} in the sync options")
+                raise RpcInvalidParamsError(f"unknown state {short_repr(s)} in the sync options")
+        if self._ep is None:
+            # the slot is this connection's from now on
+            self._ep = conn.ep
+            may = self.allowed_mutations
+            if token_allows is not None:
+                may = token_allows if may is None else may & token_allows
+            self._may_mutate = may
+            assert conn.nursery is not None
+            self._conn_scope = conn.nursery.cancel_scope
+            m.add1(S.ClientConnected)
+            conn.nursery.start_soon(self._pusher, conn.ep)
         self._sync_schema = hello.sync_schema
         self._sync_mutations = hello.sync_mutations
         self._shallow = hello.shallow_clocks
@@ -465,6 +608,10 @@ class Server(Traffic, Listening):
     def _on_handshake(self, _msg: Empty) -> Empty:
         if not self.client_id:
             raise RpcHandshakeError("Handshake before Hello")
+        ep = self._ep
+        limit = getattr(ep.transport, "limit", None) if ep is not None else None
+        if limit is not None:
+            limit(min(self.max_request, self.max_frame), strict=False)
         self._handshaken = True
         self.mach.add1(S.HandshakeDone)
         return Empty()
@@ -479,13 +626,18 @@ class Server(Traffic, Listening):
         if not msg.states:
             raise RpcInvalidParamsError("no states in the mutation")
         n = len(self._names)
+        if len(msg.states) > 2 * n + 16:
+            # work bounded by the schema: each state once (plus a few repeats)
+            raise RpcInvalidParamsError(f"{len(msg.states)} state indexes for {n} states")
+        if msg.args is not None and len(msg.args) > self.max_args:
+            raise RpcInvalidParamsError(f"{len(msg.args)} args (limit {self.max_args})")
         out: list[str] = []
-        for i in msg.states:
+        for i in dict.fromkeys(msg.states):  # duplicates folded
             if not isinstance(i, int) or not 0 <= i < n:
                 raise RpcInvalidParamsError(f"state index {i!r} out of range (0..{n - 1})")
             out.append(self._names[i])
-        if self.allowed_mutations is not None:
-            denied = [s for s in out if s not in self.allowed_mutations]
+        if self._may_mutate is not None:
+            denied = [s for s in out if s not in self._may_mutate]
             if denied:
                 err = RpcAccessError(f"no access: {self.client_id} may not mutate {denied}")
                 self._log(f"[rpc] {err}")
@@ -495,9 +647,9 @@ class Server(Traffic, Listening):
     def _mutate(self, type: MutationType, msg: CliMutation) -> tuple[int, int]:
         self._check_ready()
         states = self._states(msg)
-        if type is SET and self.allowed_mutations is not None:
+        if type is SET and self._may_mutate is not None:
             # a set removes every state it does not name: all of them must be allowed
-            others = sorted(set(self.source.state_names) - self.allowed_mutations)
+            others = sorted(set(self.source.state_names) - self._may_mutate)
             if others:
                 err = RpcAccessError(
                     f"no access: {self.client_id} may not set (it would mutate {others})"
@@ -606,10 +758,12 @@ class Server(Traffic, Listening):
             raise
 
 
+@params_of(Server)  # typed options: those of Server
 @asynccontextmanager
-async def open_server(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Server]:
-    """A listening server (``server.addr`` is the bound URL); closed on exit."""
-    async with serving(Server(source, addr, **kwargs)) as server:
+async def open_server(*args: Any, **kwargs: Any) -> AsyncIterator[Server]:
+    """A listening server (``server.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Server`; a lone error leaves as itself.
+    """
+    async with serving(Server(*args, **kwargs)) as server:
         yield server

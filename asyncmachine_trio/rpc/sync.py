@@ -1,4 +1,4 @@
-"""Clock snapshots, diffs and checksums (upper-layers.md 1.7, 1.10).
+"""Clock snapshots, diffs and checksums (docs/rpc.md).
 
 A :class:`Snapshot` is what the server last sent to a client: the ticks in the
 client's index space, the queue tick and the machine tick. A deep diff lists
@@ -43,6 +43,7 @@ class Snapshot:
     machine_tick: int
 
     def checksum(self, tracked: Sequence[int]) -> int:
+        """The checksum of this snapshot over the ``tracked`` state indexes."""
         return checksum(sum(self.ticks[i] for i in tracked), self.queue_tick, self.machine_tick)
 
 

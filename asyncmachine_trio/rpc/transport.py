@@ -48,7 +48,7 @@ class locked:
     __slots__ = ("lock",)
 
     def __init__(self, lock: trio.Lock) -> None:
-        self.lock = lock
+        self.lock: trio.Lock = lock
 
     async def __aenter__(self) -> None:
         try:
@@ -78,13 +78,29 @@ class Transport(Protocol):
 
 
 class StreamTransport:
-    """Frames on a byte stream: a 4-byte big-endian length, then the frame."""
+    """Frames on a byte stream: a 4-byte big-endian length, then the frame.
 
-    def __init__(self, stream: trio.abc.Stream, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    ``frame_timeout``: once a frame's first byte arrived, the whole frame must
+    arrive within it, else the connection is closed (a peer cannot hold a
+    half-sent frame open). ``strict`` (set before a handshake): an oversized
+    frame closes the connection instead of being discarded.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        *,
+        frame_timeout: float | None = None,
+    ) -> None:
         self.stream = stream
         self.max_frame = max_frame
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        #: the limit of received frames (``limit()``; sends use ``max_frame``)
+        self.max_receive: int = max_frame
+        self.frame_timeout = frame_timeout
+        self.strict: bool = False
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._buf = bytearray()
         self._send_lock = trio.Lock()
         self._closed = False
@@ -102,11 +118,32 @@ class StreamTransport:
             self.bytes_received += len(chunk)
             self._buf += chunk
 
+    def limit(self, max_receive: int, *, strict: bool) -> None:
+        """Limit received frames (``strict``: an oversized frame closes the connection)."""
+        self.max_receive = max_receive
+        self.strict = strict
+
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
+        if self.frame_timeout is None:
+            return await self._receive()
+        await self._fill(1)  # idle: no deadline until a frame starts
+        try:
+            with trio.fail_after(self.frame_timeout):
+                return await self._receive()
+        except trio.TooSlowError:
+            raise RpcConnectionError(
+                f"a frame did not complete within {self.frame_timeout}s"
+            ) from None
+
+    async def _receive(self) -> bytes:
         await self._fill(4)
         (size,) = _LEN.unpack_from(self._buf)
         del self._buf[:4]
-        if size > self.max_frame:
+        limit = self.max_receive
+        if size > limit and self.strict:
+            raise RpcConnectionError(f"frame of {size} bytes before the handshake (limit {limit})")
+        if size > limit:
             # discard the frame chunk by chunk: the connection stays in sync
             left = size
             while left:
@@ -115,13 +152,14 @@ class StreamTransport:
                 n = min(left, len(self._buf))
                 del self._buf[:n]
                 left -= n
-            raise RpcFrameTooLargeError(f"frame of {size} bytes (limit {self.max_frame})")
+            raise RpcFrameTooLargeError(f"frame of {size} bytes (limit {limit})")
         await self._fill(size)
         data = bytes(self._buf[:size])
         del self._buf[:size]
         return data
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
         async with locked(self._send_lock):
@@ -140,6 +178,7 @@ class StreamTransport:
         self.bytes_sent += len(data) + 4
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -157,11 +196,23 @@ class WebSocketTransport:
     def __init__(self, conn: Any, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.conn = conn
         self.max_frame = max_frame
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        #: the limit of received frames (``limit()``; sends use ``max_frame``)
+        self.max_receive: int = max_frame
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._send_lock = trio.Lock()
 
+    def limit(self, max_receive: int, *, strict: bool) -> None:
+        """Limit received frames (``strict``: a larger message closes the connection)."""
+        self.max_receive = max_receive
+        # trio-websocket closes the connection (1009) past its message size, and
+        # buffers a partial message up to it: before a handshake it is the limit
+        # itself (no attribute for it in its public API)
+        if hasattr(self.conn, "_max_message_size"):
+            self.conn._max_message_size = max_receive if strict else _ws_limit(max_receive)
+
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         from trio_websocket import ConnectionClosed
 
         try:
@@ -172,11 +223,12 @@ class WebSocketTransport:
             self.bytes_received += len(msg.encode())
             raise RpcDecodeError("text websocket message (frames are binary)")
         self.bytes_received += len(msg)
-        if len(msg) > self.max_frame:
-            raise RpcFrameTooLargeError(f"frame of {len(msg)} bytes (limit {self.max_frame})")
+        if len(msg) > self.max_receive:
+            raise RpcFrameTooLargeError(f"frame of {len(msg)} bytes (limit {self.max_receive})")
         return bytes(msg)
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         from trio_websocket import ConnectionClosed
 
         if len(data) > self.max_frame:
@@ -193,6 +245,7 @@ class WebSocketTransport:
         self.bytes_sent += len(data)
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         with trio.move_on_after(1) as scope:
             scope.shield = True
             try:
@@ -256,6 +309,8 @@ async def connect(
     nursery ends.
     """
     scheme, host, port, path = parse_url(url)
+    if scheme == "ws" and ssl_context is not None:
+        raise ValueError(f"an ssl_context with {url!r}: use wss:// (ws:// is cleartext)")
     if scheme != "tcp" and nursery is None:
         raise ValueError("a websocket connection needs a nursery")
     if scheme == "wss" and ssl_context is None:
@@ -265,7 +320,7 @@ async def connect(
     try:
         with trio.fail_after(timeout):
             stream = await trio.open_tcp_stream(host, port)
-            if ssl_context is not None and scheme != "ws":
+            if ssl_context is not None:
                 tls = trio.SSLStream(
                     stream, ssl_context, server_hostname=host, https_compatible=scheme == "wss"
                 )
@@ -347,42 +402,105 @@ async def _ws_handshake(
 ConnHandler = Callable[[Transport], Awaitable[None]]
 
 
+class _Capped(trio.abc.Listener[trio.abc.Stream]):
+    """A listener that holds at most ``cap`` connections open (more: closed at accept)."""
+
+    def __init__(self, inner: trio.abc.Listener[Any], cap: int, log: Callable[[str], Any]) -> None:
+        self.inner = inner
+        self.cap = cap
+        self.open = 0
+        self.refused = 0
+        self._log = log
+
+    async def accept(self) -> trio.abc.Stream:
+        while True:
+            stream = await self.inner.accept()
+            if self.open < self.cap:
+                self.open += 1
+                return _Counted(stream, self)
+            self.refused += 1
+            if self.refused == 1 or self.refused % 1000 == 0:
+                self._log(f"[rpc] {self.refused} connection(s) refused: {self.cap} open")
+            await trio.aclose_forcefully(stream)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+class _Counted(trio.abc.HalfCloseableStream):
+    """A stream counted by its listener until closed."""
+
+    def __init__(self, stream: trio.abc.Stream, owner: _Capped) -> None:
+        self._s: Any = stream
+        self._owner: _Capped | None = owner
+
+    def __getattr__(self, name: str) -> Any:  # .socket and the like
+        return getattr(self._s, name)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._s.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._s.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self._s.receive_some(max_bytes)  # type: ignore[no-any-return]
+
+    async def send_eof(self) -> None:
+        await self._s.send_eof()
+
+    async def aclose(self) -> None:
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.open -= 1
+        await self._s.aclose()
+
+
 async def serve(
     url: str,
     handler: ConnHandler,
     *,
     ssl_context: ssl.SSLContext | None = None,
     max_frame: int = DEFAULT_MAX_FRAME,
+    max_connections: int | None = None,
+    connect_timeout: float = 5.0,
+    frame_timeout: float | None = 10.0,
+    log: Callable[[str], Any] | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``url`` (port 0 = any free port), calling ``handler`` per connection.
 
-    ``task_status.started`` receives the bound URL.
+    ``task_status.started`` receives the bound URL. ``max_connections`` caps the
+    connections open at once (more are closed when accepted); ``connect_timeout``
+    bounds a websocket's opening handshake (and TLS's); ``frame_timeout`` the
+    time a ``tcp://`` frame may take once started.
     """
     scheme, host, port, path = parse_url(url)
+    if scheme == "ws" and ssl_context is not None:
+        raise ValueError(f"an ssl_context with {url!r}: use wss:// (ws:// is cleartext)")
+    listeners: list[trio.abc.Listener[Any]] = list(await trio.open_tcp_listeners(port, host=host))
+    bound = listeners[0].socket.getsockname()[1]  # type: ignore[attr-defined]
+    if ssl_context is not None:
+        listeners = [
+            trio.SSLListener(ln, ssl_context, https_compatible=scheme == "wss") for ln in listeners
+        ]
+    if max_connections is not None:
+        listeners = [_Capped(ln, max_connections, log or (lambda _m: None)) for ln in listeners]
     if scheme == "tcp":
 
-        async def on_stream(stream: trio.SocketStream) -> None:
-            s: trio.abc.Stream = stream
-            if ssl_context is not None:
-                s = trio.SSLStream(stream, ssl_context, server_side=True)
-            t = StreamTransport(s, max_frame)
+        async def on_stream(stream: trio.abc.Stream) -> None:
+            t = StreamTransport(stream, max_frame, frame_timeout=frame_timeout)
             try:
                 await handler(t)
             finally:
                 await t.aclose()
 
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as nursery:
             task_status.started(f"tcp://{host}:{bound}")
             await trio.serve_listeners(on_stream, listeners, handler_nursery=nursery)
         return
 
-    from trio_websocket import (
-        WebSocketServer,  # noqa: F401 - fail early without the extra
-        serve_websocket,
-    )
+    from trio_websocket import WebSocketServer
 
     async def on_request(request: Any) -> None:
         try:
@@ -396,14 +514,16 @@ async def serve(
             await t.aclose()
 
     class _Started:
-        def started(self, server: Any = None) -> None:
-            task_status.started(f"{scheme}://{host}:{server.port}{path if path != '/' else ''}")
+        def started(self, _server: Any = None) -> None:
+            task_status.started(f"{scheme}://{host}:{bound}{path if path != '/' else ''}")
 
-    await serve_websocket(
-        on_request,
-        host,
-        port,
-        ssl_context=ssl_context if scheme == "wss" else None,
-        max_message_size=_ws_limit(max_frame),
-        task_status=_Started(),
-    )
+    async with trio.open_nursery() as nursery:
+        server = WebSocketServer(
+            on_request,
+            cast(Any, listeners),
+            handler_nursery=nursery,
+            max_message_size=_ws_limit(max_frame),
+            connect_timeout=connect_timeout,
+            disconnect_timeout=min(connect_timeout, 5.0),
+        )
+        await server.run(task_status=cast(Any, _Started()))

@@ -1,4 +1,4 @@
-"""Frames and messages on the wire, and their encoding (upper-layers.md 1.3-1.5).
+"""Frames and messages on the wire, and their encoding (docs/rpc.md).
 
 Every frame is one msgpack value: the tuple ``(seq, method, error, body)``.
 ``method`` set means a request (``seq == 0``: a notification, no response);
@@ -15,6 +15,8 @@ msgpack extension holding ``(tag, value)`` (the reference's ``gob.Register``).
 
 from __future__ import annotations
 
+import reprlib
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,6 +31,9 @@ from .errors import RpcDecodeError, RpcEncodeError
 
 __all__ = [
     "DEFAULT_MAX_FRAME",
+    "MAX_DEPTH",
+    "MAX_EXT_DEPTH",
+    "MAX_ITEMS",
     "CliHello",
     "CliMutation",
     "Empty",
@@ -45,12 +50,51 @@ __all__ = [
     "UpdateMuts",
     "decode_frame",
     "encode_frame",
+    "err_text",
     "register_type",
+    "short_repr",
     "structure",
 ]
 
 DEFAULT_MAX_FRAME = 4 * 1024 * 1024
+#: arrays and maps nested in one frame (the envelope is level 1, a body level 2)
+MAX_DEPTH = 32
+#: registered values nested in registered values (each level is decoded apart)
+MAX_EXT_DEPTH = 8
+#: items in one array or map (refused by the decoder before it allocates them)
+MAX_ITEMS = 65536
 _EXT = 1
+
+_repr = reprlib.Repr()
+_repr.maxlevel = 3
+_repr.maxstring = 60
+_repr.maxother = 60
+_repr.maxlong = 40
+for _attr in ("maxlist", "maxtuple", "maxdict", "maxset", "maxfrozenset", "maxdeque", "maxarray"):
+    setattr(_repr, _attr, 6)
+
+
+def short_repr(value: Any, limit: int = 120) -> str:
+    """A repr of ``value`` bounded in length and depth (safe on hostile input)."""
+    try:
+        text = _repr.repr(value)
+    except Exception as err:  # a user __repr__ that fails (or recurses)
+        text = f"<{type(value).__name__}: repr failed: {type(err).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def err_text(err: BaseException, limit: int = 200, *, typed: bool = True) -> str:
+    """``Type: message`` of an exception, bounded (its ``str`` may be huge or fail)."""
+    try:
+        msg = str(err)
+    except Exception:
+        msg = "<str failed>"
+    if not typed:
+        text = msg
+    else:
+        text = f"{type(err).__name__}: {msg}" if msg else type(err).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 T = TypeVar("T")
 
@@ -154,6 +198,8 @@ class SrvHello:
     schema: list[StateDef] | None = None
     schema_hash: str = ""
     tracked: list[int] | None = None
+    #: the identity of the server's de-duplication memory (new after a restart)
+    instance: str = ""
 
 
 @attrs.define(slots=True)
@@ -262,19 +308,19 @@ _values_conv = make_converter()
 
 def _ints(v: Any, what: str) -> list[int]:
     if type(v) is not list or not all(type(i) is int for i in v):
-        raise ValueError(f"{what}: expected a list of ints, got {v!r:.80}")
+        raise ValueError(f"{what}: expected a list of ints, got {short_repr(v)}")
     return v
 
 
 def _int(v: Any, what: str) -> int:
     if type(v) is not int:
-        raise ValueError(f"{what}: expected an int, got {v!r:.40}")
+        raise ValueError(f"{what}: expected an int, got {short_repr(v)}")
     return v
 
 
 def _fields(raw: Any, cls: type, n: int) -> list[Any]:
     if type(raw) is not list or len(raw) < n:
-        raise ValueError(f"{cls.__name__}: expected an array of {n}, got {raw!r:.80}")
+        raise ValueError(f"{cls.__name__}: expected an array of {n}, got {short_repr(raw)}")
     return raw
 
 
@@ -297,10 +343,10 @@ def _cli_mutation_in(raw: Any, _cls: Any = None) -> CliMutation:
     f = _fields(raw, CliMutation, 4)
     args = f[1]
     if args is not None and (type(args) is not dict or not all(type(k) is str for k in args)):
-        raise ValueError(f"args: expected a map of str keys, got {args!r:.80}")
+        raise ValueError(f"args: expected a map of str keys, got {short_repr(args)}")
     tx = f[3]
     if type(tx) is not str:
-        raise ValueError(f"source_tx: expected a str, got {tx!r:.40}")
+        raise ValueError(f"source_tx: expected a str, got {short_repr(tx)}")
     return CliMutation(_ints(f[0], "states"), args, _int(f[2], "id"), tx)
 
 
@@ -323,7 +369,7 @@ def _srv_mutation_out(m: SrvMutation) -> tuple[Any, ...]:
 
 def _empty_in(raw: Any, _cls: Any = None) -> Empty:
     if type(raw) is not list:
-        raise ValueError(f"Empty: expected an array, got {raw!r:.40}")
+        raise ValueError(f"Empty: expected an array, got {short_repr(raw)}")
     return Empty()
 
 
@@ -384,14 +430,32 @@ def _default(obj: Any) -> Any:
     return msgpack.ExtType(_EXT, _pack([tag, enc(obj)]))
 
 
+_ext_depth = threading.local()
+
+
 def _ext_hook(code: int, data: bytes) -> Any:
     if code != _EXT:
         raise RpcDecodeError(f"unknown msgpack extension {code}")
-    tag, raw = _unpack(data)
+    # each extension is unpacked by a nested call of the C decoder (tens of
+    # kilobytes of C stack each): their nesting is bounded before recursing
+    depth: int = getattr(_ext_depth, "n", 0)
+    if depth >= MAX_EXT_DEPTH:
+        raise RpcDecodeError(f"registered values nested deeper than {MAX_EXT_DEPTH}")
+    _ext_depth.n = depth + 1
+    try:
+        raw = _unpack(data)
+    finally:
+        _ext_depth.n = depth
+    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not str:
+        raise RpcDecodeError(f"malformed extension: {short_repr(raw)}")
+    tag, value = raw
     dec = _by_tag.get(tag)
     if dec is None:
-        raise RpcDecodeError(f"unknown type tag {tag!r} (register it on both ends)")
-    return dec(raw)
+        raise RpcDecodeError(f"unknown type tag {short_repr(tag)} (register it on both ends)")
+    try:
+        return dec(value)
+    except Exception as err:
+        raise RpcDecodeError(f"cannot decode a {short_repr(tag)}: {err_text(err)}") from err
 
 
 def _pack(obj: Any) -> bytes:
@@ -399,7 +463,49 @@ def _pack(obj: Any) -> bytes:
 
 
 def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, ext_hook=_ext_hook, raw=False, strict_map_key=False)
+    # msgpack bounds strings, bytes and extensions by len(data) itself; arrays
+    # and maps get a tighter bound (their items are allocated up front)
+    raw = msgpack.unpackb(
+        data,
+        ext_hook=_ext_hook,
+        raw=False,
+        strict_map_key=False,
+        max_array_len=MAX_ITEMS,
+        max_map_len=MAX_ITEMS,
+    )
+    _check_depth(raw)
+    return raw
+
+
+_NESTED = (list, dict, tuple)
+_NESTED_SET = frozenset(_NESTED)
+
+
+def _check_depth(raw: Any, depth: int = 1) -> None:
+    """Refuse values nested deeper than :data:`MAX_DEPTH`.
+
+    Recursive, but never deeper than ``MAX_DEPTH`` calls. Only containers are
+    visited; a wide container's items are first scanned by type at C speed
+    (``map(type, ...)``), so a long list of scalars costs little.
+    """
+    t = type(raw)
+    if t is dict:
+        if depth > MAX_DEPTH:
+            raise RpcDecodeError(f"values nested deeper than {MAX_DEPTH}")
+        for part in (raw.keys(), raw.values()):
+            if len(part) > 8 and _NESTED_SET.isdisjoint(map(type, part)):
+                continue
+            for x in part:
+                if type(x) in _NESTED_SET:
+                    _check_depth(x, depth + 1)
+    elif t is list or t is tuple:
+        if len(raw) > 8 and _NESTED_SET.isdisjoint(map(type, raw)):
+            return
+        for x in raw:
+            if type(x) in _NESTED_SET:
+                if depth >= MAX_DEPTH:
+                    raise RpcDecodeError(f"values nested deeper than {MAX_DEPTH}")
+                _check_depth(x, depth + 1)
 
 
 def encode_frame(frame: Frame) -> bytes:
@@ -415,28 +521,37 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def decode_frame(data: bytes) -> Frame:
-    """Decode the envelope of one frame; the body stays raw (see :func:`structure`)."""
+    """Decode the envelope of one frame; the body stays raw (see :func:`structure`).
+
+    Total: any byte string gives a :class:`Frame` or raises :class:`RpcDecodeError`
+    (depth, item count and size are bounded before the values are built).
+    """
     try:
         raw = _unpack(data)
     except RpcDecodeError:
         raise
-    except Exception as err:
-        raise RpcDecodeError(f"malformed frame: {err}") from err
-    if not isinstance(raw, list) or len(raw) != 4:
-        raise RpcDecodeError("malformed frame: not a 4-item array")
+    except Exception as err:  # ExtraData, StackError, FormatError, MemoryError...
+        raise RpcDecodeError(f"malformed frame: {err_text(err)}") from None
+    if type(raw) is not list or len(raw) != 4:
+        raise RpcDecodeError(f"malformed frame: not a 4-item array: {short_repr(raw)}")
     seq, method, error, body = raw
     if type(seq) is not int or seq < 0:  # bool is an int: refused too
-        raise RpcDecodeError(f"malformed frame: bad seq {seq!r}")
-    if method is not None and not isinstance(method, str):
-        raise RpcDecodeError(f"malformed frame: bad method {method!r}")
+        raise RpcDecodeError(f"malformed frame: bad seq {short_repr(seq)}")
+    if method is not None and type(method) is not str:
+        raise RpcDecodeError(f"malformed frame: bad method {short_repr(method)}")
     err_info = None
     if error is not None:
         # an error frame always decodes (answering it with another error
         # could ping-pong between two peers forever)
-        try:
-            err_info = structure(error, ErrorInfo)
-        except RpcDecodeError:
-            err_info = ErrorInfo("malformed", repr(error)[:200])
+        if (
+            type(error) is list
+            and len(error) == 2
+            and type(error[0]) is str
+            and type(error[1]) is str
+        ):
+            err_info = ErrorInfo(error[0][:64], error[1][:1000])
+        else:
+            err_info = ErrorInfo("malformed", short_repr(error, 200))
     return Frame(seq, method, err_info, body)
 
 
@@ -445,7 +560,7 @@ def structure(raw: Any, cls: type[T]) -> T:
     try:
         return _conv.structure(raw, cls)
     except Exception as err:
-        raise RpcDecodeError(f"malformed {cls.__name__}: {err}") from err
+        raise RpcDecodeError(f"malformed {cls.__name__}: {err_text(err, 300)}") from err
 
 
 # ----- exceptions in args (``AException``) travel by type name and text

@@ -1,6 +1,6 @@
 """Pipes: final handlers on a source machine that mutate a target machine.
 
-Port of the reference's ``pkg/states/pipes`` (upper-layers.md 3.2-3.3). A pipe
+Port of the reference's ``pkg/states/pipes`` (docs/states.md). A pipe
 is a ``<state>_state`` (activation) or ``<state>_end`` (deactivation) handler
 bound on the *source*; its body adds or removes a mapped state on the
 *target*. Only final handlers pipe, so the source transition is never
@@ -42,6 +42,7 @@ import anyio.abc
 
 import asyncmachine_trio as am
 from asyncmachine_trio.helpers import MachineApi
+from asyncmachine_trio.machine.names import StateNames
 
 from .connected import ConnectedStates
 
@@ -102,7 +103,7 @@ class _Record:
 class _Book:
     """Per-machine pipe state, kept outside the machine (public API only)."""
 
-    __slots__ = ("flushing", "inbound", "outbox", "records")
+    __slots__ = ("flushing", "inbound", "outbox", "records", "scheduled")
 
     def __init__(self) -> None:
         self.records: list[_Record] = []
@@ -110,6 +111,8 @@ class _Book:
         self.inbound: list[tuple[weakref.ref[PipeMachine], str]] = []
         self.outbox: deque[Callable[[], None]] = deque()
         self.flushing = False
+        # a drain task is started and has not run yet: at most one per target
+        self.scheduled = False
 
 
 _books: weakref.WeakKeyDictionary[PipeMachine, _Book] = weakref.WeakKeyDictionary()
@@ -182,13 +185,14 @@ def _deliver(source: PipeMachine, target: PipeMachine, fn: Callable[[], None]) -
     if book is None or target.is_disposed:
         return
     book.outbox.append(fn)
-    if book.flushing:
-        return  # the running drain picks it up, in order
+    if book.flushing or book.scheduled:
+        return  # the running (or started) drain picks it up, in order
     for tg in (target.task_group, source.task_group):
         if tg is None:
             continue
         try:
             tg.start_soon(_drain_task, target, book, name=f"am-pipe-{target.id[:5]}")
+            book.scheduled = True
             return
         except RuntimeError:  # the task group is closed
             continue
@@ -197,6 +201,7 @@ def _deliver(source: PipeMachine, target: PipeMachine, fn: Callable[[], None]) -
 
 async def _drain_task(target: PipeMachine, book: _Book) -> None:
     # no checkpoint: runs even when started in a task group being cancelled
+    book.scheduled = False
     _drain(target, book)
 
 
@@ -235,7 +240,7 @@ def _check_alive(*machs: PipeMachine) -> None:
             raise am.DisposedError(f"cannot pipe: machine {m.id} is disposed")
 
 
-def _check_has(mach: PipeMachine, states: Sequence[str], role: str) -> None:
+def _check_has(mach: PipeMachine, states: StateNames, role: str) -> None:
     for s in states:
         if not mach.has1(s):
             raise am.StateUnknownError(f"pipe {role} {mach.id} has no state {s}")
@@ -509,7 +514,7 @@ def bind(
 def bind_many(
     source: PipeMachine,
     target: PipeMachine,
-    states: Sequence[str],
+    states: StateNames,
     target_states: Sequence[str] | None = None,
 ) -> str:
     """Pipe each of ``states`` to the state at the same position of
@@ -530,7 +535,7 @@ def bind_many(
 def sync(
     source: PipeMachine,
     target: PipeMachine,
-    states: Sequence[str],
+    states: StateNames,
     target_states: Sequence[str] | None = None,
 ) -> int:
     """Copy ``states`` once: add the active ones and remove the inactive ones, as
