@@ -220,13 +220,18 @@ def abort(m: Machine, exc: BaseException) -> None:
     The transition in progress stays where it stopped (no revert, no
     ``Exception``), but the waiters of what it applied are resolved; every
     queued mutation is dropped: the queue ticks handed out for them are used
-    up (never handed out again), their ``when_queue`` waiters resolve, checks
-    report canceled, and the drop is logged (the machine log at CHANGES and
+    up (never handed out again), their ``when_queue`` waiters resolve with
+    ``canceled`` set, checks report canceled, and the drop is logged (the machine log at CHANGES and
     the ``asyncmachine_trio`` logger at WARNING).
     """
     queue = m._queue
     dropped = list(queue)
     queue.clear()
+    if dropped and m._subs.when_queue:
+        ticks = {q.queue_tick for q in dropped if q.queue_tick}
+        for tick, waiter in m._subs.when_queue:
+            if tick in ticks:
+                waiter._canceled = True
     # dropped = skipped: their ticks are taken, as if each was processed
     m._queue_tick += m._queue_pending
     m._queue_pending = 0

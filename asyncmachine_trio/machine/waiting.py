@@ -132,9 +132,12 @@ class Waiter:
     A waiter resolved by the machine's disposal (or made by a ``when*`` call on
     a disposed machine) is set too, but awaiting it raises
     :class:`DisposedError`: what it waited for never happened.
+
+    A ``when_queue`` waiter of a mutation the queue dropped (an exception
+    escaped a handler) resolves with ``canceled`` true.
     """
 
-    __slots__ = ("_disposed", "_event", "_holders", "_on_close", "_set", "kind")
+    __slots__ = ("_canceled", "_disposed", "_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
         self.kind: str = kind
@@ -144,6 +147,7 @@ class Waiter:
         self._on_close: Callable[[Waiter], None] | None = None
         # the id of the machine whose disposal resolved this waiter
         self._disposed: str | None = None
+        self._canceled = False
 
     def is_set(self) -> bool:
         """True once resolved (by what it waited for, or by disposal)."""
@@ -153,6 +157,11 @@ class Waiter:
     def disposed(self) -> bool:
         """True if disposal of the machine resolved it (``await`` raises)."""
         return self._disposed is not None
+
+    @property
+    def canceled(self) -> bool:
+        """True if it waited for a queued mutation that was dropped, not processed."""
+        return self._canceled
 
     def _resolve(self) -> None:
         if self._set:
