@@ -37,13 +37,14 @@ S = BasicStates
 
 
 class Handlers:
-    def __init__(self, say: Say) -> None:
+    def __init__(self, say: Say, work: float = WORK) -> None:
         self.say = say
+        self.work = work
 
     async def foo_state(self, e: am.Event) -> None:
         """Async state: the work runs as a task scoped to Foo."""
         self.say("Foo: working")
-        await anyio.sleep(WORK)
+        await anyio.sleep(self.work)
         e.machine.add1(S.Bar, {"result": 42})
 
     def bar_enter(self, e: am.Event) -> bool:
@@ -55,7 +56,7 @@ class Handlers:
         self.say(f"Bar: result {e.args['result']}")
 
 
-async def main(say: Say = print) -> list[str]:
+async def main(say: Say = print, work: float = WORK) -> list[str]:
     """Run the machine to Done; return what it said."""
     lines: list[str] = []
 
@@ -63,10 +64,10 @@ async def main(say: Say = print) -> list[str]:
         lines.append(line)
         say(line)
 
-    async with am.open_machine(S, id="basic", handlers=Handlers(log)) as mach:
+    async with am.open_machine(S, id="basic", handlers=Handlers(log, work)) as mach:
         log(f"add Bar without a result: {mach.add1(S.Bar)}")
         mach.add1(S.Start)
-        with anyio.fail_after(10 * WORK):
+        with anyio.fail_after(10 * work + 1):
             await mach.when1(S.Done)
         log(f"done: {mach}")
     return lines

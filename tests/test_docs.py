@@ -110,3 +110,27 @@ def test_page_blocks_run(page: Path, capsys: pytest.CaptureFixture[str]) -> None
                 f"{page_id(page)}: the block at line {line} failed:\n{traceback.format_exc()}"
             )
     capsys.readouterr()
+
+
+def test_every_example_is_on_the_site() -> None:
+    page = (DOCS / "examples.md").read_text()
+    examples = ROOT / "examples"
+    missing = [
+        str(p.relative_to(examples))
+        for p in sorted(examples.rglob("*.py"))
+        if p.stem not in page and str(p.relative_to(examples)) not in page
+    ]
+    assert missing == [], "add these to docs/examples.md"
+
+
+def test_every_page_is_in_the_nav() -> None:
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = [str(p.relative_to(DOCS)) for p in sorted(DOCS.rglob("*.md"))]
+    assert [p for p in pages if p not in nav] == [], "add these pages to mkdocs.yml's nav"
+
+
+def test_readme_links_every_page() -> None:
+    readme = (ROOT / "README.md").read_text()
+    pages = [p.name for p in sorted(DOCS.glob("*.md")) if p.name != "changelog.md"]
+    assert [p for p in pages if f"(docs/{p})" not in readme] == [], "link these from README.md"
+    assert "(docs/reference/index.md)" in readme

@@ -71,7 +71,8 @@ def test_docstring_says_how_to_run(name: str) -> None:
 
 
 def test_basic(backend: str) -> None:
-    lines = run_async(load("basic").main, backend, quiet)
+    work = 1.0 if backend == "trio" else 0.01  # virtual seconds on trio
+    lines = run_async(load("basic").main, backend, quiet, work)
     assert lines == [
         "add Bar without a result: canceled",
         "Foo: working",
@@ -331,10 +332,11 @@ def test_tui(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cli_flags(backend: str) -> None:
     ex = load("cli")
     lines: list[str] = []
-    final = run_async(ex.run, backend, ["Foo1", "Bar2"], 0.5, lines.append)
+    duration = 0.5 if backend == "trio" else 0.02  # virtual seconds on trio
+    final = run_async(ex.run, backend, ["Foo1", "Bar2"], duration, lines.append)
     # Bar2 removes Foo1; Start ended after the duration
     assert final == "(Bar2:1)"
-    assert lines == ["starting for Foo1, 0.5s", "start done"]
+    assert lines == [f"starting for Foo1, {duration}s", "start done"]
 
 
 def test_cli_command() -> None:
@@ -409,3 +411,47 @@ def test_cli_daemon_two_processes() -> None:
     assert done.returncode == 0, done.stderr.decode()
     out = done.stdout.decode().splitlines()
     assert out[-1] == "[cli] opdone: done for OpBar2"
+
+
+# ----- tree_state_source (aRPC muxes + hypercorn on 127.0.0.1; trio only, real clock)
+
+
+def test_tree_state_source_main() -> None:
+    ex = load("tree_state_source")
+    lines = trio.run(ex.main, 3, 0.02, quiet, 7)
+    assert len(lines) == 7 + 3
+    assert lines[0].startswith("root: http://127.0.0.1:")
+    assert sum(ln.startswith("l2-") for ln in lines) == 4
+    changes = lines[7:]
+    assert all(ln.endswith("7 nodes agree: True") for ln in changes), changes
+
+
+def test_tree_state_source_replicas() -> None:
+    import httpx
+
+    ex = load("tree_state_source")
+
+    async def scenario() -> None:
+        async with ex.open_tree(l1=1, l2=2, push_interval=0) as tree, httpx.AsyncClient() as http:
+            root = tree.root.mach
+            assert len(root.state_names) == ex.FLIGHTS * 7 + 2  # + ErrOnClient, Exception
+            root.add(["Flight1Delayed", "Flight1GateA"])
+            root.add1("Flight1Boarding")  # removes Flight1Delayed
+            with trio.fail_after(10):
+                for node in tree.nodes:
+                    await node.mach.when1("Flight1Boarding")
+            for node in tree.nodes:
+                assert node.mach.clock() == root.clock(), node.name
+                got = (await http.get(node.http)).json()
+                assert got["active"] == ["Flight1Boarding", "Flight1GateA"], node.name
+            # a mutation at a leaf travels up to the root, and down to the other leaf
+            leaf, other = tree.l2
+            # (the L1 replica forwards it through its outbox: QUEUED)
+            assert await leaf.mach.call_add1("Flight3GateC") is am.Result.QUEUED
+            with trio.fail_after(10):
+                await root.when1("Flight3GateC")
+                await other.mach.when1("Flight3GateC")
+            missing = await http.get(tree.root.http + "/nope")
+            assert missing.status_code == 404 and "nope" in missing.json()["error"]
+
+    trio.run(scenario)

@@ -135,6 +135,7 @@ class StepRecord:
 
     @classmethod
     def of(cls, s: Step) -> StepRecord:
+        """The record of the transition step ``s``."""
         return cls(
             STEP_FLAGS.get(s.type, 0),
             s.from_state,
