@@ -94,6 +94,12 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
+# telemetry opt-in by environment (AM_DBG_ADDR, AM_OTEL_TRACE...): a machine
+# hook is registered only when one of the variables is set
+from .machine.tracing import env_boot as _env_boot
+
+_env_boot()
+
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
 # text output needs nothing, its SVG the ``[vis]`` extra), which keeps
 # ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)

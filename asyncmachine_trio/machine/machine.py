@@ -19,6 +19,7 @@ import attrs
 from . import dispatch as _dispatch
 from . import queue as _queue
 from . import tasks as _tasks
+from . import tracing as _tracing
 from . import when as _when
 from .args import (
     AException,
@@ -298,6 +299,9 @@ class Machine:
             self.bind_handlers(handlers, id=f"comm-{self._id[:1].upper()}{self._id[1:]}")
         if schema_err is not None:
             self.add_err(schema_err)
+        if _tracing._machine_hooks:
+            for hook in tuple(_tracing._machine_hooks):
+                hook(self, parent_mach)
 
     # ----- identity and settings
 

@@ -28,6 +28,7 @@ import attrs
 import trio
 
 from ..helpers.schema import schema_hash
+from ..machine import tracing as _tracing
 from ..machine.args import TypedArgs, pass_args
 from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
@@ -575,6 +576,8 @@ class Client(Traffic):
     ) -> CliMutation:
         self._mut_seq += 1
         index = self.netmach._index
+        if event is not None and _tracing.rpc_args_hook is not None:
+            args = _tracing.rpc_args_hook(event, args)  # telemetry: W3C traceparent
         return CliMutation(
             [index[s] for s in called],
             args or None,
@@ -627,6 +630,8 @@ class Client(Traffic):
     ) -> Result:
         if self._nursery is None or self._stopping or not self.mach.is1(S.Ready):
             return Result.CANCELED
+        if event is not None and _tracing.rpc_args_hook is not None:
+            args = _tracing.rpc_args_hook(event, args)  # telemetry: W3C traceparent
         self._outbox.append((type, called, args, ns))
         if self._outbox_drained.is_set():
             self._outbox_drained = trio.Event()

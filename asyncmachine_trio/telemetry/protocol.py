@@ -45,9 +45,12 @@ __all__ = [
     "Hello",
     "TxBatch",
     "Welcome",
+    "check_hello",
+    "check_welcome",
     "decode_frame",
     "encode_frame",
     "encode_txs",
+    "encode_wire_txs",
     "parse_addr",
 ]
 
@@ -325,6 +328,11 @@ def encode_txs(records: list[TxRecord]) -> bytes:
     return _pack(["txs", [[_tx_out(r) for r in records]]])
 
 
+def encode_wire_txs(arrays: list[list[Any]]) -> bytes:
+    """A ``txs`` frame from records already in their wire (array) form."""
+    return _pack(["txs", [arrays]])
+
+
 def decode_frame(body: bytes) -> Frame:
     """One frame from its msgpack bytes (without the length prefix).
 
@@ -414,6 +422,17 @@ def check_hello(frame: Frame) -> Hello:
     if frame.protocol != PROTOCOL_VERSION:
         raise VersionError(
             f"client speaks protocol {frame.protocol}, this receiver {PROTOCOL_VERSION}"
+        )
+    return frame
+
+
+def check_welcome(frame: Frame) -> Welcome:
+    """The server's answer as a :class:`Welcome` of protocol 2, or :class:`VersionError`."""
+    if not isinstance(frame, Welcome):
+        raise ProtocolError(f"expected a welcome frame, got {_KIND_OF[type(frame)]}")
+    if frame.protocol != PROTOCOL_VERSION:
+        raise VersionError(
+            f"the debugger speaks protocol {frame.protocol}, this exporter {PROTOCOL_VERSION}"
         )
     return frame
 
