@@ -10,4 +10,5 @@ TOOLS: dict[str, tuple[str, str]] = {
     "am-gen": ("asyncmachine_trio.tools.gen_cli", "generate states files and Grafana dashboards"),
     "am-vis": ("asyncmachine_trio.tools.vis_cli", "diagrams: Mermaid, D2 and SVG"),
     "arpc": ("asyncmachine_trio.tools.arpc", "REPL and one-shot CLI over aRPC"),
+    "am-dbg": ("asyncmachine_trio.tools.dbg", "the multi-machine TUI debugger"),
 }
