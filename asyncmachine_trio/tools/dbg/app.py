@@ -230,6 +230,11 @@ class DbgApp(App[None]):
         self._state_nodes: dict[str, TreeNode[Any]] = {}
         self._list_ids: list[str] = []
         self._expanded = False
+        self._widgets: dict[str, Any] = {}
+        self._label_keys: dict[str, tuple[object, ...]] = {}
+        self._shown: dict[str, object] = {}
+        self._main_screen: Any = None
+        self._machine_labels: list[tuple[str, str]] = []
         #: redraws done (tests and the benchmark read it)
         self.renders = 0
         self.last_render_s = 0.0
@@ -256,10 +261,32 @@ class DbgApp(App[None]):
         yield Input(placeholder="search transitions and log (enter: find, esc: close)", id="search")
         yield Footer()
 
+    def _w(self, wid: str) -> Any:
+        """A widget of the main screen by id (cached; works while a dialog is open)."""
+        w = self._widgets.get(wid)
+        if w is None:
+            w = self._widgets[wid] = self._main_screen.query_one(f"#{wid}")
+        return w
+
+    def _set(self, wid: str, content: Any) -> None:
+        """Update a Static only when its content changed (no needless repaint)."""
+        key = (
+            content
+            if isinstance(content, str)
+            else content.markup
+            if isinstance(content, Content)
+            else content
+        )
+        if self._shown.get(wid) == key:
+            return
+        self._shown[wid] = key
+        self._w(wid).update(content)
+
     async def on_mount(self) -> None:
-        self.query_one("#machines").border_title = "Machines"
-        self.query_one("#tree").border_title = "Schema"
-        self.query_one("#log").border_title = "Log"
+        self._main_screen = self.screen
+        self._w("machines").border_title = "Machines"
+        self._w("tree").border_title = "Schema"
+        self._w("log").border_title = "Log"
         if self.listen is not None:
             self.receiver = Receiver(self.store, agent="am-dbg")
             self.run_worker(self._serve(), exclusive=False, group="receiver")
@@ -271,7 +298,7 @@ class DbgApp(App[None]):
         self.set_interval(self._refresh_interval, self._poll)
         self.set_interval(self._play_interval, self._play)
         self._poll(force=True)
-        self.query_one("#tree").focus()
+        self._w("tree").focus()
 
     async def _serve(self) -> None:
         assert self.receiver is not None and self.listen is not None
@@ -283,6 +310,8 @@ class DbgApp(App[None]):
     # ----- refresh
 
     def _poll(self, force: bool = False) -> None:
+        if not self.is_running or self._main_screen is None:
+            return
         if not force and self.store.version == self._seen:
             return
         self._seen = self.store.version
@@ -310,7 +339,7 @@ class DbgApp(App[None]):
         self.last_render_s = time.perf_counter() - t0
 
     def _render_machines(self) -> None:
-        ol = self.query_one("#machines", OptionList)
+        ol = self._w("machines")
         dbg = self.dbg
         t = dbg.human_time()
         opts: list[Option] = []
@@ -334,16 +363,25 @@ class DbgApp(App[None]):
             opts.append(Option(Content.from_markup(text), id=md.id))
             ids.append(md.id)
         ol.border_title = f"Machines:{len(ids)}"
-        highlighted = ol.highlighted
-        ol.set_options(opts)
+        labels = [(i, str(o.prompt)) for i, o in zip(ids, opts, strict=True)]
+        if [i for i, _ in labels] != [i for i, _ in self._machine_labels]:
+            highlighted = ol.highlighted
+            ol.set_options(opts)
+            if highlighted is not None and highlighted < len(ids):
+                ol.highlighted = highlighted
+        else:
+            for k, ((_, new), (_, old)) in enumerate(
+                zip(labels, self._machine_labels, strict=True)
+            ):
+                if new != old:
+                    ol.replace_option_prompt_at_index(k, opts[k].prompt)
+        self._machine_labels = labels
         self._list_ids = ids
-        if dbg.machine_id in ids:
+        if dbg.machine_id in ids and ol.highlighted != ids.index(dbg.machine_id):
             ol.highlighted = ids.index(dbg.machine_id)
-        elif highlighted is not None and highlighted < len(ids):
-            ol.highlighted = highlighted
 
     def _build_tree(self, md: MachineData) -> None:
-        tree = self.query_one("#tree", Tree)
+        tree = self._w("tree")
         tree.clear()
         self._state_nodes = {}
         for rec in md.schema.states:
@@ -365,10 +403,11 @@ class DbgApp(App[None]):
                     tn.add_leaf(tag, data=("tag", tag))
         self._tree_machine = md.id
         self._tree_schema = md.schema
+        self._label_keys = {}
 
     def _render_tree(self) -> None:
         md = self.dbg.md
-        tree = self.query_one("#tree", Tree)
+        tree = self._w("tree")
         if md is None:
             tree.border_title = "Schema"
             return
@@ -398,6 +437,10 @@ class DbgApp(App[None]):
             multi = "M|" if rec.multi else "  "
             auto = "A" if rec.auto else " "
             bp = "●" if name in self.dbg.breakpoints else " "
+            key = (mark, bp, style, multi, auto, tick, width)
+            if self._label_keys.get(name) == key:
+                continue
+            self._label_keys[name] = key
             label = Text(f"{mark}{bp}")
             label.append(name.ljust(width), style=style)
             label.append(f" {multi}{auto} |{tick}")
@@ -466,17 +509,17 @@ class DbgApp(App[None]):
             "Tail" if dbg.mach.is1(S.Tail) else "Playing" if dbg.mach.is1(S.Playing) else "Paused"
         )
         addr = str(dbg.address())
-        self.query_one("#address", Static).update(Content(addr))
+        self._set("address", Content(addr))
         if md is None:
-            self.query_one("#tx-bar", Static).update(f"{mode} | no machines yet")
+            self._set("tx-bar", f"{mode} | no machines yet")
             return
         tx = dbg.tx
         prev = md.txs[dbg.pos - 2] if dbg.pos >= 2 else None
         cur = self._tx_line(md, tx, dbg.pos, prev)
-        self.query_one("#tx-bar", Static).update(Content.from_markup(f"[b]{mode}[/] | {cur}"))
+        self._set("tx-bar", Content.from_markup(f"[b]{mode}[/] | {cur}"))
         idx, total = dbg.number()
         unf = f" ({md.offset + dbg.pos}/{md.total})" if dbg.filters.key() != (0, False) else ""
-        self.query_one("#timeline1", Timeline).show(f"Transition {idx} / {total}{unf}", idx, total)
+        self._w("timeline1").show(f"Transition {idx} / {total}{unf}", idx, total)
         nxt = dbg.next_tx
         nxt_pos = 0
         if nxt is not None:
@@ -485,9 +528,9 @@ class DbgApp(App[None]):
 
             nxt_pos = v[bisect.bisect_right(v, dbg.pos)]
         nline = self._tx_line(md, nxt, nxt_pos, tx) if nxt else "[grey50]no next transition[/]"
-        self.query_one("#next-bar", Static).update(Content.from_markup(f"Next | {nline}"))
+        self._set("next-bar", Content.from_markup(f"Next | {nline}"))
         nsteps = len(nxt.steps) if nxt else 0
-        self.query_one("#timeline2", Timeline).show(
+        self._w("timeline2").show(
             f"Next mutation step {dbg.step} / {nsteps}",
             dbg.step,
             nsteps,
@@ -534,7 +577,7 @@ class DbgApp(App[None]):
                         text = f"[{style}]{text}[/]"
                     out.append(f"[@click=app.goto_pos({pos})]{text}[/]")
         body = "\n".join(out) if out else "[grey50](no log)[/]"
-        self.query_one("#log-text", Static).update(Content.from_markup(body))
+        self._set("log-text", Content.from_markup(body))
 
     def _render_matrix(self) -> None:
         """Relations x states of the selected machine, and this transition's called / ticks."""
@@ -570,7 +613,7 @@ class DbgApp(App[None]):
                 cells.append(f"{c:>2}" if c else " .")
             rows.append(rec.name.ljust(width + 1) + " ".join(cells))
         legend = "R require, A add, X remove, F after; rows: source state, columns: target"
-        self.query_one("#matrix-text", Static).update(Content("\n".join([*rows, "", legend])))
+        self._set("matrix-text", Content("\n".join([*rows, "", legend])))
 
     def _render_status(self) -> None:
         dbg = self.dbg
@@ -584,7 +627,7 @@ class DbgApp(App[None]):
         )
         if dbg.message:
             text += f" | {dbg.message}"
-        self.query_one("#status", Static).update(Content(text))
+        self._set("status", Content(text))
 
     # ----- events
 
@@ -604,7 +647,7 @@ class DbgApp(App[None]):
             self.dbg.select_state(name if name != self.dbg.selected_state else "")
             self.render_all()
         elif kind == "ref" and name in self._state_nodes:
-            tree = self.query_one("#tree", Tree)
+            tree = self._w("tree")
             tree.move_cursor(self._state_nodes[name])
             self.dbg.select_state(name)
             self.render_all()
@@ -710,7 +753,7 @@ class DbgApp(App[None]):
         self._after()
 
     def action_search(self) -> None:
-        inp = self.query_one("#search", Input)
+        inp = self._w("search")
         inp.display = True
         inp.focus()
 
@@ -723,14 +766,14 @@ class DbgApp(App[None]):
         self._after()
 
     def action_escape(self) -> None:
-        inp = self.query_one("#search", Input)
+        inp = self._w("search")
         if inp.display:
             inp.display = False
             self.dbg.mach.remove1(S.Searching)
-        self.query_one("#tree").focus()
+        self._w("tree").focus()
 
     def action_remove_machine(self) -> None:
-        if self.focused is self.query_one("#machines") and self.dbg.machine_id:
+        if self.focused is self._w("machines") and self.dbg.machine_id:
             mid = self.dbg.machine_id
             self.store.remove(mid)
             self.dbg.machine_id = ""

@@ -171,12 +171,46 @@ def main(
         _headless(store, listen, output_dir / _suffixed(output_name))
         console.print(_summary(store, started), highlight=False)
         return
+    if listen is not None:
+        console.print(f"am-dbg: listening on {listen[0]}:{listen[1]}", highlight=False)
+    tui = make_tui(
+        store,
+        machurl=machurl,
+        select_machine=select_machine,
+        select_transition=select_transition,
+        filters=filters,
+        breakpoints=breakpoint or [],
+        tail=view_tail and not import_data,
+        listen=listen,
+        output_dir=output_dir,
+    )
+    tui.run()
+    console.print(_summary(store, started), highlight=False)
+
+
+def make_tui(
+    store: Any,
+    *,
+    machurl: str = "",
+    select_machine: str = "",
+    select_transition: str = "",
+    filters: Any = None,
+    breakpoints: list[str] | tuple[str, ...] = (),
+    tail: bool = True,
+    listen: tuple[str, int] | None = None,
+    output_dir: Path = Path("."),
+) -> Any:
+    """The :class:`~.app.DbgApp` the flags describe (not running yet).
+
+    Without an address the UI opens on the newest transition (of the first
+    machine, or of ``select_machine``); bad ids and addresses exit with an error.
+    """
+    from .app import DbgApp
     from .logic import Debugger
 
-    tail = view_tail and not machurl and not select_transition and not import_data
+    tail = tail and not machurl and not select_transition
     dbg = Debugger(store, filters=filters, tail=tail)
-    for st in breakpoint or ():
-        dbg.breakpoints.add(st)
+    dbg.breakpoints.update(breakpoints)
     address = machurl
     if select_transition:
         if not select_machine:
@@ -191,11 +225,10 @@ def main(
             Address.parse(address)
     except (KeyError, ValueError) as err:
         fail(str(err).strip("'\""))
-    from .app import DbgApp
-
-    if listen is not None:
-        console.print(f"am-dbg: listening on {listen[0]}:{listen[1]}", highlight=False)
-    tui = DbgApp(
+    if not address and not select_machine:
+        dbg.refresh()
+        dbg.last()
+    return DbgApp(
         store,
         debugger=dbg,
         listen=listen,
@@ -203,11 +236,6 @@ def main(
         select_machine=select_machine,
         address=address,
     )
-    if import_data and not address and not select_machine:
-        dbg.refresh()
-        dbg.last()
-    tui.run()
-    console.print(_summary(store, started), highlight=False)
 
 
 def _suffixed(name: str) -> str:
