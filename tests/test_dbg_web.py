@@ -150,7 +150,9 @@ async def read_page(profile: Path, url: str) -> str:
     """Open ``url`` in the browser over the DevTools protocol; the terminal text it got."""
     with trio.fail_after(60):
         active = profile / "DevToolsActivePort"
-        while not active.exists() or not active.read_text().strip():
+        for _ in range(600):
+            if active.exists() and active.read_text().strip():
+                break
             await trio.sleep(0.1)
         dport = int(active.read_text().split()[0])
         async with httpx.AsyncClient() as client:
