@@ -321,3 +321,9 @@ def test_screenshots(tmp_path: Path) -> None:
     for word in ("worker", "worker-net", "Working", "Transition"):
         assert word in main
     assert "require" in files[2].read_text()
+
+
+def test_docs_key_table_matches_bindings() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "am-dbg.md").read_text()
+    for keys, desc in key_table():
+        assert f"| `{keys}` | {desc} |" in page, keys
