@@ -82,6 +82,20 @@ def verifytypes(session: nox.Session) -> None:
         session.error(f"type completeness {score:.1%} is below {VERIFYTYPES_MIN:.0%}")
 
 
+#: console scripts of [project.scripts]
+SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay")
+
+
+@nox.session(python=PYTHON)
+def scripts(session: nox.Session) -> None:
+    """Every console script answers --help and --version after `pip install .[all]`."""
+    session.install(".[all]")
+    for script in SCRIPTS:
+        session.run(script, "--help", silent=True)
+        session.run(script, "--version")
+    session.run("python", "-m", "asyncmachine_trio")
+
+
 @nox.session(python=PYTHON)
 def docs(session: nox.Session) -> None:
     """Build the documentation site (mkdocs, --strict: broken links and references fail).
@@ -100,11 +114,20 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
-    Prints one table (and the aRPC section, benchmarks/rpc_bench.py) and writes
+    Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
+    benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
     (e.g. `nox -s bench -- --quick`).
     """
-    session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
+    session.install(
+        "-e",
+        ".[rpc,dbg,otel,prometheus,nats]",
+        "opentelemetry-sdk",
+        "transitions",
+        "python-statemachine",
+        "automat",
+        "sismic",
+    )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 

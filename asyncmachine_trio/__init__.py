@@ -35,6 +35,8 @@ from .machine.errors import StateUnknownError as StateUnknownError
 from .machine.errors import TracerError as TracerError
 from .machine.errors import WrongThreadError as WrongThreadError
 from .machine.handlers import ExceptionHandler as ExceptionHandler
+from .machine.handlers import HandlerWarning as HandlerWarning
+from .machine.handlers import not_handler as not_handler
 from .machine.handlers import snake as snake
 from .machine.logging import LOG_ARGS as LOG_ARGS
 from .machine.logging import LogLevel as LogLevel
@@ -103,7 +105,7 @@ _env_boot()
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
 # text output needs nothing, its SVG the ``[vis]`` extra), which keeps
 # ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
-_LAZY = ("graph", "helpers", "history", "rpc", "states", "telemetry", "testing", "vis")
+_LAZY = ("graph", "helpers", "history", "node", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

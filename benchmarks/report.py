@@ -182,4 +182,9 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("import") is not None:
         out.append("")
         out.append(render_import(doc["import"]))
+    if doc.get("telemetry") is not None:
+        from .telemetry_overhead import render as render_telemetry
+
+        out.append("")
+        out.append(render_telemetry(doc["telemetry"]))
     return "\n".join(out)

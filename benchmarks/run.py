@@ -5,7 +5,9 @@
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
+    python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
     python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
+    python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -27,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import harness, import_time, report
+from . import harness, import_time, node_bench, report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -44,7 +46,10 @@ VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
 IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
-SECTIONS = (RPC, IMPORT)
+NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
+TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
+NATS = "nats"  # the NATS section (nats_bench.py), likewise
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -118,13 +123,15 @@ def spawn(lib: str, a: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
-    """``benchmarks.rpc_bench`` in a fresh interpreter; its section (or the error)."""
-    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-rpc-")
+def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> dict[str, Any]:
+    """``benchmarks.rpc_bench`` (or ``nats_bench``) in a fresh interpreter; its section."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-section-")
     os.close(fd)
     n, warmup = (400, 100) if a.quick else (2000, 200)
-    cmd = [sys.executable, "-m", "benchmarks.rpc_bench", "--quiet", "--json", out]
-    cmd += ["-n", str(n), "--warmup", str(warmup), "--repeats", str(a.repeats)]
+    cmd = [sys.executable, "-m", module, "--quiet", "--json", out]
+    cmd += ["-n", str(n), "--warmup", str(warmup)]
+    if module.endswith("rpc_bench"):
+        cmd += ["--repeats", str(a.repeats)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
     error = ""
     try:
@@ -142,6 +149,34 @@ def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
     finally:
         os.unlink(out)
     if not section.get("error") and error:
+        section = {"error": error}
+    return section
+
+
+def spawn_telemetry(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.telemetry_overhead`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-tel-")
+    os.close(fd)
+    n = 5000 if a.quick else 20000
+    cmd = [sys.executable, "-m", "benchmarks.telemetry_overhead", "--quiet", "--json", out]
+    cmd += ["-n", str(n), "--repeats", str(a.repeats)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    error = ""
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        text = Path(out).read_text()
+        section: dict[str, Any] = json.loads(text) if text else {}
+    except (OSError, ValueError) as exc:
+        section = {}
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if error and not section:
         section = {"error": error}
     return section
 
@@ -201,13 +236,27 @@ def main(argv: list[str] | None = None) -> int:
     }
     if RPC in libs:
         doc["rpc"] = spawn_rpc(a)
+    if NATS in libs:
+        doc["nats"] = spawn_rpc(a, "benchmarks.nats_bench")
     if IMPORT in libs:
         try:
             doc["import"] = import_time.run(5 if a.quick else 15)
         except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
             doc["import"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if NODE in libs:
+        try:
+            doc["node"] = node_bench.run(50 if a.quick else 200)
+        except (OSError, RuntimeError) as exc:
+            doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if TELEMETRY in libs:
+        doc["telemetry"] = spawn_telemetry(a)
     print()
     print(report.render(doc))
+    if doc.get("nats") is not None:
+        from .nats_bench import render as render_nats
+
+        print()
+        print(render_nats(doc["nats"]))
     if not a.no_json:
         path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

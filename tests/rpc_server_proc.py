@@ -41,7 +41,6 @@ def main() -> None:
     p.add_argument("--handshake-timeout", type=float, default=5.0)
     p.add_argument("--slow", type=float, default=0.0)
     p.add_argument("--log", default="")
-    p.add_argument("--instance", default="")
     a = p.parse_args()
     if a.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, a.nofile))
@@ -50,18 +49,17 @@ def main() -> None:
 
     class Handlers:
         def m_state(self, e: am.Event) -> None:
-            n = e.args.get("n")
+            # logged first: a kill during the slow part leaves an applied
+            # mutation whose response was never sent
+            if log is not None:
+                log.write(f"{e.args.get('n')}\n")
             if a.slow:
                 end = time.monotonic() + a.slow
                 while time.monotonic() < end:
                     pass
-            if log is not None:
-                log.write(f"{n}\n")
 
     src.bind_handlers(Handlers())
     kw = {"connect_timeout": a.connect_timeout}
-    if a.instance:
-        kw["instance"] = a.instance
 
     async def run() -> None:
         addr = f"{a.scheme}://127.0.0.1:{a.port}"

@@ -33,6 +33,7 @@ WITH_ALL = [
     "asyncmachine_trio.states.pipes",
     "asyncmachine_trio.history",
     "asyncmachine_trio.testing",
+    "asyncmachine_trio.node",
     "asyncmachine_trio.telemetry",
     "asyncmachine_trio.graph",
     "asyncmachine_trio.vis",

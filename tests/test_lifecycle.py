@@ -684,7 +684,7 @@ def test_handler_timeout_final() -> None:
     errs = mach.internal_errors
     assert len(errs) == 1
     assert isinstance(errs[0], am.HandlerTimeoutError)
-    assert str(errs[0]) == "handler timeout: AState from slow"
+    assert str(errs[0]).startswith("handler timeout: AState from slow: ")
     assert tracer.internal == errs
     assert "[cancel] (A) by timeout" in lines
     assert "[handler:timeout]: AState from slow" in lines

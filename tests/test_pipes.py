@@ -565,3 +565,38 @@ async def test_example_runs() -> None:
         "done: source (Ready:1 Bar:1 Custom:1 Exception:1)"
         " destination (Ready:1 Bar:1 Custom:1 Exception:1)",
     ]
+
+
+async def test_one_drain_task_per_target_however_many_deliveries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """1,000 toggles piped to 20 targets without yielding: 20 drain tasks, not 20,000."""
+    started_tasks = 0
+    real = pipes._drain_task
+
+    async def counted(target: Any, book: Any) -> None:
+        await real(target, book)
+
+    def start_soon_count(fn: Any) -> Any:
+        nonlocal started_tasks
+        started_tasks += 1
+        return fn
+
+    monkeypatch.setattr(pipes, "_drain_task", lambda t, b: start_soon_count(counted)(t, b))
+    src = machine("src")
+    targets = [machine(f"dst{i}") for i in range(20)]
+    async with started(src, *targets):
+        for dst in targets:
+            src.bind_handlers({"foo_state": pipes.add(src, dst, S.Foo)})
+            src.bind_handlers({"foo_end": pipes.remove(src, dst, S.Foo)})
+        for _ in range(500):
+            src.add1(S.Foo)
+            src.remove1(S.Foo)
+        assert started_tasks == len(targets)
+        await settle()
+        assert all(dst.not1(S.Foo) and dst.tick(S.Foo) > 900 for dst in targets)
+        # the next burst gets a new drain per target
+        src.add1(S.Foo)
+        await settle()
+        assert started_tasks == 2 * len(targets)
+        assert all(dst.is1(S.Foo) for dst in targets)

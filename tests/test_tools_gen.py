@@ -55,7 +55,10 @@ def test_states_file_imports_and_matches_the_flags(tmp_path: Path) -> None:
     }
     assert mod.S.schema() == expected
     assert mod.G.groups() == {"Errs": ["Bar", "Qux"], "Later": []}
-    mach = am.Machine(mod.S)  # the schema is valid for a machine
+    # Foo requires and removes Bar (the flags say so): strict machines refuse it
+    with pytest.raises(am.SchemaError, match="require-remove conflict for Foo to Bar"):
+        am.Machine(mod.S)
+    mach = am.Machine(mod.S, strict_schema=False)
     mach.set_groups(mod.G, mod.S)
     # refuses to overwrite without --force
     again = ["states-file", "-s", "A", "-n", "myMach", "-o", str(tmp_path)]

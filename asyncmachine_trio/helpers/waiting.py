@@ -38,6 +38,19 @@ class Waitable(Protocol):
         ...
 
 
+async def _settle(w: Waitable) -> None:
+    """``await w.wait()``; a waiter resolved by disposal returns (the callers
+    check the machine and raise their own :class:`DisposedError`)."""
+    try:
+        await w.wait()
+    except DisposedError:
+        pass
+
+
+def _settler(w: Waitable) -> Callable[[], Awaitable[None]]:
+    return lambda: _settle(w)
+
+
 async def _first(*fns: Callable[[], Awaitable[object]]) -> int:
     """Run ``fns`` concurrently; the first to return wins (its index), the others are cancelled."""
     winner = -1
@@ -76,10 +89,10 @@ async def _wait(
 
         async def wait_all() -> None:
             for w in waiters:
-                await w.wait()
+                await _settle(w)
 
         async def wait_any() -> None:
-            await _first(*(w.wait for w in waiters))
+            await _first(*(_settler(w) for w in waiters))
 
         target = wait_all if all_ else wait_any
 
@@ -87,7 +100,7 @@ async def _wait(
             if err_w is None:
                 await target()
             else:
-                await _first(target, err_w.wait)
+                await _first(target, _settler(err_w))
 
         if ctx is not None and ctx.cancelled:
             raise ContextCanceledError("ctx canceled before waiting")

@@ -39,6 +39,7 @@ from .errors import HistoryError as HistoryError
 from .errors import QueryError as QueryError
 from .errors import StateNotTrackedError as StateNotTrackedError
 from .errors import UnknownStateError as UnknownStateError
+from .errors import WriterExistsError as WriterExistsError
 from .memory import MemoryHistory as MemoryHistory
 from .records import UTC as UTC
 from .records import ArgsMapper as ArgsMapper
@@ -85,6 +86,7 @@ __all__ = [
     "TimeRecord",
     "TransitionRecord",
     "UnknownStateError",
+    "WriterExistsError",
     "list_machines",
     "load_machine_record",
     "restore",

@@ -14,6 +14,7 @@ __all__ = [
     "QueryError",
     "StateNotTrackedError",
     "UnknownStateError",
+    "WriterExistsError",
 ]
 
 
@@ -60,6 +61,14 @@ class DatabaseError(HistoryError):
 
 class DatabaseLockedError(DatabaseError):
     """Another connection holds the database lock longer than ``busy_timeout``."""
+
+
+class WriterExistsError(DatabaseLockedError):
+    """Another history (in this or another process) writes this machine's records.
+
+    Two writers for one machine id would interleave and duplicate record ids;
+    the second one is refused when it opens.
+    """
 
 
 class DatabaseCorruptError(DatabaseError):

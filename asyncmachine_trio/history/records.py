@@ -138,11 +138,20 @@ class SqliteConfig(Config):
     are pending, every ``flush_interval`` seconds, and on ``sync()`` /
     ``close()``. ``busy_timeout`` is how long a write waits for another
     connection's lock before :class:`DatabaseLockedError`.
+
+    ``max_pending`` (default ``2 * batch_size``) bounds the records queued and
+    not yet committed: a tracker that gets ahead of the writer **blocks** (the
+    machine's thread waits for the commit), so a crash (SIGKILL) loses at most
+    ``max_pending`` records, and at most ``flush_interval`` seconds of them
+    when they come slower. While the writer is failing (a full or broken disk)
+    the tracker does not block: new records past the bound are **dropped and
+    counted** (``history.dropped``) and the error is reported.
     """
 
     batch_size: int = attrs.field(default=100, validator=_positive)
     flush_interval: float = attrs.field(default=1.0, validator=_positive)
     busy_timeout: float = attrs.field(default=5.0, validator=_non_negative)
+    max_pending: int | None = None
 
 
 # ----- records

@@ -17,6 +17,7 @@ Queries use a second connection (WAL readers do not wait for the writer).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -37,6 +38,7 @@ from .errors import (
     DatabaseError,
     DatabaseLockedError,
     HistoryClosedError,
+    WriterExistsError,
 )
 from .records import (
     SCALAR_FIELDS,
@@ -295,6 +297,37 @@ _Snapshot = tuple[tuple[str, ...], Sequence[int], int, int, int, int, "str | Non
 _Item = tuple["RawTime", "RawTx | None"]
 
 
+def _writer_lock(path: str, mach_id: str) -> int | None:
+    """An exclusive lock on ``<path>.<hash of mach_id>.lock``: one writer per machine.
+
+    ``flock`` locks are released by the kernel when the process dies, so a
+    killed writer never blocks the next one. None where there is no ``flock``
+    (Windows) or no file (``:memory:``).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    if path == ":memory:" or path.startswith("file:"):
+        return None
+    digest = hashlib.sha256(mach_id.encode()).hexdigest()[:16]
+    fd = os.open(f"{path}.{digest}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise WriterExistsError(
+            f"the history of {mach_id} in {path} is already open for writing"
+            " (by this or another process)"
+        ) from err
+    return fd
+
+
+def _writer_unlock(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # releases the flock
+
+
 class _Writer:
     """Owns the write connection; drains the queue in its own thread."""
 
@@ -318,6 +351,10 @@ class _Writer:
         self._snap_written = 0
         self.kicked = 0
         self.batch = cfg.batch_size
+        #: records queued and not committed, at most (the tracker blocks past it)
+        self.max_pending = cfg.max_pending or 2 * cfg.batch_size
+        self.peak_pending = 0
+        self.dropped = 0
         self._interval = cfg.flush_interval
         self._max_records = cfg.max_records
         self._now = cfg.now
@@ -365,6 +402,16 @@ class _Writer:
                 if not self._thread.is_alive():
                     raise DatabaseError("the history writer thread stopped")
                 self._cond.wait(1.0)
+
+    def make_room(self) -> bool:
+        """Wait until a record may be queued; False: drop it (the writer is failing)."""
+        with self._cond:
+            while self.enqueued - self.written >= self.max_pending:
+                if self.error is not None or not self._thread.is_alive():
+                    return False
+                self.wake.set()
+                self._cond.wait(0.1)
+        return True
 
     def stop(self) -> None:
         self._stop = True
@@ -549,6 +596,7 @@ class SqliteHistory(History):
         opened_at = cfg.now().astimezone(UTC)
         wconn: sqlite3.Connection | None = None
         rconn: sqlite3.Connection | None = None
+        self._lock_fd = _writer_lock(self._path, mach.id)
         try:
             wconn = _connect(self._path, cfg.busy_timeout)
             _prepare(wconn)
@@ -560,6 +608,7 @@ class SqliteHistory(History):
             for c in (wconn, rconn):
                 if c is not None:
                     c.close()
+            _writer_unlock(self._lock_fd)
             if isinstance(err, sqlite3.Error):
                 raise _translate(err) from err
             raise
@@ -571,6 +620,7 @@ class SqliteHistory(History):
         except BaseException:
             wconn.close()
             rconn.close()
+            _writer_unlock(self._lock_fd)
             raise
         self._next_id = max(self._next_id, max_id + 1)
         self._first_tracking = previous.first_tracking if previous is not None else opened_at
@@ -676,6 +726,16 @@ class SqliteHistory(History):
 
     def _store(self, time: RawTime, tx: RawTx | None, now_us: int) -> None:
         w = self._writer
+        if w.enqueued - w.written >= w.max_pending and not w.make_room():
+            w.dropped += 1
+            if w.dropped == 1 or w.dropped % 1000 == 0:
+                self._report(
+                    DatabaseError(
+                        f"history of {self._mach_id}: the writer is failing ({w.error});"
+                        f" {w.dropped} record(s) dropped"
+                    )
+                )
+            return
         w.inbox.append((time, tx))
         w.snapshot = (
             self._mr_names,
@@ -688,6 +748,8 @@ class SqliteHistory(History):
         )
         w.snap_version += 1
         n = w.enqueued = w.enqueued + 1
+        if n - w.written > w.peak_pending:
+            w.peak_pending = n - w.written
         if n - w.kicked >= w.batch:
             w.kicked = n
             w.wake.set()
@@ -707,6 +769,11 @@ class SqliteHistory(History):
 
     def _report_db_error(self, err: DatabaseError) -> None:
         self._report(err)
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the writer was failing with ``max_pending`` queued."""
+        return self._writer.dropped
 
     def sync(self) -> None:
         """Write every pending record and wait for the commit (blocking).
@@ -758,6 +825,8 @@ class SqliteHistory(History):
         w.conn.close()
         with self._read_lock:
             self._rconn.close()
+        _writer_unlock(self._lock_fd)
+        self._lock_fd = None
 
     async def find_latest_async(
         self, query: Query | None = None, limit: int = 0, *, with_tx: bool = False

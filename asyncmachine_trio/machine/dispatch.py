@@ -11,6 +11,7 @@ import time as _time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import report as _report
 from .args import AException, ExceptionArgsPanic, pass_args
 from .errors import (
     ArgumentError,
@@ -182,7 +183,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             for t in tracers:
                 t.handler_end(tx, b.id, name)
         if timed_out:
-            m._handler_timeout(tx, b, name)
+            m._handler_timeout(tx, b, name, _time.perf_counter() - started)
             res = CANCELED
             break
         if level >= L_EVERYTHING:
@@ -203,16 +204,26 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     return res
 
 
-def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
+def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str, elapsed: float) -> None:
     # a timed-out handler cancels (never a partial rejection of an auto state)
     tx.is_accepted = False
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
     m._log(L_DECISIONS, f"[handler:timeout]: {name} from {b.id}")
-    err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
+    fn = b.table.get(name)
+    pyname = _report._qualname(fn) if fn is not None else name
+    limit = m.handler_timeout or 0.0
+    err = HandlerTimeoutError(
+        f"handler timeout: {name} from {b.id}: {pyname} took {elapsed:.3f}s, limit {limit:g}s"
+    )
+    err.handler = pyname
+    err.elapsed = elapsed
+    err.limit = limit
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
     for t in m._tracers:
         t.internal_error(m, err)
+    state = b.event_state.get(name, "")
+    _report.report_timeout(m, err, pyname, state, elapsed, limit, tx._latest_is_final)
 
 
 def recover(m: Machine, err: Exception, event: Event) -> None:
@@ -226,19 +237,22 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
         return
     m._log(L_OPS, "[recover] handling panic...")
     m._err = err
+    source = _report.handler_name(m, event, err)
     if tx._latest_is_final:
         m._revert(tx)
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
     tx.is_accepted = False
     tx.is_completed = True
     trace = format_trace(err)
-    args = pass_args(
-        AException(
-            err=err,
-            err_trace=trace,
-            panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
-        )
+    exc = AException(
+        err=err,
+        err_trace=trace,
+        panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
+        fn=source,
     )
+    args = pass_args(exc)
+    if m.report_errors:
+        _report.watch(m, exc, source, event.state or " ".join(tx.mutation.called))
     mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
     if tx.mutation.is_auto:
         # the Exception mutation triggers the auto states again (SPEC 6.1); count
@@ -274,7 +288,7 @@ def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str
     first = not m._handlers_ever_bound
     bid = sanitize_binding_id(id) if id else f"anon-{os.urandom(2).hex()}"
     binding = Binding(handlers, bid, m._binding_num)
-    binding.compile(m._names)
+    binding.compile(m._names, warn=m.strict_schema)
     m._binding_num += 1
     m._bindings = [*m._bindings, binding]
     m._handlers_ever_bound = True

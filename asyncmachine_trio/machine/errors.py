@@ -40,7 +40,15 @@ class RelationError(AsyncMachineError):
 
 
 class HandlerTimeoutError(AsyncMachineError):
-    """A sync handler call took longer than ``handler_timeout`` (SPEC 5.6, port)."""
+    """A sync handler call took longer than ``handler_timeout``.
+
+    ``handler`` is the Python name of the method (``Handlers.foo_state``),
+    ``elapsed`` the seconds it took and ``limit`` the ``handler_timeout``.
+    """
+
+    handler: str = ""
+    elapsed: float = 0.0
+    limit: float = 0.0
 
 
 class AutoLivelockError(AsyncMachineError):

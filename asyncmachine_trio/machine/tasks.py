@@ -9,6 +9,7 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -18,10 +19,11 @@ import anyio
 import anyio.abc
 import anyio.lowlevel
 
+from . import report as _report
 from .errors import ArgumentError, NoNurseryError
 from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
-from .schema import DISPOSING, START
+from .schema import DISPOSING, EXCEPTION, START
 from .waiting import Ctx, StateCtx
 
 if TYPE_CHECKING:
@@ -202,16 +204,37 @@ def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
 # ----- forks (SPEC 2.4, DESIGN "Time, contexts and forks")
 
 
+def check_async_fn(fn: object, where: str) -> None:
+    """``fn`` must be an ``async def`` function (or a partial / object of one)."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (an object with an async __call__)
+    ):
+        return
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    raise TypeError(
+        f"{where} needs an async function (async def), got {name}: a plain function"
+        " would run in the caller, not as a task"
+    )
+
+
 def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
     """Start ``fn(*args)`` in the task group, inside ``state``'s current scope.
 
-    Returns False (and starts nothing) when the state's context already
-    expired or the machine is disposed. An exception raised by the task
-    becomes ``add_err``; cancellation (the state ended) is silent.
+    ``state`` must be active: work scoped to an inactive state is cancelled at
+    once (not started, False). Also False (nothing started) when the machine
+    is disposed. An exception raised by the task becomes ``add_err``;
+    cancellation (the state ended) is silent. A ``fn`` that is not an async
+    function raises :class:`TypeError`, an unknown state
+    :class:`StateUnknownError`.
     """
+    check_async_fn(fn, "fork")
     if m._disposing:
         return False
     require_task_group(m)
+    m._parse1(state)
+    if state not in m._active_set:
+        m._log(L_OPS, f"[fork:skip] {state} is not active")
+        return False
     ctx = m.new_state_ctx(state)
     if ctx.expired:
         return False
@@ -220,6 +243,7 @@ def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
 
 
 def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
+    check_async_fn(fn, "Event.fork")
     if m._disposing:
         return False
     require_task_group(m)
@@ -247,7 +271,10 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
         except Exception as err:
             if m._disposing:
                 return
-            m.add_err(err)
+            source = f"task {_report._qualname(fn)}"
+            if isinstance(ctx, StateCtx):
+                source += f" of state {ctx.state}"
+            m._add_err_from(EXCEPTION, err, None, None, source)
         finally:
             ctx._scopes.discard(scope)
             if host is not None:

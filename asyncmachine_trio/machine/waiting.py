@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .errors import DisposedError
 from .logging import L_OPS
 
 if TYPE_CHECKING:
@@ -127,9 +128,13 @@ class Waiter:
     Registered synchronously by the ``when*`` methods; awaiting needs a running
     trio or asyncio loop. A shared (reused) waiter is unregistered only when
     every holder closed it.
+
+    A waiter resolved by the machine's disposal (or made by a ``when*`` call on
+    a disposed machine) is set too, but awaiting it raises
+    :class:`DisposedError`: what it waited for never happened.
     """
 
-    __slots__ = ("_event", "_holders", "_on_close", "_set", "kind")
+    __slots__ = ("_disposed", "_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
         self.kind: str = kind
@@ -137,10 +142,17 @@ class Waiter:
         self._event: anyio.Event | None = None
         self._holders = 1
         self._on_close: Callable[[Waiter], None] | None = None
+        # the id of the machine whose disposal resolved this waiter
+        self._disposed: str | None = None
 
     def is_set(self) -> bool:
-        """True once resolved."""
+        """True once resolved (by what it waited for, or by disposal)."""
         return self._set
+
+    @property
+    def disposed(self) -> bool:
+        """True if disposal of the machine resolved it (``await`` raises)."""
+        return self._disposed is not None
 
     def _resolve(self) -> None:
         if self._set:
@@ -150,14 +162,25 @@ class Waiter:
         if self._event is not None:
             self._event.set()
 
+    def _dispose(self, machine_id: str) -> None:
+        if self._set:
+            return
+        self._disposed = machine_id
+        self._resolve()
+
     async def wait(self) -> None:
-        """Wait until resolved."""
+        """Wait until resolved; :class:`DisposedError` if disposal resolved it."""
         if self._set:
             await anyio.lowlevel.checkpoint()
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        else:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self._disposed is not None:
+            raise DisposedError(
+                f"{self.kind or 'waiter'}: machine {self._disposed} was disposed"
+                " before the awaited change happened"
+            )
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.wait().__await__()
@@ -178,6 +201,8 @@ class Waiter:
         self.close()
 
     def __repr__(self) -> str:
+        if self._disposed is not None:
+            return f"<Waiter {self.kind} disposed>"
         return f"<Waiter {self.kind} set={self._set}>"
 
 
@@ -640,5 +665,6 @@ class Subscriptions:
         self._expired.clear()
         self._expired_args.clear()
         self.count = 0
+        mid = self._m._id
         for w in waiters:
-            w._resolve()
+            w._dispose(mid)

@@ -36,6 +36,7 @@ from .errors import RpcFrameTooLargeError as RpcFrameTooLargeError
 from .errors import RpcHandshakeError as RpcHandshakeError
 from .errors import RpcInvalidParamsError as RpcInvalidParamsError
 from .errors import RpcNotConnectedError as RpcNotConnectedError
+from .errors import RpcOutcomeUnknownError as RpcOutcomeUnknownError
 from .errors import RpcRemoteError as RpcRemoteError
 from .errors import RpcTimeoutError as RpcTimeoutError
 from .mux import Mux as Mux

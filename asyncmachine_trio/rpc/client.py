@@ -16,6 +16,7 @@ never applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import ssl
@@ -30,6 +31,7 @@ import trio
 from ..helpers.schema import schema_hash
 from ..machine import tracing as _tracing
 from ..machine.args import TypedArgs, pass_args
+from ..machine.errors import DisposedError
 from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
@@ -45,6 +47,7 @@ from .errors import (
     RpcError,
     RpcHandshakeError,
     RpcNotConnectedError,
+    RpcOutcomeUnknownError,
     RpcTimeoutError,
 )
 from .netmach import NetworkMachine
@@ -146,6 +149,8 @@ class Client(Traffic):
         self.sync_mutations = sync_mutations
         self.shallow_clocks = shallow_clocks
         self.token = token
+        if ssl_context is not None and addr.startswith("ws://"):
+            raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
         self.ssl_context = ssl_context
         self.max_frame = max_frame
         self.conn_timeout = conn_timeout
@@ -169,6 +174,8 @@ class Client(Traffic):
         )
         #: the client-space indexes of the states the server tracks for us
         self.tracked: list[int] = []
+        #: the server's instance (its de-duplication memory) of this connection
+        self.instance = ""
         self.tracked_all = True
         # the ticks as the server sends them (0 / 1 with shallow clocks)
         self._wire: list[int] = []
@@ -212,13 +219,16 @@ class Client(Traffic):
                 async with trio.open_nursery() as n:
 
                     async def wait(w: Any) -> None:
-                        await w
+                        with contextlib.suppress(DisposedError):
+                            await w
                         n.cancel_scope.cancel()
 
                     n.start_soon(wait, err)
                     n.start_soon(wait, ready)
                 if self._fatal is not None:
                     raise self._fatal
+                if self.mach.is_disposed:
+                    raise DisposedError(f"rpc client {self.mach.id} disposed before Ready")
                 if self.mach.is1(S.ConnRetryFailed) and not self.mach.is1(S.Ready):
                     raise RpcConnectionError(f"could not connect to {self.addr}: {self.mach.err!r}")
 
@@ -383,6 +393,9 @@ class Client(Traffic):
         nm._install(
             resp.state_names, schema, resp.time, resp.queue_tick, resp.machine_tick, resp.id
         )
+        if self.instance and resp.instance != self.instance:
+            self._log(f"[rpc] {self.addr} is a new server instance ({resp.instance})")
+        self.instance = resp.instance
         await ep.call("Handshake", Empty(), Empty, timeout=self.call_timeout)
         self.mach.add1(S.HandshakeDone, pass_args(ARpc(id=resp.id)))
 
@@ -512,17 +525,37 @@ class Client(Traffic):
         *,
         inline: Callable[[Any], Any] | None = None,
     ) -> Any:
-        """Call with retries and backoff (``RetryingCall`` / ``CallRetryFailed``)."""
+        """Call with retries and backoff (``RetryingCall`` / ``CallRetryFailed``).
+
+        A mutation is retried on the server instance it was sent to only (that
+        instance de-duplicates it); sent, unanswered and not retriable there,
+        it fails with :class:`RpcOutcomeUnknownError`.
+        """
         m = self.mach
         delay = self.call_retry_delay
         started = trio.current_time()
         attempt = 0
+        mutation = method in _MUTATIONS
+        sent_to: str | None = None  # the instance a mutation was sent to
         async with locked(self._call_lock):
             while True:
-                if self._stopping or not m.is1(S.Start):
-                    raise RpcNotConnectedError(f"{m.id} is stopped")
                 try:
+                    if self._stopping or not m.is1(S.Start):
+                        raise RpcNotConnectedError(f"{m.id} is stopped")
+                    # not connected within call_timeout: raised, not retried
                     ep = await self._wait_endpoint(started)
+                except RpcNotConnectedError as gone:
+                    if sent_to is not None:
+                        raise self._unknown(method, body, sent_to, gone) from gone
+                    raise
+                if mutation and sent_to is not None and self.instance != sent_to:
+                    restarted = RpcConnectionError(
+                        f"{self.addr} restarted ({sent_to} -> {self.instance})"
+                    )
+                    raise self._unknown(method, body, sent_to, restarted)
+                if mutation:
+                    sent_to = self.instance
+                try:
                     result = await ep.call(
                         method, body, resp_cls, timeout=self.call_timeout, inline=inline
                     )
@@ -543,8 +576,10 @@ class Client(Traffic):
                         m.remove1(S.RetryingCall)
                         m.add1(S.CallRetryFailed, pass_args(ARpc(method=method, err=err)))
                         m._err = err
+                        if sent_to is not None:
+                            raise self._unknown(method, body, sent_to, err) from err
                         raise RpcCallError(
-                            f"{method} failed after {attempt} attempts: {err}"
+                            f"{method} to {self.addr} failed after {attempt} attempts: {err}"
                         ) from err
                     m.add1(S.RetryingCall, pass_args(ARpc(method=method, attempt=attempt)))
                     await trio.sleep(delay)
@@ -554,12 +589,26 @@ class Client(Traffic):
                     m.remove1(S.RetryingCall)
                 return result
 
+    def _unknown(
+        self, method: str, body: Any, instance: str, cause: BaseException
+    ) -> RpcOutcomeUnknownError:
+        names = self.netmach._names
+        states = [names[i] for i in body.states if 0 <= i < len(names)]
+        err = RpcOutcomeUnknownError(
+            f"{method} {states} was sent to {self.addr} (instance {instance}) and not"
+            f" answered: applied once or not at all ({cause})"
+        )
+        self._log(f"[rpc] {err}")
+        return err
+
     async def _wait_endpoint(self, started: float) -> Endpoint:
+        """The connected endpoint; waits for a (re)connection up to ``call_timeout``."""
         ep = self._ep
         if ep is not None and not ep.closed and self._ready.is_set():
             return ep  # connected: no cancel scope to set up
         left = self.call_retry_timeout - (trio.current_time() - started)
-        with trio.move_on_after(max(left, 0)):
+        wait = max(min(self.call_timeout, left), 0)
+        with trio.move_on_after(wait):
             while True:
                 ep = self._ep
                 if ep is not None and not ep.closed and self._ready.is_set():
@@ -567,7 +616,9 @@ class Client(Traffic):
                 if self._stopping:
                     raise RpcNotConnectedError(f"{self.mach.id} is stopped")
                 await self._ready.wait()
-        raise RpcTimeoutError(f"not connected within {self.call_retry_timeout}s")
+        last = self.mach.err
+        cause = f" (last error: {last})" if last is not None else ""
+        raise RpcNotConnectedError(f"not connected to {self.addr} within {wait:g}s{cause}")
 
     # ----- mutations (used by the network machine)
 
@@ -673,6 +724,7 @@ def am_exception() -> str:
 
 
 _METHODS = {MutationType.ADD: "Add", MutationType.REMOVE: "Remove", MutationType.SET: "Set"}
+_MUTATIONS = frozenset(_METHODS.values())
 
 
 @asynccontextmanager
@@ -681,8 +733,8 @@ async def open_client(
 ) -> AsyncIterator[Client]:
     """A started client, ready (handshake done); stopped on exit.
 
-    Not ready in time: raises :class:`RpcConnectionError` (or ``trio.TooSlowError``)
-    itself, not wrapped in an ``ExceptionGroup``.
+    Not ready in time: raises :class:`RpcConnectionError` naming the address and
+    the last error, not wrapped in an ``ExceptionGroup``.
     """
     failed: BaseException | None = None
     client = Client(addr, schema, **kwargs)  # bad options raise before any task starts
@@ -692,8 +744,14 @@ async def open_client(
             try:
                 try:
                     await client.wait_ready(ready_timeout)
-                except (RpcError, trio.TooSlowError) as err:
+                except RpcError as err:
                     failed = err  # raised below, outside the nursery
+                except trio.TooSlowError:
+                    last = client.mach.err
+                    cause = f": {last}" if last is not None else ""
+                    failed = RpcConnectionError(
+                        f"not ready within {ready_timeout}s: cannot connect to {addr}{cause}"
+                    )
                 else:
                     yield client
             finally:

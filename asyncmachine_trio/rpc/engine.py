@@ -253,6 +253,9 @@ class Endpoint:
                 await self._send_error(frame.seq, rpc_err)
             else:
                 self._report(rpc_err)
+                if self._close_soon:
+                    # a refusal that closes the connection: the peer learns why
+                    await self._send_error(0, rpc_err)
             return
         if frame.seq:
             await self._send(Frame(frame.seq, None, None, resp))

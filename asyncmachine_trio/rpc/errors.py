@@ -17,6 +17,7 @@ __all__ = [
     "RpcHandshakeError",
     "RpcInvalidParamsError",
     "RpcNotConnectedError",
+    "RpcOutcomeUnknownError",
     "RpcRemoteError",
     "RpcTimeoutError",
 ]
@@ -61,6 +62,15 @@ class RpcRemoteError(RpcError):
 
 class RpcCallError(RpcError):
     """A call failed after all its retries (Go ``CallRetryFailed``)."""
+
+
+class RpcOutcomeUnknownError(RpcCallError):
+    """A mutation was sent, its response was lost, and it cannot be retried safely.
+
+    The server that received it restarted (its instance changed) or every
+    retry failed: the mutation was applied once or not at all, and only the
+    source can tell. Never raised for a mutation that was not sent.
+    """
 
 
 class RpcHandshakeError(RpcError):

@@ -63,7 +63,9 @@ class Mux(Listening):
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.server_kwargs = server_kwargs
-        self.mach = Machine(S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent)
+        self.mach = Machine(
+            S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent, report_errors=False
+        )
         self.servers: list[Server] = []
         self._count = 0
 

@@ -141,7 +141,7 @@ class NetworkMachine(Machine):
     ) -> Result:
         if self._disposing or self._client is None:
             return Result.CANCELED
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         return self._client._mutate_nowait(type, called, self._check_args(args), event)
 
     def add(
@@ -190,7 +190,7 @@ class NetworkMachine(Machine):
         event: Event | None = None,
     ) -> Result:
         """Decided locally (all active → remove, else add), then sent."""
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         on = all(s in self._active_set for s in called)
         return self._send(REMOVE if on else ADD, called, args, event)
 
@@ -230,7 +230,7 @@ class NetworkMachine(Machine):
         """Fire-and-forget add (no response, no clock); ``client.sync()`` later."""
         if self._disposing or self._client is None:
             return Result.CANCELED
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         return self._client._mutate_nowait(ADD, called, self._check_args(args), None, ns=True)
 
     def add1_ns(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
@@ -255,7 +255,7 @@ class NetworkMachine(Machine):
             return Result.CANCELED
         if self._client is None:
             raise RpcNotConnectedError(f"{self._id} is a read-only network machine")
-        called = self._parse(list(states))
+        called = self._parse_list(states)  # a str raises ArgumentError, not split
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
     async def call_add(
@@ -288,7 +288,7 @@ class NetworkMachine(Machine):
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
         """Toggle ``states`` (decided locally: all active -> remove, else add) on the source."""
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         on = all(s in self._active_set for s in called)
         return await self.call(REMOVE if on else ADD, called, args)
 
@@ -314,12 +314,12 @@ class NetworkMachine(Machine):
 
     def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
-        self._parse(list(states))
+        self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
     def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
-        self._parse(list(states))
+        self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
     def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:

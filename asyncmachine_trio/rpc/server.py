@@ -16,8 +16,10 @@ pusher task, never from the source's transition.
 
 Security beyond the reference: servers bind loopback unless told otherwise,
 ``token`` is checked in the handshake (wrong token: refused, logged, nothing
-mutated), ``allowed_mutations`` limits the states a client may mutate, and
-``ssl_context`` serves ``wss://``.
+mutated, connection closed), ``tokens`` gives each client its own token and
+allowlist, ``allowed_mutations`` limits the states any client may mutate, and
+``ssl_context`` serves ``wss://``. Limits and deadlines before and after the
+handshake are listed in docs/rpc.md, "Security and limits".
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import secrets
 import ssl
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -36,6 +38,7 @@ import attrs
 import trio
 
 from ..helpers.schema import schema_hash
+from ..machine.errors import StateUnknownError
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
@@ -76,12 +79,27 @@ S = ServerStates
 _DEDUPE_MAX = 4096
 #: the frame limit before a handshake completes
 PREAUTH_MAX_FRAME = 64 * 1024
+#: the limit of a client's frames after the handshake (mutations and their args)
+MAX_REQUEST = 64 * 1024
+#: the top-level keys of one mutation's args
+MAX_ARGS = 256
 
 # mutation ids already applied, per source machine: a retried mutation (same
 # client, same id) returns its first result instead of running again
 _APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
     weakref.WeakKeyDictionary()
 )
+# the identity of that memory, sent in the handshake: a client whose mutation
+# was sent to another instance (a restarted process) knows it cannot retry it
+_INSTANCE: weakref.WeakKeyDictionary[Machine, str] = weakref.WeakKeyDictionary()
+
+
+def instance_of(source: Machine) -> str:
+    """The id of ``source``'s de-duplication memory in this process."""
+    inst = _INSTANCE.get(source)
+    if inst is None:
+        inst = _INSTANCE[source] = secrets.token_hex(8)
+    return inst
 
 
 @attrs.define(slots=True, eq=False)
@@ -111,6 +129,7 @@ class Server(Traffic, Listening):
         token: str = "",
         allow_id: str = "",
         allowed_mutations: Iterable[str] | None = None,
+        tokens: Mapping[str, Iterable[str] | None] | None = None,
         push_interval: float | None = 0.25,
         ssl_context: ssl.SSLContext | None = None,
         max_frame: int = DEFAULT_MAX_FRAME,
@@ -121,6 +140,8 @@ class Server(Traffic, Listening):
         connect_timeout: float = 5.0,
         frame_timeout: float | None = 10.0,
         idle_timeout: float | None = 15.0,
+        max_request: int = MAX_REQUEST,
+        max_args: int = MAX_ARGS,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
         logger: Any = None,
@@ -135,10 +156,20 @@ class Server(Traffic, Listening):
         self.token = token
         self.allow_id = allow_id
         self.allowed_mutations = (
-            frozenset(source.parse_states(list(allowed_mutations)))
-            if allowed_mutations is not None
-            else None
+            self._known(allowed_mutations) if allowed_mutations is not None else None
         )
+        if tokens is not None and token:
+            raise ValueError("pass token= or tokens=, not both")
+        #: per-client tokens: each maps to the states its client may mutate (None: any)
+        self.tokens: dict[str, frozenset[str] | None] | None = (
+            None
+            if tokens is None
+            else {t: None if a is None else self._known(a) for t, a in tokens.items()}
+        )
+        if self.tokens is not None and (not self.tokens or "" in self.tokens):
+            raise ValueError("tokens= needs at least one token, and no empty one")
+        # the allowlist of the connected client (allowed_mutations and its token's)
+        self._may_mutate: frozenset[str] | None = self.allowed_mutations
         self.push_interval = push_interval
         if ssl_context is not None and addr.startswith("ws://"):
             raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
@@ -151,6 +182,8 @@ class Server(Traffic, Listening):
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.idle_timeout = idle_timeout
+        self.max_request = max_request
+        self.max_args = max_args
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
         self.mach = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
@@ -190,6 +223,25 @@ class Server(Traffic, Listening):
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
+
+    def _known(self, states: Iterable[str]) -> frozenset[str]:
+        names = [states] if isinstance(states, str) else list(states)
+        unknown = [s for s in names if s not in self.source.schema]
+        if unknown:
+            raise StateUnknownError(f"unknown states {unknown} in an allowlist of {self.source.id}")
+        return frozenset(names)
+
+    def _check_token(self, token: str) -> tuple[bool, frozenset[str] | None]:
+        """Whether ``token`` is accepted, and its allowlist (constant-time comparisons)."""
+        given = token.encode()
+        if self.tokens is None:
+            ok = not self.token or hmac.compare_digest(given, self.token.encode())
+            return ok, None
+        found: tuple[bool, frozenset[str] | None] = (False, None)
+        for t, allowed in self.tokens.items():  # every token compared: no early exit
+            if hmac.compare_digest(given, t.encode()):
+                found = (True, allowed)
+        return found
 
     # ----- serving
 
@@ -261,6 +313,7 @@ class Server(Traffic, Listening):
             if self._ep is ep:
                 self._ep = None
                 self._conn_scope = None
+                self._may_mutate = self.allowed_mutations
                 self._handshaken = False
                 self._last = None
                 self._records = []
@@ -474,6 +527,7 @@ class Server(Traffic, Listening):
             schema=schema,
             schema_hash=full_hash,
             tracked=None if len(self._tracked) == len(self._names) else list(self._tracked),
+            instance=instance_of(src),
         )
 
     def _refuse(self, conn: _Conn, err: RpcError) -> RpcError:
@@ -490,7 +544,8 @@ class Server(Traffic, Listening):
         cid = short_repr(hello.id, 80)
         if not hello.id:
             raise self._refuse(conn, RpcHandshakeError("handshake failed: ID missing"))
-        if self.token and not hmac.compare_digest(hello.token.encode(), self.token.encode()):
+        ok, token_allows = self._check_token(hello.token)
+        if not ok:
             raise self._refuse(conn, RpcAccessError(f"no access: wrong token from {cid}"))
         if self.allow_id and hello.id != self.allow_id:
             raise self._refuse(
@@ -505,6 +560,10 @@ class Server(Traffic, Listening):
         if self._ep is None:
             # the slot is this connection's from now on
             self._ep = conn.ep
+            may = self.allowed_mutations
+            if token_allows is not None:
+                may = token_allows if may is None else may & token_allows
+            self._may_mutate = may
             assert conn.nursery is not None
             self._conn_scope = conn.nursery.cancel_scope
             m.add1(S.ClientConnected)
@@ -551,7 +610,7 @@ class Server(Traffic, Listening):
         ep = self._ep
         limit = getattr(ep.transport, "limit", None) if ep is not None else None
         if limit is not None:
-            limit(self.max_frame, strict=False)
+            limit(min(self.max_request, self.max_frame), strict=False)
         self._handshaken = True
         self.mach.add1(S.HandshakeDone)
         return Empty()
@@ -566,13 +625,18 @@ class Server(Traffic, Listening):
         if not msg.states:
             raise RpcInvalidParamsError("no states in the mutation")
         n = len(self._names)
+        if len(msg.states) > 2 * n + 16:
+            # work bounded by the schema: each state once (plus a few repeats)
+            raise RpcInvalidParamsError(f"{len(msg.states)} state indexes for {n} states")
+        if msg.args is not None and len(msg.args) > self.max_args:
+            raise RpcInvalidParamsError(f"{len(msg.args)} args (limit {self.max_args})")
         out: list[str] = []
-        for i in msg.states:
+        for i in dict.fromkeys(msg.states):  # duplicates folded
             if not isinstance(i, int) or not 0 <= i < n:
                 raise RpcInvalidParamsError(f"state index {i!r} out of range (0..{n - 1})")
             out.append(self._names[i])
-        if self.allowed_mutations is not None:
-            denied = [s for s in out if s not in self.allowed_mutations]
+        if self._may_mutate is not None:
+            denied = [s for s in out if s not in self._may_mutate]
             if denied:
                 err = RpcAccessError(f"no access: {self.client_id} may not mutate {denied}")
                 self._log(f"[rpc] {err}")
@@ -582,9 +646,9 @@ class Server(Traffic, Listening):
     def _mutate(self, type: MutationType, msg: CliMutation) -> tuple[int, int]:
         self._check_ready()
         states = self._states(msg)
-        if type is SET and self.allowed_mutations is not None:
+        if type is SET and self._may_mutate is not None:
             # a set removes every state it does not name: all of them must be allowed
-            others = sorted(set(self.source.state_names) - self.allowed_mutations)
+            others = sorted(set(self.source.state_names) - self._may_mutate)
             if others:
                 err = RpcAccessError(
                     f"no access: {self.client_id} may not set (it would mutate {others})"

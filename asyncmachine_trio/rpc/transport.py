@@ -95,6 +95,8 @@ class StreamTransport:
     ) -> None:
         self.stream = stream
         self.max_frame = max_frame
+        #: the limit of received frames (``limit()``; sends use ``max_frame``)
+        self.max_receive = max_frame
         self.frame_timeout = frame_timeout
         self.strict = False
         self.bytes_sent = 0
@@ -116,9 +118,9 @@ class StreamTransport:
             self.bytes_received += len(chunk)
             self._buf += chunk
 
-    def limit(self, max_frame: int, *, strict: bool) -> None:
-        """Change the frame limit (``strict``: an oversized frame closes the connection)."""
-        self.max_frame = max_frame
+    def limit(self, max_receive: int, *, strict: bool) -> None:
+        """Limit received frames (``strict``: an oversized frame closes the connection)."""
+        self.max_receive = max_receive
         self.strict = strict
 
     async def receive(self) -> bytes:
@@ -138,11 +140,10 @@ class StreamTransport:
         await self._fill(4)
         (size,) = _LEN.unpack_from(self._buf)
         del self._buf[:4]
-        if size > self.max_frame and self.strict:
-            raise RpcConnectionError(
-                f"frame of {size} bytes before the handshake (limit {self.max_frame})"
-            )
-        if size > self.max_frame:
+        limit = self.max_receive
+        if size > limit and self.strict:
+            raise RpcConnectionError(f"frame of {size} bytes before the handshake (limit {limit})")
+        if size > limit:
             # discard the frame chunk by chunk: the connection stays in sync
             left = size
             while left:
@@ -151,7 +152,7 @@ class StreamTransport:
                 n = min(left, len(self._buf))
                 del self._buf[:n]
                 left -= n
-            raise RpcFrameTooLargeError(f"frame of {size} bytes (limit {self.max_frame})")
+            raise RpcFrameTooLargeError(f"frame of {size} bytes (limit {limit})")
         await self._fill(size)
         data = bytes(self._buf[:size])
         del self._buf[:size]
@@ -195,18 +196,20 @@ class WebSocketTransport:
     def __init__(self, conn: Any, max_frame: int = DEFAULT_MAX_FRAME) -> None:
         self.conn = conn
         self.max_frame = max_frame
+        #: the limit of received frames (``limit()``; sends use ``max_frame``)
+        self.max_receive = max_frame
         self.bytes_sent = 0
         self.bytes_received = 0
         self._send_lock = trio.Lock()
 
-    def limit(self, max_frame: int, *, strict: bool) -> None:
-        """Change the frame limit (``strict``: a larger message closes the connection)."""
-        self.max_frame = max_frame
+    def limit(self, max_receive: int, *, strict: bool) -> None:
+        """Limit received frames (``strict``: a larger message closes the connection)."""
+        self.max_receive = max_receive
         # trio-websocket closes the connection (1009) past its message size, and
         # buffers a partial message up to it: before a handshake it is the limit
         # itself (no attribute for it in its public API)
         if hasattr(self.conn, "_max_message_size"):
-            self.conn._max_message_size = max_frame if strict else _ws_limit(max_frame)
+            self.conn._max_message_size = max_receive if strict else _ws_limit(max_receive)
 
     async def receive(self) -> bytes:
         """The next frame; :class:`RpcConnectionError` when closed."""
@@ -220,8 +223,8 @@ class WebSocketTransport:
             self.bytes_received += len(msg.encode())
             raise RpcDecodeError("text websocket message (frames are binary)")
         self.bytes_received += len(msg)
-        if len(msg) > self.max_frame:
-            raise RpcFrameTooLargeError(f"frame of {len(msg)} bytes (limit {self.max_frame})")
+        if len(msg) > self.max_receive:
+            raise RpcFrameTooLargeError(f"frame of {len(msg)} bytes (limit {self.max_receive})")
         return bytes(msg)
 
     async def send(self, data: bytes) -> None:

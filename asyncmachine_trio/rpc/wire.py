@@ -198,6 +198,8 @@ class SrvHello:
     schema: list[StateDef] | None = None
     schema_hash: str = ""
     tracked: list[int] | None = None
+    #: the identity of the server's de-duplication memory (new after a restart)
+    instance: str = ""
 
 
 @attrs.define(slots=True)
@@ -476,24 +478,34 @@ def _unpack(data: bytes) -> Any:
 
 
 _NESTED = (list, dict, tuple)
+_NESTED_SET = frozenset(_NESTED)
 
 
-def _check_depth(raw: Any) -> None:
-    """Refuse values nested deeper than :data:`MAX_DEPTH` (walked without recursion)."""
-    if type(raw) not in _NESTED:
-        return
-    stack: list[tuple[Any, int]] = [(raw, 1)]
-    pop, push = stack.pop, stack.append
-    while stack:
-        v, d = pop()
-        if d > MAX_DEPTH:
+def _check_depth(raw: Any, depth: int = 1) -> None:
+    """Refuse values nested deeper than :data:`MAX_DEPTH`.
+
+    Recursive, but never deeper than ``MAX_DEPTH`` calls. Only containers are
+    visited; a wide container's items are first scanned by type at C speed
+    (``map(type, ...)``), so a long list of scalars costs little.
+    """
+    t = type(raw)
+    if t is dict:
+        if depth > MAX_DEPTH:
             raise RpcDecodeError(f"values nested deeper than {MAX_DEPTH}")
-        items = v.items() if type(v) is dict else ((x, None) for x in v)
-        for k, x in items:
-            if type(k) in _NESTED:
-                push((k, d + 1))
-            if type(x) in _NESTED:
-                push((x, d + 1))
+        for part in (raw.keys(), raw.values()):
+            if len(part) > 8 and _NESTED_SET.isdisjoint(map(type, part)):
+                continue
+            for x in part:
+                if type(x) in _NESTED_SET:
+                    _check_depth(x, depth + 1)
+    elif t is list or t is tuple:
+        if len(raw) > 8 and _NESTED_SET.isdisjoint(map(type, raw)):
+            return
+        for x in raw:
+            if type(x) in _NESTED_SET:
+                if depth >= MAX_DEPTH:
+                    raise RpcDecodeError(f"values nested deeper than {MAX_DEPTH}")
+                _check_depth(x, depth + 1)
 
 
 def encode_frame(frame: Frame) -> bytes:

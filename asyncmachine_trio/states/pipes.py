@@ -102,7 +102,7 @@ class _Record:
 class _Book:
     """Per-machine pipe state, kept outside the machine (public API only)."""
 
-    __slots__ = ("flushing", "inbound", "outbox", "records")
+    __slots__ = ("flushing", "inbound", "outbox", "records", "scheduled")
 
     def __init__(self) -> None:
         self.records: list[_Record] = []
@@ -110,6 +110,8 @@ class _Book:
         self.inbound: list[tuple[weakref.ref[PipeMachine], str]] = []
         self.outbox: deque[Callable[[], None]] = deque()
         self.flushing = False
+        # a drain task is started and has not run yet: at most one per target
+        self.scheduled = False
 
 
 _books: weakref.WeakKeyDictionary[PipeMachine, _Book] = weakref.WeakKeyDictionary()
@@ -182,13 +184,14 @@ def _deliver(source: PipeMachine, target: PipeMachine, fn: Callable[[], None]) -
     if book is None or target.is_disposed:
         return
     book.outbox.append(fn)
-    if book.flushing:
-        return  # the running drain picks it up, in order
+    if book.flushing or book.scheduled:
+        return  # the running (or started) drain picks it up, in order
     for tg in (target.task_group, source.task_group):
         if tg is None:
             continue
         try:
             tg.start_soon(_drain_task, target, book, name=f"am-pipe-{target.id[:5]}")
+            book.scheduled = True
             return
         except RuntimeError:  # the task group is closed
             continue
@@ -197,6 +200,7 @@ def _deliver(source: PipeMachine, target: PipeMachine, fn: Callable[[], None]) -
 
 async def _drain_task(target: PipeMachine, book: _Book) -> None:
     # no checkpoint: runs even when started in a task group being cancelled
+    book.scheduled = False
     _drain(target, book)
 
 

@@ -13,7 +13,9 @@ Span layout, per machine (names as the reference, without its grouping spans):
 * ``tx:<type> <States>`` - one span per transition (``transitions=True``),
   with the attributes ``am.machine.id``, ``am.tx.id``, ``am.mutation.type``,
   ``am.states.called`` / ``added`` / ``removed``, ``am.tx.accepted``,
-  ``am.tx.auto``, ``am.time.sum`` (and ``am.args.<name>`` with ``args=True``);
+  ``am.time.sum``, ``am.tx.auto`` (auto transitions only), ``am.source.machine``
+  / ``am.source.tx`` (piped / remote mutations) and ``am.args.<name>`` (with
+  ``args=True``);
   every handler that ran is an event on it; an activated ``Exception`` sets
   the ``error`` status (on the transition and on the Exception state span).
 
@@ -81,6 +83,7 @@ class OtelTracer(Tracer):
         tracer: trace.Tracer,
         *,
         transitions: bool = True,
+        states: bool = True,
         args: bool = False,
         noauto: bool = False,
         parent: Span | None = None,
@@ -88,6 +91,7 @@ class OtelTracer(Tracer):
     ) -> None:
         self.tracer = tracer
         self.children = children
+        self.states = states
         self.transitions = transitions
         self.args = args
         self.noauto = noauto
@@ -117,8 +121,9 @@ class OtelTracer(Tracer):
         )
         self.machine_span = span
         self._ctx = _ctx(span)
-        for s in mach.active_states():
-            self._open_state(s, mach.id, "")
+        if self.states:
+            for s in mach.active_states():
+                self._open_state(s, mach.id, "")
 
     # ----- states
 
@@ -156,9 +161,10 @@ class OtelTracer(Tracer):
             "am.machine.id": m.id,
             "am.tx.id": transition.id,
             "am.mutation.type": str(mut.type),
-            "am.states.called": list(called),
-            "am.tx.auto": mut.is_auto,
+            "am.states.called": called,
         }
+        if mut.is_auto:
+            attrs["am.tx.auto"] = True
         if mut.source is not None:
             attrs["am.source.machine"] = mut.source.mach_id
             attrs["am.source.tx"] = mut.source.tx_id
@@ -198,7 +204,7 @@ class OtelTracer(Tracer):
                     added.append(names[i])
                 elif b % 2:
                     removed.append(names[i])
-        skip_states = self.noauto and mut.is_auto
+        skip_states = (self.noauto and mut.is_auto) or not self.states
         if not skip_states:
             tx_id = transition.id
             for s in removed:
@@ -218,10 +224,14 @@ class OtelTracer(Tracer):
                 err_span.record_exception(err)
         if span is None:
             return
-        span.set_attribute("am.tx.accepted", transition.is_accepted)
-        span.set_attribute("am.states.added", added)
-        span.set_attribute("am.states.removed", removed)
-        span.set_attribute("am.time.sum", sum(after))
+        span.set_attributes(
+            {
+                "am.tx.accepted": transition.is_accepted,
+                "am.states.added": added,
+                "am.states.removed": removed,
+                "am.time.sum": sum(after),
+            }
+        )
         if EXCEPTION in added:
             err = m.err
             span.set_status(Status(StatusCode.ERROR, f"{type(err).__name__}: {err}"))
@@ -262,6 +272,7 @@ def attach(
     tracer: trace.Tracer | None = None,
     *,
     transitions: bool = True,
+    states: bool = True,
     args: bool = False,
     noauto: bool = False,
     parent: Span | None = None,
@@ -269,7 +280,8 @@ def attach(
 ) -> OtelTracer:
     """Trace ``mach`` with ``tracer`` (default: ``trace.get_tracer`` of the global provider).
 
-    ``transitions``: a span per transition; ``args``: logged args as
+    ``transitions``: a span per transition; ``states``: a span per state
+    activation (and the error status on Exception's); ``args``: logged args as
     attributes; ``noauto``: skip auto transitions; ``parent``: the span the
     machine span is a child of (submachines: their parent machine's span).
     With ``children``, machines created later with ``parent=mach`` are traced
@@ -286,7 +298,13 @@ def attach(
                 parent = ot.machine_span
                 break
     ot = OtelTracer(
-        tracer, transitions=transitions, args=args, noauto=noauto, parent=parent, children=children
+        tracer,
+        transitions=transitions,
+        states=states,
+        args=args,
+        noauto=noauto,
+        parent=parent,
+        children=children,
     )
     ot.start(mach)
     _by_machine[mach] = ot
@@ -317,6 +335,7 @@ def _child_hook(mach: Machine, parent: Machine | None) -> None:
             mach,
             pt.tracer,
             transitions=pt.transitions,
+            states=pt.states,
             args=pt.args,
             noauto=pt.noauto,
             parent=pt.machine_span,

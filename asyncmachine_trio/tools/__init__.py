@@ -2,7 +2,7 @@
 
 Each tool is a console script and a module: ``am-gen`` / ``python -m
 asyncmachine_trio.tools.gen_cli``, ``am-vis`` (``vis_cli``), ``arpc``
-(``arpc``). See ``docs/tools.md``.
+(``arpc``), ``am-relay`` (``relay_cli``). See ``docs/tools.md``.
 """
 
 #: console script -> (module, what it does); ``python -m asyncmachine_trio`` lists them
@@ -11,4 +11,5 @@ TOOLS: dict[str, tuple[str, str]] = {
     "am-vis": ("asyncmachine_trio.tools.vis_cli", "diagrams: Mermaid, D2 and SVG"),
     "arpc": ("asyncmachine_trio.tools.arpc", "REPL and one-shot CLI over aRPC"),
     "am-dbg": ("asyncmachine_trio.tools.dbg", "the multi-machine TUI debugger"),
+    "am-relay": ("asyncmachine_trio.tools.relay_cli", "record the debugger stream to files"),
 }

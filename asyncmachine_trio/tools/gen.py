@@ -317,9 +317,10 @@ def render_states_file(sf: StatesFile) -> str:
             if targets:
                 args.append(f"{rel}={_tuple(sf.expand(targets))}")
                 refs += [f"{rel} {t}" for t in targets if t.startswith("_")]
-        comment = f"  # {', '.join(refs)}" if refs else ""
-        line = f"    {spec.name} = am.State({', '.join(args)}){comment}"
-        if len(line) > 100 and not comment:
+        if refs:
+            lines.append(f"    # {', '.join(refs)}")
+        line = f"    {spec.name} = am.State({', '.join(args)})"
+        if len(line) > 100:
             line = f"    {spec.name} = am.State(\n        " + ",\n        ".join(args) + ",\n    )"
         lines.append(line)
     lines += ["", "", f"class {sf.groups_name}({', '.join(group_bases) or 'am.StateGroups'}):"]

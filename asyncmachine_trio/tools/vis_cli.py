@@ -6,8 +6,10 @@
     am-vis inspect history.sqlite
 
 TARGET is ``module:attr`` or ``path/to/file.py:attr`` (an ``am.States`` class, a
-schema mapping, a machine or an ``am.graph.Graph``), or a history database
-(SQLite, every machine in it, active states from the last record).
+schema mapping, a machine or an ``am.graph.Graph``), a history database
+(SQLite, every machine in it, active states from the last record) or a
+debugger recording (``*.amdbg.gz`` of ``am-relay``: machines, parents, pipes,
+aRPC links, active states after the last transition).
 """
 
 from __future__ import annotations
@@ -100,11 +102,37 @@ def _import_attr(spec: str) -> Any:
     return obj
 
 
+def _is_recording(path: Path) -> bool:
+    from ..telemetry.protocol import PREAMBLE
+
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(PREAMBLE))
+    except OSError:
+        return False
+    return head.startswith(b"\x1f\x8b") or head == PREAMBLE
+
+
+def _load_recording(path: Path) -> Graph:
+    from ..telemetry.errors import ProtocolError
+    from .recording import read_recording, recording_graph
+
+    try:
+        graph: Graph = recording_graph(read_recording(path))
+    except ProtocolError as err:
+        raise TargetError(str(err)) from err
+    if not len(graph):
+        raise TargetError(f"{path}: the recording holds no machines")
+    return graph
+
+
 def load_target(spec: str) -> Graph | Any:
-    """A Graph (history database) or the object ``module:attr`` names."""
+    """A Graph (history database, debugger recording) or the object ``module:attr`` names."""
     path = Path(spec)
     if path.is_file() and _is_sqlite(path):
         return _load_history(path)
+    if path.is_file() and _is_recording(path):
+        return _load_recording(path)
     return _import_attr(spec)
 
 
@@ -176,7 +204,10 @@ def _render(
 
 
 TargetArg = Annotated[
-    str, typer.Argument(help="module:attr, path/file.py:attr or a history database.")
+    str,
+    typer.Argument(
+        help="module:attr, path/file.py:attr, a history database or a debugger recording."
+    ),
 ]
 OutOpt = Annotated[
     Path | None, typer.Option("-o", "--output", help="Write here instead of stdout.")

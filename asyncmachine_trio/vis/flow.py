@@ -195,6 +195,9 @@ def mermaid_flowchart(target: Graph | MachineNode, opts: Options | None = None) 
     for m in graph:
         mk = mach_ids[m.id]
         indent = "    "
+        if not single and not opts.states:
+            out.append(f"    {mk}[{_mm_text(m.id)}]")  # --map: a machine is a node
+            continue
         if not single:
             out.append(f"    subgraph {mk}[{_mm_text(m.id)}]")
             indent = "        "
