@@ -196,9 +196,9 @@ def test_export_import_identical(tmp_path: Path) -> None:
     store.get("m3").gone = True
     store.get("m4").dropped_reported = 7
     seen: list[tuple[int, int]] = []
-    n = export_session(store, tmp_path / "s.amdbg", progress=lambda d, t: seen.append((d, t)))
+    n = export_session(store, tmp_path / "s.amdbg.gz", progress=lambda d, t: seen.append((d, t)))
     assert n == 10_000 and seen[-1] == (10_000, 10_000)
-    back = import_session(tmp_path / "s.amdbg", progress=lambda d, t: seen.append((d, t)))
+    back = import_session(tmp_path / "s.amdbg.gz", progress=lambda d, t: seen.append((d, t)))
     assert list(back.machines) == list(store.machines)
     for mid, md in store.machines.items():
         other = back.get(mid)
@@ -207,16 +207,16 @@ def test_export_import_identical(tmp_path: Path) -> None:
         assert other.dropped == md.dropped and other.gone == md.gone
         assert not other.connected
     # an import of the import is byte-for-byte the same export
-    export_session(back, tmp_path / "s2.amdbg")
-    a = gzip.decompress((tmp_path / "s.amdbg").read_bytes())
-    b = gzip.decompress((tmp_path / "s2.amdbg").read_bytes())
+    export_session(back, tmp_path / "s2.amdbg.gz")
+    a = gzip.decompress((tmp_path / "s.amdbg.gz").read_bytes())
+    b = gzip.decompress((tmp_path / "s2.amdbg.gz").read_bytes())
     assert a == b
 
 
 def test_corrupt_files(tmp_path: Path) -> None:
     store = Store()
     fill(store, 3, 300)
-    good = tmp_path / "good.amdbg"
+    good = tmp_path / "good.amdbg.gz"
     export_session(store, good)
     data = good.read_bytes()
     cases = {
@@ -229,12 +229,12 @@ def test_corrupt_files(tmp_path: Path) -> None:
         "bad-frame": gzip.compress(b"AMDBG-SESSION/1\n" + b"\x00\x00\x00\x03\x93\x01\x02"),
     }
     for name, blob in cases.items():
-        f = tmp_path / f"{name}.amdbg"
+        f = tmp_path / f"{name}.amdbg.gz"
         f.write_bytes(blob)
         with pytest.raises(SessionError, match=str(f.name)):
             import_session(f)
     with pytest.raises(SessionError, match="No such file"):
-        import_session(tmp_path / "missing.amdbg")
+        import_session(tmp_path / "missing.amdbg.gz")
 
 
 def test_addresses() -> None:
@@ -262,3 +262,26 @@ def test_addresses() -> None:
 
 def test_states_of_synthetic_traffic() -> None:
     assert STATES[2] == "Healthcheck"
+
+
+def test_same_format_as_recordings(tmp_path: Path) -> None:
+    """am-dbg exports are am-relay / am-vis recordings and the other way around."""
+    from asyncmachine_trio.tools.recording import read_recording, write_recording
+
+    store = Store()
+    fill(store, 3, 50)
+    export_session(store, tmp_path / "a.amdbg.gz")
+    col = read_recording(tmp_path / "a.amdbg.gz")
+    assert {m: log.txs for m, log in col.machines.items()} == {
+        m: list(md.records()) for m, md in store.machines.items()
+    }
+    schemas = [md.schema for md in store.machines.values()]
+    recs = [r for md in store.machines.values() for r in md.records()]
+    write_recording(tmp_path / "b.amdbg.gz", schemas, recs, gone=["m1"])
+    back = import_session(tmp_path / "b.amdbg.gz")
+    assert list(back.get("m2").records()) == list(store.get("m2").records())
+    assert back.get("m1").gone and not back.get("m0").gone
+    # an uncompressed stream too
+    raw = gzip.decompress((tmp_path / "b.amdbg.gz").read_bytes())
+    (tmp_path / "c.amdbg").write_bytes(raw)
+    assert import_session(tmp_path / "c.amdbg").tx_count == 150

@@ -286,7 +286,7 @@ def test_help_from_bindings_and_export(tmp_path: Path) -> None:
             await pilot.press("alt+s")
             await pilot.press("enter")
             await pilot.pause()
-            assert (tmp_path / "am-dbg-dump.amdbg").exists()
+            assert (tmp_path / "am-dbg-dump.amdbg.gz").exists()
             assert "exported to" in text(app, "#status")
 
     run(main)
@@ -296,11 +296,11 @@ def test_import_opens_on_last(tmp_path: Path) -> None:
     from asyncmachine_trio.tools.dbg.cli import _load, make_tui
     from asyncmachine_trio.tools.dbg.session import export_session
 
-    export_session(demo_store(), tmp_path / "s.amdbg")
+    export_session(demo_store(), tmp_path / "s.amdbg.gz")
 
     async def main() -> None:
         store = Store()
-        _load(str(tmp_path / "s.amdbg"), store)
+        _load(str(tmp_path / "s.amdbg.gz"), store)
         app = make_tui(store, select_machine="worker-net", tail=False)
         async with app.run_test(size=SIZE):
             assert app.dbg.machine_id == "worker-net" and app.dbg.pos == 60

@@ -80,7 +80,7 @@ def listening_on(port: int) -> list[str]:
 
 
 def test_web_on_loopback_in_chromium(tmp_path: Path) -> None:
-    export_session(demo_store(), tmp_path / "s.amdbg")
+    export_session(demo_store(), tmp_path / "s.amdbg.gz")
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -92,7 +92,7 @@ def test_web_on_loopback_in_chromium(tmp_path: Path) -> None:
             "-l",
             "-1",
             "--import",
-            str(tmp_path / "s.amdbg"),
+            str(tmp_path / "s.amdbg.gz"),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,

@@ -793,7 +793,7 @@ class DbgApp(App[None]):
         self.push_screen(ExportScreen(), done)
 
     def export(self, name: str) -> Path:
-        """Write the session to ``output_dir / name`` (``.amdbg`` added)."""
+        """Write the session to ``output_dir / name`` (``.amdbg.gz`` added)."""
         from .session import SUFFIX, export_session
 
         path = self.output_dir / (name if name.endswith(SUFFIX) else name + SUFFIX)

@@ -1,8 +1,8 @@
 """``am-dbg``: the multi-machine debugger, from the shell.
 
     am-dbg                                  # TUI, listening on localhost:6831
-    am-dbg --headless --output-dir rec      # record to rec/am-dbg-dump.amdbg (CI)
-    am-dbg --import rec/am-dbg-dump.amdbg --select-machine expense
+    am-dbg --headless --output-dir rec      # record to rec/am-dbg-dump.amdbg.gz (CI)
+    am-dbg --import rec/am-dbg-dump.amdbg.gz --select-machine expense
     am-dbg --web 8080                       # the same TUI in a browser (loopback)
     am-dbg mach://expense/#5                # open at an address
 

@@ -1,10 +1,13 @@
-"""Export and import of a debugger session: a file of protocol v2 frames, gzip-compressed.
+"""Export and import of a debugger session: a recording of protocol v2 frames, gzip-compressed.
 
-The file is ``gzip( MAGIC + frames )`` where the frames are exactly those of
-the debugger protocol (see ``docs/telemetry.md``): a ``hello`` naming the
-writer, then per machine its ``schema``, its transitions in ``txs`` frames of
-up to :data:`CHUNK` records, a ``dropped`` frame with the records its exporter
-reported lost and a ``gone`` frame when the machine was disposed. An import
+The file is a debugger *recording* (the same format ``am-relay`` writes and
+``am-vis`` reads, see :mod:`asyncmachine_trio.tools.recording`):
+``gzip( PREAMBLE + frames )`` where the frames are exactly those of the
+debugger protocol (see ``docs/telemetry.md``): a ``hello`` naming the writer,
+then per machine its ``schema``, its transitions in ``txs`` frames of up to
+:data:`CHUNK` records, a ``dropped`` frame with the records its exporter
+reported lost and a ``gone`` frame when the machine was disposed. Uncompressed
+streams are read too. An import
 replays them into a :class:`~.store.Store` through the same code as live
 traffic, so an exported session imports into an identical store (imported
 machines are disconnected). A damaged, truncated or foreign file raises
@@ -18,10 +21,12 @@ import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from ...telemetry.errors import ProtocolError, TelemetryError
+from ...telemetry.errors import ProtocolError
 from ...telemetry.model import SchemaRecord
 from ...telemetry.protocol import (
+    PREAMBLE,
     Decoder,
     Dropped,
     Gone,
@@ -35,8 +40,9 @@ from .store import Store
 
 __all__ = ["CHUNK", "MAGIC", "SUFFIX", "SessionError", "export_session", "import_session"]
 
-MAGIC = b"AMDBG-SESSION/1\n"
-SUFFIX = ".amdbg"
+#: what a recording starts with (after decompression): the protocol's preamble
+MAGIC = PREAMBLE
+SUFFIX = ".amdbg.gz"
 #: transitions per ``txs`` frame in a file
 CHUNK = 2000
 _READ = 1 << 20
@@ -45,7 +51,7 @@ _READ = 1 << 20
 Progress = Callable[[int, int], None]
 
 
-class SessionError(TelemetryError):
+class SessionError(ProtocolError):
     """A session file that cannot be read (corrupt, truncated, not a session)."""
 
 
@@ -112,9 +118,12 @@ def import_session(
     head = b""
     frames = 0
     try:
-        with raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+        with raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+            raw.seek(0)
+            src: Any = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
             while True:
-                chunk = gz.read(_READ)
+                chunk = src.read(_READ)
                 if not chunk:
                     break
                 if len(head) < len(MAGIC):
@@ -128,6 +137,8 @@ def import_session(
                     _apply(store, conn, frame, name)
                 if progress is not None:
                     progress(raw.tell(), size)
+    except SessionError:
+        raise
     except (gzip.BadGzipFile, zlib.error) as err:
         raise SessionError(f"{name}: not a valid compressed session ({err})") from err
     except EOFError as err:
