@@ -127,7 +127,7 @@ class MachineInvariants(RuleBasedStateMachine):
         failures = self.checker.failures
         self.mach.can_add(self._states(data))
         after = self.mach.clock()
-        # a raising handler adds Exception right after the check (SPEC 5.6): that
+        # a raising handler adds Exception right after the check (semantics §5.6): that
         # is a real transition (with its auto states), so only a clean check counts
         if self.checker.failures == failures:
             assert after == before

@@ -1,4 +1,4 @@
-"""Hypothesis: a waiter is set exactly when SPEC 8 says, never before.
+"""Hypothesis: a waiter is set exactly when semantics §8 says, never before.
 
 A model re-evaluates every registered condition after each accepted transition
 (a tracer sees them) and at registration; the machine resolves waiters from its

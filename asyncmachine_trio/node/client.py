@@ -67,14 +67,14 @@ class NodeClient:
         if isinstance(supervisors, str) or not supervisors:
             raise TypeError("supervisors must be a non-empty list of addresses, not a str")
         self.kind = kind
-        self.supervisors = list(supervisors)
-        self.name = name or secrets.token_hex(3)
+        self.supervisors: list[str] = list(supervisors)
+        self.name: str = name or secrets.token_hex(3)
         self.worker_schema = worker_schema
         self.token = token
         self.conn_timeout = conn_timeout
         self.conn_retries = conn_retries
         kw: dict[str, Any] = {} if log_level is None else {"log_level": log_level}
-        self.mach = am.Machine(
+        self.mach: am.Machine = am.Machine(
             C,
             id=f"nc-{kind}-{self.name}-{time.strftime('%H%M%S')}",
             tags=["node-client", f"kind:{kind}"],
@@ -88,7 +88,7 @@ class NodeClient:
         #: the assigned worker's network machine (after :meth:`req_worker`)
         self.worker: rpc.NetworkMachine | None = None
         #: the assigned worker's id
-        self.worker_id = ""
+        self.worker_id: str = ""
         self._super_client: rpc.Client | None = None
         self._worker_client: rpc.Client | None = None
         self._worker_scope: trio.CancelScope | None = None

@@ -114,13 +114,13 @@ class Endpoint:
         queue: int = 256,
     ) -> None:
         self.transport = transport
-        self.handlers = dict(handlers)
+        self.handlers: dict[str, Handler] = dict(handlers)
         self._async = {
             m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)
         }
         self.name = name
-        self.calls = 0
-        self.errors_received = 0
+        self.calls: int = 0
+        self.errors_received: int = 0
         self._log = log or (lambda _msg: None)
         self._on_error = on_error
         self._seq = itertools.count(1)
@@ -130,7 +130,7 @@ class Endpoint:
         self._close_soon = False
         self.close_reason: BaseException | None = None
         #: when the last frame arrived (``trio.current_time()``; liveness checks)
-        self.last_received = trio.current_time()
+        self.last_received: float = trio.current_time()
 
     @property
     def closed(self) -> bool:

@@ -48,7 +48,7 @@ class locked:
     __slots__ = ("lock",)
 
     def __init__(self, lock: trio.Lock) -> None:
-        self.lock = lock
+        self.lock: trio.Lock = lock
 
     async def __aenter__(self) -> None:
         try:
@@ -96,11 +96,11 @@ class StreamTransport:
         self.stream = stream
         self.max_frame = max_frame
         #: the limit of received frames (``limit()``; sends use ``max_frame``)
-        self.max_receive = max_frame
+        self.max_receive: int = max_frame
         self.frame_timeout = frame_timeout
-        self.strict = False
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        self.strict: bool = False
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._buf = bytearray()
         self._send_lock = trio.Lock()
         self._closed = False
@@ -197,9 +197,9 @@ class WebSocketTransport:
         self.conn = conn
         self.max_frame = max_frame
         #: the limit of received frames (``limit()``; sends use ``max_frame``)
-        self.max_receive = max_frame
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        self.max_receive: int = max_frame
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._send_lock = trio.Lock()
 
     def limit(self, max_receive: int, *, strict: bool) -> None:

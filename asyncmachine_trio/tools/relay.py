@@ -94,10 +94,10 @@ class Forwarder:
         # the queue of the current connection (None while disconnected)
         self._send: MemoryObjectSendStream[bytes] | None = None
         self.retry_max = retry_max
-        self.connected = False
-        self.dropped = 0
-        self.sent = 0
-        self.connects = 0
+        self.connected: bool = False
+        self.dropped: int = 0
+        self.sent: int = 0
+        self.connects: int = 0
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame (dropped while disconnected or when the queue is full)."""
@@ -188,7 +188,7 @@ class Rotator(ReceiverHandler):
         self.gone: list[str] = []
         self.dropped: dict[str, int] = {}
         self.files: list[RotatedFile] = []
-        self.total_txs = 0
+        self.total_txs: int = 0
         self._rotated_at = math.inf  # set by run()
         self._wake = anyio.Event()
 

@@ -29,7 +29,7 @@ from ..graph import Graph, MachineNode
 from ..machine.schema import State
 from ._cli import console, fail, version_callback
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="am-vis",
     help="Diagrams of asyncmachine-trio schemas and machines: Mermaid, D2, SVG.",
     no_args_is_help=True,
