@@ -82,7 +82,7 @@ def _summary(store: Any, started: float) -> str:
 
 
 @app.command()
-def main(
+def am_dbg(
     machurl: Annotated[
         str, typer.Argument(help="Open at this mach:// address (turns tail mode off).")
     ] = "",
@@ -301,10 +301,12 @@ def _strip_web(argv: list[str]) -> list[str]:
     return out
 
 
-def run() -> None:
-    """Console-script entry point."""
+def main() -> None:
+    """Console-script entry point (``am-dbg``)."""
     app()
 
 
+run = main
+
 if __name__ == "__main__":
-    run()
+    main()

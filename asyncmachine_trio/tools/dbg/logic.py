@@ -69,6 +69,17 @@ FILTER_STATES: dict[str, str] = {
 }
 
 
+class _Handlers:
+    """The debugger machine's handlers (all synchronous)."""
+
+    def __init__(self, dbg: Debugger) -> None:
+        self._dbg = dbg
+
+    def tail_state(self, _e: object) -> None:
+        """Entering ``Tail``: jump to the newest transition."""
+        self._dbg.last()
+
+
 class Debugger:
     """Cursor, modes and queries over a :class:`Store` (what the UI renders).
 
@@ -79,7 +90,7 @@ class Debugger:
 
     def __init__(self, store: Store, *, filters: Filters | None = None, tail: bool = True) -> None:
         self.store = store
-        self.mach = Machine(DbgStates, id="am-dbg", handlers=self, tags=["am-dbg"])
+        self.mach = Machine(DbgStates, id="am-dbg", handlers=_Handlers(self), tags=["am-dbg"])
         self.machine_id = ""
         self.pos = 0
         self.step = 0
@@ -94,16 +105,6 @@ class Debugger:
         if filters is not None:
             self.set_filters(filters)
         self.mach.add1(S.Tail if tail else S.Paused)
-
-    # ----- the machine's handlers (all synchronous)
-
-    def tail_state(self, _e: object) -> None:
-        """Entering ``Tail``: jump to the newest transition."""
-        self.last()
-
-    def breakpoint_hit_exit(self, _e: object) -> bool:
-        """``BreakpointHit`` ends with the next play / tail."""
-        return True
 
     # ----- properties
 
