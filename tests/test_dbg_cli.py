@@ -112,6 +112,50 @@ def test_headless_records_expense(tmp_path: Path) -> None:
     assert not all(s["accepted"] for s in seen)
     last = md.time_at(len(md))
     assert last[md.index["PaymentCompleted"]] % 2 == 1
+    # --import opens the UI on the last transition
+    import asyncio
+
+    from asyncmachine_trio.tools.dbg.cli import _load, make_tui
+    from asyncmachine_trio.tools.dbg.store import Store
+
+    async def ui() -> None:
+        store = Store()
+        _load(str(tmp_path / "rec" / "am-dbg-dump.amdbg.gz"), store)
+        tui = make_tui(store, tail=False)
+        async with tui.run_test(size=(150, 40)) as pilot:
+            await pilot.pause()
+            assert tui.dbg.machine_id == "expense" and tui.dbg.pos == len(seen)
+            assert tui.dbg.mach.is1("Paused")
+            assert "+PaymentCompleted" in str(tui.query_one("#tx-bar").render())
+
+    asyncio.run(ui())
+
+
+def test_select_machine_waits_for_it() -> None:
+    """Live: --select-machine / an address open when that machine connects."""
+    import asyncio
+
+    from asyncmachine_trio.telemetry.receiver import Connection
+    from asyncmachine_trio.tools.dbg.cli import make_tui
+    from asyncmachine_trio.tools.dbg.store import Store
+    from tests.dbg_util import schema, txs
+
+    async def ui() -> None:
+        store = Store()
+        tui = make_tui(store, machurl="mach://late/late-4", tail=False)
+        async with tui.run_test(size=(150, 40)) as pilot:
+            await pilot.pause()
+            assert tui.dbg.machine_id == ""
+            store.on_schema(Connection(1, "t"), schema("early"))
+            store.on_schema(Connection(1, "t"), schema("late"))
+            store.add_txs(txs("early", 5) + txs("late", 10))
+            for _ in range(100):
+                await pilot.pause(0.02)
+                if tui.dbg.machine_id == "late":
+                    break
+            assert tui.dbg.machine_id == "late" and tui.dbg.pos == 5
+
+    asyncio.run(ui())
 
 
 def test_import_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -290,15 +290,32 @@ class DbgApp(App[None]):
         if self.listen is not None:
             self.receiver = Receiver(self.store, agent="am-dbg")
             self.run_worker(self._serve(), exclusive=False, group="receiver")
-        if self._initial_machine:
-            self.dbg.refresh()
-            self.dbg.select_machine(self._initial_machine, keep_time=False)
-        if self._initial_address:
-            self.dbg.goto(self._initial_address)
+        self._open_initial()
         self.set_interval(self._refresh_interval, self._poll)
         self.set_interval(self._play_interval, self._play)
         self._poll(force=True)
         self._w("tree").focus()
+
+    def _open_initial(self) -> None:
+        """Open ``select_machine`` / the address once their machine is known (a live
+        session: when it connects)."""
+        addr = self._initial_address
+        mid = self._initial_machine
+        if addr:
+            from .address import Address
+
+            mid = Address.parse(addr).machine_id
+        if not mid or mid not in self.store.machines:
+            return
+        self._initial_machine = self._initial_address = ""
+        self.dbg.refresh()
+        if addr:
+            try:
+                self.dbg.goto(addr)
+            except (KeyError, ValueError) as err:
+                self.dbg.message = str(err).strip("'\"")
+        else:
+            self.dbg.select_machine(mid, keep_time=False)
 
     async def _serve(self) -> None:
         assert self.receiver is not None and self.listen is not None
@@ -316,6 +333,8 @@ class DbgApp(App[None]):
             return
         self._seen = self.store.version
         self.store.take_dirty()
+        if self._initial_machine or self._initial_address:
+            self._open_initial()
         self.dbg.refresh()
         self.render_all()
 

@@ -204,6 +204,7 @@ def make_tui(
 
     Without an address the UI opens on the newest transition (of the first
     machine, or of ``select_machine``); bad ids and addresses exit with an error.
+    In a live session the selected machine / address opens when it connects.
     """
     from .app import DbgApp
     from .logic import Debugger
@@ -217,7 +218,7 @@ def make_tui(
             fail("--select-transition needs --select-machine")
         address = f"mach://{select_machine}/{select_transition.replace('#', '%23')}"
     try:
-        if select_machine:
+        if select_machine and store.machines:  # an import: the machine must be in it
             store.get(select_machine)
         if address:
             from .address import Address
