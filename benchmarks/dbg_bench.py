@@ -44,6 +44,7 @@ async def ingest() -> tuple[float, float]:
     store = Store()
     data = [frames(f"m{i}") for i in range(CLIENTS)]
     total = CLIENTS * PER_CLIENT
+    done = trio.Event()
 
     async def client(port: int, fs: list[bytes]) -> None:
         s = await trio.open_tcp_stream("127.0.0.1", port)
@@ -52,7 +53,7 @@ async def ingest() -> tuple[float, float]:
             await s.receive_some(1024)  # welcome
             for f in fs[1:]:
                 await s.send_all(f)
-            await store.wait(lambda st: st.tx_count >= total, timeout=120)
+            await done.wait()
 
     async with trio.open_nursery() as n:
         port = await n.start(Receiver(store).serve, "127.0.0.1", 0)
@@ -61,6 +62,8 @@ async def ingest() -> tuple[float, float]:
         async with trio.open_nursery() as clients:
             for fs in data:
                 clients.start_soon(client, port, fs)
+            await store.wait(lambda st: st.tx_count >= total, timeout=120)
+            done.set()
         dt = time.perf_counter() - t0
         cpu = time.process_time() - c0
         n.cancel_scope.cancel()
