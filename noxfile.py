@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s tests lint typecheck verifytypes docs` is what CI runs."""
+"""Development sessions: `nox` (the default sessions below) is what CI runs."""
 
 from __future__ import annotations
 

@@ -88,13 +88,16 @@ class Forwarder:
         retry_max: float = 5.0,
     ) -> None:
         self.addr = addr
-        self.host, self.port = parse_addr(addr)
+        host, port = parse_addr(addr)
+        self.host: str = host
+        self.port: int = port
         self._schemas = schemas
         self.max_queue = max_queue
         # the queue of the current connection (None while disconnected)
         self._send: MemoryObjectSendStream[bytes] | None = None
         self.retry_max = retry_max
         self.connected: bool = False
+        #: frames dropped while disconnected or with a full queue
         self.dropped: int = 0
         self.sent: int = 0
         self.connects: int = 0
@@ -176,12 +179,12 @@ class Rotator(ReceiverHandler):
     ) -> None:
         if interval_tx < 1:
             raise ValueError(f"interval_tx must be at least 1, got {interval_tx}")
-        self.out_dir = Path(out_dir)
+        self.out_dir: Path = Path(out_dir)
         self.name = name
         self.interval_tx = interval_tx
         self.interval = interval
-        self.forwarders = list(forwarders)
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.forwarders: list[Forwarder] = list(forwarders)
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(timezone.utc))
         self.on_file = on_file
         self.schemas: dict[str, SchemaRecord] = {}
         self.buffer: list[TxRecord] = []
