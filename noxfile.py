@@ -52,7 +52,14 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package, and on the API as a user's code sees it."""
-    session.install("-e", ".[all]", "opentelemetry-sdk>=1.20", "mypy>=1.10")
+    session.install(
+        "-e",
+        ".[all]",
+        "opentelemetry-sdk>=1.20",
+        "opentelemetry-exporter-otlp-proto-http>=1.20",
+        "pytest>=8",  # the pytest plugins are typed against it
+        "mypy>=1.10",
+    )
     session.run("mypy", "--strict", "asyncmachine_trio", "tests/typing/check_api.py")
 
 
