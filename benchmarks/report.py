@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .rpc_attack_bench import render as render_rpc_attack
 from .rpc_bench import render as render_rpc
 
 AM = "asyncmachine-trio"
@@ -178,4 +179,7 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("rpc") is not None:
         out.append("")
         out.append(render_rpc(doc["rpc"]))
+    if doc.get("rpc_attack") is not None:
+        out.append("")
+        out.append(render_rpc_attack(doc["rpc_attack"]))
     return "\n".join(out)

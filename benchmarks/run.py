@@ -5,6 +5,7 @@
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
+    python -m benchmarks.run --only rpc-attack   # aRPC under attack (rpc_attack_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -42,6 +43,7 @@ LIBS = {
 VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
+RPC_ATTACK = "rpc-attack"  # aRPC under attack (rpc_attack_bench.py), the same way
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -143,9 +145,39 @@ def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
     return section
 
 
+def spawn_rpc_attack(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.rpc_attack_bench`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-attack-")
+    os.close(fd)
+    n = 300 if a.quick else 1000
+    cmd = [sys.executable, "-m", "benchmarks.rpc_attack_bench", "--quiet", "--json", out]
+    cmd += ["-n", str(n)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
+    error = ""
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        if proc.returncode:
+            error = f"benchmark process exited with {proc.returncode}"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    try:
+        text = Path(out).read_text()
+        section: dict[str, Any] = json.loads(text) if text else {}
+    except (OSError, ValueError) as exc:
+        section = {}
+        error = error or f"{type(exc).__name__}: {exc}"
+    finally:
+        os.unlink(out)
+    if not section.get("error") and error:
+        section = {"error": error}
+    return section
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, RPC]))
+    ap.add_argument(
+        "--only", default="", help="comma list of: " + ",".join([*LIBS, RPC, RPC_ATTACK])
+    )
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median)")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per repeat")
     ap.add_argument("--case-timeout", type=int, default=180, help="seconds per case")
@@ -168,10 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(json.loads(Path(a.show).read_text())))
         return 0
 
-    libs = [s for s in a.only.split(",") if s] or [*LIBS, RPC]
-    unknown = [s for s in libs if s not in LIBS and s != RPC]
+    sections = (RPC, RPC_ATTACK)
+    libs = [s for s in a.only.split(",") if s] or [*LIBS, *sections]
+    unknown = [s for s in libs if s not in LIBS and s not in sections]
     if unknown:
-        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, RPC])}")
+        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, *sections])}")
     info = harness.machine_info()
     versions = {d: harness.version(d) for d in VERSIONED}
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -183,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for lib in libs:
-        if lib != RPC:
+        if lib not in sections:
             rows.extend(spawn(lib, a))
     by_key = {(r["lib"], r["id"]): r for r in rows}
     report.add_ratios(by_key)
@@ -198,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if RPC in libs:
         doc["rpc"] = spawn_rpc(a)
+    if RPC_ATTACK in libs:
+        doc["rpc_attack"] = spawn_rpc_attack(a)
     print()
     print(report.render(doc))
     if not a.no_json:
