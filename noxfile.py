@@ -1,13 +1,18 @@
-"""Development sessions: `nox -s tests lint typecheck` is what CI runs."""
+"""Development sessions: `nox -s tests lint typecheck verifytypes` is what CI runs."""
 
 from __future__ import annotations
 
+import json
+
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
+
+# the share of the public API whose types a checker sees fully (pyright --verifytypes)
+VERIFYTYPES_MIN = 0.95
 
 
 @nox.session(python=PYTHON)
@@ -22,7 +27,14 @@ def lint(session: nox.Session) -> None:
     """ruff check + ruff format --check."""
     session.install("ruff>=0.5")
     session.run(
-        "ruff", "check", "asyncmachine_trio", "tests", "examples", "benchmarks", "noxfile.py"
+        "ruff",
+        "check",
+        "asyncmachine_trio",
+        "tests",
+        "examples",
+        "benchmarks",
+        "noxfile.py",
+        "mkdocs_hooks.py",
     )
     session.run(
         "ruff",
@@ -33,25 +45,89 @@ def lint(session: nox.Session) -> None:
         "examples",
         "benchmarks",
         "noxfile.py",
+        "mkdocs_hooks.py",
     )
 
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package."""
-    session.install("-e", ".[rpc]", "mypy>=1.10")
+    session.install("-e", ".[all]", "opentelemetry-sdk>=1.20", "mypy>=1.10")
     session.run("mypy", "--strict", "asyncmachine_trio")
+
+
+@nox.session(python=PYTHON)
+def verifytypes(session: nox.Session) -> None:
+    """Type completeness of the public API as users see it (pyright --verifytypes).
+
+    Fails below VERIFYTYPES_MIN; prints the symbols that lack a declared type.
+    """
+    session.install("-e", ".[all]", "pyright")
+    out = session.run(
+        "pyright",
+        "--verifytypes",
+        "asyncmachine_trio",
+        "--ignoreexternal",
+        "--outputjson",
+        silent=True,
+        success_codes=[0, 1],  # 1: some symbol is incomplete; the score decides
+    )
+    report = json.loads(str(out))["typeCompleteness"]
+    score = float(report["completenessScore"])
+    for sym in report["symbols"]:
+        if (sym["isTypeAmbiguous"] or not sym["isTypeKnown"]) and sym["diagnostics"]:
+            session.log(f"{sym['name']}: {sym['diagnostics'][0]['message'].splitlines()[0]}")
+    session.log(f"type completeness: {score:.1%} (gate {VERIFYTYPES_MIN:.0%})")
+    if score < VERIFYTYPES_MIN:
+        session.error(f"type completeness {score:.1%} is below {VERIFYTYPES_MIN:.0%}")
+
+
+#: console scripts of [project.scripts]
+SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay")
+
+
+@nox.session(python=PYTHON)
+def scripts(session: nox.Session) -> None:
+    """Every console script answers --help and --version after `pip install .[all]`."""
+    session.install(".[all]")
+    for script in SCRIPTS:
+        session.run(script, "--help", silent=True)
+        session.run(script, "--version")
+    session.run("python", "-m", "asyncmachine_trio")
+
+
+@nox.session(python=PYTHON)
+def docs(session: nox.Session) -> None:
+    """Build the documentation site (mkdocs, --strict: broken links and references fail).
+
+    `nox -s docs -- serve` previews it on http://127.0.0.1:8000 instead.
+    """
+    session.install("-e", ".[docs]")
+    session.env["NO_MKDOCS_2_WARNING"] = "1"
+    if session.posargs[:1] == ["serve"]:
+        session.run("mkdocs", "serve", "--strict", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
 
-    Prints one table (and the aRPC section, benchmarks/rpc_bench.py) and writes
+    Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
+    benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
     (e.g. `nox -s bench -- --quick`).
     """
-    session.install("-e", ".[rpc]", "transitions", "python-statemachine", "automat", "sismic")
+    session.install(
+        "-e",
+        ".[rpc,dbg,otel,prometheus,nats]",
+        "opentelemetry-sdk",
+        "transitions",
+        "python-statemachine",
+        "automat",
+        "sismic",
+    )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 

@@ -1,6 +1,7 @@
 """asyncmachine-trio: clock-based, relational, multi-state machines for trio.
 
-``import asyncmachine_trio as am`` gives the whole core API (see DESIGN.md).
+``import asyncmachine_trio as am`` gives the whole core API; the layers above it
+(``am.helpers``, ``am.states``, ``am.history``, ``am.rpc``, ``am.testing``) load on first use.
 """
 
 from typing import Any as _Any
@@ -23,6 +24,7 @@ from .machine.clock import next_inactive as next_inactive
 from .machine.clock import next_inactive_in as next_inactive_in
 from .machine.errors import ArgumentError as ArgumentError
 from .machine.errors import AsyncMachineError as AsyncMachineError
+from .machine.errors import AutoLivelockError as AutoLivelockError
 from .machine.errors import DisposedError as DisposedError
 from .machine.errors import HandlerTimeoutError as HandlerTimeoutError
 from .machine.errors import NestedEvalError as NestedEvalError
@@ -33,6 +35,8 @@ from .machine.errors import StateUnknownError as StateUnknownError
 from .machine.errors import TracerError as TracerError
 from .machine.errors import WrongThreadError as WrongThreadError
 from .machine.handlers import ExceptionHandler as ExceptionHandler
+from .machine.handlers import HandlerWarning as HandlerWarning
+from .machine.handlers import not_handler as not_handler
 from .machine.handlers import snake as snake
 from .machine.logging import LOG_ARGS as LOG_ARGS
 from .machine.logging import LogLevel as LogLevel
@@ -92,11 +96,16 @@ from .machine.waiting import Waiter as Waiter
 
 __version__ = "0.1.0"
 
-# upper layer: imported last, it uses the names above
-from . import helpers as helpers
+# telemetry opt-in by environment (AM_DBG_ADDR, AM_OTEL_TRACE...): a machine
+# hook is registered only when one of the variables is set
+from .machine.tracing import env_boot as _env_boot
 
-# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra)
-_LAZY = ("history", "rpc", "states", "testing")
+_env_boot()
+
+# the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
+# text output needs nothing, its SVG the ``[vis]`` extra), which keeps
+# ``import asyncmachine_trio`` cheap (benchmarks/import_time.py)
+_LAZY = ("graph", "helpers", "history", "node", "rpc", "states", "telemetry", "testing", "vis")
 
 
 def __getattr__(name: str) -> _Any:

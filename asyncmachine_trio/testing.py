@@ -11,20 +11,23 @@ a debugger.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import anyio
 import anyio.lowlevel
 
 from .helpers.waiting import Waitable as Waitable
-from .helpers.waiting import _first, _timeout
+from .helpers.waiting import _first, _settle, _settler, _timeout
 from .machine.errors import ArgumentError, DisposedError
 from .machine.logging import LoggerFn, LogLevel
 from .machine.machine import Machine
+from .machine.report import ErrorReport, add_listener, remove_listener
 from .machine.schema import EXCEPTION
 
 __all__ = [
+    "ErrorReport",
     "Waitable",
     "assert_clock",
     "assert_err",
@@ -38,6 +41,8 @@ __all__ = [
     "assert_time",
     "capture_log",
     "describe",
+    "error_reports",
+    "fail_on_unhandled_errors",
     "inject_state",
     "wait_for",
     "wait_for_all",
@@ -84,6 +89,11 @@ def _names(mach: Machine, states: Sequence[str]) -> str:
     return " ".join(s if mach.has1(s) else f"{s}(unknown)" for s in states)
 
 
+def _active(mach: Machine, state: str) -> bool:
+    """``is1`` that answers False for unknown names (the message marks them)."""
+    return mach.has1(state) and mach.is1(state)
+
+
 def _state_list(fn: str, states: Sequence[str]) -> list[str]:
     if isinstance(states, str):
         raise ArgumentError(f"{fn}() takes a list of states, got the str {states!r}; use {fn}1()")
@@ -96,7 +106,7 @@ def _state_list(fn: str, states: Sequence[str]) -> list[str]:
 def assert_is(mach: Machine, states: Sequence[str], msg: str = "") -> None:
     """Assert every state of ``states`` is active (others may be active too)."""
     want = _state_list("assert_is", states)
-    missing = [s for s in want if not mach.is1(s)]
+    missing = [s for s in want if not _active(mach, s)]
     if missing:
         raise _fail(mach, f"expected active: {_names(mach, missing)}", msg)
 
@@ -113,7 +123,7 @@ def assert_not(mach: Machine, states: Sequence[str], msg: str = "") -> None:
     them are active; use ``assert not mach.is_(states)`` for that.
     """
     want = _state_list("assert_not", states)
-    active = [s for s in want if mach.is1(s)]
+    active = [s for s in want if _active(mach, s)]
     if active:
         raise _fail(mach, f"expected inactive: {_names(mach, active)}", msg)
 
@@ -156,7 +166,7 @@ def assert_time(
     names = names[: len(time)]
     diff = _clock_diff(mach, dict(zip(names, time, strict=True)))
     if diff:
-        got = " ".join(str(mach.tick(s)) for s in names)
+        got = " ".join(str(mach.tick(s)) if mach.has1(s) else "?" for s in names)
         want = " ".join(str(t) for t in time)
         raise _fail(mach, f"time mismatch: expected {want}, got {got}: " + "; ".join(diff), msg)
 
@@ -253,10 +263,13 @@ def _timeout_error(source: str, what: str, timeout: float, mach: Machine | None)
     return TimeoutError(text)
 
 
-def _check_disposed(source: str, mach: Machine | None) -> None:
+def _check_disposed(source: str, mach: Machine | None, waiters: Sequence[Waitable] = ()) -> None:
     # disposal resolves every waiter: don't let it pass for the awaited change
     if mach is not None and mach.is_disposed:
         raise DisposedError(f"{source}: machine {mach.id} was disposed while waiting")
+    for i, w in enumerate(waiters):
+        if getattr(w, "disposed", False) is True:
+            raise DisposedError(f"{source}: #{i} {_label(w)}: its machine was disposed")
 
 
 def _deadline(timeout: float) -> float:
@@ -290,11 +303,11 @@ async def wait_for_all(
     """Wait until every waiter resolved, within one ``timeout`` (see :func:`wait_for`)."""
     with anyio.move_on_after(_deadline(timeout)):
         for w in waiters:
-            await w.wait()
+            await _settle(w)
     pending = [f"#{i} {_label(w)}" for i, w in enumerate(waiters) if not w.is_set()]
     if pending:
         raise _timeout_error(source, ", ".join(pending), timeout, mach)
-    _check_disposed(source, mach)
+    _check_disposed(source, mach, waiters)
 
 
 async def wait_for_any(
@@ -311,11 +324,11 @@ async def wait_for_any(
         await anyio.lowlevel.checkpoint()
     else:
         with anyio.move_on_after(_deadline(timeout)):
-            done = await _first(*(w.wait for w in waiters))
+            done = await _first(*(_settler(w) for w in waiters))
     if done < 0:
         what = "none of " + ", ".join(f"#{i} {_label(w)}" for i, w in enumerate(waiters))
         raise _timeout_error(source, what, timeout, mach)
-    _check_disposed(source, mach)
+    _check_disposed(source, mach, waiters[done : done + 1])
     return done
 
 
@@ -335,15 +348,15 @@ async def wait_for_err_all(
 
         async def all_done() -> None:
             for w in waiters:
-                await w.wait()
+                await _settle(w)
 
         if not all(w.is_set() for w in waiters) and not err_w.is_set():
             with anyio.move_on_after(_deadline(timeout)):
-                await _first(all_done, err_w.wait)
+                await _first(all_done, _settler(err_w))
         else:
             await anyio.lowlevel.checkpoint()
         if all(w.is_set() for w in waiters):
-            _check_disposed(source, mach)
+            _check_disposed(source, mach, waiters)
             return
         if err_w.is_set():
             _check_disposed(source, mach)
@@ -352,3 +365,36 @@ async def wait_for_err_all(
         raise _timeout_error(source, ", ".join(pending), timeout, mach)
     finally:
         err_w.close()
+
+
+# ----- error reports (unhandled errors, handler timeouts)
+
+
+@contextlib.contextmanager
+def error_reports() -> Iterator[list[ErrorReport]]:
+    """Collect every error report any machine makes inside the block.
+
+    A report is made when ``Exception`` activates and no bound handler
+    defines ``exception_state`` (``kind == "unhandled"``), when
+    ``am.ExceptionHandler`` logs an error (``"handled"``) and when a handler
+    exceeds ``handler_timeout`` (``"timeout"``). Machines made with
+    ``report_errors=False`` report nothing.
+    """
+    reports: list[ErrorReport] = []
+    add_listener(reports.append)
+    try:
+        yield reports
+    finally:
+        remove_listener(reports.append)
+
+
+@contextlib.contextmanager
+def fail_on_unhandled_errors() -> Iterator[list[ErrorReport]]:
+    """Raise :class:`AssertionError` after the block if a machine reported an
+    unhandled error in it (a test's machine failed and nothing noticed)."""
+    with error_reports() as reports:
+        yield reports
+    unhandled = [r for r in reports if r.kind == "unhandled"]
+    if unhandled:
+        text = "\n\n".join(r.message for r in unhandled)
+        raise AssertionError(f"{len(unhandled)} unhandled machine error(s):\n{text}")

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .rpc_attack_bench import render as render_rpc_attack
+from .import_time import render as render_import
 from .rpc_bench import render as render_rpc
 
 AM = "asyncmachine-trio"
@@ -182,4 +183,12 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("rpc_attack") is not None:
         out.append("")
         out.append(render_rpc_attack(doc["rpc_attack"]))
+    if doc.get("import") is not None:
+        out.append("")
+        out.append(render_import(doc["import"]))
+    if doc.get("telemetry") is not None:
+        from .telemetry_overhead import render as render_telemetry
+
+        out.append("")
+        out.append(render_telemetry(doc["telemetry"]))
     return "\n".join(out)

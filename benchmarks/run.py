@@ -6,6 +6,9 @@
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
     python -m benchmarks.run --only rpc-attack   # aRPC under attack (rpc_attack_bench.py)
+    python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
+    python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
+    python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
 
 Each library runs in a fresh interpreter (``--child``) so libraries share no heap, caches or
 class registries; the parent merges their rows, adds the ratios and targets, prints the
@@ -27,7 +30,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import harness, report
+from . import harness, import_time, node_bench, report
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,7 +46,12 @@ LIBS = {
 VERSIONED = ("asyncmachine-trio", "trio", "anyio", *list(LIBS)[1:])
 
 RPC = "rpc"  # the aRPC section (rpc_bench.py), selectable with --only like a library
-RPC_ATTACK = "rpc-attack"  # aRPC under attack (rpc_attack_bench.py), the same way
+IMPORT = "import"  # import times, with transitions (import_time.py); also with --only
+NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
+TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
+NATS = "nats"  # the NATS section (nats_bench.py), likewise
+RPC_ATTACK = "rpc-attack"  # aRPC under attack (rpc_attack_bench.py), likewise
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS, RPC_ATTACK)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -117,13 +125,18 @@ def spawn(lib: str, a: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
-    """``benchmarks.rpc_bench`` in a fresh interpreter; its section (or the error)."""
-    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-rpc-")
+def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> dict[str, Any]:
+    """``benchmarks.rpc_bench`` (or ``nats_bench``) in a fresh interpreter; its section."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-section-")
     os.close(fd)
     n, warmup = (400, 100) if a.quick else (2000, 200)
-    cmd = [sys.executable, "-m", "benchmarks.rpc_bench", "--quiet", "--json", out]
-    cmd += ["-n", str(n), "--warmup", str(warmup), "--repeats", str(a.repeats)]
+    cmd = [sys.executable, "-m", module, "--quiet", "--json", out]
+    if module.endswith("rpc_attack_bench"):
+        cmd += ["-n", str(300 if a.quick else 1000)]
+    else:
+        cmd += ["-n", str(n), "--warmup", str(warmup)]
+    if module.endswith("rpc_bench"):
+        cmd += ["--repeats", str(a.repeats)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
     error = ""
     try:
@@ -145,13 +158,13 @@ def spawn_rpc(a: argparse.Namespace) -> dict[str, Any]:
     return section
 
 
-def spawn_rpc_attack(a: argparse.Namespace) -> dict[str, Any]:
-    """``benchmarks.rpc_attack_bench`` in a fresh interpreter; its section (or the error)."""
-    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-attack-")
+def spawn_telemetry(a: argparse.Namespace) -> dict[str, Any]:
+    """``benchmarks.telemetry_overhead`` in a fresh interpreter; its section (or the error)."""
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-tel-")
     os.close(fd)
-    n = 300 if a.quick else 1000
-    cmd = [sys.executable, "-m", "benchmarks.rpc_attack_bench", "--quiet", "--json", out]
-    cmd += ["-n", str(n)]
+    n = 5000 if a.quick else 20000
+    cmd = [sys.executable, "-m", "benchmarks.telemetry_overhead", "--quiet", "--json", out]
+    cmd += ["-n", str(n), "--repeats", str(a.repeats)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
     error = ""
     try:
@@ -168,16 +181,14 @@ def spawn_rpc_attack(a: argparse.Namespace) -> dict[str, Any]:
         error = error or f"{type(exc).__name__}: {exc}"
     finally:
         os.unlink(out)
-    if not section.get("error") and error:
+    if error and not section:
         section = {"error": error}
     return section
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument(
-        "--only", default="", help="comma list of: " + ",".join([*LIBS, RPC, RPC_ATTACK])
-    )
+    ap.add_argument("--only", default="", help="comma list of: " + ",".join([*LIBS, *SECTIONS]))
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median)")
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds per repeat")
     ap.add_argument("--case-timeout", type=int, default=180, help="seconds per case")
@@ -200,11 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         print(report.render(json.loads(Path(a.show).read_text())))
         return 0
 
-    sections = (RPC, RPC_ATTACK)
-    libs = [s for s in a.only.split(",") if s] or [*LIBS, *sections]
-    unknown = [s for s in libs if s not in LIBS and s not in sections]
+    libs = [s for s in a.only.split(",") if s] or [*LIBS, *SECTIONS]
+    unknown = [s for s in libs if s not in LIBS and s not in SECTIONS]
     if unknown:
-        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, *sections])}")
+        ap.error(f"unknown libraries {unknown}; choose from {', '.join([*LIBS, *SECTIONS])}")
     info = harness.machine_info()
     versions = {d: harness.version(d) for d in VERSIONED}
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -216,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     rows: list[dict[str, Any]] = []
     for lib in libs:
-        if lib not in sections:
+        if lib not in SECTIONS:
             rows.extend(spawn(lib, a))
     by_key = {(r["lib"], r["id"]): r for r in rows}
     report.add_ratios(by_key)
@@ -231,10 +241,29 @@ def main(argv: list[str] | None = None) -> int:
     }
     if RPC in libs:
         doc["rpc"] = spawn_rpc(a)
+    if NATS in libs:
+        doc["nats"] = spawn_rpc(a, "benchmarks.nats_bench")
+    if IMPORT in libs:
+        try:
+            doc["import"] = import_time.run(5 if a.quick else 15)
+        except (OSError, subprocess.CalledProcessError, RuntimeError) as exc:
+            doc["import"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if NODE in libs:
+        try:
+            doc["node"] = node_bench.run(50 if a.quick else 200)
+        except (OSError, RuntimeError) as exc:
+            doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
     if RPC_ATTACK in libs:
-        doc["rpc_attack"] = spawn_rpc_attack(a)
+        doc["rpc_attack"] = spawn_rpc(a, "benchmarks.rpc_attack_bench")
+    if TELEMETRY in libs:
+        doc["telemetry"] = spawn_telemetry(a)
     print()
     print(report.render(doc))
+    if doc.get("nats") is not None:
+        from .nats_bench import render as render_nats
+
+        print()
+        print(render_nats(doc["nats"]))
     if not a.no_json:
         path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}.json"
         path.parent.mkdir(parents=True, exist_ok=True)

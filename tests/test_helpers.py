@@ -438,7 +438,12 @@ async def test_add_async(unit: float, virtual: bool) -> None:
 @pytest.mark.anyio
 async def test_add_async_activation_during_the_mutation() -> None:
     schema = {"Start": am.State(add=("Ready",)), "Ready": am.State(), "B": am.State()}
-    async with am.open_machine(schema, handlers=Rejecting()) as mach:
+
+    class RejectingB:
+        def b_enter(self, e: am.Event) -> bool:
+            return False
+
+    async with am.open_machine(schema, handlers=RejectingB()) as mach:
         assert await h.add1_async(mach, "Ready", "Start", timeout=0)
         assert not await h.add1_async(mach, "Ready", "B", timeout=0)  # canceled
 

@@ -94,7 +94,9 @@ class MachineInvariants(RuleBasedStateMachine):
     )
     def setup(self, schema: dict[str, am.State], behaviour: dict[str, str]) -> None:
         self.checker = Checker()
-        self.mach = am.Machine(schema, tracers=[self.checker], handler_timeout=None)
+        self.mach = am.Machine(
+            schema, tracers=[self.checker], handler_timeout=None, strict_schema=False
+        )
         known = {k: v for k, v in behaviour.items() if k.split(":")[0] in schema}
         self.mach.bind_handlers(make_handlers(known, self.checker))
         self.last_queue_tick = self.mach.queue_tick()

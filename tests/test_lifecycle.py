@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -537,35 +538,82 @@ def test_panic_in_auto_transition_is_not_partial() -> None:
     assert mach.active_states() == ["Exception", "C"]
 
 
-def test_auto_state_raising_does_not_livelock() -> None:
+def test_auto_state_raising_livelock_guard(caplog: pytest.LogCaptureFixture) -> None:
+    # the reference retries forever; the port stops the same failing auto
+    # attempt from the same active states after auto_retry_limit failures
     schema = {"A": am.State(auto=True), "B": am.State(), "C": am.State()}
     tracer = TxTracer()
-    mach, _ = mk(schema, tracers=[tracer])
+    mach, lines = mk(schema, tracers=[tracer], level=am.LogLevel.CHANGES)
+    mach.auto_retry_limit = 3
     rec = Rec(schema, raise_=["AEnter"])
     mach.bind_handlers(rec)
-    assert mach.add1("B") is R.EXECUTED
+    with caplog.at_level(logging.WARNING, logger="asyncmachine_trio"):
+        assert mach.add1("B") is R.EXECUTED
     assert mach.active_states() == ["Exception", "B"]
-    assert rec.calls.count("AEnter") == 1
+    # the first attempt (from B), then 3 from (Exception B): the Exception
+    # mutation of each failure tries the auto states again until the bound
+    assert rec.calls.count("AEnter") == 4
     assert tracer.txs == [
         ("add", ["B"], True),
         ("add:auto", ["A"], False),
         ("add", ["Exception"], True),
+        ("add:auto", ["A"], False),
+        ("add", ["Exception"], True),
+        ("add:auto", ["A"], False),
+        ("add", ["Exception"], True),
+        ("add:auto", ["A"], False),
+        ("add", ["Exception"], True),
     ]
-    # the next unrelated mutation tries the auto state once more, and stops
+    assert mach.tick("Exception") == 7
+    # reported: internal_errors, the tracers, the machine log, the logger
+    errs = [e for e in mach.internal_errors if isinstance(e, am.AutoLivelockError)]
+    assert len(errs) == 1
+    assert tracer.internal == errs
+    assert "A failed 3 times in a row" in str(errs[0])
+    assert "AEnter panic" in str(errs[0])
+    assert "[auto:livelock] A not retried after 3 failures" in lines
+    assert any("auto livelock: A" in r.getMessage() for r in caplog.records)
+    # progress (C activates): the next attempts count from zero again (three
+    # from (Exception B C), Exception being active already)
     assert mach.add1("C") is R.EXECUTED
-    assert rec.calls.count("AEnter") == 2
+    assert rec.calls.count("AEnter") == 7
     assert mach.is_(["B", "C", "Exception"])
-    assert mach.tick("Exception") == 3
+    # still usable
+    assert mach.remove1("Exception") is R.EXECUTED
 
 
-def test_auto_state_final_raising_does_not_livelock() -> None:
+def test_auto_state_final_raising_livelock_guard() -> None:
     schema = {"A": am.State(auto=True), "B": am.State()}
     mach, _ = mk(schema)
+    mach.auto_retry_limit = 2
     rec = Rec(schema, raise_=["AState"])
     mach.bind_handlers(rec)
     assert mach.add1("B") is R.EXECUTED
-    assert rec.calls.count("AState") == 1
-    assert mach.clock() == {"A": 2, "B": 1, "Exception": 1}
+    assert rec.calls.count("AState") == 3
+    # each failure: A applied (+1), reverted (+1); Exception re-entered 3 times
+    assert mach.clock() == {"A": 6, "B": 1, "Exception": 5}
+    assert isinstance(mach.internal_errors[-1], am.AutoLivelockError)
+
+
+def test_auto_retried_after_a_failed_auto_transition() -> None:
+    # the Exception mutation of a failed auto transition triggers the auto
+    # states again, as in the reference: a handler failing once is retried
+    n = 0
+
+    def flaky(e: am.Event) -> None:
+        nonlocal n
+        n += 1
+        if n == 1:
+            raise ValueError("first")
+
+    schema = {"A": am.State(auto=True), "B": am.State(), "G": am.State(auto=True)}
+    mach, _ = mk(schema)
+    rec = Rec(schema, actions={"AEnter": flaky})
+    mach.bind_handlers(rec)
+    assert mach.add1("B") is R.EXECUTED
+    assert mach.is_(["A", "G", "B", "Exception"])
+    assert rec.calls.count("GState") == 1
+    assert mach.internal_errors == []
 
 
 def test_base_exception_propagates_and_machine_stays_usable() -> None:
@@ -636,7 +684,7 @@ def test_handler_timeout_final() -> None:
     errs = mach.internal_errors
     assert len(errs) == 1
     assert isinstance(errs[0], am.HandlerTimeoutError)
-    assert str(errs[0]) == "handler timeout: AState from slow"
+    assert str(errs[0]).startswith("handler timeout: AState from slow: ")
     assert tracer.internal == errs
     assert "[cancel] (A) by timeout" in lines
     assert "[handler:timeout]: AState from slow" in lines

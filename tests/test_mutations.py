@@ -101,11 +101,15 @@ def test_canceled_transition_does_not_tick() -> None:
     assert mach.clock() == {"A": 1, "B": 0, "C": 0, "D": 0, "Exception": 0}
 
 
-def test_time_and_clock_unknown_names_read_zero() -> None:
+def test_time_and_clock_unknown_names_raise() -> None:
+    # port (issue 11): the reference reads 0 for unknown names
     mach = norels("A")
-    assert list(mach.time(["A", "X"])) == [1, 0]
-    assert mach.clock(["X", "A"]) == {"X": 0, "A": 1}
-    assert mach.tick("X") == 0
+    with pytest.raises(am.StateUnknownError):
+        mach.time(["A", "X"])
+    with pytest.raises(am.StateUnknownError):
+        mach.clock(["X", "A"])
+    with pytest.raises(am.StateUnknownError):
+        mach.tick("X")
 
 
 # ----- 2.3 queue tick
@@ -512,8 +516,6 @@ def test_queue_limit_guards_without_exception() -> None:
         got["remove"] = mach.remove1("A")
         got["remove_ev"] = mach.remove1("A", event=e)
         got["toggle"] = mach.toggle1("A")
-        got["add_err"] = mach.add_err(ValueError("full"))
-        got["add_err_state"] = mach.add_err_state("B", ValueError("full"))
         got["remove_exc"] = mach.remove1("Exception")  # Exception not active
         got["add_exc_ev"] = mach.add1("Exception", event=e)
         got["len"] = mach.queue_len()
@@ -531,8 +533,6 @@ def test_queue_limit_guards_without_exception() -> None:
         "remove": R.CANCELED,
         "remove_ev": R.CANCELED,
         "toggle": R.CANCELED,
-        "add_err": R.CANCELED,
-        "add_err_state": R.CANCELED,
         "remove_exc": R.CANCELED,
         "add_exc_ev": R.CANCELED,
         "len": 3,
@@ -541,9 +541,43 @@ def test_queue_limit_guards_without_exception() -> None:
         "add_exc_b": R.QUEUED,
         "len3": 5,
     }
-    # the guard runs before add_err stores the error
     assert mach.err is None
     assert mach.active_states() == ["B", "Exception", "D", "C", "A"]
+
+
+def test_add_err_is_never_refused_by_a_full_queue() -> None:
+    # port decision: errors bypass queue_limit (the reference cancels AddErr
+    # on a full queue, losing the error); also with Exception already active
+    mach = norels(queue_limit=3)
+    got: dict[str, object] = {}
+    errors: list[BaseException | None] = []
+
+    def exception_state(e: am.Event) -> None:
+        exc = am.parse_args(e.args, am.AException)
+        errors.append(exc.err if exc is not None else None)
+
+    mach.bind_handlers({"exception_state": exception_state})
+
+    def extra(e: am.Event) -> None:
+        got["add_err"] = mach.add_err(ValueError("first"))
+        got["add_err_state"] = mach.add_err_state("B", ValueError("second"))
+        got["add_err_ev"] = mach.add_err(ValueError("third"), event=e)
+        got["len"] = mach.queue_len()
+        got["err"] = str(mach.err)
+
+    fill_queue(mach, extra)
+    assert mach.add1("A") is R.EXECUTED
+    assert got == {
+        "add_err": R.QUEUED,
+        "add_err_state": R.QUEUED,
+        "add_err_ev": R.QUEUED,
+        "len": 6,
+        "err": "third",
+    }
+    # each reached the Exception state, in order
+    assert [str(e) for e in errors] == ["first", "second", "third"]
+    assert mach.is_(["A", "B", "Exception"])
+    assert mach.tick("Exception") == 5
 
 
 def test_queue_limit_guards_with_exception_active() -> None:
@@ -964,10 +998,13 @@ def test_unknown_state_raises_inside_handler_before_queuing() -> None:
     assert mach.active_states() == ["A"]
 
 
-def test_is_with_unknown_state_is_false() -> None:
+def test_is_with_unknown_state_raises() -> None:
+    # port (issue 11): the reference answers False; has / has1 answer for any name
     mach = norels("A")
-    assert mach.is_(["A", "X"]) is False
-    assert mach.is1("X") is False
+    with pytest.raises(am.StateUnknownError):
+        mach.is_(["A", "X"])
+    with pytest.raises(am.StateUnknownError):
+        mach.is1("X")
     assert mach.has1("X") is False
     assert mach.has(["A", "X"]) is False
     assert mach.has(["A", "Exception"]) is True

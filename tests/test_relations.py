@@ -107,8 +107,20 @@ def test_add_is_two_levels_deep() -> None:
     }
     mach, _ = machine(schema)
     assert mach.add1("A") is R.EXECUTED
-    assert mach.active_states() == ["A", "B", "C"]
+    # C is implied only by the second parse_add (over the reversed list), so
+    # it ends up first after the final reverse (SPEC 4.2)
+    assert mach.active_states() == ["C", "A", "B"]
     assert mach.not1("D")
+
+
+def test_add_chain_order_without_remove_relations() -> None:
+    # no state has a Remove relation: the reverse / parse_add / reverse round
+    # trip still runs (no shortcut), so the implied G comes first
+    schema = {"A": am.State(add=["G"]), "B": am.State(add=["A"]), "G": am.State()}
+    mach, _ = machine(schema)
+    assert mach.add1("B") is R.EXECUTED
+    assert mach.active_states() == ["G", "B", "A"]
+    assert mach.string() == "(A:1 B:1 G:1)"
 
 
 def test_active_non_multi_does_not_re_imply() -> None:

@@ -14,7 +14,7 @@ class ExceptionStateError(AsyncMachineError):
     """The machine entered ``Exception`` while a ``wait_for_err_*`` waited; ``err`` is its error."""
 
     def __init__(self, mach: MachineApi) -> None:
-        self.err = mach.err
+        self.err: Exception | None = mach.err
         super().__init__(f"{EXCEPTION}: {self.err}")
 
 

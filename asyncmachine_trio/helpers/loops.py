@@ -116,7 +116,8 @@ class StateLoop:
                 for s in mach.inbound_relations_of(loop_state)
                 if Relation.ADD in mach.relations_between(s, loop_state)
             )
-        self.ctx_states = list(dict.fromkeys(ctx_states))
+        # an unknown loop state: ended from the start, nothing to count
+        self.ctx_states: list[str] = list(dict.fromkeys(ctx_states)) if not self._ended else []
         self._window_start = self.clock()
         self._window_ticks = self.sum()
         if not self._ended:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Iterable, Sequence
 
 from .. import Result, Time, Transition
@@ -83,7 +83,7 @@ def rand_id(length: int = 16) -> str:
     """A random hex id of ``length`` chars, rounded up to even (0 means 16, as in Go)."""
     if length == 0:
         length = 16
-    return secrets.token_hex((length + 1) // 2)
+    return os.urandom((length + 1) // 2).hex()
 
 
 def time_matrix(machines: Sequence[MachineApi]) -> list[Time]:

@@ -12,6 +12,7 @@ import anyio.abc
 import attrs
 
 from .. import Ctx, Event, Machine, State, StateUnknownError
+from ..machine.excgroup import unwrap_single
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -24,7 +25,7 @@ class TaskPool:
         if limit < 1:
             raise ValueError(f"pool limit must be >= 1, got {limit}")
         self.task_group = task_group
-        self.limiter = anyio.CapacityLimiter(limit)
+        self.limiter: anyio.CapacityLimiter = anyio.CapacityLimiter(limit)
         self.ctx = ctx
 
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
@@ -45,8 +46,9 @@ async def open_pool(limit: int, ctx: Ctx | None = None) -> AsyncIterator[TaskPoo
     """``async with open_pool(n) as pool:``; the block waits for every task on exit."""
     if limit < 1:
         raise ValueError(f"pool limit must be >= 1, got {limit}")
-    async with anyio.create_task_group() as tg:
-        yield TaskPool(tg, limit, ctx)
+    with unwrap_single():  # one failure leaves as itself (semantics §13.1)
+        async with anyio.create_task_group() as tg:
+            yield TaskPool(tg, limit, ctx)
 
 
 async def fan_out(fn: Callable[[T], Awaitable[R]], items: Iterable[T], *, limit: int) -> list[R]:

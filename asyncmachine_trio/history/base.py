@@ -164,7 +164,7 @@ class History(abc.ABC):
         self._last_sum = last_sum
         #: the machine record this history continues (given, or found in the database)
         self.previous_record: MachineRecord | None = previous
-        self.tracer = HistoryTracer(self, self._kind)
+        self.tracer: HistoryTracer = HistoryTracer(self, self._kind)
 
     def _bind(self) -> None:
         self._mach.tracer_bind(self.tracer)

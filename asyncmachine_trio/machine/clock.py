@@ -9,6 +9,7 @@ negatives) read as tick 0 here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 __all__ = [
     "Time",
@@ -218,7 +219,7 @@ class TimeIndex:
             return NotImplemented
         return self.time == other.time and self.index == other.index
 
-    __hash__ = None  # type: ignore[assignment]
+    __hash__: ClassVar[None] = None  # type: ignore[assignment]
 
     def _idxs(self, states: Sequence[str]) -> list[int]:
         return _states_to_index(self.index, states)

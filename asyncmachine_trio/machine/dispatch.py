@@ -6,20 +6,22 @@ so the hot path pays no wrapper call.
 
 from __future__ import annotations
 
-import secrets
+import os
 import time as _time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from . import report as _report
 from .args import AException, ExceptionArgsPanic, pass_args
 from .errors import (
     ArgumentError,
+    AutoLivelockError,
     HandlerTimeoutError,
     TracerError,
     format_trace,
 )
 from .handlers import Binding, sanitize_binding_id
-from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
 from .schema import EXCEPTION
@@ -129,6 +131,9 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     tracers = m._tracers
     res = EXECUTED
     event: Event | None = None
+    # a raising handler ends its event: later bindings are not called for it,
+    # also when recover() kept the transition valid (it called Exception)
+    failed = False
     for b in m._bindings:
         if level >= L_EVERYTHING:
             m._log(L_EVERYTHING, f"[handle:{b.id}] {name}")
@@ -138,7 +143,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         m._handler_called = True
         if event is None:
             event = Event(name, m, tx, args, b.event_state.get(name, ""))
-        if m._tx is not tx or tx.is_completed or not tx.is_accepted:
+        if failed or m._tx is not tx or tx.is_completed or not tx.is_accepted:
             m._log(L_DECISIONS, f"[handler:invalid] {name}")
             if not is_final:
                 res = CANCELED
@@ -166,7 +171,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             m._current_handler = ""
             if not m.panic_to_exception:
                 raise
-            panicked = True
+            panicked = failed = True
             ret = False
             m._recover(err, event)
         finally:
@@ -178,7 +183,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             for t in tracers:
                 t.handler_end(tx, b.id, name)
         if timed_out:
-            m._handler_timeout(tx, b, name)
+            m._handler_timeout(tx, b, name, _time.perf_counter() - started)
             res = CANCELED
             break
         if level >= L_EVERYTHING:
@@ -199,14 +204,26 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
     return res
 
 
-def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str) -> None:
+def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str, elapsed: float) -> None:
+    # a timed-out handler cancels (never a partial rejection of an auto state)
+    tx.is_accepted = False
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by timeout")
     m._log(L_DECISIONS, f"[handler:timeout]: {name} from {b.id}")
-    err = HandlerTimeoutError(f"handler timeout: {name} from {b.id}")
+    fn = b.table.get(name)
+    pyname = _report._qualname(fn) if fn is not None else name
+    limit = m.handler_timeout or 0.0
+    err = HandlerTimeoutError(
+        f"handler timeout: {name} from {b.id}: {pyname} took {elapsed:.3f}s, limit {limit:g}s"
+    )
+    err.handler = pyname
+    err.elapsed = elapsed
+    err.limit = limit
     m._internal_errors.append(err)
     del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
     for t in m._tracers:
         t.internal_error(m, err)
+    state = b.event_state.get(name, "")
+    _report.report_timeout(m, err, pyname, state, elapsed, limit, tx._latest_is_final)
 
 
 def recover(m: Machine, err: Exception, event: Event) -> None:
@@ -215,28 +232,51 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
     tx = m._tx
     assert tx is not None
     if EXCEPTION in tx.called_set:
+        # no second error, but the transition is canceled all the same
+        tx.is_accepted = False
         return
     m._log(L_OPS, "[recover] handling panic...")
     m._err = err
+    source = _report.handler_name(m, event, err)
     if tx._latest_is_final:
         m._revert(tx)
     m._log(L_OPS, f"[cancel] ({' '.join(tx.target_states)}) by recover")
     tx.is_accepted = False
     tx.is_completed = True
     trace = format_trace(err)
-    args = pass_args(
-        AException(
-            err=err,
-            err_trace=trace,
-            panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
-        )
+    exc = AException(
+        err=err,
+        err_trace=trace,
+        panic=ExceptionArgsPanic(list(tx.mutation.called), list(tx.states_before), tx),
+        fn=source,
     )
+    args = pass_args(exc)
+    if m.report_errors:
+        _report.watch(m, exc, source, event.state or " ".join(tx.mutation.called))
     mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
-    # port rule: the reference livelocks when an Auto state's handler raises
-    # (Exception re-enters, auto runs again, raises again...); the error of a
-    # failed auto transition does not trigger the auto states again
-    mut.skip_auto = tx.mutation.is_auto or tx.mutation.skip_auto
+    if tx.mutation.is_auto:
+        # the Exception mutation triggers the auto states again (SPEC 6.1); count
+        # the same auto attempt failing the same way from the same active
+        # states, for the livelock guard (Transition._auto)
+        key = (tuple(tx.mutation.called), frozenset(tx._before_set), event.name)
+        prev = tx.mutation.auto_chain
+        mut.auto_chain = (key, prev[1] + 1 if prev is not None and prev[0] == key else 1)
     m._prepend(mut)
+
+
+def auto_livelock(m: Machine, tx: Transition, auto: list[str], fails: int) -> None:
+    """The livelock guard stopped retrying the auto states: report it."""
+    err = AutoLivelockError(
+        f"auto livelock: {' '.join(auto)} failed {fails} times in a row with no"
+        f" progress (auto_retry_limit={m.auto_retry_limit}) for {m.id}, last error:"
+        f" {m._err!r}"
+    )
+    m._log(L_CHANGES, f"[auto:livelock] {' '.join(auto)} not retried after {fails} failures")
+    m._internal_errors.append(err)
+    del m._internal_errors[:-_INTERNAL_ERRORS_MAX]
+    report_warning("machine %s: %s", m.id, err)
+    for t in m._tracers:
+        t.internal_error(m, err)
 
 
 def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str:
@@ -246,9 +286,9 @@ def bind_handlers(m: Machine, handlers: object, *, id: str | None = None) -> str
     if handlers is None or isinstance(handlers, str | int | float | bool):
         raise ArgumentError(f"handlers must be an object with methods, got {handlers!r}")
     first = not m._handlers_ever_bound
-    bid = sanitize_binding_id(id) if id else f"anon-{secrets.token_hex(2)}"
+    bid = sanitize_binding_id(id) if id else f"anon-{os.urandom(2).hex()}"
     binding = Binding(handlers, bid, m._binding_num)
-    binding.compile(m._names)
+    binding.compile(m._names, warn=m.strict_schema)
     m._binding_num += 1
     m._bindings = [*m._bindings, binding]
     m._handlers_ever_bound = True

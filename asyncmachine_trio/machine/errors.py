@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import traceback
-
 __all__ = [
     "ArgumentError",
     "AsyncMachineError",
+    "AutoLivelockError",
     "DisposedError",
     "HandlerTimeoutError",
     "NestedEvalError",
@@ -41,7 +40,23 @@ class RelationError(AsyncMachineError):
 
 
 class HandlerTimeoutError(AsyncMachineError):
-    """A sync handler call took longer than ``handler_timeout`` (SPEC 5.6, port)."""
+    """A sync handler call took longer than ``handler_timeout``.
+
+    ``handler`` is the Python name of the method (``Handlers.foo_state``),
+    ``elapsed`` the seconds it took and ``limit`` the ``handler_timeout``.
+    """
+
+    handler: str = ""
+    elapsed: float = 0.0
+    limit: float = 0.0
+
+
+class AutoLivelockError(AsyncMachineError):
+    """The auto states kept failing the same way: the livelock guard stopped them.
+
+    Reported to ``internal_errors``, the tracers' ``internal_error`` hook and
+    the ``asyncmachine_trio`` logger; the bound is ``Machine.auto_retry_limit``.
+    """
 
 
 class NestedEvalError(AsyncMachineError):
@@ -70,6 +85,8 @@ class WrongThreadError(AsyncMachineError, RuntimeError):
 
 def format_trace(err: BaseException | None) -> str:
     """The traceback of ``err``, or the current stack when it has none."""
+    import traceback  # on the first error only: not a cost of importing the package
+
     if err is not None and err.__traceback__ is not None:
         return "".join(traceback.format_exception(type(err), err, err.__traceback__))
     return "".join(traceback.format_stack()[:-3])

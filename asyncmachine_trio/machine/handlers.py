@@ -8,10 +8,14 @@ lookup per binding and no name is built or reflected on the hot path.
 from __future__ import annotations
 
 import inspect
+import os
 import re
+import sys
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import report as _report
 from .args import AException, parse_args
 from .errors import SchemaError
 from .logging import L_CHANGES
@@ -20,7 +24,7 @@ from .schema import ANY
 if TYPE_CHECKING:
     from .transition import Event
 
-__all__ = ["Binding", "ExceptionHandler", "HandlerFn", "snake"]
+__all__ = ["Binding", "ExceptionHandler", "HandlerFn", "HandlerWarning", "not_handler", "snake"]
 
 HandlerFn = Callable[["Event"], Any]
 
@@ -34,6 +38,95 @@ SUFFIXES = (
     ("_end", "End"),
 )
 FINAL_SUFFIXES = ("State", "End")
+
+
+class HandlerWarning(UserWarning):
+    """A public method of a handler object looks like a handler but matches no
+    state or event of the schema, so it is never called (a typo?)."""
+
+
+F = TypeVar("F")
+
+_NOT_HANDLER = "__am_not_handler__"
+
+
+def not_handler(fn: F) -> F:
+    """Mark a method of a handler class as a helper: never bound, never checked.
+
+    ``@am.not_handler`` above ``def get_state(self)`` keeps a helper whose name
+    looks like a handler; a name starting with ``_`` does the same.
+    """
+    target = getattr(fn, "__func__", fn)  # staticmethod / classmethod
+    setattr(target, _NOT_HANDLER, True)
+    return fn
+
+
+def _marked(obj: object, attr: str) -> bool:
+    """``attr`` is a callable marked with :func:`not_handler` (None: not callable)."""
+    try:
+        static = inspect.getattr_static(obj, attr)
+    except AttributeError:
+        return False
+    target = getattr(static, "__func__", static)
+    return bool(getattr(target, _NOT_HANDLER, False))
+
+
+def _is_method(obj: object, attr: str) -> bool:
+    try:
+        static = inspect.getattr_static(obj, attr)
+    except AttributeError:
+        return False
+    return callable(static) or isinstance(static, staticmethod | classmethod)
+
+
+_SUFFIX_WORDS = ("enter", "exit", "state", "end")
+
+
+def _closest_handler(attr: str, by_snake: Mapping[str, str]) -> str | None:
+    """The closest valid handler name if ``attr`` has a handler's shape
+    (``foo_enterr``, ``fooo_enter``, ``foo_stat``, ``foo_baz``), else None."""
+    import difflib  # cold: only for methods that match nothing
+
+    snakes = list(by_snake)
+    candidates: list[str] = []
+    shaped = False
+    i = attr.rfind("_")
+    head, tail = attr[:i], attr[i + 1 :]
+    close_tails = difflib.get_close_matches(tail, _SUFFIX_WORDS, n=1, cutoff=0.75)
+    if tail in _SUFFIX_WORDS or (
+        close_tails and difflib.get_close_matches(head, snakes, n=1, cutoff=0.75)
+    ):
+        shaped = True
+        for word in close_tails:
+            candidates += [f"{h}_{word}" for h in snakes]
+    # a state's prefix followed by no event suffix and no state
+    start = 0
+    while (j := attr.find("_", start)) >= 0:
+        left = attr[:j]
+        if left in by_snake or left == "any":
+            shaped = True
+            words = ("enter", "state") if left == "any" else _SUFFIX_WORDS
+            candidates += [f"{left}_{w}" for w in words]
+            if left != "any":
+                candidates += [f"{left}_{s}" for s in snakes]
+        start = j + 1
+    if not shaped:
+        return None
+    best = difflib.get_close_matches(attr, candidates, n=1, cutoff=0.0)
+    return best[0] if best else ""
+
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _warn_user(msg: str) -> None:
+    """Warn at the first frame outside this package (the user's bind call)."""
+    level = 1
+    frame = sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    warnings.warn(msg, HandlerWarning, stacklevel=level)
 
 
 def snake(name: str) -> str:
@@ -76,21 +169,23 @@ class Binding:
     __slots__ = ("async_names", "event_state", "id", "num", "obj", "pairs", "table")
 
     def __init__(self, obj: object, bid: str, num: int) -> None:
-        self.obj = obj
-        self.id = bid
-        self.num = num
+        self.obj: object = obj
+        self.id: str = bid
+        self.num: int = num
         self.table: dict[str, HandlerFn] = {}
         self.async_names: frozenset[str] = frozenset()
         self.event_state: dict[str, str] = {}
         # (before, after) of the state-state handlers this binding defines
         self.pairs: frozenset[tuple[str, str]] = frozenset()
 
-    def compile(self, state_names: Iterable[str]) -> None:
+    def compile(self, state_names: Iterable[str], *, warn: bool = False) -> None:
         """Build the event table for the schema; ambiguity is a SchemaError.
 
         The scan (names -> events, checks) depends only on the class and the
         state names, so it is cached per class; instances with their own
-        callables (or mappings) are scanned every time.
+        callables (or mappings) are scanned every time. With ``warn``, methods
+        shaped like handlers that match nothing give a :class:`HandlerWarning`
+        (once per class and schema).
         """
         names = tuple(state_names)
         obj = self.obj
@@ -98,11 +193,14 @@ class Binding:
         key = (type(obj), names)
         scan = _SCANS.get(key) if cacheable else None
         if scan is None:
-            scan = _Scan(_scan(obj, names))
+            scan = _Scan(*_scan(obj, names))
             if cacheable:
                 if len(_SCANS) >= 1024:
                     _SCANS.clear()
                 _SCANS[key] = scan
+        if warn and scan.unmatched and not scan.warned:
+            scan.warned = cacheable
+            _warn_unmatched(obj, scan.unmatched, names)
         if isinstance(obj, Mapping):
             self.table = {event: obj[attr] for attr, event in scan.attr_events}
         else:
@@ -116,9 +214,12 @@ class Binding:
 class _Scan:
     """What a scan of a handler class yields, shared by its bindings."""
 
-    __slots__ = ("async_names", "attr_events", "event_state", "pairs")
+    __slots__ = ("async_names", "attr_events", "event_state", "pairs", "unmatched", "warned")
 
-    def __init__(self, entries: tuple[_Entry, ...]) -> None:
+    def __init__(self, entries: tuple[_Entry, ...], unmatched: tuple[str, ...]) -> None:
+        # public names with an underscore that match no event (maybe typos)
+        self.unmatched = unmatched
+        self.warned = False
         self.attr_events = tuple((attr, event) for attr, event, _, _, _ in entries)
         self.event_state = {event: state for _, event, state, _, _ in entries}
         self.pairs = frozenset(
@@ -137,7 +238,7 @@ def _own_callables(obj: object) -> bool:
     return own is not None and any(callable(v) for v in own.values())
 
 
-def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[_Entry, ...]:
+def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[tuple[_Entry, ...], tuple[str, ...]]:
     """Resolve every handler-like attribute of ``obj`` against the state names."""
     by_snake: dict[str, str] = {}
     for name in state_names:
@@ -152,6 +253,7 @@ def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[_Entry, ...]:
     # object binds its attributes; unknown mapping keys are errors, not skipped
     mapping: Mapping[str, Any] | None = obj if isinstance(obj, Mapping) else None
     is_map = mapping is not None
+    unmatched: list[str] = []
     for attr in list(mapping) if mapping is not None else dir(obj):
         if not is_map and (attr.startswith("__") or "_" not in attr):
             continue
@@ -159,6 +261,10 @@ def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[_Entry, ...]:
         if not events:
             if is_map:
                 raise SchemaError(f"{attr!r} is not a handler name for this schema")
+            if not attr.startswith("_"):
+                unmatched.append(attr)
+            continue
+        if not is_map and _marked(obj, attr):
             continue
         if len(events) > 1:
             raise SchemaError(
@@ -178,14 +284,34 @@ def _scan(obj: object, state_names: tuple[str, ...]) -> tuple[_Entry, ...]:
                 " plain function, not async"
             )
         out.append((attr, event, state, first, is_async))
-    return tuple(out)
+    return tuple(out), tuple(unmatched)
+
+
+def _warn_unmatched(obj: object, unmatched: Iterable[str], state_names: Iterable[str]) -> None:
+    by_snake = {snake(n): n for n in state_names}
+    for attr in unmatched:
+        closest = _closest_handler(attr, by_snake)
+        if closest is None or not _is_method(obj, attr) or _marked(obj, attr):
+            continue
+        hint = f" (did you mean {closest}?)" if closest else ""
+        _warn_user(
+            f"{type(obj).__name__}.{attr} matches no state or event of this schema,"
+            f" so it is never called{hint}; mark a helper method with"
+            " @am.not_handler or start its name with '_'"
+        )
 
 
 class ExceptionHandler:
-    """Bindable default handler: ``exception_state`` logs the error (SPEC 9)."""
+    """Bindable default handler: ``exception_state`` logs every error.
+
+    At ERROR to the stdlib logger ``asyncmachine_trio`` (with the handler
+    that raised and the traceback), whatever the machine's ``log_level`` and
+    ``report_errors``; and as the machine's own ``[error]`` line at
+    ``LogLevel.CHANGES``. Subclass it to add your own handlers.
+    """
 
     def exception_state(self, e: Event) -> None:
-        """Log ``[error] <msg>`` or ``[error:<type>] <called> (<err>)`` + trace."""
+        """Log the error; ``[error] <msg>`` or ``[error:<type>] <called> (<err>)``."""
         mach = e.machine
         args = parse_args(e.args, AException)
         err: BaseException | None = args.err if args else None
@@ -203,4 +329,8 @@ class ExceptionHandler:
             line = f"[error:{mtype}] {called} ({err})"
             if with_trace:
                 line += "\n" + trace
+        source = args.fn if args is not None else ""
+        where = f" in {source}" if source else ""
+        head = f"error in machine {mach.id}{where}: {type(err).__name__}: {err}"
+        _report.report_handled(mach, err, head, trace, source)
         mach._log(L_CHANGES, line)

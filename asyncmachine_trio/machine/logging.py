@@ -14,6 +14,7 @@ __all__ = [
     "L_EXTERNAL",
     "L_NOTHING",
     "L_OPS",
+    "STRUCTLOG",
     "LogLevel",
     "LoggerFn",
     "format_log_args",
@@ -95,3 +96,33 @@ def format_log_args(mapped: Mapping[str, str]) -> str:
     if not mapped:
         return ""
     return " (" + " ".join(f"{k}={mapped[k]}" for k in sorted(mapped)) + ")"
+
+
+class _LazyStructlog:
+    """The package's structlog logger, imported at the first line logged to it.
+
+    Importing structlog costs tens of milliseconds (its dev renderer loads rich
+    when installed); machines that log nowhere, or to their own logger, never pay it.
+    """
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        import structlog
+
+        return getattr(structlog.get_logger("asyncmachine_trio"), name)
+
+
+#: ``STRUCTLOG.info(...)`` etc.: structlog's ``get_logger("asyncmachine_trio")``, lazily
+STRUCTLOG: Any = _LazyStructlog()
+
+
+def report_warning(fmt: str, *args: object) -> None:
+    """Log a report that must not depend on a machine's log level, to the stdlib logger
+    ``asyncmachine_trio`` (silenced or redirected with the usual logging configuration).
+
+    :mod:`logging` is imported on first use: it keeps ``import asyncmachine_trio`` cheap.
+    """
+    import logging
+
+    logging.getLogger("asyncmachine_trio").warning(fmt, *args)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping, Sequence
@@ -16,11 +15,12 @@ from typing import Any
 
 import anyio.abc
 import attrs
-import structlog
 
 from . import dispatch as _dispatch
 from . import queue as _queue
+from . import report as _report
 from . import tasks as _tasks
+from . import tracing as _tracing
 from . import when as _when
 from .args import (
     AException,
@@ -40,22 +40,22 @@ from .errors import (
 from .handlers import Binding
 from .logging import (
     L_CHANGES,
-    L_DECISIONS,
     L_EXTERNAL,
     L_NOTHING,
     L_OPS,
     LOG_ARGS,
+    STRUCTLOG,
     LoggerFn,
     LogLevel,
     format_log_args,
     log_args_mapper,
 )
 from .mutation import ADD as _ADD
-from .mutation import CANCELED, Mutation, Position, Result
+from .mutation import CANCELED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
 from .resolver import Relation, Resolver
-from .schema import EXCEPTION, MACHINE_RESTORED, State, States, parse_schema
+from .schema import EXCEPTION, MACHINE_RESTORED, State, States, check_schema, parse_schema
 from .tracing import Tracer
 from .transition import Event, Transition
 from .waiting import Ctx, StateCtx, Subscriptions, Waiter
@@ -66,7 +66,7 @@ __all__ = ["Machine", "Serialized"]
 _UNSET: Any = object()
 _INTERNAL_ERRORS_MAX = 10
 
-_structlog = structlog.get_logger("asyncmachine_trio")
+_structlog = STRUCTLOG  # structlog, imported at the first line logged
 
 
 def _env_on(name: str) -> bool:
@@ -84,13 +84,13 @@ class Serialized:
     machine_tick: int = 0
 
 
-_PARSED: dict[object, tuple[dict[str, State], SchemaError | None]] = {}
-_PARSED_BY_ID: dict[
-    int, tuple[object, tuple[object, ...], tuple[dict[str, State], SchemaError | None]]
-] = {}
+# (sanitized schema, its sanitization error, the strict checks' error)
+_Compiled = tuple[dict[str, State], SchemaError | None, SchemaError | None]
+_PARSED: dict[object, _Compiled] = {}
+_PARSED_BY_ID: dict[int, tuple[object, tuple[object, ...], _Compiled]] = {}
 
 
-def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
+def _compile_schema(schema: Any) -> _Compiled:
     """Sanitize (SPEC 1.4) and add the implicit Exception, cached per schema.
 
     The result is shared by machines of the same schema and never mutated
@@ -115,9 +115,10 @@ def _compile_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
     hit = _PARSED.get(key) if key is not None else None
     if hit is None:
         parsed, err = parse_schema(schema)
+        strict_err = check_schema(schema)
         if EXCEPTION not in parsed:
             parsed[EXCEPTION] = State(multi=True)
-        hit = (parsed, err)
+        hit = (parsed, err, strict_err)
         if key is not None:
             if len(_PARSED) >= 256:
                 _PARSED.clear()
@@ -147,12 +148,23 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
 
 
 class Machine:
-    """A clock-based, relational, multi-state machine (see DESIGN.md).
+    """A clock-based, relational, multi-state machine.
 
     ``schema`` is a mapping of names to :class:`State` or an :class:`States`
-    subclass. Schema errors never raise here: the machine starts in
-    ``Exception`` with ``err`` set to an :class:`SchemaError` (SPEC 1.4).
+    subclass. A schema error raises :class:`SchemaError` here: a relation to a
+    state the schema lacks (with the closest name) or a Require / Remove
+    conflict. ``strict_schema=False`` keeps the reference's lenient handling
+    for schemas assembled in steps: unknown Add / Remove / After targets are
+    dropped, an unknown Require target makes its state impossible to activate,
+    and a conflict starts the machine in ``Exception`` with ``err`` set.
     """
+
+    #: The livelock guard of the auto states: when an auto transition fails
+    #: (a handler raised) and its ``Exception`` mutation tries the same auto
+    #: states again from the same active states, failing the same way, this
+    #: many failures in a row stop the retries (reported as
+    #: :class:`AutoLivelockError`). Settable per machine; at least 1.
+    auto_retry_limit: int = 100
 
     def __init__(
         self,
@@ -176,8 +188,13 @@ class Machine:
         log_args_names: Sequence[str] | None = None,
         dont_log_id: bool = False,
         log_stack_trace: bool = True,
+        strict_schema: bool = True,
+        report_errors: bool = _UNSET,
     ) -> None:
-        parsed, schema_err = _compile_schema(schema)
+        parsed, schema_err, strict_err = _compile_schema(schema)
+        if strict_schema and (strict_err is not None or schema_err is not None):
+            lines = [str(e) for e in (strict_err, schema_err) if e is not None]
+            raise SchemaError("\n".join(lines))
         debug = _env_on("AM_DEBUG")
         if handler_timeout is _UNSET:
             if debug:
@@ -202,7 +219,7 @@ class Machine:
         if not isinstance(queue_limit, int) or queue_limit < 1:
             raise ArgumentError(f"queue_limit must be a positive int: {queue_limit!r}")
 
-        self._id: str = id if id else secrets.token_hex(8)
+        self._id: str = id if id else os.urandom(8).hex()
         self._parent_id = ""
         parent_mach: Machine | None = None
         if isinstance(parent, Machine):
@@ -210,6 +227,8 @@ class Machine:
             self._parent_id = parent.id
         elif isinstance(parent, str):
             self._parent_id = parent
+        if isinstance(tags, str):
+            raise ArgumentError(f"tags must be a list of str, got the str {tags!r}")
         self._tags: list[str] = list(dict.fromkeys(tags))
         self._log_level = LogLevel.parse(log_level)
         self._logger = logger
@@ -224,6 +243,14 @@ class Machine:
         self.panic_to_exception: bool = bool(panic_to_exception)
         self.detect_eval: bool = bool(detect_eval)
         self.dispose_timeout = dispose_timeout
+        self.strict_schema: bool = bool(strict_schema)
+        # report errors nobody handles (and handler timeouts) via structlog
+        self.report_errors: bool = (
+            _report.reporting_default() if report_errors is _UNSET else bool(report_errors)
+        )
+        self._report_pending: list[tuple[AException, str, str]] = []
+        self._report_hook: Callable[[Transition], Any] = lambda tx: _report.end_hook(self, tx)
+        self._last_reported: BaseException | None = None
 
         self._schema: dict[str, State] = parsed
         # shared with other machines of this schema: replaced, never mutated
@@ -292,6 +319,9 @@ class Machine:
             self.bind_handlers(handlers, id=f"comm-{self._id[:1].upper()}{self._id[1:]}")
         if schema_err is not None:
             self.add_err(schema_err)
+        if _tracing._machine_hooks:
+            for hook in tuple(_tracing._machine_hooks):
+                hook(self, parent_mach)
 
     # ----- identity and settings
 
@@ -312,6 +342,8 @@ class Machine:
 
     def set_tags(self, tags: Iterable[str]) -> None:
         """Replace the tags (deduplicated)."""
+        if isinstance(tags, str):
+            raise ArgumentError(f"tags must be a list of str, got the str {tags!r}")
         self._tags = list(dict.fromkeys(tags))
 
     @property
@@ -391,6 +423,10 @@ class Machine:
         return self._resolver
 
     def __repr__(self) -> str:
+        if "_subs" not in self.__dict__:  # the constructor raised
+            return f"<Machine {self.__dict__.get('_id', '?')} (not constructed)>"
+        if self._disposing:
+            return f"<Machine {self._id} disposed>"
         return f"<Machine {self._id} {self.string()}>"
 
     # ----- logging
@@ -435,7 +471,15 @@ class Machine:
     # ----- input validation
 
     def _unknown(self, name: object) -> StateUnknownError:
-        return StateUnknownError(f"missing states: {name} not defined in schema for {self._id}")
+        if not isinstance(name, str):
+            raise ArgumentError(f"a state name must be a str, got {name!r}")
+        import difflib  # cold: an error message
+
+        close = difflib.get_close_matches(name, self._names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return StateUnknownError(
+            f"missing states: {name} not defined in schema for {self._id}{hint}"
+        )
 
     def _parse(self, states: Sequence[str]) -> list[str]:
         """Validate state names; dedupe keeping first occurrences (SPEC 3.1)."""
@@ -457,6 +501,32 @@ class Machine:
         if len(out) > 1 and len(set(out)) != len(out):
             out = list(dict.fromkeys(out))
         return out
+
+    def _parse_list(self, states: Iterable[str]) -> list[str]:
+        """``_parse`` of any iterable of names but a bare str."""
+        if isinstance(states, str):
+            return self._parse(states)
+        return self._parse(list(states))
+
+    def _known(self, states: Iterable[str], fn: str) -> Sequence[str]:
+        """Reads: ``states`` as given when every name is known (a str raises
+        :class:`ArgumentError`, an unknown name :class:`StateUnknownError`)."""
+        if isinstance(states, str):
+            raise ArgumentError(
+                f"{fn}() takes a list of state names, got the str {states!r}"
+                f" (did you mean [{states!r}]?)"
+            )
+        names = states if isinstance(states, list | tuple) else list(states)
+        schema = self._schema
+        try:
+            for s in names:
+                if s not in schema:
+                    raise self._unknown(s)
+        except TypeError:
+            raise ArgumentError(
+                f"{fn}() takes a list of state names, got {type(states).__name__}"
+            ) from None
+        return names
 
     def _parse1(self, state: str) -> list[str]:
         if state not in self._schema:
@@ -631,19 +701,35 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``[state, Exception]`` with the error in the args."""
+        """Store ``err`` and add ``[state, Exception]`` with the error in the args.
+
+        Errors are never refused by a full queue: unlike other mutations,
+        error mutations are queued beyond ``queue_limit``.
+        """
+        return self._add_err_from(state, err, args, event, "")
+
+    def _add_err_from(
+        self,
+        state: str,
+        err: Exception,
+        args: Mapping[str, Any] | None,
+        event: Event | None,
+        source: str,
+    ) -> Result:
+        """``add_err_state``; ``source`` names the code that raised (reports)."""
         if self._disposing or err is None:
             return CANCELED
         if not isinstance(err, BaseException):
             raise ArgumentError(f"err must be an exception, got {type(err).__name__}")
         called = self._parse([state, EXCEPTION])
-        if len(self._queue) >= self.queue_limit:
-            return self._queue_full(called)
         self._err = err
         trace = format_trace(err) if self.log_stack_trace else ""
-        exc_args = pass_args(AException(err=err, err_trace=trace))
+        exc = AException(err=err, err_trace=trace, fn=source)
+        exc_args = pass_args(exc)
         if self._on_error is not None:
             self._on_error(self, err)
+        if self.report_errors:
+            _report.watch(self, exc, source, "" if state == EXCEPTION else state)
         return self._mutate(_ADD, called, args_merge(args, exc_args), event)
 
     _queue_full = _queue.queue_full
@@ -656,19 +742,25 @@ class Machine:
 
     # ----- dry runs and eval
 
-    can_add = _queue.can_add
+    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
+        return _queue.can_add(self, states, args)
 
     def can_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    can_remove = _queue.can_remove
+    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+        """Dry run of ``remove``."""
+        return _queue.can_remove(self, states, args)
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
         return self.can_remove([state], args)
 
-    eval = _queue.eval
+    def eval(self, source: str, fn: Callable[[], Any]) -> bool:
+        """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
+        return _queue.eval(self, source, fn)
 
     # ----- applying states (SPEC 2.1, 5.6)
 
@@ -684,11 +776,17 @@ class Machine:
 
     _recover = _dispatch.recover
 
+    _auto_livelock = _dispatch.auto_livelock
+
     # ----- handlers and tracers
 
-    bind_handlers = _dispatch.bind_handlers
+    def bind_handlers(self, handlers: object, *, id: str | None = None) -> str:
+        """Bind a handler object, or a ``{method name: callable}`` mapping; returns its id."""
+        return _dispatch.bind_handlers(self, handlers, id=id)
 
-    detach_handlers = _dispatch.detach_handlers
+    def detach_handlers(self, binding_id: str) -> None:
+        """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
+        _dispatch.detach_handlers(self, binding_id)
 
     _index_handler_names = _dispatch.index_handler_names
 
@@ -702,9 +800,13 @@ class Machine:
         if not isinstance(tracer, Tracer):
             raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
 
-    tracer_bind = _dispatch.tracer_bind
+    def tracer_bind(self, tracer: Tracer) -> str:
+        """Bind a tracer; returns its id."""
+        return _dispatch.tracer_bind(self, tracer)
 
-    tracer_detach = _dispatch.tracer_detach
+    def tracer_detach(self, tracer_id: str) -> None:
+        """Detach a tracer by id (``TracerError`` if not bound)."""
+        _dispatch.tracer_detach(self, tracer_id)
 
     def on_error(self, fn: Callable[[Machine, Exception], Any] | None) -> None:
         """Call ``fn(machine, err)`` from every ``add_err*``."""
@@ -740,20 +842,25 @@ class Machine:
     # ----- checking (SPEC 13)
 
     def is_(self, states: Sequence[str]) -> bool:
-        """All ``states`` active (unknown names: False)."""
+        """All ``states`` active (unknown names raise; False after dispose)."""
         if isinstance(states, str):
             raise ArgumentError(f"is_() takes a list of states, got the str {states!r}; use is1()")
         active = self._active_set
+        ok = True
         for s in states:
             if s not in active:
-                if s not in self._schema:
-                    self._log(L_DECISIONS, f"[is] state {s} not found")
-                return False
-        return True
+                if s not in self._schema and not self._disposing:
+                    raise self._unknown(s)
+                ok = False
+        return ok
 
     def is1(self, state: str) -> bool:
-        """``state`` is active."""
-        return state in self._active_set
+        """``state`` is active (unknown names raise; False after dispose)."""
+        if state in self._active_set:
+            return True
+        if state not in self._schema and not self._disposing:
+            raise self._unknown(state)
+        return False
 
     __contains__ = is1
 
@@ -773,16 +880,25 @@ class Machine:
         return state not in self._active_set
 
     def any(self, *groups: Sequence[str]) -> bool:
-        """Some group fully active."""
-        return any(self.is_(g) for g in groups)
+        """Some group fully active (every name is checked)."""
+        found = False
+        for g in groups:
+            if self.is_(g):
+                found = True
+        return found
 
     def any1(self, *states: str) -> bool:
-        """Some state active."""
-        active = self._active_set
-        return any(s in active for s in states)
+        """Some state active (every name is checked)."""
+        found = False
+        for s in states:
+            if self.is1(s):
+                found = True
+        return found
 
     def has(self, states: Sequence[str]) -> bool:
         """All ``states`` defined in the schema."""
+        if isinstance(states, str):
+            raise ArgumentError(f"has() takes a list of states, got the str {states!r}; use has1()")
         if self._disposing:
             return False
         schema = self._schema
@@ -799,13 +915,13 @@ class Machine:
         if states is None:
             return list(self._active)
         active = self._active_set
-        return [s for s in states if s in active]
+        return [s for s in self._known(states, "active_states") if s in active]
 
     def switch(self, *groups: Sequence[str]) -> str:
         """The first active state scanning the groups in order, else ``""``."""
         active = self._active_set
         for g in groups:
-            for s in g:
+            for s in self._known(g, "switch"):
                 if s in active:
                     return s
         return ""
@@ -813,20 +929,22 @@ class Machine:
     # ----- clocks and time (SPEC 2)
 
     def tick(self, state: str) -> int:
-        """The tick of ``state`` (0 for unknown names or after dispose)."""
+        """The tick of ``state`` (0 after dispose; unknown names raise)."""
         if self._disposing:
             return 0
         i = self._index.get(state)
-        return 0 if i is None else self._ticks[i]
+        if i is None:
+            raise self._unknown(state)
+        return self._ticks[i]
 
     def time(self, states: Sequence[str] | None = None) -> Time:
-        """Ticks in state order, or of the given states (unknown: 0)."""
+        """Ticks in state order, or of the given states (unknown names raise)."""
         if self._disposing:
             return Time()
         if states is None:
             return Time(self._ticks)
         index, ticks = self._index, self._ticks
-        return Time(ticks[index[s]] if s in index else 0 for s in states)
+        return Time(ticks[index[s]] for s in self._known(states, "time"))
 
     def clock(self, states: Sequence[str] | None = None) -> dict[str, int]:
         """``{state: tick}`` for all (state order) or the given states."""
@@ -834,13 +952,13 @@ class Machine:
             return {}
         if states is None:
             return dict(zip(self._names, self._ticks, strict=True))
-        return {s: self.tick(s) for s in states}
+        return {s: self.tick(s) for s in self._known(states, "clock")}
 
     def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
         """Every ``t[i]`` equals the tick of ``states[i]`` (SPEC 2.2)."""
         if self._disposing:
             return False
-        names = self._names if states is None else states
+        names = self._names if states is None else self._known(states, "is_time")
         if len(t) > len(names):
             return False
         return all(v == self.tick(names[i]) for i, v in enumerate(t))
@@ -849,7 +967,7 @@ class Machine:
         """Every tick of ``states[i]`` is at least ``t[i]``."""
         if self._disposing:
             return False
-        names = self._names if states is None else states
+        names = self._names if states is None else self._known(states, "was_time")
         if len(t) > len(names):
             return False
         return all(self.tick(names[i]) >= v for i, v in enumerate(t))
@@ -858,12 +976,14 @@ class Machine:
         """Every entry equals the current tick."""
         if self._disposing:
             return False
+        self._known(clock, "is_clock")
         return all(self.tick(s) == v for s, v in clock.items())
 
     def was_clock(self, clock: Mapping[str, int]) -> bool:
         """Every current tick is at least the entry."""
         if self._disposing:
             return False
+        self._known(clock, "was_clock")
         return all(self.tick(s) >= v for s, v in clock.items())
 
     def queue_tick(self) -> int:
@@ -884,9 +1004,54 @@ class Machine:
         """A copy of the pending mutations."""
         return list(self._queue)
 
-    is_queued = _queue.is_queued
+    def is_queued(
+        self,
+        mut_type: MutationType,
+        states: Sequence[str],
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        min_queue_tick: int = 0,
+        is_check: bool = False,
+        position: Position = Position.ANY,
+    ) -> tuple[bool, int, int]:
+        """``(found, index, queue_tick)`` of the first matching pending mutation,
+        ``(False, 0, 0)`` if none (unknown names raise)."""
+        if not self._disposing:
+            self._known(states, "is_queued")
+        return _queue.is_queued(
+            self,
+            mut_type,
+            states,
+            without_args_only=without_args_only,
+            strict_equal=strict_equal,
+            min_queue_tick=min_queue_tick,
+            is_check=is_check,
+            position=position,
+        )
 
-    is_queued_above = _queue.is_queued_above
+    def is_queued_above(
+        self,
+        threshold: int,
+        mut_type: MutationType,
+        states: Sequence[str],
+        *,
+        without_args_only: bool = False,
+        strict_equal: bool = False,
+        is_check: bool = False,
+    ) -> bool:
+        """True if more than ``threshold`` pending mutations match (see :meth:`is_queued`)."""
+        if not self._disposing:
+            self._known(states, "is_queued_above")
+        return _queue.is_queued_above(
+            self,
+            threshold,
+            mut_type,
+            states,
+            without_args_only=without_args_only,
+            strict_equal=strict_equal,
+            is_check=is_check,
+        )
 
     def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
         """An Add with these called states is pending."""
@@ -904,12 +1069,18 @@ class Machine:
         """A Remove calling ``state`` is pending."""
         return self.will_be_removed([state], position)
 
-    will_be_any = _queue.will_be_any
+    def will_be_any(self, states: Sequence[str]) -> bool:
+        """Some pending Add calls any of ``states`` (unknown names raise)."""
+        if not self._disposing:
+            self._known(states, "will_be_any")
+        return _queue.will_be_any(self, states)
 
     # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
 
     def index(self, states: Sequence[str]) -> list[int]:
         """Positions in ``state_names`` (-1 unknown)."""
+        if isinstance(states, str):
+            raise ArgumentError(f"index() takes a list of states, got the str {states!r}")
         if self._disposing:
             return []
         index = self._index
@@ -923,7 +1094,7 @@ class Machine:
 
     def sort_states(self, states: Sequence[str]) -> list[str]:
         """A copy sorted by Require topology then After (SPEC 4.5)."""
-        out = list(states)
+        out = list(self._known(states, "sort_states"))
         self._resolver.sort_states(out)
         return out
 
@@ -941,6 +1112,8 @@ class Machine:
 
     def parse_states(self, states: Sequence[str]) -> list[str]:
         """Known states only, deduplicated, first-occurrence order (SPEC 14 #16)."""
+        if isinstance(states, str):
+            raise ArgumentError(f"parse_states() takes a list of states, got the str {states!r}")
         return [s for s in dict.fromkeys(states) if s in self._schema]
 
     def verify_states(self, names: Sequence[str]) -> None:
@@ -990,6 +1163,10 @@ class Machine:
         if self._tx is not None or self._draining:
             raise SchemaError("schema error: cannot set schema during a transition")
         parsed, err = parse_schema(schema)
+        if self.strict_schema:
+            strict_err = check_schema(schema)
+            if strict_err is not None:
+                raise strict_err
         if len(parsed) <= len(self._schema):
             raise SchemaError(f"schema error: new schema too short (> {len(self._schema)} states)")
         if len(parsed) != len(names):
@@ -1097,7 +1274,11 @@ class Machine:
         parts = [f"{n}:{ticks[i]}" for i, n in enumerate(self._names) if n in active]
         return "(" + " ".join(parts) + ")"
 
-    __str__ = string
+    def __str__(self) -> str:
+        """``string()``; ``(disposed)`` once disposed (``string()`` is then empty)."""
+        if self._disposing:
+            return "(disposed)"
+        return self.string()
 
     def string_all(self) -> str:
         """``(A:1) [B:0 Exception:0]``: active then inactive, in state order."""
@@ -1116,7 +1297,7 @@ class Machine:
             return ""
         out: list[str] = []
         active = self._active_set
-        for name in self._names if states is None else states:
+        for name in self._names if states is None else self._known(states, "inspect"):
             s = self._schema[name]
             out.append(f"{'1' if name in active else '0'} {name}\n")
             out.append(f"    |Tick     {self.tick(name)}\n")
@@ -1138,13 +1319,17 @@ class Machine:
 
     _disposed_waiter_or = _when.disposed_waiter_or
 
-    when = _when.when
+    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are active (semantics §8)."""
+        return _when.when(self, states, ctx)
 
     def when1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is active."""
         return self.when([state], ctx)
 
-    when_not = _when.when_not
+    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when all ``states`` are inactive."""
+        return _when.when_not(self, states, ctx)
 
     def when_not1(self, state: str, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` is inactive."""
@@ -1154,7 +1339,11 @@ class Machine:
         """Resolves when ``Exception`` is active."""
         return self.when([EXCEPTION], ctx)
 
-    when_time = _when.when_time
+    def when_time(
+        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
+    ) -> Waiter:
+        """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
+        return _when.when_time(self, states, ticks, ctx)
 
     def when_time1(self, state: str, tick: int, ctx: Ctx | None = None) -> Waiter:
         """Resolves when ``state`` reached ``tick``."""
@@ -1168,13 +1357,21 @@ class Machine:
         """Resolves on the next activation of ``state`` (Multi re-entry included)."""
         return self.when_ticks(state, 2 if state in self._active_set else 1, ctx)
 
-    when_args = _when.when_args
+    def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when a ``<state>State`` event carries matching args."""
+        return _when.when_args(self, state, args, ctx)
 
-    when_query = _when.when_query
+    def when_query(self, fn: Callable[[dict[str, int]], bool], ctx: Ctx | None = None) -> Waiter:
+        """Resolves when ``fn(clock)`` is true after an accepted transition."""
+        return _when.when_query(self, fn, ctx)
 
-    when_queue = _when.when_queue
+    def when_queue(self, tick: int) -> Waiter:
+        """Resolves once the queue tick reached ``tick``."""
+        return _when.when_queue(self, tick)
 
-    when_queue_ends = _when.when_queue_ends
+    def when_queue_ends(self) -> Waiter:
+        """Resolves when the current drain finishes (at once when idle)."""
+        return _when.when_queue_ends(self)
 
     # ----- task group, forks and disposal (_tasks.py)
 
@@ -1195,8 +1392,10 @@ class Machine:
     def fork(self, state: str, fn: Callable[..., Awaitable[Any]], *args: Any) -> bool:
         """Run ``fn(*args)`` in the task group inside ``state``'s current cancel scope.
 
-        Skipped (False) if that scope already expired; an exception becomes
-        ``add_err``; cancellation when the state ends is silent.
+        ``state`` must be active: otherwise nothing starts and the result is
+        False (as after disposal). ``fn`` must be an ``async def`` function
+        (``TypeError``). An exception in the task becomes ``add_err``;
+        cancellation when the state ends is silent.
         """
         return _tasks.fork(self, state, fn, args)
 

@@ -71,13 +71,13 @@ class Mutation:
 
     __slots__ = (
         "args",
+        "auto_chain",
         "called",
         "eval_fn",
         "eval_source",
         "is_auto",
         "is_check",
         "queue_tick",
-        "skip_auto",
         "source",
         "type",
     )
@@ -94,18 +94,19 @@ class Mutation:
         eval_fn: Callable[[], Any] | None = None,
         eval_source: str = "",
     ) -> None:
-        self.type = type
-        self.called = called
-        self.args = args
-        self.is_auto = is_auto
-        self.is_check = is_check
-        self.source = source
-        self.queue_tick = 0
-        # set on the Exception mutation of a failed auto transition: running
-        # the auto states again right away would fail again, forever
-        self.skip_auto = False
-        self.eval_fn = eval_fn
-        self.eval_source = eval_source
+        self.type: MutationType = type
+        self.called: list[str] = called
+        self.args: dict[str, Any] = args
+        self.is_auto: bool = is_auto
+        self.is_check: bool = is_check
+        self.source: MutSource | None = source
+        self.queue_tick: int = 0
+        # the livelock guard (SPEC 6.1): on the Exception mutation of a failed
+        # auto transition and on the auto mutation it triggers, ``(what
+        # failed, how many times in a row)``; None everywhere else
+        self.auto_chain: tuple[object, int] | None = None
+        self.eval_fn: Callable[[], Any] | None = eval_fn
+        self.eval_source: str = eval_source
 
     def is_called(self, state: str) -> bool:
         """True if ``state`` is one of the called states."""

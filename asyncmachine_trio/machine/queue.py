@@ -13,7 +13,7 @@ from .errors import (
     ArgumentError,
     NestedEvalError,
 )
-from .logging import L_EVERYTHING, L_OPS
+from .logging import L_CHANGES, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import (
     CANCELED,
@@ -151,10 +151,8 @@ def drain(m: Machine) -> Result:
         first, stopped = _drain_loop(m, None)
         if stopped:
             return CANCELED
-    except BaseException:
-        # SPEC 5.6 (port): drop the rest, reset to idle, stay usable
-        queue.clear()
-        m._queue_pending = 0
+    except BaseException as exc:
+        abort(m, exc)
         raise
     finally:
         m._tx = None
@@ -204,14 +202,83 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
             first, stopped = _drain_loop(m, first)
             if stopped:
                 return CANCELED
-    except BaseException:
-        m._queue.clear()
-        m._queue_pending = 0
+    except BaseException as exc:
+        abort(m, exc)
         raise
     finally:
         m._tx = None
         m._draining = False
     return _queue_end(m, first)
+
+
+def abort(m: Machine, exc: BaseException) -> None:
+    """Something escaped the drain (a ``BaseException`` from a handler, an error
+    from an eval function, a tracer or a callback): make the machine idle and
+    consistent again before it propagates.
+
+    The transition in progress stays where it stopped (no revert, no
+    ``Exception``), but the waiters of what it applied are resolved; every
+    queued mutation is dropped: the queue ticks handed out for them are used
+    up (never handed out again), their ``when_queue`` waiters resolve, checks
+    report canceled, and the drop is logged (the machine log at CHANGES and
+    the ``asyncmachine_trio`` logger at WARNING).
+    """
+    queue = m._queue
+    dropped = list(queue)
+    queue.clear()
+    # dropped = skipped: their ticks are taken, as if each was processed
+    m._queue_tick += m._queue_pending
+    m._queue_pending = 0
+    m._panic_caught = False
+    m._current_handler = ""
+    m._current_eval = ""
+    tx = m._tx
+    subs = m._subs
+    try:
+        checks = [q for q in dropped if q.is_check]
+        if tx is not None:
+            mut = tx.mutation
+            if mut.is_check:
+                # stopped before it completed: its check_done was not called
+                if not tx.is_completed:
+                    checks.insert(0, mut)
+            elif tx._apply_changes:
+                # what the transition applied, whatever it did not finish
+                names = m._names
+                active = m._active_set
+                changed = [names[i] for i in tx._apply_changes]
+                activated = [s for s in changed if s in active]
+                deactivated = [s for s in changed if s not in active]
+                subs.process_state_ctx(activated, deactivated)
+                subs.process(
+                    activated, deactivated, tx._apply_changes, names, m.tick, m._queue_tick
+                )
+            tx.is_completed = True
+        if subs.when_queue:
+            subs.process_when_queue(m._queue_tick)
+        for q in checks:
+            check = parse_args(q.args, ACheck)
+            if check is not None and callable(check.check_done):
+                check.canceled = True
+                check.check_done()
+        if subs.when_queue_ends:
+            subs.process_queue_ends()
+    except Exception as err:  # a callback failing here must not hide ``exc``
+        report_warning("machine %s: error while resetting after %r: %r", m.id, exc, err)
+    name = type(exc).__name__
+    if dropped:
+        muts = ", ".join(str(q) for q in dropped if q.type is not _EVAL)
+        line = f"[queue:dropped] {len(dropped)} after {name}: {muts}"
+        m._log(L_CHANGES, line)
+        report_warning(
+            "machine %s: %d queued mutations dropped after %s escaped the queue: %s",
+            m.id,
+            len(dropped),
+            name,
+            muts,
+        )
+    else:
+        m._log(L_CHANGES, f"[queue:abort] {name}")
 
 
 def _drain_loop(m: Machine, first: Result | None) -> tuple[Result | None, bool]:

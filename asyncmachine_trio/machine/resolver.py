@@ -235,6 +235,14 @@ class Resolver:
         "topo_key",
     )
 
+    multi: frozenset[str]
+    add: dict[str, tuple[str, ...]]
+    remove: dict[str, tuple[str, ...]]
+    remove_set: dict[str, frozenset[str]]
+    removed_by: dict[str, frozenset[str]]
+    require: dict[str, tuple[str, ...]]
+    auto_states: tuple[str, ...]
+
     def __init__(self, mach: Machine) -> None:
         self._mach = mach
         self.schema: dict[str, State] = {}
@@ -451,8 +459,17 @@ class Resolver:
             r2.reverse()
             targets = self._parse_require(r2, is_auto)
         else:
-            targets = list(dict.fromkeys(self._parse_add(s4, before_set, remove_called)))
-            targets = self._parse_require(targets, is_auto)
+            # nothing can be blocked, but the second parse_add still runs over
+            # the reversed list and its result is reversed back: the states it
+            # implies come first (A{add G}, B{add A}: add1(B) -> G B A)
+            kept = s4[::-1]
+            r2 = self._parse_add(kept, before_set, remove_called)
+            if r2 is kept:
+                targets = s4  # nothing implied: the round trip is the identity
+            else:
+                targets = list(dict.fromkeys(r2))
+                targets.reverse()
+                targets = self._parse_require(targets, is_auto)
         self.sort_states(targets)
         return targets
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any, ClassVar, TypeAlias, overload
 
 import attrs
@@ -25,6 +25,7 @@ __all__ = [
     "StateGroups",
     "States",
     "adjacent_states",
+    "check_schema",
     "parse_schema",
     "schema_filter_by_tag",
     "schema_merge",
@@ -53,6 +54,12 @@ def _rel(value: Iterable[str] | None, field: str = "relation") -> tuple[str, ...
         raise SchemaError(
             f"{field} must be a sequence of state names, got the str {value!r}"
             f" (did you mean ({value!r},)?)"
+        )
+    if isinstance(value, Set | Mapping) or not isinstance(value, Iterable):
+        # a set has no order, and the order of a relation matters
+        raise SchemaError(
+            f"{field} must be a sequence (list or tuple) of state names,"
+            f" got {type(value).__name__}: {value!r}"
         )
     out = tuple(value)
     for name in out:
@@ -269,6 +276,7 @@ def to_schema(schema: Any) -> dict[str, State]:
             raise SchemaError("'Any' is reserved for global handlers, not a state")
         if isinstance(value, State):
             out[name] = value
+            _check_flags(name, value)
         elif isinstance(value, Mapping):
             unknown = set(value) - {"auto", "multi", *_REL_FIELDS, "tags"}
             if unknown:
@@ -280,11 +288,49 @@ def to_schema(schema: Any) -> dict[str, State]:
                 out[name] = State(**value)
             except TypeError as err:
                 raise SchemaError(f"state {name}: {err}") from err
+            except SchemaError as err:
+                raise SchemaError(f"state {name}: {err}") from err
+            _check_flags(name, out[name])
         else:
             raise SchemaError(
                 f"state {name}: expected am.State or a mapping, got {type(value).__name__}"
             )
     return out
+
+
+def _check_flags(name: str, state: State) -> None:
+    for flag in ("auto", "multi"):
+        value = getattr(state, flag)
+        if not isinstance(value, bool):
+            raise SchemaError(f"state {name}: {flag} must be a bool, got {value!r}")
+
+
+def check_schema(schema: Any) -> SchemaError | None:
+    """The strict checks: every relation names a state of ``schema``.
+
+    Returns one :class:`SchemaError` listing each unknown target with its
+    state, its relation and the closest known name, or None. ``Exception`` is
+    always known (it is implicit). The reference drops such targets silently
+    (its ``Require`` of an unknown name makes the state impossible to
+    activate); ``am.Machine(..., strict_schema=False)`` keeps that.
+    """
+    src = to_schema(schema)
+    known = [*src, *(() if EXCEPTION in src else (EXCEPTION,))]
+    known_set = set(known)
+    lines: list[str] = []
+    for name, state in src.items():
+        for field in ("require", "add", "remove", "after"):
+            for target in getattr(state, field) or ():
+                if target in known_set:
+                    continue
+                import difflib  # cold: an error message (import cost)
+
+                close = difflib.get_close_matches(target, known, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                lines.append(f"state {name}: {field} names unknown state {target}{hint}")
+    if not lines:
+        return None
+    return SchemaError("schema error: " + "\nschema error: ".join(lines))
 
 
 def _without(lst: list[str], name: str) -> list[str]:

@@ -7,7 +7,6 @@ result follows the first argument.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -108,6 +107,8 @@ def hash_str(s: str, n: int = 6) -> str:
         raise ValueError(f"hash length must not be negative, got {n}")
     if n == 0:
         n = 6
+    import hashlib  # on first use only: not a cost of importing the package
+
     return hashlib.md5(s.encode(), usedforsecurity=False).hexdigest()[:n]
 
 

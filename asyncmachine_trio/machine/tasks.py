@@ -8,8 +8,9 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import inspect
+import sys
 import threading
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -17,14 +18,17 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 import anyio.lowlevel
-import trio
 
+from . import report as _report
 from .errors import ArgumentError, NoNurseryError
+from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
-from .schema import DISPOSING, START
+from .schema import DISPOSING, EXCEPTION, START
 from .waiting import Ctx, StateCtx
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .machine import Machine
     from .transition import Event
 
@@ -77,12 +81,15 @@ def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _A
     structure); on asyncio as plain asyncio tasks owned by an ``_AsyncioHost``
     task in the group. Anything else keeps the task group's ``start_soon``.
     """
-    nursery = task_group
-    if not isinstance(nursery, trio.Nursery):
-        # anyio's task group on the trio backend keeps its nursery there
-        nursery = getattr(task_group, "_nursery", None)
-    if isinstance(nursery, trio.Nursery):
-        return nursery.start_soon, trio.CancelScope, None
+    # trio and asyncio are imported by whoever runs their loop: not at our import
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        nursery: Any = task_group
+        if not isinstance(nursery, trio.Nursery):
+            # anyio's task group on the trio backend keeps its nursery there
+            nursery = getattr(task_group, "_nursery", None)
+        if isinstance(nursery, trio.Nursery):
+            return nursery.start_soon, trio.CancelScope, None
     scope_cls: Callable[[], Any] = type(anyio.CancelScope())
     if type(task_group).__module__ == "anyio._backends._asyncio":
         host = _AsyncioHost(scope_cls)
@@ -104,6 +111,8 @@ class _AsyncioHost:
     __slots__ = ("closing", "error", "event", "loop", "scope_cls", "scopes", "tasks")
 
     def __init__(self, scope_cls: Callable[[], Any]) -> None:
+        import asyncio
+
         self.loop = asyncio.get_running_loop()
         self.scope_cls = scope_cls
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -149,7 +158,10 @@ class _AsyncioHost:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
                 await self._wait(settled)
-            raise
+            if self.error is None:
+                raise
+            # a task's BaseException while the group was being cancelled: it
+            # joins the group's other errors (as a trio nursery would keep it)
         if self.error is not None:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
@@ -192,16 +204,37 @@ def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
 # ----- forks (SPEC 2.4, DESIGN "Time, contexts and forks")
 
 
+def check_async_fn(fn: object, where: str) -> None:
+    """``fn`` must be an ``async def`` function (or a partial / object of one)."""
+    if inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 (an object with an async __call__)
+    ):
+        return
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    raise TypeError(
+        f"{where} needs an async function (async def), got {name}: a plain function"
+        " would run in the caller, not as a task"
+    )
+
+
 def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
     """Start ``fn(*args)`` in the task group, inside ``state``'s current scope.
 
-    Returns False (and starts nothing) when the state's context already
-    expired or the machine is disposed. An exception raised by the task
-    becomes ``add_err``; cancellation (the state ended) is silent.
+    ``state`` must be active: work scoped to an inactive state is cancelled at
+    once (not started, False). Also False (nothing started) when the machine
+    is disposed. An exception raised by the task becomes ``add_err``;
+    cancellation (the state ended) is silent. A ``fn`` that is not an async
+    function raises :class:`TypeError`, an unknown state
+    :class:`StateUnknownError`.
     """
+    check_async_fn(fn, "fork")
     if m._disposing:
         return False
     require_task_group(m)
+    m._parse1(state)
+    if state not in m._active_set:
+        m._log(L_OPS, f"[fork:skip] {state} is not active")
+        return False
     ctx = m.new_state_ctx(state)
     if ctx.expired:
         return False
@@ -210,6 +243,7 @@ def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
 
 
 def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
+    check_async_fn(fn, "Event.fork")
     if m._disposing:
         return False
     require_task_group(m)
@@ -237,7 +271,10 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
         except Exception as err:
             if m._disposing:
                 return
-            m.add_err(err)
+            source = f"task {_report._qualname(fn)}"
+            if isinstance(ctx, StateCtx):
+                source += f" of state {ctx.state}"
+            m._add_err_from(EXCEPTION, err, None, None, source)
         finally:
             ctx._scopes.discard(scope)
             if host is not None:
@@ -330,13 +367,19 @@ def new_state_ctx(m: Machine, state: str) -> StateCtx:
 @contextlib.asynccontextmanager
 async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
     """``async with am.open_machine(schema, ...) as mach``: a machine with its own
-    task group, disposed on exit (its forked tasks are cancelled)."""
+    task group, disposed on exit (its forked tasks are cancelled).
+
+    A bad schema or option raises before the task group starts; an exception
+    raised in the block (or by one task) leaves as itself, not in an
+    ``ExceptionGroup`` (several at once do: semantics §13.1).
+    """
     from .machine import Machine
 
-    async with anyio.create_task_group() as tg:
-        mach = Machine(schema, **kwargs)
-        start(mach, tg)
-        try:
-            yield mach
-        finally:
-            dispose(mach)
+    mach = Machine(schema, **kwargs)
+    with unwrap_single():
+        async with anyio.create_task_group() as tg:
+            start(mach, tg)
+            try:
+                yield mach
+            finally:
+                dispose(mach)

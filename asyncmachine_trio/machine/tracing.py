@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -10,7 +12,55 @@ if TYPE_CHECKING:
     from .schema import State
     from .transition import Transition
 
-__all__ = ["LastTxTracer", "Tracer"]
+__all__ = ["LastTxTracer", "MachineHook", "Tracer", "add_machine_hook", "remove_machine_hook"]
+
+#: ``hook(machine, parent)``: called at the end of every ``Machine()`` constructor
+#: (``parent`` is the parent machine when one was given as an object)
+MachineHook = Callable[["Machine", "Machine | None"], object]
+_machine_hooks: list[MachineHook] = []
+
+
+def add_machine_hook(hook: MachineHook) -> None:
+    """Call ``hook(machine, parent)`` for every machine constructed from now on.
+
+    Used by telemetry to attach exporters without code changes (``AM_DBG_ADDR``,
+    ``AM_OTEL_TRACE``...). Hooks run in the constructor, in the order added; an
+    exception propagates to the constructor.
+    """
+    if hook not in _machine_hooks:
+        _machine_hooks.append(hook)
+
+
+def remove_machine_hook(hook: MachineHook) -> None:
+    """Undo :func:`add_machine_hook` (no error when not added)."""
+    if hook in _machine_hooks:
+        _machine_hooks.remove(hook)
+
+
+#: set by ``telemetry.otel``: ``hook(event, args) -> args`` adds trace context to
+#: the args of a mutation an rpc client sends on behalf of ``event``'s transition
+rpc_args_hook: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+
+_ENV_SWITCHES = ("AM_DBG_ADDR", "AM_OTEL_TRACE", "AM_OTEL_LOG", "AM_PROM_PUSH_URL")
+
+
+def _env_machine_hook(machine: Machine, parent: Machine | None) -> None:
+    from ..telemetry.env import machine_created
+
+    machine_created(machine, parent)
+
+
+def env_boot() -> None:
+    """Register the telemetry environment opt-in when one of its variables is set.
+
+    Called once at ``import asyncmachine_trio``: with none of ``AM_DBG_ADDR``,
+    ``AM_OTEL_TRACE``, ``AM_OTEL_LOG``, ``AM_PROM_PUSH_URL`` set (or with
+    ``AM_TEST_RUNNER`` set) nothing is registered and nothing is imported.
+    """
+    if os.environ.get("AM_TEST_RUNNER"):
+        return
+    if any(os.environ.get(k) for k in _ENV_SWITCHES):
+        add_machine_hook(_env_machine_hook)
 
 
 class Tracer:

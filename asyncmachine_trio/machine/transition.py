@@ -8,7 +8,7 @@ and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
 from __future__ import annotations
 
 import enum
-import secrets
+import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -52,21 +52,21 @@ class Plan:
         enters: tuple[str, ...],
         deltas: tuple[tuple[str, int], ...],
     ) -> None:
-        self.targets = targets
-        self.accepted = accepted
-        self.exits = exits
-        self.enters = enters
+        self.targets: tuple[str, ...] = targets
+        self.accepted: bool = accepted
+        self.exits: tuple[str, ...] = exits
+        self.enters: tuple[str, ...] = enters
         # compared with the live ``target_states`` before applying from the plan
-        self.target_list = list(targets)
+        self.target_list: list[str] = list(targets)
         # the new active set, shared (active sets are replaced, never mutated)
-        self.target_set = frozenset(targets)
+        self.target_set: frozenset[str] = frozenset(targets)
         # the clock changes of apply(), in its order: (state, +1 or +2)
-        self.deltas = deltas
+        self.deltas: tuple[tuple[str, int], ...] = deltas
         # whether any negotiation event has a handler, for one (handler names,
         # pair firsts): both are interned, so identity checks suffice
         self.neg_hn: frozenset[str] | None = None
         self.neg_firsts: frozenset[str] | None = None
-        self.neg_needed = True
+        self.neg_needed: bool = True
 
 
 class StepType(enum.Enum):
@@ -109,13 +109,13 @@ class Step:
         is_enter: bool = False,
         is_self: bool = False,
     ) -> None:
-        self.type = type
-        self.from_state = from_state
-        self.to_state = to_state
-        self.relation = relation
-        self.is_final = is_final
-        self.is_enter = is_enter
-        self.is_self = is_self
+        self.type: StepType = type
+        self.from_state: str = from_state
+        self.to_state: str = to_state
+        self.relation: str = relation
+        self.is_final: bool = is_final
+        self.is_enter: bool = is_enter
+        self.is_self: bool = is_self
 
     def __str__(self) -> str:
         from_ = f"**{self.from_state}**" if self.from_state else ""
@@ -155,12 +155,12 @@ class Event:
     def __init__(
         self, name: str, machine: Machine, tx: Transition, args: dict[str, Any], state: str = ""
     ) -> None:
-        self.name = name
+        self.name: str = name
         #: the state this handler is about ("" for AnyEnter / AnyState)
-        self.state = state
-        self.machine = machine
+        self.state: str = state
+        self.machine: Machine = machine
         self._tx = tx
-        self.args = args
+        self.args: dict[str, Any] = args
         self.ctx: Any = None
 
     @property
@@ -237,8 +237,8 @@ class Transition:
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
         self._id = ""
-        self.machine = m
-        self.mutation = mut
+        self.machine: Machine = m
+        self.mutation: Mutation = mut
         # the machine replaces (never mutates) its active list, set and ticks
         # list (copy-on-write, see apply), so the transition keeps references
         # instead of copies (Time views are made on read)
@@ -246,8 +246,8 @@ class Transition:
         self._before_set: frozenset[str] | set[str] = m._active_set
         self._before: list[int] = m._ticks
         self._after: list[int] | None = None
-        self.is_accepted = True
-        self.is_completed = False
+        self.is_accepted: bool = True
+        self.is_completed: bool = False
         self.enters: list[str] = []
         self.exits: list[str] = []
         self.activated: list[str] = []
@@ -259,7 +259,7 @@ class Transition:
         self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
-        self.queue_len = 0
+        self.queue_len: int = 0
         self._called_set: frozenset[str] | None = None
         self.target_states: list[str] = []
 
@@ -269,7 +269,7 @@ class Transition:
     def id(self) -> str:
         """Random 16 hex chars, made on first use (most transitions never need one)."""
         if not self._id:
-            self._id = secrets.token_hex(8)
+            self._id = os.urandom(8).hex()
         return self._id
 
     @property
@@ -580,7 +580,11 @@ class Transition:
             pass
 
     def _negotiate(self) -> Result:
-        """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2)."""
+        """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2).
+
+        Only a handler returning False drops an Auto state; one that raised or
+        timed out marked the transition not accepted, which cancels it.
+        """
         m = self.machine
         handle = m._handle
         # most events have no handler in any binding: skip the dispatch call for
@@ -613,7 +617,7 @@ class Transition:
             if self._steps is not None:
                 self._step_handler("", s, False, True)
             if res is CANCELED:
-                if is_auto and s in auto_states:
+                if is_auto and s in auto_states and self.is_accepted:
                     self._drop_target(s)
                 else:
                     return CANCELED
@@ -638,7 +642,7 @@ class Transition:
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", "", s, is_self=True)
                 if res is CANCELED:
-                    if is_auto and s in auto_states:
+                    if is_auto and s in auto_states and self.is_accepted:
                         # drop while iterating: the next target is skipped (quirk)
                         targets.remove(s)
                     else:
@@ -664,7 +668,7 @@ class Transition:
                 if self._steps is not None and m._handler_called:
                     self._add_step("handler", b, a)
                 if res is CANCELED:
-                    if is_auto and a in auto_states:
+                    if is_auto and a in auto_states and self.is_accepted:
                         self._drop_target(a)
                     else:
                         return CANCELED
@@ -838,17 +842,8 @@ class Transition:
 
         if result is CANCELED:
             self.is_accepted = False
-        elif (
-            has_changed
-            and m._resolver.auto_states
-            and not m._disposing
-            and not mut.skip_auto
-            and not self.is_health
-        ):
-            auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
-            if auto:
-                m._log(L_OPS, f"[auto] {' '.join(auto)}")
-                m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+        elif has_changed and m._resolver.auto_states and not m._disposing and not self.is_health:
+            self._auto()
 
         self.queue_len = len(m._queue)
         self.is_completed = True
@@ -986,6 +981,28 @@ class Transition:
             return handle("AnyEnter", False, True, False)
         return EXECUTED
 
+    def _auto(self) -> None:
+        """Prepend the auto mutation after an accepted, clock-changing transition.
+
+        Also after the ``Exception`` mutation of a failed auto transition, as
+        the reference does. When the same auto attempt keeps failing the same
+        way from the same active states (a livelock in the reference), the
+        guard stops after ``Machine.auto_retry_limit`` failures in a row and
+        reports it (``AutoLivelockError``).
+        """
+        m = self.machine
+        auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
+        if not auto:
+            return
+        chain = self.mutation.auto_chain
+        if chain is not None and chain[1] >= m.auto_retry_limit:
+            m._auto_livelock(self, auto, chain[1])
+            return
+        m._log(L_OPS, f"[auto] {' '.join(auto)}")
+        mut = Mutation(_ADD, auto, {}, is_auto=True)
+        mut.auto_chain = chain
+        m._prepend(mut)
+
     def _settle(self, result: Result) -> bool:
         """After the final handlers: revert a canceled transition; did ticks change?"""
         m = self.machine
@@ -1059,14 +1076,10 @@ class Transition:
                 not m._disposing
                 and has_changed
                 and not mut.is_auto
-                and not mut.skip_auto
                 and m._resolver.auto_states
                 and not self.is_health
             ):
-                auto = m._resolver.new_auto_mutation_states(m._active_set, m._active)
-                if auto:
-                    m._log(L_OPS, f"[auto] {' '.join(auto)}")
-                    m._prepend(Mutation(_ADD, auto, {}, is_auto=True))
+                self._auto()
         elif result is CANCELED:
             self.is_accepted = False
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from .errors import DisposedError
 from .logging import L_OPS
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class Ctx:
     )
 
     def __init__(self, parent: Ctx | None = None) -> None:
-        self.parent = parent
+        self.parent: Ctx | None = parent
         self._cancelled = False
         # insertion-ordered; a child leaves when it is cancelled (no growth
         # in long-lived parents such as the machine's context)
@@ -108,9 +109,9 @@ class StateCtx(Ctx):
 
     def __init__(self, machine_id: str, state: str, tick: int, parent: Ctx | None) -> None:
         super().__init__(parent)
-        self.machine_id = machine_id
-        self.state = state
-        self.tick = tick
+        self.machine_id: str = machine_id
+        self.state: str = state
+        self.tick: int = tick
 
     @property
     def expired(self) -> bool:
@@ -127,20 +128,31 @@ class Waiter:
     Registered synchronously by the ``when*`` methods; awaiting needs a running
     trio or asyncio loop. A shared (reused) waiter is unregistered only when
     every holder closed it.
+
+    A waiter resolved by the machine's disposal (or made by a ``when*`` call on
+    a disposed machine) is set too, but awaiting it raises
+    :class:`DisposedError`: what it waited for never happened.
     """
 
-    __slots__ = ("_event", "_holders", "_on_close", "_set", "kind")
+    __slots__ = ("_disposed", "_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
-        self.kind = kind
+        self.kind: str = kind
         self._set = False
         self._event: anyio.Event | None = None
         self._holders = 1
         self._on_close: Callable[[Waiter], None] | None = None
+        # the id of the machine whose disposal resolved this waiter
+        self._disposed: str | None = None
 
     def is_set(self) -> bool:
-        """True once resolved."""
+        """True once resolved (by what it waited for, or by disposal)."""
         return self._set
+
+    @property
+    def disposed(self) -> bool:
+        """True if disposal of the machine resolved it (``await`` raises)."""
+        return self._disposed is not None
 
     def _resolve(self) -> None:
         if self._set:
@@ -150,14 +162,25 @@ class Waiter:
         if self._event is not None:
             self._event.set()
 
+    def _dispose(self, machine_id: str) -> None:
+        if self._set:
+            return
+        self._disposed = machine_id
+        self._resolve()
+
     async def wait(self) -> None:
-        """Wait until resolved."""
+        """Wait until resolved; :class:`DisposedError` if disposal resolved it."""
         if self._set:
             await anyio.lowlevel.checkpoint()
-            return
-        if self._event is None:
-            self._event = anyio.Event()
-        await self._event.wait()
+        else:
+            if self._event is None:
+                self._event = anyio.Event()
+            await self._event.wait()
+        if self._disposed is not None:
+            raise DisposedError(
+                f"{self.kind or 'waiter'}: machine {self._disposed} was disposed"
+                " before the awaited change happened"
+            )
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.wait().__await__()
@@ -178,6 +201,8 @@ class Waiter:
         self.close()
 
     def __repr__(self) -> str:
+        if self._disposed is not None:
+            return f"<Waiter {self.kind} disposed>"
         return f"<Waiter {self.kind} set={self._set}>"
 
 
@@ -265,7 +290,7 @@ class Subscriptions:
         # subscriptions whose ctx was cancelled, resolved at the next evaluation
         self._expired: list[_When | _WhenTime | _WhenQuery] = []
         self._expired_args: list[_WhenArgs] = []
-        self.count = 0
+        self.count: int = 0
 
     # ----- registration
 
@@ -569,15 +594,7 @@ class Subscriptions:
                     self._log_when_time_match(tsub)
                     tsub.waiter._resolve()
         if self.when_queue:
-            keep: list[tuple[int, Waiter]] = []
-            for entry in self.when_queue:
-                if entry[0] <= queue_tick:
-                    self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
-                    self.count -= 1
-                    entry[1]._resolve()
-                else:
-                    keep.append(entry)
-            self.when_queue = keep
+            self.process_when_queue(queue_tick)
         if self.when_query:
             snapshot = self._m.clock()
             for qsub in list(self.when_query):
@@ -585,6 +602,18 @@ class Subscriptions:
                     self._log_when_query_match(qsub)
                     self._gc_when_query(qsub)
                     qsub.waiter._resolve()
+
+    def process_when_queue(self, queue_tick: int) -> None:
+        """Resolve the ``when_queue`` waiters of ticks up to ``queue_tick``."""
+        keep: list[tuple[int, Waiter]] = []
+        for entry in self.when_queue:
+            if entry[0] <= queue_tick:
+                self._m._log(L_OPS, f"[whenQueue:match] {entry[0]}")
+                self.count -= 1
+                entry[1]._resolve()
+            else:
+                keep.append(entry)
+        self.when_queue = keep
 
     def process_args(self, name: str, args: Mapping[str, Any]) -> None:
         """Resolve ``when_args`` waiters for a dispatched ``<State>State`` event."""
@@ -636,5 +665,6 @@ class Subscriptions:
         self._expired.clear()
         self._expired_args.clear()
         self.count = 0
+        mid = self._m._id
         for w in waiters:
-            w._resolve()
+            w._dispose(mid)

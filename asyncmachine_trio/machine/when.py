@@ -25,6 +25,7 @@ def disposed_waiter_or(m: Machine, kind: str) -> Waiter | None:
     if m._disposing:
         w = Waiter(kind)
         w._set = True
+        w._disposed = m._id
         return w
     return None
 
@@ -65,7 +66,11 @@ def when_time(
     if w is not None:
         return w
     if isinstance(states, str):
-        raise ArgumentError("when_time takes a list of states; use when_time1")
+        raise ArgumentError(
+            f"when_time takes a list of states, got the str {states!r}; use when_time1"
+        )
+    # port: unknown names raise here too (a tick that never moves would hang)
+    m._known(states, "when_time")
     if not states or len(states) != len(ticks):
         m.add_err(
             AsyncMachineError(

@@ -10,6 +10,7 @@ from typing import Any, Protocol, TypeVar
 import trio
 
 from ..helpers.env import env_on
+from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from .engine import Endpoint
 from .transport import Transport, serve
@@ -109,11 +110,15 @@ L = TypeVar("L", bound=_Serving)
 
 @asynccontextmanager
 async def serving(listener: L) -> AsyncIterator[L]:
-    """Run ``listener.serve()`` in a nursery until the block exits, then close it."""
-    async with trio.open_nursery() as nursery:
-        await nursery.start(listener.serve)
-        try:
-            yield listener
-        finally:
-            listener.close()
-            nursery.cancel_scope.cancel()
+    """Run ``listener.serve()`` in a nursery until the block exits, then close it.
+
+    A lone exception (a busy port, an error in the block) leaves as itself.
+    """
+    with unwrap_single():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(listener.serve)
+            try:
+                yield listener
+            finally:
+                listener.close()
+                nursery.cancel_scope.cancel()

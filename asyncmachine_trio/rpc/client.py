@@ -16,6 +16,7 @@ never applied twice.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import secrets
 import ssl
@@ -28,7 +29,10 @@ import attrs
 import trio
 
 from ..helpers.schema import schema_hash
+from ..machine import tracing as _tracing
 from ..machine.args import TypedArgs, pass_args
+from ..machine.errors import DisposedError
+from ..machine.excgroup import unwrap_single
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import MutationType, Result
@@ -98,6 +102,7 @@ class AServerPayload(TypedArgs):
 
     @property
     def data(self) -> Any:
+        """The payload's data (None without a payload)."""
         return None if self.payload is None else self.payload.data
 
 
@@ -214,13 +219,16 @@ class Client(Traffic):
                 async with trio.open_nursery() as n:
 
                     async def wait(w: Any) -> None:
-                        await w
+                        with contextlib.suppress(DisposedError):
+                            await w
                         n.cancel_scope.cancel()
 
                     n.start_soon(wait, err)
                     n.start_soon(wait, ready)
                 if self._fatal is not None:
                     raise self._fatal
+                if self.mach.is_disposed:
+                    raise DisposedError(f"rpc client {self.mach.id} disposed before Ready")
                 if self.mach.is1(S.ConnRetryFailed) and not self.mach.is1(S.Ready):
                     raise RpcConnectionError(f"could not connect to {self.addr}: {self.mach.err!r}")
 
@@ -619,6 +627,8 @@ class Client(Traffic):
     ) -> CliMutation:
         self._mut_seq += 1
         index = self.netmach._index
+        if event is not None and _tracing.rpc_args_hook is not None:
+            args = _tracing.rpc_args_hook(event, args)  # telemetry: W3C traceparent
         return CliMutation(
             [index[s] for s in called],
             args or None,
@@ -671,6 +681,8 @@ class Client(Traffic):
     ) -> Result:
         if self._nursery is None or self._stopping or not self.mach.is1(S.Ready):
             return Result.CANCELED
+        if event is not None and _tracing.rpc_args_hook is not None:
+            args = _tracing.rpc_args_hook(event, args)  # telemetry: W3C traceparent
         self._outbox.append((type, called, args, ns))
         if self._outbox_drained.is_set():
             self._outbox_drained = trio.Event()
@@ -725,25 +737,26 @@ async def open_client(
     the last error, not wrapped in an ``ExceptionGroup``.
     """
     failed: BaseException | None = None
-    async with trio.open_nursery() as nursery:
-        client = Client(addr, schema, **kwargs)
-        client.start(nursery)
-        try:
+    client = Client(addr, schema, **kwargs)  # bad options raise before any task starts
+    with unwrap_single():  # an exception of the block leaves as itself
+        async with trio.open_nursery() as nursery:
+            client.start(nursery)
             try:
-                await client.wait_ready(ready_timeout)
-            except RpcError as err:
-                failed = err  # raised below, outside the nursery
-            except trio.TooSlowError:
-                last = client.mach.err
-                cause = f": {last}" if last is not None else ""
-                failed = RpcConnectionError(
-                    f"not ready within {ready_timeout}s: cannot connect to {addr}{cause}"
-                )
-            else:
-                yield client
-        finally:
-            with trio.CancelScope(shield=True):
-                await client.stop(dispose=True)
-            nursery.cancel_scope.cancel()
+                try:
+                    await client.wait_ready(ready_timeout)
+                except RpcError as err:
+                    failed = err  # raised below, outside the nursery
+                except trio.TooSlowError:
+                    last = client.mach.err
+                    cause = f": {last}" if last is not None else ""
+                    failed = RpcConnectionError(
+                        f"not ready within {ready_timeout}s: cannot connect to {addr}{cause}"
+                    )
+                else:
+                    yield client
+            finally:
+                with trio.CancelScope(shield=True):
+                    await client.stop(dispose=True)
+                nursery.cancel_scope.cancel()
     if failed is not None:
         raise failed

@@ -134,9 +134,11 @@ class Endpoint:
 
     @property
     def closed(self) -> bool:
+        """True once the connection is closed."""
         return self._closed.is_set()
 
     async def wait_closed(self) -> None:
+        """Wait until the connection is closed."""
         await self._closed.wait()
 
     # ----- running

@@ -140,6 +140,7 @@ class Mux(Listening):
         raise RpcDestinationError(f"no client {destination!r} on {self.mach.id}")
 
     def close(self) -> None:
+        """Close every server of the mux and dispose the mux's machine."""
         for server in list(self.servers):
             server.close()
         self.mach.dispose()

@@ -141,7 +141,7 @@ class NetworkMachine(Machine):
     ) -> Result:
         if self._disposing or self._client is None:
             return Result.CANCELED
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         return self._client._mutate_nowait(type, called, self._check_args(args), event)
 
     def add(
@@ -190,7 +190,7 @@ class NetworkMachine(Machine):
         event: Event | None = None,
     ) -> Result:
         """Decided locally (all active → remove, else add), then sent."""
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         on = all(s in self._active_set for s in called)
         return self._send(REMOVE if on else ADD, called, args, event)
 
@@ -230,10 +230,11 @@ class NetworkMachine(Machine):
         """Fire-and-forget add (no response, no clock); ``client.sync()`` later."""
         if self._disposing or self._client is None:
             return Result.CANCELED
-        called = self._parse(list(states))
+        called = self._parse_list(states)
         return self._client._mutate_nowait(ADD, called, self._check_args(args), None, ns=True)
 
     def add1_ns(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """``add_ns`` of one state: fire-and-forget, no response and no clock."""
         return self.add_ns([state], args)
 
     async def call(
@@ -254,47 +255,55 @@ class NetworkMachine(Machine):
             return Result.CANCELED
         if self._client is None:
             raise RpcNotConnectedError(f"{self._id} is a read-only network machine")
-        # a str is refused by _parse (ArgumentError), not split into letters
-        called = self._parse(states if isinstance(states, str) else list(states))
+        called = self._parse_list(states)  # a str raises ArgumentError, not split
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
     async def call_add(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Add ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(ADD, states, args)
 
     async def call_add1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Add one state on the source; its ``Result``, with the clock applied here."""
         return await self.call(ADD, [state], args)
 
     async def call_remove(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Remove ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, states, args)
 
     async def call_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Remove one state on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, [state], args)
 
     async def call_set(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Set exactly ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(SET, states, args)
 
     async def call_toggle(
         self, states: Sequence[str], args: Mapping[str, Any] | None = None
     ) -> Result:
-        called = self._parse(list(states))
+        """Toggle ``states`` (decided locally: all active -> remove, else add) on the source."""
+        called = self._parse_list(states)
         on = all(s in self._active_set for s in called)
         return await self.call(REMOVE if on else ADD, called, args)
 
     async def call_toggle1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
+        """Toggle one state on the source (decided locally)."""
         return await self.call_toggle([state], args)
 
     async def call_add_err(self, err: Exception, args: Mapping[str, Any] | None = None) -> Result:
+        """Store ``err`` locally and add ``Exception`` (and ``ErrOnClient``) on the source."""
         return await self.call_add_err_state(EXCEPTION, err, args)
 
     async def call_add_err_state(
         self, state: str, err: Exception, args: Mapping[str, Any] | None = None
     ) -> Result:
+        """Store ``err`` locally and add ``state`` + ``Exception`` on the source."""
         if self._disposing:
             return Result.CANCELED
         self._parse1(state)
@@ -305,12 +314,12 @@ class NetworkMachine(Machine):
 
     def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
-        self._parse(list(states))
+        self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
     def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
-        self._parse(list(states))
+        self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
     def when_args(self, state: str, args: Mapping[str, Any], ctx: Ctx | None = None) -> Waiter:

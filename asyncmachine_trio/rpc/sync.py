@@ -43,6 +43,7 @@ class Snapshot:
     machine_tick: int
 
     def checksum(self, tracked: Sequence[int]) -> int:
+        """The checksum of this snapshot over the ``tracked`` state indexes."""
         return checksum(sum(self.ticks[i] for i in tracked), self.queue_tick, self.machine_tick)
 
 

@@ -124,6 +124,7 @@ class StreamTransport:
         self.strict = strict
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         if self.frame_timeout is None:
             return await self._receive()
         await self._fill(1)  # idle: no deadline until a frame starts
@@ -158,6 +159,7 @@ class StreamTransport:
         return data
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         if len(data) > self.max_frame:
             raise RpcFrameTooLargeError(f"frame of {len(data)} bytes (limit {self.max_frame})")
         async with locked(self._send_lock):
@@ -176,6 +178,7 @@ class StreamTransport:
         self.bytes_sent += len(data) + 4
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         if self._closed:
             return
         self._closed = True
@@ -209,6 +212,7 @@ class WebSocketTransport:
             self.conn._max_message_size = max_receive if strict else _ws_limit(max_receive)
 
     async def receive(self) -> bytes:
+        """The next frame; :class:`RpcConnectionError` when closed."""
         from trio_websocket import ConnectionClosed
 
         try:
@@ -224,6 +228,7 @@ class WebSocketTransport:
         return bytes(msg)
 
     async def send(self, data: bytes) -> None:
+        """Send one frame; :class:`RpcConnectionError` when the connection is gone."""
         from trio_websocket import ConnectionClosed
 
         if len(data) > self.max_frame:
@@ -240,6 +245,7 @@ class WebSocketTransport:
         self.bytes_sent += len(data)
 
     async def aclose(self) -> None:
+        """Close the connection (idempotent)."""
         with trio.move_on_after(1) as scope:
             scope.shield = True
             try:

@@ -23,11 +23,11 @@ class BasicStates(am.States):
       ``Exception``), added with ``mach.add_err_state(state, err)``.
     """
 
-    Exception = am.State(multi=True)
-    ErrNetwork = am.State(multi=True, add=(am.EXCEPTION,), require=(am.EXCEPTION,))
-    ErrHandlerTimeout = am.State(multi=True, add=(am.EXCEPTION,), require=(am.EXCEPTION,))
+    Exception: am.State = am.State(multi=True)
+    ErrNetwork: am.State = am.State(multi=True, add=(am.EXCEPTION,), require=(am.EXCEPTION,))
+    ErrHandlerTimeout: am.State = am.State(multi=True, add=(am.EXCEPTION,), require=(am.EXCEPTION,))
 
-    Start = am.State()
-    Ready = am.State(require=(am.START,))
-    Healthcheck = am.State(multi=True)
-    Heartbeat = am.State()
+    Start: am.State = am.State()
+    Ready: am.State = am.State(require=(am.START,))
+    Healthcheck: am.State = am.State(multi=True)
+    Heartbeat: am.State = am.State()

@@ -19,16 +19,16 @@ class ConnPoolStates(am.States):
     may be active together (some connections are still being made).
     """
 
-    ErrConnecting = am.State(require=(am.EXCEPTION,))
+    ErrConnecting: am.State = am.State(require=(am.EXCEPTION,))
 
-    Disconnected = am.State(remove=("Connecting", "ConnectedFully", "Disconnecting"))
-    Connecting = am.State(require=(am.START,), remove=("Disconnecting",))
-    Connected = am.State(require=(am.START,), remove=("Disconnected",))
-    ConnectedFully = am.State(require=("Connected",), remove=("Disconnected",))
-    Disconnecting = am.State(remove=("ConnectedFully", "Connected", "Connecting"))
+    Disconnected: am.State = am.State(remove=("Connecting", "ConnectedFully", "Disconnecting"))
+    Connecting: am.State = am.State(require=(am.START,), remove=("Disconnecting",))
+    Connected: am.State = am.State(require=(am.START,), remove=("Disconnected",))
+    ConnectedFully: am.State = am.State(require=("Connected",), remove=("Disconnected",))
+    Disconnecting: am.State = am.State(remove=("ConnectedFully", "Connected", "Connecting"))
 
 
 class ConnPoolGroups(am.StateGroups):
     """State groups of :class:`ConnPoolStates`."""
 
-    Connected = [ConnPoolStates.Connected, ConnPoolStates.Disconnected]
+    Connected: list[str] = [ConnPoolStates.Connected, ConnPoolStates.Disconnected]

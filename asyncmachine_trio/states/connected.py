@@ -26,18 +26,18 @@ class ConnectedStates(am.States):
     (requires ``Exception``; add it with :func:`add_err_connecting`).
     """
 
-    ErrConnecting = am.State(require=(am.EXCEPTION,))
+    ErrConnecting: am.State = am.State(require=(am.EXCEPTION,))
 
-    Connecting = am.State(require=(am.START,), remove=_STATUSES)
-    Connected = am.State(require=(am.START,), remove=_STATUSES)
-    Disconnecting = am.State(remove=_STATUSES)
-    Disconnected = am.State(auto=True, remove=_STATUSES)
+    Connecting: am.State = am.State(require=(am.START,), remove=_STATUSES)
+    Connected: am.State = am.State(require=(am.START,), remove=_STATUSES)
+    Disconnecting: am.State = am.State(remove=_STATUSES)
+    Disconnected: am.State = am.State(auto=True, remove=_STATUSES)
 
 
 class ConnectedGroups(am.StateGroups):
     """State groups of :class:`ConnectedStates`."""
 
-    Connected = list(_STATUSES)
+    Connected: list[str] = list(_STATUSES)
 
 
 class ConnectingError(am.AsyncMachineError):

