@@ -6,8 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .rpc_attack_bench import render as render_rpc_attack
 from .import_time import render as render_import
+from .rpc_attack_bench import render as render_rpc_attack
 from .rpc_bench import render as render_rpc
 
 AM = "asyncmachine-trio"
