@@ -23,11 +23,12 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import anyio.abc
 import attrs
+import trio
 
 from ..helpers.schema import schema_hash
 from ..machine import tracing as _tracing
@@ -199,14 +200,14 @@ class Client(Traffic):
 
     # ----- lifecycle
 
-    def start(self, nursery: anyio.abc.TaskGroup) -> None:
+    def start(self, nursery: anyio.abc.TaskGroup | trio.Nursery) -> None:
         """Start connecting in ``nursery`` (returns at once; see :meth:`wait_ready`)."""
         if self._nursery is not None:
             return
-        self._nursery = nursery
+        self._nursery = cast(anyio.abc.TaskGroup, nursery)  # the same start_soon
         self._stopping = False
-        self.mach.start(nursery)
-        self.netmach.start(nursery)
+        self.mach.start(self._nursery)
+        self.netmach.start(self._nursery)
         self.mach.add1(S.Start)
         nursery.start_soon(self._run)
         nursery.start_soon(self._outbox_loop)
