@@ -286,6 +286,7 @@ class WebSocketTransport:
             await self._io.send(data)
 
     async def receive(self) -> bytes:
+        """The next binary message; answers pings and the peer's close on the way."""
         from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
         from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
@@ -348,6 +349,7 @@ class WebSocketTransport:
         raise RpcConnectionError(f"connection closed ({code}): {reason}")
 
     async def send(self, data: bytes) -> None:
+        """Send one binary message (``RpcFrameTooLargeError`` above ``max_frame``)."""
         from wsproto.events import Message
 
         if len(data) > self.max_frame:
