@@ -4,7 +4,7 @@
     python -m benchmarks.rpc_bench -n 500 --repeats 5 --json out.json
     python -m benchmarks.rpc_bench --profile          # cProfile of one repeat, top functions
 
-The scenario (upper-layers.md 7.1; ``examples/benchmark_grpc`` of asyncmachine-go):
+The scenario (``examples/benchmark_grpc`` of asyncmachine-go):
 a worker machine (``Event`` Multi, ``Value1..3`` mutually exclusive, ``CallOp``
 Multi) is served by an ``rpc.Server``; per iteration the client
 

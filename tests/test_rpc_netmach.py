@@ -1,4 +1,4 @@
-"""The reference's ``pkg/rpc/netmach_test.go`` on a network machine (upper-layers.md 1.21).
+"""The reference's ``pkg/rpc/netmach_test.go`` on a network machine.
 
 Each test builds the reference's source fixture (``NoRels``, ``Rels`` or a
 custom schema, always with ``ErrOnClient`` from ``StateSourceStates`` and the

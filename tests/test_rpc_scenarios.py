@@ -1,6 +1,6 @@
 """The reference's aRPC scenarios (``pkg/rpc/rpc_test.go``, ``netmach_test.go``) ported.
 
-upper-layers.md 1.21. Each test builds a source machine ("Rels": A{Auto, R:C},
+Each test builds a source machine ("Rels": A{Auto, R:C},
 B{Multi, A:C}, C{After:D}, D{A:C,B}; "NoRels": A..D without relations; both
 with ``ErrOnClient``), connects a client through ``rpc_pair`` (in-memory
 unless the scenario needs sockets) and asserts on the network machine, the

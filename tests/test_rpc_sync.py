@@ -1,4 +1,4 @@
-"""aRPC clock diffs (upper-layers.md 1.10, 1.23) and the wire format (1.3-1.5).
+"""aRPC clock diffs (docs/rpc.md) and the wire format (1.3-1.5).
 
 Properties of ``make_update`` / ``apply_update``: a diff S1 → S2 applied to S1
 reproduces S2 on the tracked indexes, any single corruption of the base (by

@@ -1,4 +1,4 @@
-"""Contexts, waiters and the subscription index (SPEC 2.4, 8).
+"""Contexts, waiters and the subscription index (semantics §2.4, 8).
 
 Subscriptions are indexed by state, so a transition only looks at the waiters
 of the states it activated, deactivated or ticked; cancelled contexts report
@@ -123,7 +123,7 @@ class StateCtx(Ctx):
 
 
 class Waiter:
-    """A one-shot subscription: awaitable, ``is_set()``, closable (SPEC 8).
+    """A one-shot subscription: awaitable, ``is_set()``, closable (semantics §8).
 
     Registered synchronously by the ``when*`` methods; awaiting needs a running
     trio or asyncio loop. A shared (reused) waiter is unregistered only when
@@ -276,7 +276,7 @@ def _args_match(args: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 
 
 class Subscriptions:
-    """The waiters of one machine, indexed by state (SPEC 8)."""
+    """The waiters of one machine, indexed by state (semantics §8)."""
 
     def __init__(self, mach: Machine) -> None:
         self._m = mach
@@ -380,7 +380,7 @@ class Subscriptions:
         self._m._log(L_OPS, f"[whenArgs:new] {state} ({','.join(args)})")
         want = dict(args)
         for sub in self.when_args.get(handler, ()):
-            # port: reuse only for equal args and the same context (SPEC 14 #17)
+            # port: reuse only for equal args and the same context (semantics §14 #17)
             if sub.ctx is ctx and sub.args == want:
                 sub.waiter._holders += 1
                 return sub.waiter
@@ -465,10 +465,10 @@ class Subscriptions:
     def _gc_when_query(self, sub: _WhenQuery) -> None:
         self._remove(self.when_query, sub)
 
-    # ----- processing (after an accepted transition, SPEC 8)
+    # ----- processing (after an accepted transition, semantics §8)
 
     def process_state_ctx(self, activated: Iterable[str], deactivated: Iterable[str]) -> None:
-        """Cancel the contexts of states whose tick changed (SPEC 2.4)."""
+        """Cancel the contexts of states whose tick changed (semantics §2.4)."""
         state_ctx = self.state_ctx
         if not state_ctx:
             return
@@ -544,7 +544,7 @@ class Subscriptions:
         clock: Callable[[str], int],
         queue_tick: int,
     ) -> None:
-        """Resolve what an accepted transition satisfied (SPEC 8 order).
+        """Resolve what an accepted transition satisfied (semantics §8 order).
 
         ``ticked`` holds the indexes (into ``names``) of the states whose tick
         changed; only the subscriptions indexed under touched states are visited.

@@ -177,10 +177,15 @@ class Supervisor:
         if health_retries < 1:
             raise ValueError(f"health_retries must be >= 1, got {health_retries!r}")
         self.kind = kind
-        self.worker_cmd = list(worker_cmd)
-        self.public_addr = public_addr
-        self.local_addr = local_addr
-        self.min_workers = self.max_workers = self.warm_workers = self.max_client_workers = 0
+        self.worker_cmd: list[str] = list(worker_cmd)
+        #: the public mux's URL (the bound one once running)
+        self.public_addr: str = public_addr
+        #: the local server's URL (the bound one once running)
+        self.local_addr: str = local_addr
+        self.min_workers: int = 0
+        self.max_workers: int = 0
+        self.warm_workers: int = 0
+        self.max_client_workers: int = 0
         self._wake = trio.Event()
         self.set_pool(min_workers, max_workers, warm_workers, max_client_workers)
         self.heartbeat = heartbeat
@@ -192,11 +197,11 @@ class Supervisor:
         self.worker_err_recent = worker_err_recent
         self.worker_err_kill = worker_err_kill
         self.token = token
-        self.env = dict(os.environ if env is None else env)
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
         host = socket.gethostname()[:15] or "host"
-        self.name = name or f"{kind}-{host}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
+        self.name: str = name or f"{kind}-{host}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
         kw: dict[str, Any] = {} if log_level is None else {"log_level": log_level}
-        self.mach = am.Machine(
+        self.mach: am.Machine = am.Machine(
             S,
             id=f"ns-{self.name}",
             tags=["node-supervisor", f"kind:{kind}", f"host:{host}"],

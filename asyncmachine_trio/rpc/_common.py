@@ -89,8 +89,12 @@ class Listening:
 
 
 def machine_kwargs(log_level: LogLevel | int | None, logger: Any, env: str) -> dict[str, Any]:
-    """Logging settings of an rpc machine; ``env`` (e.g. ``AM_RPC_LOG_CLIENT``) turns OPS on."""
-    kw: dict[str, Any] = {}
+    """Logging settings of an rpc machine; ``env`` (e.g. ``AM_RPC_LOG_CLIENT``) turns OPS on.
+
+    The layer's own machines do not report unhandled errors: their errors reach
+    the user as exceptions (``open_client``, ``wait_ready``...) and Err* states.
+    """
+    kw: dict[str, Any] = {"report_errors": False}
     if log_level is None and env_on(env):
         log_level = LogLevel.OPS
     if log_level is not None:

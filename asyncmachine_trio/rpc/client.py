@@ -6,7 +6,7 @@ id ``rc-<name>``) whose states tell what the connection is doing, and the
 Run it with ``async with am.rpc.open_client(url, schema) as client`` or
 ``client.start(nursery)`` + ``await client.wait_ready()``.
 
-Resilience (upper-layers.md 1.14): dialling retries with exponential backoff
+Resilience (docs/rpc.md): dialling retries with exponential backoff
 (``RetryingConn``; ``ConnRetryFailed`` when exhausted), calls retry with
 backoff (``RetryingCall``; ``CallRetryFailed`` adds ``ErrNetwork``), per-call
 timeouts cancel for real, and a lost connection is re-dialled and re-synced.
@@ -143,11 +143,15 @@ class Client(Traffic):
         logger: Any = None,
     ) -> None:
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.consumer = consumer
         self.sync_schema = sync_schema
-        self.allowed_states = list(allowed_states) if allowed_states is not None else None
-        self.skipped_states = list(skipped_states) if skipped_states is not None else None
+        self.allowed_states: list[str] | None = (
+            list(allowed_states) if allowed_states is not None else None
+        )
+        self.skipped_states: list[str] | None = (
+            list(skipped_states) if skipped_states is not None else None
+        )
         self.sync_mutations = sync_mutations
         self.shallow_clocks = shallow_clocks
         self.token = token
@@ -168,17 +172,17 @@ class Client(Traffic):
         self.reconnect = reconnect
         self._dial_fn = dial
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_CLIENT")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rc-{self.name}", tags=["rpc-client", f"addr:{addr}"], parent=parent, **kw
         )
-        self.netmach = NetworkMachine(
+        self.netmach: NetworkMachine = NetworkMachine(
             schema, id=f"rnm-{self.name}", client=self, parent=self.mach, **kw
         )
         #: the client-space indexes of the states the server tracks for us
         self.tracked: list[int] = []
         #: the server's instance (its de-duplication memory) of this connection
-        self.instance = ""
-        self.tracked_all = True
+        self.instance: str = ""
+        self.tracked_all: bool = True
         # the ticks as the server sends them (0 / 1 with shallow clocks)
         self._wire: list[int] = []
         self._ep: Endpoint | None = None

@@ -115,13 +115,13 @@ class Endpoint:
         queue: int = 256,
     ) -> None:
         self.transport = transport
-        self.handlers = dict(handlers)
+        self.handlers: dict[str, Handler] = dict(handlers)
         self._async = {
             m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)
         }
         self.name = name
-        self.calls = 0
-        self.errors_received = 0
+        self.calls: int = 0
+        self.errors_received: int = 0
         self._log = log or (lambda _msg: None)
         self._on_error = on_error
         self._seq = itertools.count(1)
@@ -131,7 +131,7 @@ class Endpoint:
         self._close_soon = False
         self.close_reason: BaseException | None = None
         #: when the last frame arrived (``anyio.current_time()``; liveness checks)
-        self.last_received = anyio.current_time()
+        self.last_received: float = anyio.current_time()
 
     @property
     def closed(self) -> bool:
@@ -257,6 +257,9 @@ class Endpoint:
                 await self._send_error(frame.seq, rpc_err)
             else:
                 self._report(rpc_err)
+                if self._close_soon:
+                    # a refusal that closes the connection: the peer learns why
+                    await self._send_error(0, rpc_err)
             return
         if frame.seq:
             await self._send(Frame(frame.seq, None, None, resp))

@@ -1,4 +1,4 @@
-"""The aRPC server: exposes a source machine to one client (upper-layers.md 1.6-1.12).
+"""The aRPC server: exposes a source machine to one client (docs/rpc.md).
 
 A :class:`Server` serves one client at a time (a second connection is refused
 with a ``busy`` error); many servers can expose one source, and a
@@ -43,6 +43,7 @@ from ..machine.errors import StateUnknownError
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.sigs import params_of
 from ..machine.transition import Event, Transition
 from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
@@ -153,10 +154,10 @@ class Server(Traffic, Listening):
             source.verify_states(list(source.state_names))
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.token = token
         self.allow_id = allow_id
-        self.allowed_mutations = (
+        self.allowed_mutations: frozenset[str] | None = (
             self._known(allowed_mutations) if allowed_mutations is not None else None
         )
         if tokens is not None and token:
@@ -178,7 +179,7 @@ class Server(Traffic, Listening):
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         self.handshake_timeout = handshake_timeout
-        self.preauth_max_frame = min(preauth_max_frame, max_frame)
+        self.preauth_max_frame: int = min(preauth_max_frame, max_frame)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
@@ -186,11 +187,11 @@ class Server(Traffic, Listening):
         self.max_request = max_request
         self.max_args = max_args
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
         #: the id of the connected client (after Hello)
-        self.client_id = ""
+        self.client_id: str = ""
         # the connection holding the client slot (after an accepted Hello)
         self._ep: Endpoint | None = None
         self._conn_scope: anyio.CancelScope | None = None
@@ -220,7 +221,7 @@ class Server(Traffic, Listening):
         self._schema_changed = False
         self._wake = anyio.Event()
         self._last_push = -math.inf
-        self.pushes = 0
+        self.pushes: int = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
@@ -760,10 +761,12 @@ class Server(Traffic, Listening):
             raise
 
 
+@params_of(Server)  # typed options: those of Server
 @asynccontextmanager
-async def open_server(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Server]:
-    """A listening server (``server.addr`` is the bound URL); closed on exit."""
-    async with serving(Server(source, addr, **kwargs)) as server:
+async def open_server(*args: Any, **kwargs: Any) -> AsyncIterator[Server]:
+    """A listening server (``server.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Server`; a lone error leaves as itself.
+    """
+    async with serving(Server(*args, **kwargs)) as server:
         yield server

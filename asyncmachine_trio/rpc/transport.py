@@ -65,7 +65,7 @@ class locked:
     __slots__ = ("lock",)
 
     def __init__(self, lock: anyio.Lock) -> None:
-        self.lock = lock
+        self.lock: anyio.Lock = lock
 
     async def __aenter__(self) -> None:
         try:
@@ -155,11 +155,11 @@ class StreamTransport:
         self._io = _IO(stream)
         self.max_frame = max_frame
         #: the limit of received frames (``limit()``; sends use ``max_frame``)
-        self.max_receive = max_frame
+        self.max_receive: int = max_frame
         self.frame_timeout = frame_timeout
-        self.strict = False
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        self.strict: bool = False
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._buf = bytearray()
         self._send_lock = anyio.Lock()
         self._closed = False
@@ -264,10 +264,10 @@ class WebSocketTransport:
         self._ws = ws
         self.max_frame = max_frame
         #: the limit of received frames (``limit()``; sends use ``max_frame``)
-        self.max_receive = max_frame
+        self.max_receive: int = max_frame
         self._hard = _ws_limit(max_frame)
-        self.bytes_sent = 0
-        self.bytes_received = 0
+        self.bytes_sent: int = 0
+        self.bytes_received: int = 0
         self._send_lock = anyio.Lock()
         self._parts: list[bytes] = []
         self._size = 0

@@ -370,7 +370,7 @@ class Decoder:
         self._need_preamble = expect_preamble
         self.max_frame = max_frame
         #: bytes consumed so far (preamble included)
-        self.bytes_in = 0
+        self.bytes_in: int = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (possibly none)."""
