@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -761,3 +762,30 @@ async def test_per_client_tokens_map_to_allowlists() -> None:
         rpc.Server(src, tokens={"t": ["Nope"]})
     with pytest.raises(ValueError, match="not both"):
         rpc.Server(src, token="x", tokens={"t": None})
+
+
+# ----- a frozen server (SIGSTOP) is noticed by a client that only listens
+
+
+@pytest.mark.anyio
+async def test_client_notices_a_frozen_server_and_reconnects() -> None:
+    async with server_proc("--scheme", "tcp") as (proc, addr):
+        async with rpc.open_client(
+            addr,
+            SrcM,
+            idle_timeout=0.5,
+            call_timeout=0.5,
+            conn_timeout=0.5,
+            conn_retry_delay=0.1,
+            conn_retry_backoff=0.2,
+        ) as client:
+            m = client.mach
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                with anyio.fail_after(5):
+                    await m.when_not1("Ready")  # pinged, no answer: dropped
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            with anyio.fail_after(10):
+                await m.when1("Ready")  # re-dialled once the server runs again
+            assert await client.netmach.call_add1("A") is EXECUTED

@@ -50,6 +50,7 @@ from .errors import (
     RpcHandshakeError,
     RpcNotConnectedError,
     RpcOutcomeUnknownError,
+    RpcRemoteError,
     RpcTimeoutError,
 )
 from .netmach import NetworkMachine
@@ -137,6 +138,7 @@ class Client(Traffic):
         call_retry_delay: float = 0.1,
         call_retry_backoff: float = 10.0,
         call_retry_timeout: float = 60.0,
+        idle_timeout: float | None = 15.0,
         reconnect: bool = True,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
@@ -170,6 +172,7 @@ class Client(Traffic):
         self.call_retry_backoff = call_retry_backoff
         self.call_retry_timeout = call_retry_timeout
         self.reconnect = reconnect
+        self.idle_timeout = idle_timeout
         self._dial_fn = dial
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_CLIENT")
         self.mach: Machine = Machine(
@@ -341,6 +344,8 @@ class Client(Traffic):
                         self._ready.set()
                         self._outbox_wake.set()
                         n.start_soon(self._resync_loop, ep)
+                        if self.idle_timeout is not None:
+                            n.start_soon(self._liveness, ep, self.idle_timeout)
                         await ep.wait_closed()
                         # the reconnect budget counts from the drop, not the connect
                         started = anyio.current_time()
@@ -487,6 +492,25 @@ class Client(Traffic):
         wake = getattr(self, "_resync_event", None)
         if wake is not None:
             wake.set()
+
+    async def _liveness(self, ep: Endpoint, idle_timeout: float) -> None:
+        """A server silent for ``idle_timeout`` is pinged; no answer within
+        ``call_timeout`` closes the connection (then it is re-dialled): a frozen
+        or vanished server is noticed even by a client that only listens."""
+        while not ep.closed:
+            idle = anyio.current_time() - ep.last_received
+            if idle < idle_timeout:
+                await anyio.sleep(idle_timeout - idle)
+                continue
+            try:
+                await ep.call("Ping", Empty(), Empty, timeout=self.call_timeout)
+            except RpcRemoteError:
+                pass  # answered (a server without Ping): alive
+            except RpcError as err:
+                self._log(f"[rpc] server {self.addr} silent, reconnecting: {err!r}")
+                await ep.aclose()
+                return
+            ep.last_received = anyio.current_time()
 
     async def _resync_loop(self, ep: Endpoint) -> None:
         while not ep.closed:

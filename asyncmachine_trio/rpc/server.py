@@ -294,6 +294,7 @@ class Server(Traffic, Listening):
             "Sync": (Empty, self._on_sync),
             "ArgsBase": (Empty, self._on_args),
             "Close": (Empty, self._on_close),
+            "Ping": (Empty, self._on_ping),
         }
         conn = _Conn()
         ep = Endpoint(
@@ -717,6 +718,9 @@ class Server(Traffic, Listening):
 
     def _on_args(self, _msg: Empty) -> SrvArgs:
         return SrvArgs([])
+
+    def _on_ping(self, _msg: Empty) -> Empty:
+        return Empty()
 
     def _on_close(self, _msg: Empty) -> None:
         self._log(f"[rpc] {self.client_id} says bye")
