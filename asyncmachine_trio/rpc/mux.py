@@ -21,7 +21,7 @@ from .client import ARpc
 from .errors import RpcDestinationError
 from .server import Server
 from .states import MuxStates
-from .transport import Transport
+from .transport import TASK_STATUS_IGNORED, Transport
 from .wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Mux", "open_mux"]
@@ -89,9 +89,7 @@ class Mux(Listening):
             **self.server_kwargs,
         )
 
-    async def serve(
-        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started`` gets the bound URL."""
         m = self.mach
         m.add1(S.Start)

@@ -58,7 +58,7 @@ from .errors import (
 )
 from .states import ServerStates
 from .sync import Snapshot, make_update, shallow
-from .transport import Transport
+from .transport import TASK_STATUS_IGNORED, Transport
 from .wire import (
     DEFAULT_MAX_FRAME,
     CliHello,
@@ -247,9 +247,7 @@ class Server(Traffic, Listening):
 
     # ----- serving
 
-    async def serve(
-        self, *, task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED) -> None:
         """Listen on ``addr`` (port 0: any free port) and serve clients, one at a time.
 
         ``task_status.started`` gets the bound URL (also in ``self.addr``).

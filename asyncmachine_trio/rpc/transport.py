@@ -23,7 +23,7 @@ import ssl
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit
 
 import anyio
@@ -582,6 +582,20 @@ async def connect(
 
 ConnHandler = Callable[[Transport], Awaitable[None]]
 
+
+class _StatusIgnored:
+    """``task_status`` when not started by ``start()`` (named in signatures)."""
+
+    def started(self, value: object = None) -> None:
+        pass
+
+    def __repr__(self) -> str:
+        return "TASK_STATUS_IGNORED"
+
+
+#: the default ``task_status`` of ``serve()`` methods (a named anyio.TASK_STATUS_IGNORED)
+TASK_STATUS_IGNORED: anyio.abc.TaskStatus[Any] = cast(Any, _StatusIgnored())
+
 # accept() failing for lack of resources: wait and try again (the peer may leave)
 _ACCEPT_RETRY = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 
@@ -596,7 +610,7 @@ async def serve(
     connect_timeout: float = 5.0,
     frame_timeout: float | None = 10.0,
     log: Callable[[str], Any] | None = None,
-    task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
+    task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``url`` (port 0 = any free port), calling ``handler`` per connection.
 
