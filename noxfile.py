@@ -86,7 +86,7 @@ def verifytypes(session: nox.Session) -> None:
 
 
 #: console scripts of [project.scripts]
-SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay")
+SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay", "am-dbg")
 
 
 @nox.session(python=PYTHON)
