@@ -137,6 +137,7 @@ def bench(session: nox.Session) -> None:
         "python-statemachine",
         "automat",
         "sismic",
+        "trio-websocket",  # the echo baseline of the aRPC section
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 

@@ -10,7 +10,7 @@ from . import __version__
 
 #: extra -> the modules it brings (all importable = installed)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "rpc": ("trio_websocket", "msgpack"),
+    "rpc": ("wsproto", "msgpack"),
     "dbg": ("msgpack", "textual", "rich", "typer", "textual_serve"),
     "otel": ("opentelemetry",),
     "prometheus": ("prometheus_client",),

@@ -5,6 +5,7 @@
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
+    python -m benchmarks.run --only rpc-attack   # aRPC under attack (rpc_attack_bench.py)
     python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
     python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
     python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
@@ -49,7 +50,8 @@ IMPORT = "import"  # import times, with transitions (import_time.py); also with 
 NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
 TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
 NATS = "nats"  # the NATS section (nats_bench.py), likewise
-SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS)
+RPC_ATTACK = "rpc-attack"  # aRPC under attack (rpc_attack_bench.py), likewise
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS, RPC_ATTACK)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -129,7 +131,10 @@ def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> di
     os.close(fd)
     n, warmup = (400, 100) if a.quick else (2000, 200)
     cmd = [sys.executable, "-m", module, "--quiet", "--json", out]
-    cmd += ["-n", str(n), "--warmup", str(warmup)]
+    if module.endswith("rpc_attack_bench"):
+        cmd += ["-n", str(300 if a.quick else 1000)]
+    else:
+        cmd += ["-n", str(n), "--warmup", str(warmup)]
     if module.endswith("rpc_bench"):
         cmd += ["--repeats", str(a.repeats)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
@@ -248,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["node"] = node_bench.run(50 if a.quick else 200)
         except (OSError, RuntimeError) as exc:
             doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if RPC_ATTACK in libs:
+        doc["rpc_attack"] = spawn_rpc(a, "benchmarks.rpc_attack_bench")
     if TELEMETRY in libs:
         doc["telemetry"] = spawn_telemetry(a)
     print()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -423,7 +424,9 @@ class Supervisor:
                         self._start_failures = 0
                         assert rec.process is not None
                         code = await rec.process.wait()
-                        if not rec.killed:
+                        # killed by us (a health check, a lost connection): not news, unless
+                        # the process had already ended by itself with its own exit code
+                        if not rec.killed or code not in _KILLED:
                             failure = WorkerError(
                                 f"worker {rec.id} exited with {code}: {_tail(rec.stderr)}"
                             )
@@ -672,6 +675,10 @@ class Supervisor:
         nm = rec.netmach
         if rec.client_id == client_id and nm is not None and not nm.is1("ClientConnected"):
             self._free(rec)
+
+
+#: exit codes of a process we killed (trio's kill() sends SIGKILL)
+_KILLED = (-signal.SIGKILL, -signal.SIGTERM)
 
 
 def _tail(buf: bytearray, n: int = 400) -> str:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
+import anyio
+import anyio.abc
 
 from ..machine.args import pass_args
 from ..machine.logging import LogLevel
@@ -20,7 +21,7 @@ from .client import ARpc
 from .errors import RpcDestinationError
 from .server import Server
 from .states import MuxStates
-from .transport import Transport
+from .transport import TASK_STATUS_IGNORED, Transport
 from .wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Mux", "open_mux"]
@@ -88,7 +89,7 @@ class Mux(Listening):
             **self.server_kwargs,
         )
 
-    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started`` gets the bound URL."""
         m = self.mach
         m.add1(S.Start)
