@@ -1,4 +1,4 @@
-"""Development sessions: `nox -s tests lint typecheck verifytypes` is what CI runs."""
+"""Development sessions: `nox` (the default sessions below) is what CI runs."""
 
 from __future__ import annotations
 
@@ -51,16 +51,24 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict on the package."""
-    session.install("-e", ".[all]", "opentelemetry-sdk>=1.20", "mypy>=1.10")
-    session.run("mypy", "--strict", "asyncmachine_trio")
+    """mypy --strict on the package, and on the API as a user's code sees it."""
+    session.install(
+        "-e",
+        ".[all]",
+        "opentelemetry-sdk>=1.20",
+        "opentelemetry-exporter-otlp-proto-http>=1.20",
+        "pytest>=8",  # the pytest plugins are typed against it
+        "mypy>=1.10",
+    )
+    session.run("mypy", "--strict", "asyncmachine_trio", "tests/typing/check_api.py")
 
 
 @nox.session(python=PYTHON)
 def verifytypes(session: nox.Session) -> None:
     """Type completeness of the public API as users see it (pyright --verifytypes).
 
-    Fails below VERIFYTYPES_MIN; prints the symbols that lack a declared type.
+    Fails below VERIFYTYPES_MIN; prints the symbols that lack a declared type. Then
+    pyright checks tests/typing/check_api.py (mypy does in ``typecheck``).
     """
     session.install("-e", ".[all]", "pyright")
     out = session.run(
@@ -80,10 +88,12 @@ def verifytypes(session: nox.Session) -> None:
     session.log(f"type completeness: {score:.1%} (gate {VERIFYTYPES_MIN:.0%})")
     if score < VERIFYTYPES_MIN:
         session.error(f"type completeness {score:.1%} is below {VERIFYTYPES_MIN:.0%}")
+    # the user-side checks under pyright too: each "type: ignore" there must be needed
+    session.run("pyright", "-p", "tests/typing/pyrightconfig.json", "tests/typing/check_api.py")
 
 
 #: console scripts of [project.scripts]
-SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay")
+SCRIPTS = ("am-gen", "am-vis", "arpc", "am-relay", "am-dbg")
 
 
 @nox.session(python=PYTHON)
@@ -127,6 +137,7 @@ def bench(session: nox.Session) -> None:
         "python-statemachine",
         "automat",
         "sismic",
+        "trio-websocket",  # the echo baseline of the aRPC section
     )
     session.run("python", "-m", "benchmarks.run", *session.posargs)
 

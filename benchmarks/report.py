@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .import_time import render as render_import
+from .rpc_attack_bench import render as render_rpc_attack
 from .rpc_bench import render as render_rpc
 
 AM = "asyncmachine-trio"
@@ -179,6 +180,9 @@ def render(doc: dict[str, Any]) -> str:
     if doc.get("rpc") is not None:
         out.append("")
         out.append(render_rpc(doc["rpc"]))
+    if doc.get("rpc_attack") is not None:
+        out.append("")
+        out.append(render_rpc_attack(doc["rpc_attack"]))
     if doc.get("import") is not None:
         out.append("")
         out.append(render_import(doc["import"]))

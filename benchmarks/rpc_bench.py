@@ -4,7 +4,7 @@
     python -m benchmarks.rpc_bench -n 500 --repeats 5 --json out.json
     python -m benchmarks.rpc_bench --profile          # cProfile of one repeat, top functions
 
-The scenario (upper-layers.md 7.1; ``examples/benchmark_grpc`` of asyncmachine-go):
+The scenario (``examples/benchmark_grpc`` of asyncmachine-go):
 a worker machine (``Event`` Multi, ``Value1..3`` mutually exclusive, ``CallOp``
 Multi) is served by an ``rpc.Server``; per iteration the client
 
@@ -311,7 +311,7 @@ async def _repeat(
     """One timed repeat: ``n`` iterations of each case, in alternating chunks of ``chunk``
     (so both see the same load), garbage collector off; appended to ``case.runs``."""
     before = [c.counters() for c in cases]
-    seconds = [0.0, 0.0]
+    seconds = [0.0] * len(cases)
     gc.collect()
     gc.disable()
     try:
@@ -375,20 +375,40 @@ async def _run_cases(
     }
 
 
+async def _run_asyncio(n: int, warmup: int, repeats: int, chunk: int) -> dict[str, Any]:
+    """The aRPC case alone on asyncio (the echo baseline is trio-websocket: trio only)."""
+    import anyio
+
+    with anyio.fail_after(60 + 0.05 * (warmup + n * repeats)):
+        async with anyio.create_task_group() as tg:
+            arpc = RpcCase()
+            await arpc.setup(tg)
+            await arpc.loop(warmup)
+            for _ in range(repeats):
+                await _repeat((arpc,), n, chunk)
+            await arpc.close()
+            tg.cancel_scope.cancel()
+    return arpc.result(n)
+
+
 def measure(
     n: int = 2000, warmup: int = 200, repeats: int = 5, chunk: int = 100, profile: Any = None
 ) -> dict[str, Any]:
-    """Run both measurements in one ``trio.run``; the section stored as "rpc"."""
+    """Run both measurements in one ``trio.run``, then the aRPC case on asyncio;
+    the section stored as "rpc"."""
+    import anyio
     import trio
 
     from . import harness
 
     harness.settle()
     out = trio.run(_run, n, warmup, repeats, chunk, profile)
-    versions = {d: harness.version(d) for d in ("trio-websocket", "msgpack", "wsproto")}
+    harness.settle()
+    out["arpc_asyncio"] = anyio.run(_run_asyncio, n, warmup, repeats, chunk, backend="asyncio")
+    versions = {d: harness.version(d) for d in ("trio-websocket", "msgpack", "wsproto", "anyio")}
     return {
         "scenario": "benchmark_grpc (aRPC): wait Event, read the value locally, 1 remote CallOp",
-        "transport": "ws://127.0.0.1 (trio-websocket), client and server in one trio loop",
+        "transport": "ws://127.0.0.1 (wsproto over anyio), client and server in one trio loop",
         "iterations": n,
         "warmup": warmup,
         "repeats": repeats,
@@ -458,6 +478,18 @@ def render(section: dict[str, Any]) -> str:
             f"{a['messages_per_iter']:.2f} messages",
         ),
         ("errors", f"{a['errors']}", f"{ref['errors']}", f"completions: {a['completions']:,}"),
+        *(
+            [
+                (
+                    "us per iteration on asyncio",
+                    f"{section['arpc_asyncio']['us_per_iter']:,.1f}",
+                    "",
+                    "the same scenario, client and server on one asyncio loop",
+                )
+            ]
+            if section.get("arpc_asyncio")
+            else []
+        ),
         (
             f"echo round trip ({e['size']} B)",
             f"{e['us_per_rt']:,.1f} us",

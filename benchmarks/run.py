@@ -5,6 +5,7 @@
     python -m benchmarks.run --quick          # shorter repeats, for a smoke run
     python -m benchmarks.run --show benchmarks/results/<date>.json   # a stored run's table
     python -m benchmarks.run --only rpc       # only the aRPC section (benchmarks/rpc_bench.py)
+    python -m benchmarks.run --only rpc-attack   # aRPC under attack (rpc_attack_bench.py)
     python -m benchmarks.run --only nats      # only the NATS section (benchmarks/nats_bench.py)
     python -m benchmarks.run --only import    # only the import times (benchmarks/import_time.py)
     python -m benchmarks.run --only node      # only the node pool (benchmarks/node_bench.py)
@@ -50,8 +51,9 @@ IMPORT = "import"  # import times, with transitions (import_time.py); also with 
 NODE = "node"  # node pools with real worker processes (node_bench.py); also with --only
 TELEMETRY = "telemetry"  # telemetry overhead (telemetry_overhead.py); also with --only
 NATS = "nats"  # the NATS section (nats_bench.py), likewise
+RPC_ATTACK = "rpc-attack"  # aRPC under attack (rpc_attack_bench.py), likewise
 PUBSUB = "pubsub"  # pubsub settle time and update latency (pubsub_bench.py), likewise
-SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS, PUBSUB)
+SECTIONS = (RPC, IMPORT, NODE, TELEMETRY, NATS, RPC_ATTACK, PUBSUB)
 
 
 def _settings(a: argparse.Namespace) -> harness.Settings:
@@ -125,19 +127,17 @@ def spawn(lib: str, a: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> dict[str, Any]:
-    """``benchmarks.rpc_bench`` (or ``nats_bench``) in a fresh interpreter; its section."""
+def spawn_section(cmd: list[str]) -> dict[str, Any]:
+    """Run a section's benchmark (``cmd`` + ``--json FILE``) in a fresh interpreter.
+
+    Returns the section it wrote, or ``{"error": ...}`` when it failed to write one.
+    """
     fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-section-")
     os.close(fd)
-    n, warmup = (400, 100) if a.quick else (2000, 200)
-    cmd = [sys.executable, "-m", module, "--quiet", "--json", out]
-    cmd += ["-n", str(n), "--warmup", str(warmup)]
-    if module.endswith("rpc_bench"):
-        cmd += ["--repeats", str(a.repeats)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
     error = ""
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
+        proc = subprocess.run([*cmd, "--json", out], cwd=ROOT, env=env, timeout=900, check=False)
         if proc.returncode:
             error = f"benchmark process exited with {proc.returncode}"
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -150,8 +150,8 @@ def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> di
         error = error or f"{type(exc).__name__}: {exc}"
     finally:
         os.unlink(out)
-    if not section.get("error") and error:
-        section = {"error": error}
+    if error and not section.get("error"):
+        section = {**section, "error": error} if section else {"error": error}
     return section
 
 
@@ -182,34 +182,24 @@ def spawn_pubsub(a: argparse.Namespace) -> dict[str, Any]:
     if not section.get("error") and error:
         section = {"error": error}
     return section
+def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> dict[str, Any]:
+    """``benchmarks.rpc_bench`` (or ``nats_bench``, ``rpc_attack_bench``); its section."""
+    n, warmup = (400, 100) if a.quick else (2000, 200)
+    cmd = [sys.executable, "-m", module, "--quiet"]
+    if module.endswith("rpc_attack_bench"):
+        cmd += ["-n", str(300 if a.quick else 1000)]
+    else:
+        cmd += ["-n", str(n), "--warmup", str(warmup)]
+    if module.endswith("rpc_bench"):
+        cmd += ["--repeats", str(a.repeats)]
+    return spawn_section(cmd)
 
 
 def spawn_telemetry(a: argparse.Namespace) -> dict[str, Any]:
     """``benchmarks.telemetry_overhead`` in a fresh interpreter; its section (or the error)."""
-    fd, out = tempfile.mkstemp(suffix=".json", prefix="am-bench-tel-")
-    os.close(fd)
     n = 5000 if a.quick else 20000
-    cmd = [sys.executable, "-m", "benchmarks.telemetry_overhead", "--quiet", "--json", out]
-    cmd += ["-n", str(n), "--repeats", str(a.repeats)]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AM_")}
-    error = ""
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, timeout=900, check=False)
-        if proc.returncode:
-            error = f"benchmark process exited with {proc.returncode}"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    try:
-        text = Path(out).read_text()
-        section: dict[str, Any] = json.loads(text) if text else {}
-    except (OSError, ValueError) as exc:
-        section = {}
-        error = error or f"{type(exc).__name__}: {exc}"
-    finally:
-        os.unlink(out)
-    if error and not section:
-        section = {"error": error}
-    return section
+    cmd = [sys.executable, "-m", "benchmarks.telemetry_overhead", "--quiet"]
+    return spawn_section([*cmd, "-n", str(n), "--repeats", str(a.repeats)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
             doc["node"] = node_bench.run(50 if a.quick else 200)
         except (OSError, RuntimeError) as exc:
             doc["node"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if RPC_ATTACK in libs:
+        doc["rpc_attack"] = spawn_rpc(a, "benchmarks.rpc_attack_bench")
     if TELEMETRY in libs:
         doc["telemetry"] = spawn_telemetry(a)
     if PUBSUB in libs:

@@ -1,12 +1,12 @@
 """Replay engine for the conformance vectors in ``tests/vectors.json``.
 
 A helper module, not collected by pytest: ``test_conformance.py`` calls
-:func:`replay` once per ``kind: machine`` vector. The vector format is defined in
-the shared ``conformance/README.md``; every operation, ``expect`` key and
-``observed`` key of that format is mapped here onto the public API of
-``asyncmachine_trio`` (DESIGN.md). Anything this module does not know (a
-scenario field, op, op field, handler behaviour, machine option, ``expect`` or
-``observed`` key) fails the test: nothing is skipped silently.
+:func:`replay` once per ``kind: machine`` vector. The vectors were recorded
+from asyncmachine-go; every operation, ``expect`` key and ``observed`` key they
+use is mapped here onto the public API of ``asyncmachine_trio`` (docs/api.md).
+Anything this module does not know (a scenario field, op, op field, handler
+behaviour, machine option, ``expect`` or ``observed`` key) fails the test:
+nothing is skipped silently.
 
 How a scenario runs (:meth:`Replay.run`): build the machine (id ``v``), call
 ``verify_states`` with ``state_names``, inject ``initial``, run ``setup_ops``,
@@ -14,7 +14,7 @@ bind the handler bindings, compare ``observed_initial``, then for every op: run
 it, check its ``expect``, check its ``observed`` entry.
 
 Observed values and state-name order. The reference sorts state names byte-wise;
-the port keeps schema order with an implicit ``Exception`` last (SPEC 1.5), so a
+the port keeps schema order with an implicit ``Exception`` last (semantics §1.5), so a
 value whose *order* comes only from the state names is compared without order:
 
 * ``observed_initial.state_names``: as a set;
@@ -31,7 +31,7 @@ value whose *order* comes only from the state names is compared without order:
   state-name order): as sets.
 
 Everything else is compared in order: active lists (their order comes from the
-resolver, SPEC 4.5), handler calls, nested results, ``target`` / ``called`` /
+resolver, semantics §4.5), handler calls, nested results, ``target`` / ``called`` /
 ``before`` lists, ``sort_states``, ``relations_*``, ``clock`` maps (compared as
 maps).
 
@@ -40,7 +40,7 @@ Other observed-value rules:
 * timing-dependent values (``observed_note``) are skipped only as listed in
   :data:`OBSERVED_TIMING`;
 * an ``err`` of ``"<nil>"`` after ``panic_to_err*`` is the reference's quirk for
-  non-error panic values (SPEC 14 #13): the port stores the value's text, which
+  non-error panic values (semantics §14 #13): the port stores the value's text, which
   is expected instead;
 * waiter rets ``{closed_now, same_as}``: ``closed_now`` always; ``same_as``
   (``""`` = none) only for waiters that were not resolved at once -- the
@@ -91,14 +91,14 @@ VECTORS_FILE = Path(__file__).with_name("vectors.json")
 OBSERVED_TIMING: dict[str, dict[int, frozenset[str]]] = {
     # Go: the nested Eval waits for EvalTimeout (1 s), longer than the handler
     # timeout, so AState times out and A is reverted (ret canceled, A:2). The port's
-    # nested eval returns False at once (SPEC 3.7), so A stays active: ret, active
+    # nested eval returns False at once (semantics §3.7), so A stays active: ret, active
     # and clock differ by design. calls, nested, queue_tick and err are compared.
     "eval.in_handler": {0: frozenset({"ret", "active", "clock_nonzero"})},
     # Go's inner Eval returns false only after EvalTimeout; the port's returns False
-    # at once (SPEC 3.7): the value is the same, so everything is compared.
+    # at once (semantics §3.7): the value is the same, so everything is compared.
     "eval.nested": {},
     # AState sleeps 500 ms with a 450 ms handler timeout; the port measures sync
-    # handlers after they return (SPEC 5.6), so the timeout is deterministic.
+    # handlers after they return (semantics §5.6), so the timeout is deterministic.
     "timeout.final_handler": {},
 }
 
@@ -156,7 +156,7 @@ OP_FIELDS = frozenset(
 )
 BEHAVIOUR_KEYS = frozenset({"return", "panic", "sleep_ms", "ops", "capture", "builtin"})
 BUILTIN_EXCEPTION_STATE = "ExceptionHandler.ExceptionState"
-# the Go test suite's History recorder (conformance/README.md)
+# the Go test suite's History recorder: the handlers it binds
 HISTORY_HANDLERS = frozenset(
     [
         "AnyEnter",
@@ -230,7 +230,7 @@ _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def snake(name: str) -> str:
-    """DESIGN.md's snake_case of a state name (``RPCReady`` -> ``rpc_ready``)."""
+    """The handler-name snake_case of a state name (``RPCReady`` -> ``rpc_ready``)."""
     return _SNAKE.sub("_", name).lower()
 
 
@@ -610,7 +610,7 @@ class Replay:
 
     def traced_result(self, res: Any, event: Any) -> str | int:
         """``result`` of an ``ev_*`` mutation; queued from a handler, its queue
-        entry must carry the event as source (SPEC 3.1)."""
+        entry must carry the event as source (semantics §3.1)."""
         ret = self.result(res)
         if event is not None and isinstance(ret, int):
             source = self.mach.queue()[-1].source
@@ -1234,7 +1234,7 @@ def obs_state_ctx_expired(
 
 
 def obs_err(r: Replay, op: Mapping[str, Any], want: Any, out: Outcome, where: str) -> None:
-    if want == "<nil>":  # Go's PanicToErr* quirk, SPEC 14 #13: the port keeps the text
+    if want == "<nil>":  # Go's PanicToErr* quirk, semantics §14 #13: the port keeps the text
         assert r.panic_err_text is not None, f"{where}: '<nil>' without panic_to_err"
         want = r.panic_err_text
     err = r.scenario_err()

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
+import anyio
 
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
@@ -30,7 +30,7 @@ async def rpc_pair(
         schema = source.schema
     skw = {"push_interval": 0.0, **(server_kw or {})}
     client_kw.setdefault("call_timeout", 3.0)
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         if transport == "memory":
             server = rpc.Server(source, **skw)
             a, b = rpc.memory_transport_pair()
@@ -54,7 +54,7 @@ async def rpc_pair(
             await client.wait_ready(ready_timeout)
             yield server, client
         finally:
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await client.stop(dispose=True)
             server.close()
             nursery.cancel_scope.cancel()

@@ -88,6 +88,7 @@ def test_final_handler(kind: str, caplog: pytest.LogCaptureFixture) -> None:
     assert handed_out == [4, 5]
     assert mach.queue_tick() == 5
     assert [w.is_set() for w in w_queue] == [True, True, False]
+    assert [w.canceled for w in w_queue] == [True, True, False]
     assert w_ends.is_set()
     # reported
     assert "[queue:dropped] 2 after " + type(info.value).__name__ + ": [add] B, [add] C" in lines
@@ -126,7 +127,7 @@ def test_negotiation_handler(kind: str) -> None:
     # nothing applied: no waiter of a state resolves; C's tick was used up
     assert mach.string_all() == "() [A:0 B:0 C:0 D:0 Exception:0]"
     assert not w_a.is_set() and not w_c.is_set()
-    assert w_q.is_set()
+    assert w_q.is_set() and w_q.canceled
     assert mach.queue_tick() == 3
     assert any(line.startswith("[queue:dropped] 1 after") for line in lines)
     assert mach.add1("C") is R.EXECUTED
@@ -240,9 +241,11 @@ def test_exception_without_panic_to_exception_is_the_same_reset() -> None:
 
     mach.bind_handlers({"a_state": a_state})
     w_a = mach.when1("A")
+    w_q = mach.when_queue(2)  # add1("A") itself: it ran, interrupted
     with pytest.raises(ValueError, match="not converted"):
         mach.add1("A")
     assert w_a.is_set()
+    assert w_q.is_set() and not w_q.canceled
     assert not mach.is_err()
     assert "[queue:dropped] 1 after ValueError: [add] B" in lines
     assert mach.queue_tick() == 3

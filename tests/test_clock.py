@@ -1,4 +1,4 @@
-"""Tests for ticks, `Time` and `TimeIndex` (SPEC 2.1-2.2)."""
+"""Tests for ticks, `Time` and `TimeIndex` (semantics §2.1-2.2)."""
 
 from __future__ import annotations
 
@@ -273,7 +273,7 @@ def test_time_after_before_go_test_time() -> None:
     assert not before.after(True, now)
     assert before.before(True, now)
     assert not now.before(True, before)
-    # not every position is strictly greater / smaller (SPEC 14 #23)
+    # not every position is strictly greater / smaller (semantics §14 #23)
     assert not now.after(False, before)
     assert not before.before(False, now)
 
@@ -466,7 +466,7 @@ def test_time_index_filter() -> None:
 
 
 def test_time_index_go_test_time_sequence() -> None:
-    # SPEC 2.1 worked sequence, final row: ticks A B C D = 3 7 5 1
+    # semantics §2.1 worked sequence, final row: ticks A B C D = 3 7 5 1
     names = ["A", "B", "C", "D", "Exception"]
     ti = TimeIndex(Time([3, 7, 5, 1, 0]), names)
     assert ti.active_states() == ["A", "B", "C", "D"]

@@ -1,10 +1,10 @@
 """Replays every ``kind: machine`` conformance vector through the public API.
 
-The engine is ``conformance.py``; the vectors are an exact copy of the shared
-``conformance/vectors.json`` (scenarios taken from asyncmachine-go's own tests and
-replayed against it). Each test builds the machine, runs the setup, binds the
-handlers, runs the ops and checks every ``expect`` and the reference's
-``observed`` values (see the engine's docstring for what is compared how).
+The engine is ``conformance.py``; the vectors in ``tests/vectors.json``
+(scenarios taken from asyncmachine-go's own tests and replayed against it).
+Each test builds the machine, runs the setup, binds the handlers, runs the ops
+and checks every ``expect`` and the reference's ``observed`` values (see the
+engine's docstring for what is compared how).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_api_parse_schema() -> None:
     parsed, err = am.parse_schema(to_schema(vector["input"]["schema"]))
     assert err is vector["expect"]["error"] is None
     assert parsed == to_schema(vector["expect"]["parsed"])
-    # After [self] sanitizes to an empty but present list (SPEC 1.1)
+    # After [self] sanitizes to an empty but present list (semantics §1.1)
     assert parsed["A"].after == ()
     assert parsed["B"].after is None
 

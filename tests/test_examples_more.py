@@ -290,7 +290,8 @@ def test_path_watcher(backend: str, tmp_path: Path) -> None:
 def test_tui(monkeypatch: pytest.MonkeyPatch) -> None:
     ex = load("tui")
     S = ex.DownloadStates
-    monkeypatch.setattr(ex, "STEP", 0.002)
+    # 100 steps of 20 ms: the pause below lands long before the end, even on a loaded machine
+    monkeypatch.setattr(ex, "STEP", 0.02)
 
     async def scenario() -> None:
         app = ex.DownloadApp()

@@ -1,4 +1,4 @@
-"""asyncmachine_trio.helpers (upper-layers.md section 4), on trio and asyncio.
+"""asyncmachine_trio.helpers, on trio and asyncio.
 
 Waiting logic never uses real sleeps: on trio the clock is a ``MockClock`` that
 jumps whenever every task is blocked, so ``unit`` is one virtual second and
@@ -54,7 +54,7 @@ async def later(delay: float, fn: Any, *args: Any) -> None:
 
 
 class EvalMach(am.Machine):
-    """Mutations made inside an ``eval``, where the core returns ``QUEUED`` (SPEC 3.3)."""
+    """Mutations made inside an ``eval``, where the core returns ``QUEUED`` (semantics §3.3)."""
 
     def _in_eval(self, fn: Any) -> am.Result:
         out: list[am.Result] = []

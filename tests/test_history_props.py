@@ -3,7 +3,7 @@
 Both histories track the same machine (two tracers, one shared fake human
 clock) through a random sequence of mutations under a random configuration;
 then random queries, predefined queries and the machine records are compared.
-The reference's backends do not agree (upper-layers.md 5.5); these must.
+The reference's backends do not agree (docs/history.md); these must.
 """
 
 from __future__ import annotations

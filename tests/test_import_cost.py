@@ -26,6 +26,7 @@ LAZY = (
     "secrets",
     "hashlib",
     "traceback",
+    "logging",
     "asyncmachine_trio.helpers",
     "asyncmachine_trio.rpc",
     "asyncmachine_trio.history",

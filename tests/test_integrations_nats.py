@@ -265,3 +265,9 @@ async def test_cluster_failover_loses_no_acknowledged_mutation() -> None:
             await anyio.to_thread.run_sync(srv.stop)
     assert acked == list(range(20))
     assert set(acked) <= set(executed)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_without_the_asyncio_loop_is_a_clear_error(server: NatsServer) -> None:
+    with pytest.raises(RuntimeError, match=r"trio_asyncio\.open_loop"):
+        await amnats.connect(server.url)

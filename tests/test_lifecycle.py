@@ -1,4 +1,4 @@
-"""SPEC 5, 6, 7 and 9: transition lifecycle, auto states, Multi states, errors."""
+"""semantics §5, 6, 7 and 9: transition lifecycle, auto states, Multi states, errors."""
 
 from __future__ import annotations
 
@@ -1138,7 +1138,7 @@ def test_partial_auto_nothing_active_all_dropped_canceled() -> None:
 
 
 def test_auto_drop_skips_next_self_handler_quirk() -> None:
-    # SPEC 5.2 / 6.2: an active Auto state's self handler rejects in the auto
+    # semantics §5.2 / 6.2: an active Auto state's self handler rejects in the auto
     # transition: it is dropped, the next target gets no self handler
     schema = {
         "A": am.State(auto=True),

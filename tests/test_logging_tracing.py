@@ -1,4 +1,4 @@
-"""SPEC 10-11: log lines, levels, tracers, string formats, disposal."""
+"""semantics §10-11: log lines, levels, tracers, string formats, disposal."""
 
 from __future__ import annotations
 
@@ -715,7 +715,7 @@ def test_dispose_getters() -> None:
 
 
 def test_dispose_checks_return_false() -> None:
-    # SPEC 10: from disposal on "checks return false/empty" (Go Is/Not/IsClock...)
+    # semantics §10: from disposal on "checks return false/empty" (Go Is/Not/IsClock...)
     mach = am.Machine(NORELS, id="d")
     mach.add(["A", "B"])
     mach.dispose()

@@ -1,4 +1,4 @@
-"""SPEC 2.1, 2.3 and 3: ticks, queue ticks, mutations and the queue (public API only)."""
+"""semantics §2.1, 2.3 and 3: ticks, queue ticks, mutations and the queue (public API only)."""
 
 from __future__ import annotations
 
@@ -676,7 +676,7 @@ def test_can_remove() -> None:
 
 
 def test_can_remove1_passes_args() -> None:
-    # SPEC 14 #19: the port passes args (Go drops them)
+    # semantics §14 #19: the port passes args (Go drops them)
     mach = norels("A")
     seen: list[dict[str, Any]] = []
     mach.bind_handlers(Rec(NORELS, actions={"AExit": lambda e: seen.append(dict(e.args))}))
@@ -693,7 +693,7 @@ def test_can_add_no_auto_no_subscriptions() -> None:
 
 
 def test_can_add_multi_quirk() -> None:
-    # a rejected check is accepted when a called state is Multi (SPEC 3.6)
+    # a rejected check is accepted when a called state is Multi (semantics §3.6)
     mach = am.Machine(
         {"M": am.State(multi=True, require=["X"]), "N": am.State(require=["X"]), "X": {}},
         id="t",

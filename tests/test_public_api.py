@@ -56,6 +56,7 @@ PUBLIC = [
     "State",
     "StateCtx",
     "StateGroups",
+    "StateNames",
     "StateUnknownError",
     "States",
     "Step",
@@ -115,8 +116,8 @@ PUBLIC = [
     "vis",
 ]
 
-# the core names DESIGN.md fixes ("Core API")
-DESIGN_NAMES = [
+# the core names the manual and docs/api.md document
+CORE_NAMES = [
     "AsyncMachineError",
     "Ctx",
     "DisposedError",
@@ -184,7 +185,7 @@ def test_public_names_pinned() -> None:
 
 def test_design_names_present() -> None:
     public = [n for n in dir(am) if not n.startswith("_")]
-    assert [n for n in DESIGN_NAMES if n not in public] == []
+    assert [n for n in CORE_NAMES if n not in public] == []
 
 
 def test_version() -> None:
@@ -236,7 +237,7 @@ def test_core_works_without_event_loop() -> None:
 
 
 def test_wrong_thread_raises() -> None:
-    # a machine started on a loop belongs to that loop's thread (DESIGN)
+    # a machine started on a loop belongs to that loop's thread
     async def main() -> list[BaseException]:
         errors: list[BaseException] = []
         async with am.open_machine(NORELS, id="thr") as mach:

@@ -1,4 +1,4 @@
-"""SPEC 4: relation resolution, acceptance, ordering and resolver queries."""
+"""semantics §4: relation resolution, acceptance, ordering and resolver queries."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ def test_add_is_two_levels_deep() -> None:
     mach, _ = machine(schema)
     assert mach.add1("A") is R.EXECUTED
     # C is implied only by the second parse_add (over the reversed list), so
-    # it ends up first after the final reverse (SPEC 4.2)
+    # it ends up first after the final reverse (semantics §4.2)
     assert mach.active_states() == ["C", "A", "B"]
     assert mach.not1("D")
 

@@ -47,9 +47,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import anyio
 import pytest
-import trio
-import trio.testing
 from conformance import (
     OP_FIELDS,
     OPS,
@@ -65,6 +64,13 @@ from rpc_util import rpc_pair
 
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """Every replay on trio and on asyncio (real clocks: the transports are real)."""
+    return str(request.param)
+
 
 Mutate = Callable[[rpc.NetworkMachine, Mapping[str, Any], Any], Awaitable[am.Result]]
 
@@ -208,7 +214,7 @@ class RemoteReplay(Replay):
         )
         raised: BaseException | None = None
         try:
-            with trio.fail_after(5):
+            with anyio.fail_after(5):
                 res = await REMOTE_MUTATIONS[op["op"]](self.nm, op, self.args(op, None))
         except am.AsyncMachineError as exc:
             if not may_raise:
@@ -273,8 +279,8 @@ class RemoteReplay(Replay):
 
     async def wait_mirrored(self, where: str) -> None:
         """Let the server push and the client apply (``check_mirror`` follows)."""
-        with trio.fail_after(2):
-            await trio.testing.wait_all_tasks_blocked()
+        with anyio.fail_after(2):
+            await anyio.wait_all_tasks_blocked()
         self.check_mirror(f"{where}: after the pushes")
 
     def check_mirror(self, where: str) -> None:
@@ -300,7 +306,7 @@ class RemoteReplay(Replay):
             assert_match(got[key] == value, f"{where}: mirror {key}", value, got[key])
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 @pytest.mark.parametrize("mode", ["call", "push"])
 @pytest.mark.parametrize("vector", REMOTE_VECTORS, ids=[v["id"] for v in REMOTE_VECTORS])
 async def test_vector_remote(vector: dict[str, Any], mode: str) -> None:
@@ -349,7 +355,7 @@ def by_name(m: am.Machine) -> dict[str, Any]:
     return {"clock": m.clock(), "active": sorted(m.active_states()), "qt": m.queue_tick()}
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_source_reorder_keeps_the_client_index_space() -> None:
     """The source's ``verify_states`` reorders its states after the client
     connected: a mutation the client sends at once (before anything was pushed)
@@ -364,9 +370,9 @@ async def test_source_reorder_keeps_the_client_index_space() -> None:
         assert sorted(src.active_states()) == ["A", "B"]
         assert by_name(nm) == by_name(src)
         src.add1("C")  # a local mutation, pushed
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await nm.when1("C")
-        await trio.testing.wait_all_tasks_blocked()
+        await anyio.wait_all_tasks_blocked()
         assert by_name(nm) == by_name(src)
         assert list(nm.state_names) == ["A", "B", "C", am.EXCEPTION]
         assert await nm.call_remove1("B") is am.Result.EXECUTED
@@ -374,7 +380,7 @@ async def test_source_reorder_keeps_the_client_index_space() -> None:
         assert client.mach.tick(am.EXCEPTION) == 0
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_source_schema_growth_keeps_the_client_index_space() -> None:
     """``set_schema`` on the source inserts a state before others: known states
     keep their index for the client, the new one is appended."""
@@ -385,7 +391,7 @@ async def test_source_schema_growth_keeps_the_client_index_space() -> None:
         src.set_schema({**grown, am.EXCEPTION: am.State(multi=True)}, ["D", "A", "B", am.EXCEPTION])
         assert await nm.call_add1("B") is am.Result.EXECUTED  # before the push
         assert src.active_states() == ["B"]
-        await trio.testing.wait_all_tasks_blocked()
+        await anyio.wait_all_tasks_blocked()
         assert list(nm.state_names) == ["A", "B", am.EXCEPTION, "D"]
         assert nm.schema["D"].require == ("A",)
         assert await nm.call_add(["A", "D"]) is am.Result.EXECUTED

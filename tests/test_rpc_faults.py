@@ -1,6 +1,6 @@
 """aRPC under faults: malformed frames, access control, lost connections, slow peers, TLS.
 
-upper-layers.md 1.13-1.16, 1.22. Raw peers speak the wire format directly
+Raw peers speak the wire format directly
 (``rpc.wire``) to check that every bad input gets a typed error frame and
 leaves the connection usable. Lost connections are made by transport wrappers
 (:class:`Flaky`) that drop the connection or lose frames at a chosen point; a

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
-import trio
-import trio.testing
 
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
 from tests.rpc_util import rpc_pair
 
-pytestmark = pytest.mark.trio
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """On trio and on asyncio (real clocks: some transports are real sockets)."""
+    return str(request.param)
+
+
+pytestmark = pytest.mark.anyio
 
 
 class Src(rpc.StateSourceStates):
@@ -55,7 +62,7 @@ async def test_final_handlers_run_on_received_clocks() -> None:
         assert await nm.call_add1("A") is am.Result.EXECUTED
         assert calls == ["+A", "any"]
         src.add1("B")
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await nm.when1("B")
         assert calls == ["+A", "any", "-A", "any"]
 
@@ -71,7 +78,7 @@ async def test_failing_final_handler_is_reported_to_the_source() -> None:
         nm = client.netmach
         nm.bind_handlers(Handlers())
         await nm.call_add1("B")
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await src.when1(am.EXCEPTION)
         assert src.is1("ErrOnClient")
         exc = am.parse_args(src.transition.args if src.transition else {}, am.AException)
@@ -93,7 +100,7 @@ async def test_sync_mutations_keep_their_order() -> None:
         nm = client.netmach
         results = [nm.add1("A"), nm.add1("C"), nm.remove1("C"), nm.add1("B")]
         assert results == [am.Result.QUEUED] * 4
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await nm.when1("B")
             await src.when1("B")
         assert seen == ["add A", "add C", "remove C", "add B"]
@@ -117,7 +124,7 @@ async def test_add_ns_then_sync() -> None:
         for _ in range(20):
             assert nm.add1_ns("A") is am.Result.QUEUED
             nm.add1_ns("B")
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await src.when_time1("B", 39)
         assert nm.tick("B") == 0  # nothing came back yet: pushes are off
         await client.sync()
@@ -133,10 +140,10 @@ async def test_schema_change_reaches_the_client() -> None:
         grown = {**src.schema, "D": am.State(require=("A",))}
         src.set_schema(grown, [*src.state_names, "D"])
         src.add1("D")
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             # D does not exist on the client yet: nothing to subscribe to
             while "D" not in nm.state_names or nm.not1("D"):  # noqa: ASYNC110
-                await trio.sleep(0.01)
+                await anyio.sleep(0.01)
         assert nm.schema["D"].require == ("A",)
         assert nm.clock() == src.clock()
 
@@ -145,7 +152,7 @@ async def test_second_client_of_a_server_is_refused() -> None:
     src = source()
     async with rpc_pair(src, name="one") as (server, _client):
         a, b = rpc.memory_transport_pair()
-        async with trio.open_nursery() as n:
+        async with anyio.create_task_group() as n:
             n.start_soon(server.serve_transport, a)
             hello = rpc.wire.Frame(1, "Hello", None, rpc.wire.CliHello("rc-two"))
             await b.send(rpc.wire.encode_frame(hello))
@@ -206,12 +213,12 @@ async def test_tree_of_replicas() -> None:
         async with rpc_pair(nm1, name="tier2") as (_s2, c2):
             nm2 = c2.netmach
             src.add1("A")
-            with trio.fail_after(2):
+            with anyio.fail_after(2):
                 await nm2.when1("A")
             assert nm2.clock() == src.clock()
             # a mutation from the leaf travels up through both tiers
             nm2.add1("B")
-            with trio.fail_after(2):
+            with anyio.fail_after(2):
                 await src.when1("B")
                 await nm2.when1("B")
             assert nm2.not1("A") and nm1.is1("B")

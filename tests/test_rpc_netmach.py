@@ -1,4 +1,4 @@
-"""The reference's ``pkg/rpc/netmach_test.go`` on a network machine (upper-layers.md 1.21).
+"""The reference's ``pkg/rpc/netmach_test.go`` on a network machine.
 
 Each test builds the reference's source fixture (``NoRels``, ``Rels`` or a
 custom schema, always with ``ErrOnClient`` from ``StateSourceStates`` and the
@@ -20,14 +20,22 @@ from contextlib import asynccontextmanager
 from textwrap import dedent
 from typing import Any
 
+import anyio
+import anyio.abc
 import pytest
-import trio
 from rpc_util import rpc_pair
 
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
 
-pytestmark = pytest.mark.trio
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """On trio and on asyncio (real clocks: some transports are real sockets)."""
+    return str(request.param)
+
+
+pytestmark = pytest.mark.anyio
 
 #: the reference fixtures' state order: SAdd(ss.Names, StateSourceStates.Names())
 NAMES = ["Exception", "A", "B", "C", "D", "ErrOnClient"]
@@ -98,7 +106,7 @@ def assert_time(nm: am.Machine, states: Sequence[str], ticks: Sequence[int]) -> 
 
 async def resolved(*waiters: am.Waiter) -> None:
     """Await resolved waiters (a hang fails after 2 s)."""
-    with trio.fail_after(2):
+    with anyio.fail_after(2):
         for w in waiters:
             await w
 
@@ -506,9 +514,9 @@ class WhenQueueTracer(am.Tracer):
     """``TestWhenQueueTracer``: on the transition activating A, mutate from a task
     (a tracer must not mutate synchronously) and wait for the queue tick 5."""
 
-    def __init__(self, nursery: trio.Nursery) -> None:
+    def __init__(self, nursery: anyio.abc.TaskGroup) -> None:
         self.nursery = nursery
-        self.done = trio.Event()
+        self.done = anyio.Event()
         self.results: list[am.Result] = []
         self.active: list[str] = []
 
@@ -532,11 +540,11 @@ class WhenQueueTracer(am.Tracer):
 
 
 async def test_when_queue() -> None:
-    async with net(no_rels()) as nm, trio.open_nursery() as nursery:
+    async with net(no_rels()) as nm, anyio.create_task_group() as nursery:
         tracer = WhenQueueTracer(nursery)
         nm.tracer_bind(tracer)
         assert nm.add1("A") is QUEUED
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await tracer.done.wait()
         assert tracer.results == [QUEUED] * 3
         assert sorted(tracer.active) == ["A", "B", "C", "D"]

@@ -1,6 +1,6 @@
 """The reference's aRPC scenarios (``pkg/rpc/rpc_test.go``, ``netmach_test.go``) ported.
 
-upper-layers.md 1.21. Each test builds a source machine ("Rels": A{Auto, R:C},
+Each test builds a source machine ("Rels": A{Auto, R:C},
 B{Multi, A:C}, C{After:D}, D{A:C,B}; "NoRels": A..D without relations; both
 with ``ErrOnClient``), connects a client through ``rpc_pair`` (in-memory
 unless the scenario needs sockets) and asserts on the network machine, the
@@ -28,15 +28,23 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.abc
 import attrs
 import pytest
-import trio
 from rpc_util import rpc_pair
 
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
 from asyncmachine_trio.states import pipes
 from asyncmachine_trio.testing import inject_state
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """On trio and on asyncio (real clocks: some transports are real sockets)."""
+    return str(request.param)
+
 
 # ----- fixtures
 
@@ -89,7 +97,7 @@ async def session(
 ) -> AsyncIterator[tuple[rpc.Server, rpc.Client, rpc.NetworkMachine]]:
     """``rpc_pair`` on a started source; on a clean exit, asserts nothing ever failed
     and (unless the test calls ``sync`` itself) that no drift forced a full sync."""
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         source.start(nursery)  # type: ignore[arg-type]
         kw.setdefault("name", "c")
         async with rpc_pair(source, schema, **kw) as (server, client):
@@ -105,7 +113,7 @@ async def session(
 
 
 async def until(waiter: Any, limit: float = 2.0) -> None:
-    with trio.fail_after(limit):
+    with anyio.fail_after(limit):
         await waiter
 
 
@@ -116,7 +124,7 @@ def active(m: am.Machine) -> set[str]:
 # ----- rpc_test.go
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_basic() -> None:
     """TestBasic: Foo, Bar{R:Foo}; the client adds Foo (the synchronous, queued form)."""
 
@@ -134,7 +142,7 @@ async def test_basic() -> None:
         assert not nm.is1("Bar")
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_type_safe() -> None:
     """TestTypeSafe: typed state names (Rels.A, Rels.C) on the Rels source."""
     src = am.Machine(Rels, id="ns-typesafe")
@@ -147,7 +155,7 @@ async def test_type_safe() -> None:
         assert client.mach.is1(rpc.ClientStates.Ready)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_waiting() -> None:
     """TestWaiting: when1(A) resolves after add(A, C); the clock rides on the response."""
     src = am.Machine(Rels, id="ns-waiting")
@@ -200,7 +208,7 @@ async def add_many(server_kw: dict[str, Any] | None = None, *, ns: bool = False)
         return Metrics.of(server, client)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_add_many() -> None:
     """TestAddMany: 502 round trips, zero server calls."""
     m = await add_many()
@@ -210,7 +218,7 @@ async def test_add_many() -> None:
     expect_bytes(m.bytes, 23_683)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_add_many_no_sync() -> None:
     """TestAddManyNoSync: AddNS x501 + Sync moves about half the bytes of TestAddMany."""
     m = await add_many(ns=True)
@@ -220,7 +228,7 @@ async def test_add_many_no_sync() -> None:
     assert 0.35 <= m.bytes / baseline.bytes <= 0.65, (m, baseline)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_add_many_instant_clock() -> None:
     """TestAddManyInstantClock: push_interval=0 adds no redundant pushes."""
     m = await add_many({"push_interval": 0.0})
@@ -230,7 +238,7 @@ async def test_add_many_instant_clock() -> None:
     assert abs(m.bytes - baseline.bytes) <= baseline.bytes * 0.02, (m, baseline)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_many_states() -> None:
     """TestManyStates: 100 extra states; 182 mutations; exactly 184 client calls."""
     schema = {**Rels.schema(), **{f"State{i}": am.State() for i in range(100)}}
@@ -273,7 +281,7 @@ async def add_remove_many(high: bool) -> Metrics:
         return Metrics.of(server, client)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_high_instant_clocks() -> None:
     """TestHighInstantClocks: only deltas travel, so huge ticks cost (almost) nothing."""
     m = await add_remove_many(high=True)
@@ -297,7 +305,7 @@ class APayloadReq(am.TypedArgs):
 rpc.register_type(APayloadReq, "tests.APayloadReq")
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_payload() -> None:
     """TestPayload: the source's C handler sends a payload; the consumer receives it."""
     got: list[rpc.AServerPayload] = []
@@ -336,11 +344,11 @@ async def test_payload() -> None:
     assert_no_err_ever(consumer)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_mux() -> None:
     """TestMux: 3 clients of one source through a Mux (ws); client 0 adds C (auto A)."""
     src = am.Machine(Rels, id="ns-mux")
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         src.start(nursery)  # type: ignore[arg-type]
         async with rpc.open_mux(src, "ws://127.0.0.1:0", name="mux") as mux:
             assert mux.addr.startswith("ws://127.0.0.1:")
@@ -354,7 +362,7 @@ async def test_mux() -> None:
                 assert mux.mach.is1("HasClients")
                 assert all(c.mach.is1("Ready") for c in clients)
                 assert await c0.netmach.call_add1("C") is am.Result.EXECUTED
-                with trio.fail_after(2):
+                with anyio.fail_after(2):
                     for c in clients:
                         await c.netmach.when1("A")
                 for c in clients:
@@ -364,7 +372,7 @@ async def test_mux() -> None:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_partial() -> None:
     """TestPartial: allowed {A, B, C}, skipped {C}: the netmach shows exactly {A, B}."""
     src = am.Machine(NoRels, id="ns-partial")
@@ -385,7 +393,7 @@ async def test_partial() -> None:
         assert (nm.tick("C"), nm.tick("D")) == (0, 0)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_partial_inferred() -> None:
     """TestPartialInferred: allowed {A} with the schema; C is inferred (A requires C)."""
     src = am.Machine(Rels, id="ns-inferred")
@@ -397,7 +405,7 @@ async def test_partial_inferred() -> None:
         assert nm.tick("C") == 0, "C is shown active by inference, its tick is not synced"
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_partial_no_schema() -> None:
     """TestPartialNoSchema: allowed {C}, no schema: only C, and only C's name."""
     src = am.Machine(Rels, id="ns-partial-noschema")
@@ -414,7 +422,7 @@ async def test_partial_no_schema() -> None:
         assert nm.active_states() == []
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_no_schema() -> None:
     """TestNoSchema: all states tracked, no schema; source adds C: the netmach shows A, C."""
     src = am.Machine(Rels, id="ns-noschema")
@@ -426,7 +434,7 @@ async def test_no_schema() -> None:
         assert nm.time(["A", "C"]) == src.time(["A", "C"])
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_mutations_sync() -> None:
     """TestMutationsSync: one diff per source mutation: the netmach sees 3 transitions."""
     seen: list[set[str]] = []
@@ -451,12 +459,12 @@ async def until_mirrored(nm: am.Machine, src: am.Machine) -> None:
     """Wait until the netmach's active set is the source's."""
     want = set(src.active_states())
     rest = [s for s in src.state_names if s not in want]
-    with trio.fail_after(2):
+    with anyio.fail_after(2):
         await nm.when(sorted(want))
         await nm.when_not(rest)
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_shallow_sync() -> None:
     """TestShallowSync (skipped in the reference): only activity travels.
 
@@ -498,7 +506,7 @@ async def test_shallow_sync() -> None:
         assert src.tick("A") > 2 and nm.tick("A") % 2 == 0
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 @pytest.mark.parametrize("transport", ["ws", "tcp"])
 async def test_traffic_over_sockets(transport: str) -> None:
     """The same scenarios count the same bytes over sockets as in memory.
@@ -535,12 +543,12 @@ async def test_traffic_over_sockets(transport: str) -> None:
 # ----- netmach_test.go
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_pipes() -> None:
     """TestPipes: bind_any(netmach, local): the source's A, B reach a local machine."""
     src = am.Machine(NoRels, id="ns-pipes")
     src.add1("A")
-    async with trio.open_nursery() as nursery:
+    async with anyio.create_task_group() as nursery:
         local = am.Machine(NoRels, id="t-pipes-local")
         local.start(nursery)  # type: ignore[arg-type]
         async with session(src) as (_server, _client, nm):
@@ -554,7 +562,7 @@ async def test_pipes() -> None:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_nested_mutation() -> None:
     """TestNestedMutation: A's handler on the source queues 3x add B, 2x remove B."""
 

@@ -1,4 +1,4 @@
-"""aRPC clock diffs (upper-layers.md 1.10, 1.23) and the wire format (1.3-1.5).
+"""aRPC clock diffs (docs/rpc.md) and the wire format (1.3-1.5).
 
 Properties of ``make_update`` / ``apply_update``: a diff S1 → S2 applied to S1
 reproduces S2 on the tracked indexes, any single corruption of the base (by
@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+import anyio.abc
 import attrs
 import msgpack
 import pytest
-import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rpc_util import rpc_pair
@@ -26,6 +27,13 @@ from asyncmachine_trio import rpc
 from asyncmachine_trio.machine.args import AException, pass_args
 from asyncmachine_trio.rpc import wire
 from asyncmachine_trio.rpc.sync import Snapshot, apply_update, checksum, make_update
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """On trio and on asyncio (real clocks: some transports are real sockets)."""
+    return str(request.param)
+
 
 # ----- strategies
 
@@ -478,7 +486,7 @@ def test_exception_args_without_error() -> None:
     assert a is not None and a.err is None
 
 
-@pytest.mark.trio
+@pytest.mark.anyio
 async def test_add_err_reaches_the_source_as_remote_exception() -> None:
     """End to end: ``call_add_err`` on a network machine, the source's handler sees the error."""
 
@@ -498,7 +506,7 @@ async def test_add_err_reaches_the_source_as_remote_exception() -> None:
         res = await nm.call_add_err_state("A", KeyError("missing"))
         assert res is am.Result.EXECUTED
         assert src.is_(["A", am.EXCEPTION, "ErrOnClient"])
-        with trio.fail_after(2):
+        with anyio.fail_after(2):
             await nm.when1("ErrOnClient")
     assert len(got) == 1 and got[0] is not None
     err = got[0].err

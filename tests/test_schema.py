@@ -1,4 +1,4 @@
-"""SPEC 1 (schema) and 12.1 (typed states, groups), through the public API only."""
+"""semantics §1 (schema) and 12.1 (typed states, groups), through the public API only."""
 
 from __future__ import annotations
 
@@ -194,7 +194,7 @@ def test_states_child_override_keeps_parent_position() -> None:
 
 
 def test_states_multiple_inheritance_follows_base_order() -> None:
-    # Go: struct{ *P1; *P2; D } gives names P1's, P2's, then own (SPEC 12.1)
+    # Go: struct{ *P1; *P2; D } gives names P1's, P2's, then own (semantics §12.1)
     class P1(am.States):
         A = am.State()
 
@@ -245,7 +245,7 @@ class Groups2(Groups1):
 
 
 def test_states_groups_test_groups() -> None:
-    # SPEC 12.1 TestGroups. The port has no StatesBase, so the user's base class
+    # semantics §12.1 TestGroups. The port has no StatesBase, so the user's base class
     # (declaring Exception) is a group too (choice: every States ancestor counts).
     assert Groups2.names() == [
         "Exception",
@@ -426,7 +426,7 @@ def test_parse_rule6_unknown_require_kept() -> None:
 
 
 def test_parse_undeclared_exception_quirk() -> None:
-    # SPEC 1.4 / 14 #14: known excludes the implicit Exception
+    # semantics §1.4 / 14 #14: known excludes the implicit Exception
     schema = {"A": am.State(add=["Exception"], remove=["Exception"], require=["Exception"])}
     parsed, err = am.parse_schema(schema)
     # rule 2: Exception is in Remove too, so it leaves Remove and stays in Add

@@ -1,4 +1,4 @@
-"""Tests for the state-list helpers (SPEC 12.3)."""
+"""Tests for the state-list helpers (semantics §12.3)."""
 
 from __future__ import annotations
 

@@ -232,3 +232,39 @@ def test_wire_form_equals_record() -> None:
     src = txs[-1].mutation.source
     assert src is not None and src.mach_id == "other-m"
     assert protocol._tx_out(tx_record(txs[-1], 1))[19:21] == ["other-m", src.tx_id]
+
+
+@pytest.mark.trio
+async def test_network_and_piped_machines_linked() -> None:
+    """aRPC network machines and piped machines show with their own ids and links."""
+    from rpc_util import rpc_pair
+
+    from asyncmachine_trio.states import pipes
+
+    coll = Collector()
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(Receiver(coll).serve, "127.0.0.1", 0)
+        addr = f"127.0.0.1:{port}"
+        src = am.Machine({"A": am.State(), "B": am.State()}, id="dbg-src")
+        ex = dbg.attach(src, addr, config=FAST)
+        # a piped machine: its transitions name the source transition
+        piped = am.Machine({"A": am.State(), "B": am.State()}, id="dbg-piped")
+        dbg.attach(piped, addr)
+        pipes.bind(src, piped, "A")
+        async with rpc_pair(src) as (_server, client):
+            nm = client.netmach
+            dbg.attach(nm, addr)
+            await nm.call_add(["B"])
+            src.add1("A")
+            with trio.fail_after(5):
+                await nm.when1("A")
+            await coll.wait(lambda c: len(txs_of(c, nm.id)) >= 1 and txs_of(c, "dbg-piped"), 10)
+        log = coll.machines[nm.id]
+        assert nm.id != "dbg-src"
+        assert "rpc-netmach" in log.schema.tags
+        assert "src-id:dbg-src" in log.schema.tags
+        src_tx = {t.id for t in coll.machines["dbg-src"].txs}
+        piped_tx = txs_of(coll, "dbg-piped")[0]
+        assert piped_tx.source_machine == "dbg-src" and piped_tx.source_tx in src_tx
+        ex.close()
+        nursery.cancel_scope.cancel()

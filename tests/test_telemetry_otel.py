@@ -197,3 +197,34 @@ async def test_remote_mutation_joins_the_callers_trace(spans: Any) -> None:
     assert parent_of(remote) == go.context.span_id
     (src_span,) = by_name(finished, "mach:otel-src")
     assert [link.context.span_id for link in remote.links] == [src_span.context.span_id]
+
+
+def test_otel_logs() -> None:
+    from opentelemetry._logs import SeverityNumber
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    lines: list[str] = []
+    mach = am.Machine(
+        {"A": am.State()},
+        id="otel-log",
+        log_level=am.LogLevel.CHANGES,
+        logger=lambda _lvl, line: lines.append(line),
+    )
+    otel.bind_logger(mach, provider, "svc")
+    mach.add1("A")
+    mach.log("hello %s", "world")
+    records = [r.log_record for r in exporter.get_finished_logs()]
+    bodies = [r.body for r in records]
+    assert bodies == ["[state] +A", "[exter] hello world"]
+    assert records[0].severity_number is SeverityNumber.INFO3
+    assert records[1].severity_number is SeverityNumber.INFO4
+    assert records[0].attributes is not None
+    assert records[0].attributes["asyncmachine.id"] == "otel-log"
+    assert records[0].attributes["service.name"] == "svc"
+    # the previous logger still gets every line (with its id prefix)
+    assert [x.split("] ", 1)[1] for x in lines] == bodies
+    provider.shutdown()

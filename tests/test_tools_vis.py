@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,20 +22,26 @@ def _in_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
 
 
-def test_module_target_matches_the_library() -> None:
-    from examples.expense import ExpenseStates
-
-    res = runner.invoke(app, ["mermaid", "examples.expense:ExpenseStates", "-a", "ExpenseCreated"])
+def test_module_target_matches_the_library(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a module:attr target (a module of its own: an installed ``examples``
+    # package may shadow the repository's)
+    src = (ROOT / "examples" / "expense.py").read_text()
+    (tmp_path / "am_vis_expense.py").write_text(src)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    res = runner.invoke(app, ["mermaid", "am_vis_expense:ExpenseStates", "-a", "ExpenseCreated"])
     assert res.exit_code == 0, res.output
-    assert res.output == vis.mermaid(ExpenseStates, active=["ExpenseCreated"])
-    res = runner.invoke(app, ["d2", "examples/expense.py:ExpenseStates", "--labels"])
+    states = sys.modules["am_vis_expense"].ExpenseStates
+    assert res.output == vis.mermaid(states, active=["ExpenseCreated"])
+    # a dotted path that names a file under the current directory works even when
+    # an installed package shadows the directory
+    res = runner.invoke(app, ["d2", "examples.expense:ExpenseStates", "--labels"])
     assert res.exit_code == 0, res.output
-    assert res.output == vis.d2(ExpenseStates, labels=True)
+    assert res.output == vis.d2(states, labels=True)
 
 
 def test_output_file_and_svg(tmp_path: Path) -> None:
     out = tmp_path / "e.svg"
-    res = runner.invoke(app, ["svg", "examples.expense:ExpenseStates", "-o", str(out)])
+    res = runner.invoke(app, ["svg", "examples/expense.py:ExpenseStates", "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "wrote" in res.output and out.read_text().startswith("<?xml")
 
@@ -70,7 +77,7 @@ def test_history_database_target(history_db: Path) -> None:
 
 
 def test_bird_hides_inherited_states() -> None:
-    res = runner.invoke(app, ["mermaid", "tests.test_vis:PlayerStates", "--bird"])
+    res = runner.invoke(app, ["mermaid", "tests/test_vis.py:PlayerStates", "--bird"])
     assert res.exit_code == 0, res.output
     assert "Playing" in res.output and 'Start["Start"]' not in res.output
 
@@ -79,12 +86,12 @@ def test_bird_hides_inherited_states() -> None:
     ("args", "message"),
     [
         (["mermaid", "nope"], "expected module:attr"),
-        (["mermaid", "examples.expense:Nope"], "has no 'Nope'"),
+        (["mermaid", "examples/expense.py:Nope"], "has no 'Nope'"),
         (["mermaid", "no_such_mod_x:A"], "cannot import no_such_mod_x"),
         (["mermaid", "missing/file.py:A"], "no file missing/file.py"),
-        (["mermaid", "examples.expense:DELAY"], "float"),
-        (["mermaid", "examples.expense:ExpenseStates", "--map"], "--map needs a graph"),
-        (["mermaid", "examples.expense:ExpenseStates", "--map", "--bird"], "exclude"),
+        (["mermaid", "examples/expense.py:DELAY"], "float"),
+        (["mermaid", "examples/expense.py:ExpenseStates", "--map"], "--map needs a graph"),
+        (["mermaid", "examples/expense.py:ExpenseStates", "--map", "--bird"], "exclude"),
     ],
 )
 def test_bad_input_is_named(args: list[str], message: str) -> None:
@@ -139,3 +146,31 @@ def test_debugger_recording_target(tmp_path: Path) -> None:
     (tmp_path / "bad.amdbg.gz").write_bytes(b"\x1f\x8bnot gzip")
     res = runner.invoke(app, ["mermaid", str(tmp_path / "bad.amdbg.gz")])
     assert res.exit_code == 2 and "bad.amdbg.gz" in res.output
+
+
+def test_seq_of_a_recorded_transition(tmp_path: Path) -> None:
+    from asyncmachine_trio.telemetry import schema_record, tx_record
+    from asyncmachine_trio.tools.recording import write_recording
+
+    tracer = am.LastTxTracer()
+    schema = {"A": am.State(remove=("B",)), "B": am.State()}
+    mach = am.Machine(schema, id="m", tracers=[tracer], log_steps=True)
+    rec0 = schema_record(mach)
+    mach.add1("B")
+    assert tracer.last is not None
+    first = tx_record(tracer.last, 1)
+    mach.add1("A")
+    assert tracer.last is not None
+    last = tx_record(tracer.last, 2)
+    path = write_recording(tmp_path / "r.amdbg.gz", [rec0], [first, last])
+    res = runner.invoke(app, ["seq", str(path), "--ascii"])
+    assert res.exit_code == 0, res.output
+    assert res.output.splitlines()[0] == "[add] A: accepted"
+    assert "deactivate" in res.output  # B went away
+    res = runner.invoke(app, ["seq", str(path), "-t", "1"])
+    assert "title [add] B: accepted" in res.output
+    assert res.output == vis.sequence(first, names=rec0.state_names)
+    res = runner.invoke(app, ["seq", str(path), "-t", "3"])
+    assert res.exit_code == 2 and "outside 1..2" in res.output
+    res = runner.invoke(app, ["seq", str(path), "-m", "x"])
+    assert res.exit_code == 2 and "no machine 'x'" in res.output

@@ -9,10 +9,12 @@ mermaid's own parser (``tests/golden/check_mermaid.mjs``, needs node).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,9 +24,20 @@ from asyncmachine_trio import vis
 from asyncmachine_trio.history import MemoryRecord, TimeRecord, TransitionRecord
 from asyncmachine_trio.states import pipes
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from examples.expense import ExpenseStates
-from examples.file_processing import FileStates
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _example(name: str) -> Any:
+    """``examples/<name>.py`` by path (an installed ``examples`` package may shadow ours)."""
+    spec = importlib.util.spec_from_file_location(f"_vis_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ExpenseStates: type[am.States] = _example("expense").ExpenseStates
+FileStates: type[am.States] = _example("file_processing").FileStates
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "vis"
 
@@ -278,3 +291,20 @@ def test_d2_rejects_bad_text() -> None:
 def test_vis_loads_lazily() -> None:
     assert am.vis is vis
     assert am.graph is amg
+
+
+@pytest.mark.trio
+async def test_graph_of_a_live_rpc_link() -> None:
+    from asyncmachine_trio import rpc
+
+    class Worker(rpc.StateSourceStates):
+        Foo = am.State()
+
+    async with am.open_machine(Worker, id="worker") as source:
+        async with rpc.open_server(source, "ws://127.0.0.1:0") as server:
+            async with rpc.open_client(server.addr, Worker, name="ui") as client:
+                await client.netmach.call_add1("Foo")
+                g = amg.Graph.of(source, client.netmach)
+    assert g.rpc_links() == [("rnm-ui", "worker")]
+    assert g.node("rnm-ui").active == {"Foo"}
+    assert "m1 -.-|rpc| m0" in vis.mermaid(g)

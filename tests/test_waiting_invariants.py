@@ -1,8 +1,11 @@
-"""Hypothesis: a waiter is set exactly when SPEC 8 says, never before.
+"""Hypothesis: a waiter is set exactly when semantics §8 says, never before.
 
 A model re-evaluates every registered condition after each accepted transition
 (a tracer sees them) and at registration; the machine resolves waiters from its
-per-state index. Both must agree after every step.
+per-state index. Both must agree after every step -- also after a handler
+raised a ``BaseException``: then every waiter of what the interrupted
+transition applied resolves, and the ``when_queue`` waiters of the dropped
+mutations do.
 """
 
 from __future__ import annotations
@@ -34,42 +37,93 @@ def schemas(draw: st.DrawFn) -> dict[str, am.State]:
     }
 
 
+class Interrupt(BaseException):
+    """What an interrupting handler raises."""
+
+
 class Entry:
     def __init__(
-        self, waiter: am.Waiter, cond: Callable[[], bool], ctx: am.Ctx | None, at_reg: bool
+        self,
+        waiter: am.Waiter,
+        cond: Callable[[], bool],
+        ctx: am.Ctx | None,
+        at_reg: bool,
+        is_queue: bool = False,
     ) -> None:
         self.waiter = waiter
         self.cond = cond
         self.ctx = ctx
         self.expected = at_reg or (ctx is not None and ctx.cancelled)
+        self.is_queue = is_queue
 
 
 class Model(am.Tracer):
     def __init__(self) -> None:
         self.entries: list[Entry] = []
+        self.current: am.Transition | None = None
+
+    def transition_start(self, tx: am.Transition) -> None:
+        self.current = tx
 
     def transition_end(self, tx: am.Transition) -> None:
+        self.current = None
         if not tx.is_accepted or tx.mutation.is_check:
             return
+        self.evaluate()
+
+    def evaluate(self, queue_only: bool = False) -> None:
         for e in self.entries:
-            if not e.expected and (e.cond() or (e.ctx is not None and e.ctx.cancelled)):
+            if e.expected or (queue_only and not e.is_queue):
+                continue
+            if e.cond() or (e.ctx is not None and e.ctx.cancelled):
                 e.expected = True
+
+    def interrupted(self, m: am.Machine) -> None:
+        """A BaseException escaped: what the transition applied counts."""
+        tx, self.current = self.current, None
+        applied = tx is not None and list(m.time()) != list(tx.time_before)
+        self.evaluate(queue_only=not applied)
 
 
 class WaitingInvariants(RuleBasedStateMachine):
     mach: am.Machine
     model: Model
 
-    @initialize(schema=schemas(), rejects=st.sets(st.sampled_from(NAMES), max_size=2))
-    def setup(self, schema: dict[str, am.State], rejects: set[str]) -> None:
+    @initialize(
+        schema=schemas(),
+        rejects=st.sets(st.sampled_from(NAMES), max_size=2),
+        interrupts=st.dictionaries(
+            st.sampled_from(NAMES), st.sampled_from(["enter", "state", "end"]), max_size=2
+        ),
+    )
+    def setup(
+        self, schema: dict[str, am.State], rejects: set[str], interrupts: dict[str, str]
+    ) -> None:
         self.model = Model()
         self.mach = am.Machine(
             schema, tracers=[self.model], handler_timeout=None, strict_schema=False
         )
-        # negotiation rejections only: no handler fails after states were applied
-        attrs = {f"{am.snake(s)}_enter": (lambda self, e: False) for s in rejects}
+        # negotiation rejections, and handlers interrupting every other call
+        # with a BaseException (no handler raises an Exception: no revert)
+        attrs: dict[str, Any] = {f"{am.snake(s)}_enter": (lambda self, e: False) for s in rejects}
+        calls = [0]
+
+        def interrupt(self: Any, e: am.Event) -> None:
+            calls[0] += 1
+            if calls[0] % 2:
+                e.machine.add1(NAMES[calls[0] % len(NAMES)])  # dropped with the queue
+                raise Interrupt(e.name)
+
+        for s, kind in interrupts.items():
+            attrs[f"{am.snake(s)}_{kind}"] = interrupt
         self.mach.bind_handlers(type("H", (), attrs)())
         self.ctxs = [am.Ctx(), am.Ctx()]
+
+    def _mutate(self, fn: Callable[[list[str]], Any], states: list[str]) -> None:
+        try:
+            fn(states)
+        except Interrupt:
+            self.model.interrupted(self.mach)
 
     def _register(self, waiter: am.Waiter, cond: Callable[[], bool], ctx: Any, now: bool) -> None:
         self.model.entries.append(Entry(waiter, cond, ctx, now))
@@ -133,7 +187,7 @@ class WaitingInvariants(RuleBasedStateMachine):
         m = self.mach
         target = m.queue_tick() + ahead
         cond = lambda: m.queue_tick() >= target  # noqa: E731
-        self._register(m.when_queue(target), cond, None, cond())
+        self.model.entries.append(Entry(m.when_queue(target), cond, None, cond(), True))
 
     @rule(i=st.sampled_from([0, 1]))
     def cancel_ctx(self, i: int) -> None:
@@ -142,15 +196,15 @@ class WaitingInvariants(RuleBasedStateMachine):
 
     @rule(states=st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
     def add(self, states: list[str]) -> None:
-        self.mach.add(states)
+        self._mutate(self.mach.add, states)
 
     @rule(states=st.lists(st.sampled_from(NAMES), min_size=1, max_size=3))
     def remove(self, states: list[str]) -> None:
-        self.mach.remove(states)
+        self._mutate(self.mach.remove, states)
 
     @rule(states=st.lists(st.sampled_from(NAMES), max_size=3))
     def set(self, states: list[str]) -> None:
-        self.mach.set(states)
+        self._mutate(self.mach.set, states)
 
     @invariant()
     def waiters_match_the_model(self) -> None:

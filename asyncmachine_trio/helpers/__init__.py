@@ -1,7 +1,7 @@
 """Helpers above the core: waiting, confirmed mutations, retries, checks, loops, pools.
 
-A port of the reference's ``pkg/helpers`` and ``pkg/x/helpers`` (upper-layers.md
-section 4). Everything runs on trio or asyncio (anyio). Differences from the
+A port of the reference's ``pkg/helpers`` and ``pkg/x/helpers`` (see
+docs/cookbook.md). Everything runs on trio or asyncio (anyio). Differences from the
 reference, on purpose:
 
 * Go's ``ctx`` becomes an optional ``ctx: am.Ctx`` (e.g. a state context); a helper

@@ -20,7 +20,7 @@ from .waiting import _wait, wait
 
 def _when_queued(mach: MachineApi, res: Result) -> Waiter:
     """A waiter for a queued mutation to have been processed."""
-    if int(res) > QUEUED:  # a result carrying its queue tick (SPEC 3.2)
+    if int(res) > QUEUED:  # a result carrying its queue tick (semantics §3.2)
         return mach.when_queue(int(res))
     if isinstance(mach, Machine):
         # the core's Result has no queue tick; the current drain processes it
@@ -53,7 +53,7 @@ async def add_sync(
     states: Sequence[str],
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:
@@ -72,7 +72,7 @@ async def add1_sync(
     state: str,
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:
@@ -85,7 +85,7 @@ async def remove_sync(
     states: Sequence[str],
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:
@@ -108,7 +108,7 @@ async def remove1_sync(
     state: str,
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:
@@ -122,7 +122,7 @@ async def add_async(
     add_states: Sequence[str],
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:
@@ -158,7 +158,7 @@ async def add1_async(
     add_state: str,
     args: Mapping[str, Any] | None = None,
     *,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     event: Event | None = None,
 ) -> bool:

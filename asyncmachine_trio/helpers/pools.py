@@ -46,7 +46,7 @@ async def open_pool(limit: int, ctx: Ctx | None = None) -> AsyncIterator[TaskPoo
     """``async with open_pool(n) as pool:``; the block waits for every task on exit."""
     if limit < 1:
         raise ValueError(f"pool limit must be >= 1, got {limit}")
-    with unwrap_single():  # one failure leaves as itself (semantics §13.1)
+    with unwrap_single():  # one failure leaves as itself (semantics §9.3)
         async with anyio.create_task_group() as tg:
             yield TaskPool(tg, limit, ctx)
 

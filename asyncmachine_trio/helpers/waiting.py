@@ -54,7 +54,7 @@ def _settler(w: Waitable) -> Callable[[], Awaitable[None]]:
 async def _first(*fns: Callable[[], Awaitable[object]]) -> int:
     """Run ``fns`` concurrently; the first to return wins (its index), the others are cancelled."""
     winner = -1
-    with unwrap_single():  # a waiter's error leaves as itself (semantics §13.1)
+    with unwrap_single():  # a waiter's error leaves as itself (semantics §9.3)
         async with anyio.create_task_group() as tg:
 
             async def run(i: int, fn: Callable[[], Awaitable[object]]) -> None:
@@ -147,7 +147,7 @@ async def wait(duration: float, ctx: Ctx | None = None) -> bool:
 
 async def wait_for_all(
     *waiters: Waitable,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     close: bool = True,
 ) -> None:
@@ -164,7 +164,7 @@ async def wait_for_all(
 
 async def wait_for_any(
     *waiters: Waitable,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     close: bool = True,
 ) -> int:
@@ -177,7 +177,7 @@ async def wait_for_any(
 async def wait_for_err_all(
     mach: MachineApi,
     *waiters: Waitable,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     close: bool = True,
 ) -> None:
@@ -195,7 +195,7 @@ async def wait_for_err_all(
 async def wait_for_err_any(
     mach: MachineApi,
     *waiters: Waitable,
-    timeout: float | None = None,  # noqa: ASYNC109 (DESIGN: timeout=, AM_DEBUG x100)
+    timeout: float | None = None,  # noqa: ASYNC109 (timeout= is the API; AM_DEBUG x100)
     ctx: Ctx | None = None,
     close: bool = True,
 ) -> int:

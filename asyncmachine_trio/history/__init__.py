@@ -1,6 +1,6 @@
 """Mutation history: tracking transitions as records, traversal and restoring.
 
-A port of the reference's ``pkg/history`` (upper-layers.md section 5)::
+A port of the reference's ``pkg/history`` (docs/history.md)::
 
     from asyncmachine_trio import history
 

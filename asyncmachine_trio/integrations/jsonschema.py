@@ -137,6 +137,10 @@ def load_schema(kind: str) -> dict[str, Any]:
     return loaded
 
 
+def _main() -> None:
+    for path in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
+        print(path)
+
+
 if __name__ == "__main__":  # pragma: no cover - a developer tool
-    for p in write_schemas(Path(sys.argv[1]) if len(sys.argv) > 1 else SCHEMA_DIR):
-        print(p)
+    _main()

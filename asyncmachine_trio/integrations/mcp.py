@@ -128,18 +128,20 @@ class MachineMcp:
             for s in group:
                 if not mach.has1(s):
                     raise am.StateUnknownError(f"MCP: unknown state {s!r} for {mach.id}")
-        self.include = frozenset(states_include)
-        self.exclude = frozenset(states_exclude)
-        self.readonly = frozenset(states_readonly)
-        self.args = dict(args or {})
+        self.include: frozenset[str] = frozenset(states_include)
+        self.exclude: frozenset[str] = frozenset(states_exclude)
+        self.readonly: frozenset[str] = frozenset(states_readonly)
+        self.args: dict[str, ArgSpec] = dict(args or {})
         self.mut_callback = mut_callback
         self.queue_timeout = queue_timeout
-        self.calls = {c.tool_name: c for c in calls if all(self.mutable(s) for s in c.states)}
+        self.calls: dict[str, CallSignature] = {
+            c.tool_name: c for c in calls if all(self.mutable(s) for s in c.states)
+        }
         for call in calls:
             for s in call.states:
                 if not mach.has1(s):
                     raise am.StateUnknownError(f"MCP call {call.tool_name}: unknown state {s!r}")
-        self.uri = f"machine://{mach.id}/states"
+        self.uri: str = f"machine://{mach.id}/states"
         self.server: Server[Any] = Server(
             name or f"asyncmachine {mach.id}",
             version=version,

@@ -331,7 +331,7 @@ def _make_converter() -> cattrs.Converter:
     return conv
 
 
-converter = _make_converter()
+converter: cattrs.Converter = _make_converter()
 """The cattrs converter for messages (strict on input types, omits empty fields)."""
 
 

@@ -93,6 +93,11 @@ async def _aio(fn: Callable[..., Awaitable[T]], *args: Any, **kw: Any) -> T:
     if _on_trio():
         import trio_asyncio
 
+        if trio_asyncio.current_loop.get() is None:
+            raise RuntimeError(
+                "nats-py is an asyncio library: under trio, run it inside"
+                " `async with trio_asyncio.open_loop():`"
+            )
         result: T = await trio_asyncio.aio_as_trio(fn)(*args, **kw)
         return result
     return await fn(*args, **kw)

@@ -63,11 +63,11 @@ class NatsServer:
         routes: Sequence[int] = (),
         args: Sequence[str] = (),
     ) -> None:
-        self.port = port or free_port()
-        self.name = name or f"n{self.port}"
-        self.cluster_port = cluster_port
-        self.routes = list(routes)
-        self.args = list(args)
+        self.port: int = port or free_port()
+        self.name: str = name or f"n{self.port}"
+        self.cluster_port: int = cluster_port
+        self.routes: list[int] = list(routes)
+        self.args: list[str] = list(args)
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._last_log = ""

@@ -1,4 +1,4 @@
-"""Typed mutation arguments: values stored under ``<prefix>__<state>`` keys (SPEC 12.2)."""
+"""Typed mutation arguments: values stored under ``<prefix>__<state>`` keys (semantics §12.2)."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ class ExceptionArgsPanic:
 
 @attrs.define(slots=True)
 class AException(TypedArgs):
-    """Args of the ``Exception`` state: the error, its trace and context (SPEC 9)."""
+    """Args of the ``Exception`` state: the error, its trace and context (semantics §9)."""
 
     args_state: ClassVar[str] = "Exception"
 

@@ -1,7 +1,7 @@
-"""Ticks and machine time: `Time` (ticks by state index) and `TimeIndex` (SPEC 2).
+"""Ticks and machine time: `Time` (ticks by state index) and `TimeIndex` (semantics §2).
 
 A tick is a non-negative int counting a state's activations and deactivations;
-odd means active (SPEC 2.1). Index arguments follow the reference: -1 stands for
+odd means active (semantics §2.1). Index arguments follow the reference: -1 stands for
 an unknown state. Indexes the reference would crash on (out of range, other
 negatives) read as tick 0 here.
 """
@@ -31,22 +31,22 @@ def _states_to_index(names: Sequence[str], states: Sequence[str]) -> list[int]:
 
 
 def _index_to_states(names: Sequence[str], idxs: Iterable[int]) -> list[str]:
-    """The name at each index, ``unknown<N>`` when out of range (SPEC 12.3)."""
+    """The name at each index, ``unknown<N>`` when out of range (semantics §12.3)."""
     return [names[i] if 0 <= i < len(names) else f"unknown{i}" for i in idxs]
 
 
 def is_active_tick(tick: int) -> bool:
-    """True if `tick` marks an active state, i.e. it is odd (SPEC 2.1)."""
+    """True if `tick` marks an active state, i.e. it is odd (semantics §2.1)."""
     return tick % 2 == 1
 
 
 def next_active(tick: int) -> int:
-    """The next tick at which the state becomes active (SPEC 2.2)."""
+    """The next tick at which the state becomes active (semantics §2.2)."""
     return tick + 2 if is_active_tick(tick) else tick + 1
 
 
 def next_inactive(tick: int) -> int:
-    """The next tick at which the state becomes inactive (SPEC 2.2)."""
+    """The next tick at which the state becomes inactive (semantics §2.2)."""
     return tick + 1 if is_active_tick(tick) else tick + 2
 
 
@@ -61,7 +61,7 @@ def next_inactive_in(tick: int) -> int:
 
 
 class Time(list[int]):
-    """Machine time: a list of state ticks in a given state order (SPEC 2.2)."""
+    """Machine time: a list of state ticks in a given state order (semantics §2.2)."""
 
     __slots__ = ()
 
@@ -151,7 +151,7 @@ class Time(list[int]):
         return ret
 
     def add(self, t2: Sequence[int]) -> Time:
-        """Element-wise sum; a copy of self when the lengths differ (SPEC 2.2)."""
+        """Element-wise sum; a copy of self when the lengths differ (semantics §2.2)."""
         if len(self) != len(t2):
             return Time(self)
         return Time(a + b for a, b in zip(self, t2, strict=True))
@@ -171,13 +171,13 @@ class Time(list[int]):
         return all(a == b for a, b in zip(self, t2, strict=False))
 
     def after(self, or_equal: bool, t2: Sequence[int]) -> bool:
-        """True if EVERY shared position is > t2 (>= with `or_equal`) (SPEC 2.2)."""
+        """True if EVERY shared position is > t2 (>= with `or_equal`) (semantics §2.2)."""
         if or_equal:
             return all(a >= b for a, b in zip(self, t2, strict=False))
         return all(a > b for a, b in zip(self, t2, strict=False))
 
     def before(self, or_equal: bool, t2: Sequence[int]) -> bool:
-        """True if EVERY shared position is < t2 (<= with `or_equal`) (SPEC 2.2)."""
+        """True if EVERY shared position is < t2 (<= with `or_equal`) (semantics §2.2)."""
         if or_equal:
             return all(a <= b for a, b in zip(self, t2, strict=False))
         return all(a < b for a, b in zip(self, t2, strict=False))
@@ -188,7 +188,7 @@ class Time(list[int]):
 
 
 class TimeIndex:
-    """A `Time` bound to its list of state names; helpers take names (SPEC 2.2)."""
+    """A `Time` bound to its list of state names; helpers take names (semantics §2.2)."""
 
     __slots__ = ("index", "time")
 

@@ -1,4 +1,4 @@
-"""Handler dispatch, applying and reverting states, bindings and tracers (SPEC 2.1, 5).
+"""Handler dispatch, applying and reverting states, bindings and tracers (semantics §2.1, 5).
 
 These functions are bound as Machine methods (``Machine._handle = dispatch.handle``),
 so the hot path pays no wrapper call.
@@ -88,7 +88,7 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
 
 
 def revert(m: Machine, tx: Transition) -> None:
-    """Undo the states whose final handlers did not run (SPEC 5.6)."""
+    """Undo the states whose final handlers did not run (semantics §5.6)."""
     active = list(m._active)
     found = False
     for s in (*tx.exits, *tx.enters):
@@ -155,7 +155,7 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
             for t in tracers:
                 t.handler_start(tx, b.id, name)
         if name in b.async_names:
-            # SPEC 5.6 (port): a task scoped to the state, started after the call
+            # semantics §5.6 (port): a task scoped to the state, started after the call
             m._start_async_handler(event, fn)
             if tracers:
                 for t in tracers:
@@ -227,7 +227,7 @@ def handler_timeout(m: Machine, tx: Transition, b: Binding, name: str, elapsed: 
 
 
 def recover(m: Machine, err: Exception, event: Event) -> None:
-    """A handler raised: store the error, revert, prepend Exception (SPEC 5.6)."""
+    """A handler raised: store the error, revert, prepend Exception (semantics §5.6)."""
     m._panic_caught = True
     tx = m._tx
     assert tx is not None
@@ -255,7 +255,7 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
         _report.watch(m, exc, source, event.state or " ".join(tx.mutation.called))
     mut = Mutation(_ADD, [EXCEPTION], args, source=MutSource(event.machine_id, event.id, 0))
     if tx.mutation.is_auto:
-        # the Exception mutation triggers the auto states again (SPEC 6.1); count
+        # the Exception mutation triggers the auto states again (semantics §6.1); count
         # the same auto attempt failing the same way from the same active
         # states, for the livelock guard (Transition._auto)
         key = (tuple(tx.mutation.called), frozenset(tx._before_set), event.name)
@@ -321,7 +321,7 @@ def index_handler_names(m: Machine) -> None:
         pair_firsts.update(first for first, _ in b.pairs)
     m._handler_names = _intern(frozenset(names))
     # states that start a state-state handler: step 4 of the negotiation only
-    # walks these (it is |before| x |targets| otherwise, SPEC 5.3)
+    # walks these (it is |before| x |targets| otherwise, semantics §5.3)
     m._pair_firsts = _intern(frozenset(pair_firsts))
 
 

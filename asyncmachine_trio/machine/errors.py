@@ -1,4 +1,4 @@
-"""The error hierarchy (SPEC 9) and the typed payloads carried in mutation args."""
+"""The error hierarchy (semantics §9) and the typed payloads carried in mutation args."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ class StateUnknownError(AsyncMachineError, KeyError):
 
 
 class SchemaError(AsyncMachineError):
-    """A schema is malformed or cannot be applied (Go ErrSchema, SPEC 1.4-1.7)."""
+    """A schema is malformed or cannot be applied (Go ErrSchema, semantics §1.4-1.7)."""
 
 
 class RelationError(AsyncMachineError):
@@ -60,7 +60,7 @@ class AutoLivelockError(AsyncMachineError):
 
 
 class NestedEvalError(AsyncMachineError):
-    """``eval`` was called from a handler or another eval (SPEC 3.7)."""
+    """``eval`` was called from a handler or another eval (semantics §3.7)."""
 
 
 class DisposedError(AsyncMachineError):

@@ -1,4 +1,4 @@
-"""Exceptions leave our context managers as themselves (semantics §13.1).
+"""Exceptions leave our context managers as themselves (semantics §9.3).
 
 trio nurseries and anyio task groups wrap whatever escapes them in an
 ``ExceptionGroup``, even a single exception raised by the ``async with`` body.

@@ -1,4 +1,4 @@
-"""Handler bindings: snake_case method lookup compiled into per-binding tables (SPEC 5.1).
+"""Handler bindings: snake_case method lookup compiled into per-binding tables (semantics §5.1).
 
 Each binding maps the reference's event names (``FooEnter``, ``FooBar``,
 ``AnyState``) to the bound methods once, at bind time, so dispatch is one dict
@@ -135,7 +135,7 @@ def snake(name: str) -> str:
 
 
 def sanitize_binding_id(bid: str) -> str:
-    """Drop characters outside ``[a-zA-Z0-9-_.]`` (SPEC 5.1)."""
+    """Drop characters outside ``[a-zA-Z0-9-_.]`` (semantics §5.1)."""
     return _ID_RE.sub("", bid)
 
 

@@ -1,4 +1,4 @@
-"""Log levels, the args mapper and log-line formatting helpers (SPEC 11.1)."""
+"""Log levels, the args mapper and log-line formatting helpers (semantics §11.1)."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def log_args_mapper(
     """Pick ``names`` from mutation args as text, truncated to ``max_len``.
 
     Longer values keep ``max_len - 3`` chars plus ``...``; below 5 they are cut
-    hard (SPEC 11.1, Go NewLogArgsMapper).
+    hard (semantics §11.1, Go NewLogArgsMapper).
     """
     wanted = tuple(names)
 

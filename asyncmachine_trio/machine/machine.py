@@ -1,7 +1,7 @@
-"""The Machine: state, queue, handler dispatch and the public API (SPEC 2, 3, 5, 9-13).
+"""The Machine: state, queue, handler dispatch and the public API (semantics §2, 3, 5, 9-13).
 
 Everything here runs synchronously on the caller's thread; a mutation made
-while the machine is idle drains the queue before it returns (SPEC 3.3).
+while the machine is idle drains the queue before it returns (semantics §3.3).
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from .mutation import ADD as _ADD
 from .mutation import CANCELED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
+from .names import StateNames
 from .resolver import Relation, Resolver
 from .schema import EXCEPTION, MACHINE_RESTORED, State, States, check_schema, parse_schema
 from .tracing import Tracer
@@ -63,7 +64,17 @@ from .waiting import Ctx, StateCtx, Subscriptions, Waiter
 __all__ = ["Machine", "Serialized"]
 
 
-_UNSET: Any = object()
+class _EnvDefault:
+    """An option left to its default, which ``AM_*`` environment variables change."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<default>"
+
+
+# the options' defaults are listed in Machine's docstring (help() shows "<default>")
+_UNSET: Any = _EnvDefault()
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = STRUCTLOG  # structlog, imported at the first line logged
@@ -75,7 +86,7 @@ def _env_on(name: str) -> bool:
 
 @attrs.frozen
 class Serialized:
-    """A machine's exported state (SPEC 1.7)."""
+    """A machine's exported state (semantics §1.7)."""
 
     id: str
     state_names: tuple[str, ...]
@@ -91,7 +102,7 @@ _PARSED_BY_ID: dict[int, tuple[object, tuple[object, ...], _Compiled]] = {}
 
 
 def _compile_schema(schema: Any) -> _Compiled:
-    """Sanitize (SPEC 1.4) and add the implicit Exception, cached per schema.
+    """Sanitize (semantics §1.4) and add the implicit Exception, cached per schema.
 
     The result is shared by machines of the same schema and never mutated
     (``set_schema`` replaces it). States classes are keys themselves; a dict of
@@ -157,6 +168,13 @@ class Machine:
     for schemas assembled in steps: unknown Add / Remove / After targets are
     dropped, an unknown Require target makes its state impossible to activate,
     and a conflict starts the machine in ``Exception`` with ``err`` set.
+
+    Options shown as ``<default>`` depend on the environment: ``log_level`` is
+    ``AM_LOG`` (a level name or number) or ``LogLevel.NOTHING``;
+    ``handler_timeout`` 0.1 s (600 s with ``AM_DEBUG``, 1 s with
+    ``AM_TEST_RUNNER``, ``None`` for no limit); ``panic_to_exception`` True
+    (False with ``AM_DEBUG``); ``detect_eval`` False (True with
+    ``AM_DETECT_EVAL`` or ``AM_DEBUG``). The rules are in docs/semantics.md.
     """
 
     #: The livelock guard of the auto states: when an auto transition fails
@@ -370,7 +388,7 @@ class Machine:
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        """The state names in state order (SPEC 1.5)."""
+        """The state names in state order (semantics §1.5)."""
         return tuple(self._names)
 
     @property
@@ -380,7 +398,7 @@ class Machine:
 
     @property
     def schema_ver(self) -> int:
-        """Number of state names (SPEC 1.6)."""
+        """Number of state names (semantics §1.6)."""
         return len(self._names)
 
     @property
@@ -481,8 +499,8 @@ class Machine:
             f"missing states: {name} not defined in schema for {self._id}{hint}"
         )
 
-    def _parse(self, states: Sequence[str]) -> list[str]:
-        """Validate state names; dedupe keeping first occurrences (SPEC 3.1)."""
+    def _parse(self, states: Iterable[str]) -> list[str]:
+        """Validate state names; dedupe keeping first occurrences (semantics §3.1)."""
         if isinstance(states, str):
             raise ArgumentError(
                 f"states must be a list of state names, got the str {states!r};"
@@ -551,11 +569,11 @@ class Machine:
                 " use trio.from_thread.run_sync (or anyio.from_thread.run_sync)"
             )
 
-    # ----- mutations (SPEC 3)
+    # ----- mutations (semantics §3)
 
     def add(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -606,7 +624,7 @@ class Machine:
 
     def remove(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -637,7 +655,7 @@ class Machine:
 
     def set(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -654,7 +672,7 @@ class Machine:
 
     def toggle(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -690,7 +708,7 @@ class Machine:
         *,
         event: Event | None = None,
     ) -> Result:
-        """Store ``err`` and add ``Exception`` (SPEC 9)."""
+        """Store ``err`` and add ``Exception`` (semantics §9)."""
         return self.add_err_state(EXCEPTION, err, args, event=event)
 
     def add_err_state(
@@ -742,7 +760,7 @@ class Machine:
 
     # ----- dry runs and eval
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
         return _queue.can_add(self, states, args)
 
@@ -750,25 +768,25 @@ class Machine:
         """Dry run of ``add1``."""
         return self.can_add([state], args)
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_remove(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Dry run of ``remove``."""
         return _queue.can_remove(self, states, args)
 
     def can_remove1(self, state: str, args: Mapping[str, Any] | None = None) -> Result:
-        """Dry run of ``remove1`` (args are passed, unlike Go: SPEC 14 #19)."""
+        """Dry run of ``remove1`` (args are passed, unlike Go: semantics §14 #19)."""
         return self.can_remove([state], args)
 
     def eval(self, source: str, fn: Callable[[], Any]) -> bool:
         """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
         return _queue.eval(self, source, fn)
 
-    # ----- applying states (SPEC 2.1, 5.6)
+    # ----- applying states (semantics §2.1, 5.6)
 
     _apply = _dispatch.apply
 
     _revert = _dispatch.revert
 
-    # ----- handler dispatch (SPEC 5.1, 5.6)
+    # ----- handler dispatch (semantics §5.1, 5.6)
 
     _handle = _dispatch.handle
 
@@ -818,7 +836,7 @@ class Machine:
 
     @contextlib.contextmanager
     def panic_to_err(self, args: Mapping[str, Any] | None = None) -> Generator[None, None, None]:
-        """An ``Exception`` raised in the block becomes ``add_err`` (SPEC 9)."""
+        """An ``Exception`` raised in the block becomes ``add_err`` (semantics §9)."""
         try:
             yield
         except Exception as err:
@@ -839,9 +857,9 @@ class Machine:
                 raise
             self.add_err_state(state, err, args)
 
-    # ----- checking (SPEC 13)
+    # ----- checking (semantics §13)
 
-    def is_(self, states: Sequence[str]) -> bool:
+    def is_(self, states: StateNames) -> bool:
         """All ``states`` active (unknown names raise; False after dispose)."""
         if isinstance(states, str):
             raise ArgumentError(f"is_() takes a list of states, got the str {states!r}; use is1()")
@@ -864,7 +882,7 @@ class Machine:
 
     __contains__ = is1
 
-    def not_(self, states: Sequence[str]) -> bool:
+    def not_(self, states: StateNames) -> bool:
         """None of ``states`` active (unknown names raise; False after dispose)."""
         if self._disposing:
             return False
@@ -879,7 +897,7 @@ class Machine:
         self._parse1(state)
         return state not in self._active_set
 
-    def any(self, *groups: Sequence[str]) -> bool:
+    def any(self, *groups: StateNames) -> bool:
         """Some group fully active (every name is checked)."""
         found = False
         for g in groups:
@@ -895,7 +913,7 @@ class Machine:
                 found = True
         return found
 
-    def has(self, states: Sequence[str]) -> bool:
+    def has(self, states: StateNames) -> bool:
         """All ``states`` defined in the schema."""
         if isinstance(states, str):
             raise ArgumentError(f"has() takes a list of states, got the str {states!r}; use has1()")
@@ -908,7 +926,7 @@ class Machine:
         """``state`` is defined in the schema."""
         return not self._disposing and state in self._schema
 
-    def active_states(self, states: Sequence[str] | None = None) -> list[str]:
+    def active_states(self, states: StateNames | None = None) -> list[str]:
         """The active list (machine order) or the given states that are active."""
         if self._disposing:
             return []
@@ -917,7 +935,7 @@ class Machine:
         active = self._active_set
         return [s for s in self._known(states, "active_states") if s in active]
 
-    def switch(self, *groups: Sequence[str]) -> str:
+    def switch(self, *groups: StateNames) -> str:
         """The first active state scanning the groups in order, else ``""``."""
         active = self._active_set
         for g in groups:
@@ -926,7 +944,7 @@ class Machine:
                     return s
         return ""
 
-    # ----- clocks and time (SPEC 2)
+    # ----- clocks and time (semantics §2)
 
     def tick(self, state: str) -> int:
         """The tick of ``state`` (0 after dispose; unknown names raise)."""
@@ -937,7 +955,7 @@ class Machine:
             raise self._unknown(state)
         return self._ticks[i]
 
-    def time(self, states: Sequence[str] | None = None) -> Time:
+    def time(self, states: StateNames | None = None) -> Time:
         """Ticks in state order, or of the given states (unknown names raise)."""
         if self._disposing:
             return Time()
@@ -946,7 +964,7 @@ class Machine:
         index, ticks = self._index, self._ticks
         return Time(ticks[index[s]] for s in self._known(states, "time"))
 
-    def clock(self, states: Sequence[str] | None = None) -> dict[str, int]:
+    def clock(self, states: StateNames | None = None) -> dict[str, int]:
         """``{state: tick}`` for all (state order) or the given states."""
         if self._disposing:
             return {}
@@ -954,8 +972,8 @@ class Machine:
             return dict(zip(self._names, self._ticks, strict=True))
         return {s: self.tick(s) for s in self._known(states, "clock")}
 
-    def is_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
-        """Every ``t[i]`` equals the tick of ``states[i]`` (SPEC 2.2)."""
+    def is_time(self, t: Sequence[int], states: StateNames | None = None) -> bool:
+        """Every ``t[i]`` equals the tick of ``states[i]`` (semantics §2.2)."""
         if self._disposing:
             return False
         names = self._names if states is None else self._known(states, "is_time")
@@ -963,7 +981,7 @@ class Machine:
             return False
         return all(v == self.tick(names[i]) for i, v in enumerate(t))
 
-    def was_time(self, t: Sequence[int], states: Sequence[str] | None = None) -> bool:
+    def was_time(self, t: Sequence[int], states: StateNames | None = None) -> bool:
         """Every tick of ``states[i]`` is at least ``t[i]``."""
         if self._disposing:
             return False
@@ -987,14 +1005,14 @@ class Machine:
         return all(self.tick(s) >= v for s, v in clock.items())
 
     def queue_tick(self) -> int:
-        """Starts at 1, +1 per appended mutation taken off the queue (SPEC 2.3)."""
+        """Starts at 1, +1 per appended mutation taken off the queue (semantics §2.3)."""
         return self._queue_tick
 
     def machine_tick(self) -> int:
-        """Starts at 0; changed only by ``import_`` (SPEC 2.3)."""
+        """Starts at 0; changed only by ``import_`` (semantics §2.3)."""
         return self._machine_tick
 
-    # ----- queue inspection (SPEC 3.8)
+    # ----- queue inspection (semantics §3.8)
 
     def queue_len(self) -> int:
         """Pending mutations, prepended ones included."""
@@ -1007,7 +1025,7 @@ class Machine:
     def is_queued(
         self,
         mut_type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         *,
         without_args_only: bool = False,
         strict_equal: bool = False,
@@ -1034,7 +1052,7 @@ class Machine:
         self,
         threshold: int,
         mut_type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         *,
         without_args_only: bool = False,
         strict_equal: bool = False,
@@ -1053,7 +1071,7 @@ class Machine:
             is_check=is_check,
         )
 
-    def will_be(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+    def will_be(self, states: StateNames, position: Position = Position.ANY) -> bool:
         """An Add with these called states is pending."""
         return self.is_queued(_ADD, states, position=position)[0]
 
@@ -1061,7 +1079,7 @@ class Machine:
         """An Add calling ``state`` is pending."""
         return self.will_be([state], position)
 
-    def will_be_removed(self, states: Sequence[str], position: Position = Position.ANY) -> bool:
+    def will_be_removed(self, states: StateNames, position: Position = Position.ANY) -> bool:
         """A Remove with these called states is pending."""
         return self.is_queued(_REMOVE, states, position=position)[0]
 
@@ -1069,15 +1087,15 @@ class Machine:
         """A Remove calling ``state`` is pending."""
         return self.will_be_removed([state], position)
 
-    def will_be_any(self, states: Sequence[str]) -> bool:
+    def will_be_any(self, states: StateNames) -> bool:
         """Some pending Add calls any of ``states`` (unknown names raise)."""
         if not self._disposing:
             self._known(states, "will_be_any")
         return _queue.will_be_any(self, states)
 
-    # ----- schema, order and relations (SPEC 1.5-1.7, 4.6)
+    # ----- schema, order and relations (semantics §1.5-1.7, 4.6)
 
-    def index(self, states: Sequence[str]) -> list[int]:
+    def index(self, states: StateNames) -> list[int]:
         """Positions in ``state_names`` (-1 unknown)."""
         if isinstance(states, str):
             raise ArgumentError(f"index() takes a list of states, got the str {states!r}")
@@ -1092,8 +1110,8 @@ class Machine:
             return -1
         return self._index.get(state, -1)
 
-    def sort_states(self, states: Sequence[str]) -> list[str]:
-        """A copy sorted by Require topology then After (SPEC 4.5)."""
+    def sort_states(self, states: StateNames) -> list[str]:
+        """A copy sorted by Require topology then After (semantics §4.5)."""
         out = list(self._known(states, "sort_states"))
         self._resolver.sort_states(out)
         return out
@@ -1110,8 +1128,8 @@ class Machine:
         """States with any relation to ``to``."""
         return self._resolver.inbound_relations_of(to)
 
-    def parse_states(self, states: Sequence[str]) -> list[str]:
-        """Known states only, deduplicated, first-occurrence order (SPEC 14 #16)."""
+    def parse_states(self, states: StateNames) -> list[str]:
+        """Known states only, deduplicated, first-occurrence order (semantics §14 #16)."""
         if isinstance(states, str):
             raise ArgumentError(f"parse_states() takes a list of states, got the str {states!r}")
         return [s for s in dict.fromkeys(states) if s in self._schema]
@@ -1130,7 +1148,7 @@ class Machine:
         if errs:
             raise SchemaError("\n".join(errs))
         unique = list(dict.fromkeys(names))
-        # port: the deduplicated list must cover every state (SPEC 14 #25)
+        # port: the deduplicated list must cover every state (semantics §14 #25)
         if len(unique) < len(self._schema):
             given = set(unique)
             missing = [s for s in self._schema if s not in given]
@@ -1147,8 +1165,8 @@ class Machine:
 
     def _reorder(self, names: list[str]) -> None:
         old = dict(zip(self._names, self._ticks, strict=True))
-        # the auto collection follows the state order (SPEC 6.1); the Require
-        # topology is not recomputed by verify_states (SPEC 1.5)
+        # the auto collection follows the state order (semantics §6.1); the Require
+        # topology is not recomputed by verify_states (semantics §1.5)
         schema = self._schema
         self._resolver.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
         self._names = names
@@ -1159,7 +1177,7 @@ class Machine:
         self._index_handler_names()
 
     def set_schema(self, schema: Any, names: Sequence[str]) -> None:
-        """Grow the schema; new relations apply at once (SPEC 1.6)."""
+        """Grow the schema; new relations apply at once (semantics §1.6)."""
         if self._tx is not None or self._draining:
             raise SchemaError("schema error: cannot set schema during a transition")
         parsed, err = parse_schema(schema)
@@ -1189,7 +1207,7 @@ class Machine:
             hook(self)
 
     def export(self) -> Serialized:
-        """Ids, state order and ticks (needs verified states, SPEC 1.7)."""
+        """Ids, state order and ticks (needs verified states, semantics §1.7)."""
         if not self._verified:
             raise SchemaError("schema error: call verify_states first")
         self._log(L_OPS, f"[import] exported at {sum(self._ticks)} ticks")
@@ -1202,7 +1220,7 @@ class Machine:
         )
 
     def import_(self, data: Serialized) -> None:
-        """Restore ticks and active states; adds ``MachineRestored`` (SPEC 1.7)."""
+        """Restore ticks and active states; adds ``MachineRestored`` (semantics §1.7)."""
         if self._tx is not None or self._draining:
             raise SchemaError("schema error: cannot import during a transition")
         if data.id != self._id:
@@ -1231,7 +1249,7 @@ class Machine:
             f"[import] imported {self._machine_tick} times, now at {sum(self._ticks)} ticks",
         )
 
-    # ----- groups (SPEC 12.1)
+    # ----- groups (semantics §12.1)
 
     def set_groups(self, groups: Any, states: type[States] | None = None) -> None:
         """Store ``{group: indexes}`` from a mapping / StateGroups, then typed groups."""
@@ -1263,7 +1281,7 @@ class Machine:
         """``(group -> state indexes, order)``."""
         return {k: list(v) for k, v in self._groups.items()}, list(self._groups_order)
 
-    # ----- string forms (SPEC 11.3)
+    # ----- string forms (semantics §11.3)
 
     def string(self) -> str:
         """``(A:1 B:1)``: active states with ticks, in state order."""
@@ -1291,8 +1309,8 @@ class Machine:
             (on if n in active else off).append(f"{n}:{self._ticks[i]}")
         return "(" + " ".join(on) + ") [" + " ".join(off) + "]"
 
-    def inspect(self, states: Sequence[str] | None = None) -> str:
-        """The multi-line dump of SPEC 11.3."""
+    def inspect(self, states: StateNames | None = None) -> str:
+        """The multi-line dump of semantics §11.3."""
         if self._disposing:
             return ""
         out: list[str] = []
@@ -1315,11 +1333,11 @@ class Machine:
                     out.append(f"    |{label:<9}{' '.join(rel)}\n")
         return "".join(out)
 
-    # ----- contexts and waiting (SPEC 2.4, 8)
+    # ----- contexts and waiting (semantics §2.4, 8)
 
     _disposed_waiter_or = _when.disposed_waiter_or
 
-    def when(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+    def when(self, states: StateNames, ctx: Ctx | None = None) -> Waiter:
         """Resolves when all ``states`` are active (semantics §8)."""
         return _when.when(self, states, ctx)
 
@@ -1327,7 +1345,7 @@ class Machine:
         """Resolves when ``state`` is active."""
         return self.when([state], ctx)
 
-    def when_not(self, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+    def when_not(self, states: StateNames, ctx: Ctx | None = None) -> Waiter:
         """Resolves when all ``states`` are inactive."""
         return _when.when_not(self, states, ctx)
 
@@ -1339,9 +1357,7 @@ class Machine:
         """Resolves when ``Exception`` is active."""
         return self.when([EXCEPTION], ctx)
 
-    def when_time(
-        self, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
-    ) -> Waiter:
+    def when_time(self, states: StateNames, ticks: Sequence[int], ctx: Ctx | None = None) -> Waiter:
         """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
         return _when.when_time(self, states, ticks, ctx)
 
@@ -1379,7 +1395,7 @@ class Machine:
         """Run the machine's tasks in ``task_group`` (a trio nursery works too).
 
         The machine then belongs to the loop's thread; cancelling the task group
-        adds ``Disposing`` if the schema has it, else disposes (SPEC 10).
+        adds ``Disposing`` if the schema has it, else disposes (semantics §10).
         """
         _tasks.start(self, task_group)
 
@@ -1407,11 +1423,11 @@ class Machine:
     _start_async_handler = _tasks.start_async_handler
 
     def new_state_ctx(self, state: str) -> StateCtx:
-        """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+        """A context valid while ``state`` keeps its current tick (shared, semantics §2.4)."""
         return _tasks.new_state_ctx(self, state)
 
     def dispose(self) -> None:
-        """Dispose now (Go ``DisposeForce``); allowed inside a handler (SPEC 10)."""
+        """Dispose now (Go ``DisposeForce``); allowed inside a handler (semantics §10)."""
         _tasks.dispose(self)
 
     async def dispose_async(self) -> None:

@@ -1,4 +1,4 @@
-"""Mutations, their results and the queue entry type (SPEC 3)."""
+"""Mutations, their results and the queue entry type (semantics §3)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ __all__ = ["MutSource", "Mutation", "MutationType", "Position", "Result"]
 
 
 class Result(enum.IntEnum):
-    """Outcome of a mutation call (SPEC 3.2)."""
+    """Outcome of a mutation call (semantics §3.2)."""
 
     EXECUTED = 0
     CANCELED = 1
@@ -66,7 +66,7 @@ class Mutation:
 
     ``called`` holds state names, deduplicated; ``queue_tick`` is 0 for
     prepended entries (auto, checks, evals, exceptions), else the queue tick at
-    which it is processed (SPEC 2.3, 3.3).
+    which it is processed (semantics §2.3, 3.3).
     """
 
     __slots__ = (
@@ -101,7 +101,7 @@ class Mutation:
         self.is_check: bool = is_check
         self.source: MutSource | None = source
         self.queue_tick: int = 0
-        # the livelock guard (SPEC 6.1): on the Exception mutation of a failed
+        # the livelock guard (semantics §6.1): on the Exception mutation of a failed
         # auto transition and on the auto mutation it triggers, ``(what
         # failed, how many times in a row)``; None everywhere else
         self.auto_chain: tuple[object, int] | None = None

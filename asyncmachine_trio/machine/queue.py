@@ -1,11 +1,11 @@
-"""The mutation queue: guards, de-duplication, prepending and the drain loop (SPEC 3).
+"""The mutation queue: guards, de-duplication, prepending and the drain loop (semantics §3).
 
 Bound as Machine methods; ``drain`` is the machine's main loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .args import ACheck, parse_args
@@ -27,6 +27,7 @@ from .mutation import (
 )
 from .mutation import EVAL as _EVAL
 from .mutation import REMOVE as _REMOVE
+from .names import StateNames
 from .schema import EXCEPTION
 from .transition import Event, Transition
 
@@ -53,7 +54,7 @@ def remove(
         event is not None or EXCEPTION not in called or EXCEPTION not in m._active_set
     ):
         return m._queue_full(called)
-    # SPEC 3.3 step 2: inside a transition, removing inactive states is a no-op
+    # semantics §3.3 step 2: inside a transition, removing inactive states is a no-op
     if not m._queue and m._tx is not None:
         active = m._active_set
         if not any(s in active for s in called):
@@ -78,7 +79,7 @@ def mutate(
 ) -> Result:
     if m._loop_thread is not None:
         m._check_thread()
-    # SPEC 3.3 step 3: drop an identical arg-less mutation already queued
+    # semantics §3.3 step 3: drop an identical arg-less mutation already queued
     if not args and m._queue and m._resolver.multi.isdisjoint(called):
         want = set(called)
         for q in m._queue:
@@ -118,7 +119,7 @@ def mutate(
 
 
 def prepend(m: Machine, mut: Mutation) -> Result:
-    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, SPEC 3.4)."""
+    """Put ``mut`` at the queue front and drain (Go ``PrependMut``, semantics §3.4)."""
     if m._disposing:
         return CANCELED
     if m._log_level >= L_OPS:
@@ -134,7 +135,7 @@ def prepend(m: Machine, mut: Mutation) -> Result:
 
 
 def drain(m: Machine) -> Result:
-    """Process the queue until empty (SPEC 3.5)."""
+    """Process the queue until empty (semantics §3.5)."""
     queue = m._queue
     if not queue or m._disposing:
         return CANCELED
@@ -219,13 +220,18 @@ def abort(m: Machine, exc: BaseException) -> None:
     The transition in progress stays where it stopped (no revert, no
     ``Exception``), but the waiters of what it applied are resolved; every
     queued mutation is dropped: the queue ticks handed out for them are used
-    up (never handed out again), their ``when_queue`` waiters resolve, checks
-    report canceled, and the drop is logged (the machine log at CHANGES and
+    up (never handed out again), their ``when_queue`` waiters resolve with
+    ``canceled`` set, checks report canceled, and the drop is logged (the machine log at CHANGES and
     the ``asyncmachine_trio`` logger at WARNING).
     """
     queue = m._queue
     dropped = list(queue)
     queue.clear()
+    if dropped and m._subs.when_queue:
+        ticks = {q.queue_tick for q in dropped if q.queue_tick}
+        for tick, waiter in m._subs.when_queue:
+            if tick in ticks:
+                waiter._canceled = True
     # dropped = skipped: their ticks are taken, as if each was processed
     m._queue_tick += m._queue_pending
     m._queue_pending = 0
@@ -352,15 +358,15 @@ def _queue_end(m: Machine, first: Result | None) -> Result:
     return CANCELED if first is None else first
 
 
-def can_add(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
-    """Dry run of ``add``: EXECUTED if it would be accepted (SPEC 3.6)."""
+def can_add(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
+    """Dry run of ``add``: EXECUTED if it would be accepted (semantics §3.6)."""
     if m._disposing:
         return CANCELED
     called = m._parse(states)
     return m._prepend(Mutation(_ADD, called, m._check_args(args), is_check=True))
 
 
-def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+def can_remove(m: Machine, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
     """Dry run of ``remove``."""
     if m._disposing:
         return CANCELED
@@ -369,7 +375,7 @@ def can_remove(m: Machine, states: Sequence[str], args: Mapping[str, Any] | None
 
 
 def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
-    """Run ``fn`` serialized with handlers; False when it cannot run (SPEC 3.7)."""
+    """Run ``fn`` serialized with handlers; False when it cannot run (semantics §3.7)."""
     if m._disposing:
         return False
     if not source or not isinstance(source, str):
@@ -399,7 +405,7 @@ def eval(m: Machine, source: str, fn: Callable[[], Any]) -> bool:
 def is_queued(
     m: Machine,
     mut_type: MutationType,
-    states: Sequence[str],
+    states: StateNames,
     *,
     without_args_only: bool = False,
     strict_equal: bool = False,
@@ -434,7 +440,7 @@ def is_queued(
 
 
 def is_queued_above(
-    m: Machine, threshold: int, mut_type: MutationType, states: Sequence[str], **kw: Any
+    m: Machine, threshold: int, mut_type: MutationType, states: StateNames, **kw: Any
 ) -> bool:
     """True if more than ``threshold`` pending mutations match (see is_queued)."""
     count = 0
@@ -453,7 +459,7 @@ def is_queued_above(
     return False
 
 
-def will_be_any(m: Machine, states: Sequence[str]) -> bool:
+def will_be_any(m: Machine, states: StateNames) -> bool:
     """Some pending Add calls any of ``states``."""
     want = set(states)
     return any(m.type is _ADD and not want.isdisjoint(m.called) for m in m._queue)

@@ -1,4 +1,4 @@
-"""Relation resolution: target states, ordering and auto mutations (SPEC 4, 6.1).
+"""Relation resolution: target states, ordering and auto mutations (semantics §4, 6.1).
 
 The schema is compiled once into per-state tables (tuples, frozensets and an
 index of who removes whom), so resolving a mutation never touches attrs objects
@@ -38,7 +38,7 @@ class Relation(str, enum.Enum):
         return self.value
 
 
-# ----- Go's sort.SliceStable, replicated (SPEC 4.5: the After comparator is not a
+# ----- Go's sort.SliceStable, replicated (semantics §4.5: the After comparator is not a
 # strict weak order, so only the exact algorithm gives the reference's order)
 
 
@@ -252,7 +252,7 @@ class Resolver:
         self.plans: dict[tuple[object, ...], Plan] = {}
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
-        """Adopt the tables of a schema; recompute the Require topology (SPEC 4.5).
+        """Adopt the tables of a schema; recompute the Require topology (semantics §4.5).
 
         Tables are pure functions of (schema, state order), so machines built
         from the same schema share them, and the memos of resolved targets and
@@ -316,7 +316,7 @@ class Resolver:
         if has_after and not has_after.isdisjoint(states):
             go_stable_sort(states, self._after_less)
 
-    # ----- target states (SPEC 4.2)
+    # ----- target states (semantics §4.2)
 
     def _parse_add(
         self,
@@ -387,7 +387,7 @@ class Resolver:
         before_set: frozenset[str] | set[str],
         states_to_set: list[str],
     ) -> list[str]:
-        """The states active after the mutation, sorted (SPEC 4.2, 4.5).
+        """The states active after the mutation, sorted (semantics §4.2, 4.5).
 
         The result depends only on the schema and (type, called, active list,
         auto), so it is memoised per schema; resolution also writes log lines
@@ -422,7 +422,7 @@ class Resolver:
         )
         removed_by = self.removed_by
         if removed_by:
-            # walk from the end: called beats active (SPEC 4.2)
+            # walk from the end: called beats active (semantics §4.2)
             in_s4 = set(s4)
             blocked: set[str] = set()
             kept: list[str] = []
@@ -498,7 +498,7 @@ class Resolver:
             out.append(s)
         return out
 
-    # ----- queries (SPEC 4.6)
+    # ----- queries (semantics §4.6)
 
     def _known(self, state: str) -> State:
         try:

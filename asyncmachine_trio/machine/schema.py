@@ -1,4 +1,4 @@
-"""State definitions, typed schemas, sanitization and schema utilities (SPEC 1, 12.1)."""
+"""State definitions, typed schemas, sanitization and schema utilities (semantics §1, 12.1)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ def _union(a: tuple[str, ...] | None, b: tuple[str, ...]) -> tuple[str, ...]:
 # construction hashes every State (issue 6: build50 spent a third of its time here)
 @attrs.frozen(slots=True, cache_hash=True)
 class State:
-    """One state's definition: properties and relations (SPEC 1.1).
+    """One state's definition: properties and relations (semantics §1.1).
 
     A relation is ``None`` when not given (``inspect()`` omits it) or a tuple of
     state names in the given order.
@@ -122,7 +122,7 @@ class State:
         return self
 
     def extend(self, overlay: State) -> State:
-        """Union of each relation list; Auto / Multi only ever turned on (SPEC 1.8)."""
+        """Union of each relation list; Auto / Multi only ever turned on (semantics §1.8)."""
         changes: dict[str, Any] = {
             "auto": self.auto or overlay.auto,
             "multi": self.multi or overlay.multi,
@@ -159,7 +159,7 @@ class States:
 
     ``class FileStates(am.States): Downloading = am.State(remove=("Downloaded",))``
     gives ``FileStates.Downloading == "Downloading"`` and ``FileStates.schema()``.
-    Subclasses merge their parents' states (parents first, SPEC 12.1).
+    Subclasses merge their parents' states (parents first, semantics §12.1).
     """
 
     _schema: ClassVar[dict[str, State]] = {}
@@ -168,7 +168,7 @@ class States:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         merged: dict[str, State] = {}
-        # bases in declaration order, each with its own parents first (SPEC 12.1)
+        # bases in declaration order, each with its own parents first (semantics §12.1)
         for base in cls.__bases__:
             if issubclass(base, States) and base is not States:
                 merged.update(base._schema)
@@ -197,7 +197,7 @@ class States:
     def state_groups(cls) -> tuple[dict[str, list[int]], list[str]]:
         """Groups of indexes into :meth:`names`: ``self``, then each parent class.
 
-        SPEC 12.1: the class's own states form the group ``self``; every
+        semantics §12.1: the class's own states form the group ``self``; every
         ancestor (depth-first, nearest first) contributes a group named after
         the class with its own states.
         """
@@ -222,7 +222,7 @@ class States:
 
 
 class StateGroups:
-    """Typed state groups: list attributes of a class body (SPEC 12.1).
+    """Typed state groups: list attributes of a class body (semantics §12.1).
 
     ``class Groups(am.StateGroups): Playing = [S.Play, S.Pause]``; subclasses
     inherit their parents' lists. ``groups()`` returns them in definition order.
@@ -343,10 +343,10 @@ def _without(lst: list[str], name: str) -> list[str]:
 
 
 def parse_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
-    """Sanitize a schema as SPEC 1.4 says; errors are returned, never raised.
+    """Sanitize a schema as semantics §1.4 says; errors are returned, never raised.
 
     ``known`` is the keys as given, so references to an undeclared ``Exception``
-    in Add / Remove are dropped (SPEC 14 #14, copied on purpose). Only a schema
+    in Add / Remove are dropped (semantics §14 #14, copied on purpose). Only a schema
     that is not a schema at all (wrong types) raises :class:`SchemaError`.
     """
     src = to_schema(schema)
@@ -387,7 +387,7 @@ def parse_schema(schema: Any) -> tuple[dict[str, State], SchemaError | None]:
 
 
 def schema_merge(*schemas: Any) -> dict[str, State]:
-    """Later schemas replace whole state definitions of earlier ones (SPEC 1.8)."""
+    """Later schemas replace whole state definitions of earlier ones (semantics §1.8)."""
     out: dict[str, State] = {}
     for s in schemas:
         out.update(to_schema(s))
@@ -408,7 +408,7 @@ def schema_prefix(
     allowlist: Sequence[str] | None = None,
     skiplist: Sequence[str] | None = None,
 ) -> dict[str, State]:
-    """Prefix state names and their relation entries (SPEC 1.8).
+    """Prefix state names and their relation entries (semantics §1.8).
 
     With ``remove_dups``, states whose name already starts with ``prefix`` are
     left as they are; ``allowlist`` / ``skiplist`` limit which states are kept.

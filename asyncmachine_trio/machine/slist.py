@@ -1,4 +1,4 @@
-"""State-list helpers: plain functions over lists of state names (SPEC 12.3).
+"""State-list helpers: plain functions over lists of state names (semantics §12.3).
 
 Every function takes any ``Sequence[str]`` and returns a new ``list[str]`` (or a
 scalar); inputs are never modified. Unless stated otherwise, the order of the
@@ -35,7 +35,7 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def states_unique(states: Sequence[str]) -> list[str]:
-    """A copy of `states` without duplicates, first occurrences kept (SPEC 12.3)."""
+    """A copy of `states` without duplicates, first occurrences kept (semantics §12.3)."""
     return _unique(states)
 
 

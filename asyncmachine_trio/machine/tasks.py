@@ -1,4 +1,4 @@
-"""Structured concurrency: the machine's task group, state-scoped tasks, dispose (SPEC 10).
+"""Structured concurrency: the machine's task group, state-scoped tasks, dispose (semantics §10).
 
 Each state owns a cancel scope through its :class:`StateCtx`: a task forked for
 a state (or an ``async def`` final handler) runs inside the scope of the
@@ -8,11 +8,10 @@ deactivated, or a Multi state re-entered — or when the machine is disposed.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import sys
 import threading
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -21,7 +20,6 @@ import anyio.lowlevel
 
 from . import report as _report
 from .errors import ArgumentError, NoNurseryError
-from .excgroup import unwrap_single
 from .logging import L_CHANGES, L_EVERYTHING, L_OPS
 from .schema import DISPOSING, EXCEPTION, START
 from .waiting import Ctx, StateCtx
@@ -38,7 +36,6 @@ __all__ = [
     "fork",
     "fork_from_event",
     "new_state_ctx",
-    "open_machine",
     "start",
     "start_async_handler",
 ]
@@ -54,7 +51,7 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
 
     From now on the machine belongs to this loop's thread; when the task
     group is cancelled the machine adds ``Disposing`` if its schema has it,
-    else disposes (SPEC 10). The machine stays in the group until disposed.
+    else disposes (semantics §10). The machine stays in the group until disposed.
     """
     if m._disposing:
         raise ArgumentError(f"machine {m._id} is disposed")
@@ -201,7 +198,7 @@ def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
     return tg
 
 
-# ----- forks (SPEC 2.4, DESIGN "Time, contexts and forks")
+# ----- forks (semantics §2.4, §10)
 
 
 def check_async_fn(fn: object, where: str) -> None:
@@ -311,7 +308,7 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
     m._spawn(run_scoped, m, ctx, fn, (event,))
 
 
-# ----- disposal (SPEC 10)
+# ----- disposal (semantics §10)
 
 
 def dispose(m: Machine) -> None:
@@ -355,31 +352,10 @@ async def dispose_async(m: Machine) -> None:
 
 
 def new_state_ctx(m: Machine, state: str) -> StateCtx:
-    """A context valid while ``state`` keeps its current tick (shared, SPEC 2.4)."""
+    """A context valid while ``state`` keeps its current tick (shared, semantics §2.4)."""
     if m._disposing:
         ctx = StateCtx(m._id, state, 0, None)
         ctx.cancel()
         return ctx
     m._parse1(state)
     return m._subs.new_state_ctx(state, m.tick(state), m._ctx)
-
-
-@contextlib.asynccontextmanager
-async def open_machine(schema: Any, **kwargs: Any) -> AsyncGenerator[Machine, None]:
-    """``async with am.open_machine(schema, ...) as mach``: a machine with its own
-    task group, disposed on exit (its forked tasks are cancelled).
-
-    A bad schema or option raises before the task group starts; an exception
-    raised in the block (or by one task) leaves as itself, not in an
-    ``ExceptionGroup`` (several at once do: semantics §13.1).
-    """
-    from .machine import Machine
-
-    mach = Machine(schema, **kwargs)
-    with unwrap_single():
-        async with anyio.create_task_group() as tg:
-            start(mach, tg)
-            try:
-                yield mach
-            finally:
-                dispose(mach)

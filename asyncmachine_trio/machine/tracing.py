@@ -1,4 +1,4 @@
-"""The tracer interface: synchronous hooks called in bind order (SPEC 11.2)."""
+"""The tracer interface: synchronous hooks called in bind order (semantics §11.2)."""
 
 from __future__ import annotations
 

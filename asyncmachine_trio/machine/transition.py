@@ -1,8 +1,8 @@
-"""Transitions and events: the lifecycle of one mutation (SPEC 5, 6.2-6.3).
+"""Transitions and events: the lifecycle of one mutation (semantics §5, 6.2-6.3).
 
 A transition resolves its targets, runs the negotiation handlers, applies the
 new states, runs the final handlers and reports what changed. The phase order
-and every cancel / revert rule follow SPEC 5.2 and 5.6 to the letter.
+and every cancel / revert rule follow semantics §5.2 and 5.6 to the letter.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class Step:
 
 
 class Event:
-    """What a handler receives: its name, the args and the transition (SPEC 5.7).
+    """What a handler receives: its name, the args and the transition (semantics §5.7).
 
     ``args`` is the same mapping for every handler of a transition, so handlers
     can pass data forward.
@@ -207,7 +207,7 @@ class Event:
 
 
 class Transition:
-    """The processing of one mutation (SPEC 5.8)."""
+    """The processing of one mutation (semantics §5.8)."""
 
     __slots__ = (
         "_after",
@@ -302,7 +302,7 @@ class Transition:
 
     @property
     def is_health(self) -> bool:
-        """Add of exactly ``Healthcheck`` or ``Heartbeat`` (SPEC 6.1)."""
+        """Add of exactly ``Healthcheck`` or ``Heartbeat`` (semantics §6.1)."""
         c = self.mutation.called
         return self.mutation.type is _ADD and len(c) == 1 and c[0] in (HEALTHCHECK, HEARTBEAT)
 
@@ -403,7 +403,7 @@ class Transition:
         return TimeIndex.from_active(names, touched)
 
     def string(self) -> str:
-        """``tx#<id>\\n[<type>] <called>`` + source + steps (SPEC 5.8, 11.3)."""
+        """``tx#<id>\\n[<type>] <called>`` + source + steps (semantics §5.8, 11.3)."""
         m = self.machine
         called = self.called_set
         names = " ".join(n for n in m._names if n in called)
@@ -580,7 +580,7 @@ class Transition:
             pass
 
     def _negotiate(self) -> Result:
-        """Steps 1-6 of SPEC 5.2; partial acceptance for auto mutations (6.2).
+        """Steps 1-6 of semantics §5.2; partial acceptance for auto mutations (6.2).
 
         Only a handler returning False drops an Auto state; one that raised or
         timed out marked the transition not accepted, which cancels it.
@@ -605,7 +605,7 @@ class Transition:
             if self._steps is not None:
                 self._step_handler(s, "", False, False)
             if res is CANCELED:
-                # SPEC 6.2: an Auto state's Exit rejecting cancels (port rule)
+                # semantics §6.2: an Auto state's Exit rejecting cancels (port rule)
                 return CANCELED
         # 2. enters
         for s in self.enters:
@@ -1014,7 +1014,7 @@ class Transition:
         return bool(self._apply_changes)
 
     def run(self) -> Result:
-        """Negotiate, apply, run final handlers, report (SPEC 5.2)."""
+        """Negotiate, apply, run final handlers, report (semantics §5.2)."""
         m = self.machine
         mut = self.mutation
         result = EXECUTED if self.is_accepted else CANCELED
@@ -1028,7 +1028,7 @@ class Transition:
 
         if not mut.is_check:
             if mut.is_auto:
-                # SPEC 6.3: recompute from the called states that survived
+                # semantics §6.3: recompute from the called states that survived
                 targets = set(self.target_states)
                 called_clean = [s for s in mut.called if s in targets]
                 self.target_states = m._resolver.target_states(

@@ -1,4 +1,4 @@
-"""Contexts, waiters and the subscription index (SPEC 2.4, 8).
+"""Contexts, waiters and the subscription index (semantics §2.4, 8).
 
 Subscriptions are indexed by state, so a transition only looks at the waiters
 of the states it activated, deactivated or ticked; cancelled contexts report
@@ -123,7 +123,7 @@ class StateCtx(Ctx):
 
 
 class Waiter:
-    """A one-shot subscription: awaitable, ``is_set()``, closable (SPEC 8).
+    """A one-shot subscription: awaitable, ``is_set()``, closable (semantics §8).
 
     Registered synchronously by the ``when*`` methods; awaiting needs a running
     trio or asyncio loop. A shared (reused) waiter is unregistered only when
@@ -132,9 +132,12 @@ class Waiter:
     A waiter resolved by the machine's disposal (or made by a ``when*`` call on
     a disposed machine) is set too, but awaiting it raises
     :class:`DisposedError`: what it waited for never happened.
+
+    A ``when_queue`` waiter of a mutation the queue dropped (an exception
+    escaped a handler) resolves with ``canceled`` true.
     """
 
-    __slots__ = ("_disposed", "_event", "_holders", "_on_close", "_set", "kind")
+    __slots__ = ("_canceled", "_disposed", "_event", "_holders", "_on_close", "_set", "kind")
 
     def __init__(self, kind: str = "") -> None:
         self.kind: str = kind
@@ -144,6 +147,7 @@ class Waiter:
         self._on_close: Callable[[Waiter], None] | None = None
         # the id of the machine whose disposal resolved this waiter
         self._disposed: str | None = None
+        self._canceled = False
 
     def is_set(self) -> bool:
         """True once resolved (by what it waited for, or by disposal)."""
@@ -153,6 +157,11 @@ class Waiter:
     def disposed(self) -> bool:
         """True if disposal of the machine resolved it (``await`` raises)."""
         return self._disposed is not None
+
+    @property
+    def canceled(self) -> bool:
+        """True if it waited for a queued mutation that was dropped, not processed."""
+        return self._canceled
 
     def _resolve(self) -> None:
         if self._set:
@@ -276,7 +285,7 @@ def _args_match(args: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
 
 
 class Subscriptions:
-    """The waiters of one machine, indexed by state (SPEC 8)."""
+    """The waiters of one machine, indexed by state (semantics §8)."""
 
     def __init__(self, mach: Machine) -> None:
         self._m = mach
@@ -380,7 +389,7 @@ class Subscriptions:
         self._m._log(L_OPS, f"[whenArgs:new] {state} ({','.join(args)})")
         want = dict(args)
         for sub in self.when_args.get(handler, ()):
-            # port: reuse only for equal args and the same context (SPEC 14 #17)
+            # port: reuse only for equal args and the same context (semantics §14 #17)
             if sub.ctx is ctx and sub.args == want:
                 sub.waiter._holders += 1
                 return sub.waiter
@@ -465,10 +474,10 @@ class Subscriptions:
     def _gc_when_query(self, sub: _WhenQuery) -> None:
         self._remove(self.when_query, sub)
 
-    # ----- processing (after an accepted transition, SPEC 8)
+    # ----- processing (after an accepted transition, semantics §8)
 
     def process_state_ctx(self, activated: Iterable[str], deactivated: Iterable[str]) -> None:
-        """Cancel the contexts of states whose tick changed (SPEC 2.4)."""
+        """Cancel the contexts of states whose tick changed (semantics §2.4)."""
         state_ctx = self.state_ctx
         if not state_ctx:
             return
@@ -544,7 +553,7 @@ class Subscriptions:
         clock: Callable[[str], int],
         queue_tick: int,
     ) -> None:
-        """Resolve what an accepted transition satisfied (SPEC 8 order).
+        """Resolve what an accepted transition satisfied (semantics §8 order).
 
         ``ticked`` holds the indexes (into ``names``) of the states whose tick
         changed; only the subscriptions indexed under touched states are visited.

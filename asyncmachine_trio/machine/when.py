@@ -1,4 +1,4 @@
-"""The ``when*`` subscription methods of a Machine (SPEC 8).
+"""The ``when*`` subscription methods of a Machine (semantics §8).
 
 Each registers synchronously in the machine's :class:`Subscriptions` index and
 returns an :class:`Waiter`.
@@ -13,6 +13,7 @@ from .errors import (
     ArgumentError,
     AsyncMachineError,
 )
+from .names import StateNames
 from .waiting import Ctx, Waiter
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def disposed_waiter_or(m: Machine, kind: str) -> Waiter | None:
     return None
 
 
-def when(m: Machine, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
-    """Resolves when all ``states`` are active (SPEC 8)."""
+def when(m: Machine, states: StateNames, ctx: Ctx | None = None) -> Waiter:
+    """Resolves when all ``states`` are active (semantics §8)."""
     w = m._disposed_waiter_or("when")
     if w is not None:
         return w
@@ -44,7 +45,7 @@ def when(m: Machine, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
     return m._subs.add_when(called, m.is1, False, ctx)
 
 
-def when_not(m: Machine, states: Sequence[str], ctx: Ctx | None = None) -> Waiter:
+def when_not(m: Machine, states: StateNames, ctx: Ctx | None = None) -> Waiter:
     """Resolves when all ``states`` are inactive."""
     w = m._disposed_waiter_or("whenNot")
     if w is not None:
@@ -59,7 +60,7 @@ def when_not(m: Machine, states: Sequence[str], ctx: Ctx | None = None) -> Waite
 
 
 def when_time(
-    m: Machine, states: Sequence[str], ticks: Sequence[int], ctx: Ctx | None = None
+    m: Machine, states: StateNames, ticks: Sequence[int], ctx: Ctx | None = None
 ) -> Waiter:
     """Resolves when each ``states[i]`` reached tick ``ticks[i]``."""
     w = m._disposed_waiter_or("whenTime")

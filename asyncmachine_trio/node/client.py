@@ -67,14 +67,14 @@ class NodeClient:
         if isinstance(supervisors, str) or not supervisors:
             raise TypeError("supervisors must be a non-empty list of addresses, not a str")
         self.kind = kind
-        self.supervisors = list(supervisors)
-        self.name = name or secrets.token_hex(3)
+        self.supervisors: list[str] = list(supervisors)
+        self.name: str = name or secrets.token_hex(3)
         self.worker_schema = worker_schema
         self.token = token
         self.conn_timeout = conn_timeout
         self.conn_retries = conn_retries
         kw: dict[str, Any] = {} if log_level is None else {"log_level": log_level}
-        self.mach = am.Machine(
+        self.mach: am.Machine = am.Machine(
             C,
             id=f"nc-{kind}-{self.name}-{time.strftime('%H%M%S')}",
             tags=["node-client", f"kind:{kind}"],
@@ -88,7 +88,7 @@ class NodeClient:
         #: the assigned worker's network machine (after :meth:`req_worker`)
         self.worker: rpc.NetworkMachine | None = None
         #: the assigned worker's id
-        self.worker_id = ""
+        self.worker_id: str = ""
         self._super_client: rpc.Client | None = None
         self._worker_client: rpc.Client | None = None
         self._worker_scope: trio.CancelScope | None = None
@@ -116,6 +116,28 @@ class NodeClient:
                 slot[1].append(data)
                 slot[0].set()
 
+    # ----- connections
+
+    def _rpc_client(self, addr: str, schema: Any, name: str, **kwargs: Any) -> rpc.Client:
+        """An aRPC client whose payloads go to this client's machine."""
+        return rpc.Client(
+            addr,
+            schema,
+            name=name,
+            consumer=self.mach,
+            token=self.token,
+            conn_timeout=self.conn_timeout,
+            conn_retries=self.conn_retries,
+            conn_retry_delay=0.1,
+            call_timeout=self.conn_timeout,
+            parent=self.mach,
+            **kwargs,
+        )
+
+    async def _start_rpc(self, client: rpc.Client, nursery: trio.Nursery) -> None:
+        client.start(nursery)
+        await client.wait_ready(self.conn_timeout * (self.conn_retries + 1))
+
     # ----- supervisor
 
     async def connect(self, nursery: trio.Nursery) -> None:
@@ -127,21 +149,9 @@ class NodeClient:
         errors: list[str] = []
         for addr in self.supervisors:
             m.add1(C.SuperConnecting, {"addr": addr})
-            client = rpc.Client(
-                addr,
-                SupervisorStates,
-                name=f"nc-super-{self.name}",
-                consumer=self.mach,
-                token=self.token,
-                conn_timeout=self.conn_timeout,
-                conn_retries=self.conn_retries,
-                conn_retry_delay=0.1,
-                call_timeout=self.conn_timeout,
-                parent=m,
-            )
-            client.start(nursery)
+            client = self._rpc_client(addr, SupervisorStates, f"nc-super-{self.name}")
             try:
-                await client.wait_ready(self.conn_timeout * (self.conn_retries + 1))
+                await self._start_rpc(client, nursery)
             except (rpc.RpcError, TimeoutError, trio.TooSlowError) as err:
                 errors.append(f"{addr}: {err or type(err).__name__}")
                 await client.stop(dispose=True)
@@ -197,23 +207,13 @@ class NodeClient:
     ) -> rpc.NetworkMachine:
         m = self.mach
         m.add1(C.WorkerConnecting, {"addr": got["addr"]})
-        client = rpc.Client(
-            str(got["addr"]),
-            self.worker_schema,
-            name=rpc_name,
-            consumer=self.mach,
-            token=self.token,
-            conn_timeout=self.conn_timeout,
-            conn_retries=self.conn_retries,
-            conn_retry_delay=0.1,
-            call_timeout=self.conn_timeout,
-            call_retries=0,
-            reconnect=False,
-            parent=m,
+        # one worker, one connection: no reconnects, no call retries (a lost
+        # worker is reported, and the client asks the supervisor for another)
+        client = self._rpc_client(
+            str(got["addr"]), self.worker_schema, rpc_name, call_retries=0, reconnect=False
         )
-        client.start(nursery)
         try:
-            await client.wait_ready(self.conn_timeout * (self.conn_retries + 1))
+            await self._start_rpc(client, nursery)
         except (rpc.RpcError, TimeoutError, trio.TooSlowError) as err:
             await client.stop(dispose=True)
             m.remove([C.WorkerConnecting, C.WorkerRequested])

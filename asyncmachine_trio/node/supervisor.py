@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -177,10 +178,15 @@ class Supervisor:
         if health_retries < 1:
             raise ValueError(f"health_retries must be >= 1, got {health_retries!r}")
         self.kind = kind
-        self.worker_cmd = list(worker_cmd)
-        self.public_addr = public_addr
-        self.local_addr = local_addr
-        self.min_workers = self.max_workers = self.warm_workers = self.max_client_workers = 0
+        self.worker_cmd: list[str] = list(worker_cmd)
+        #: the public mux's URL (the bound one once running)
+        self.public_addr: str = public_addr
+        #: the local server's URL (the bound one once running)
+        self.local_addr: str = local_addr
+        self.min_workers: int = 0
+        self.max_workers: int = 0
+        self.warm_workers: int = 0
+        self.max_client_workers: int = 0
         self._wake = trio.Event()
         self.set_pool(min_workers, max_workers, warm_workers, max_client_workers)
         self.heartbeat = heartbeat
@@ -192,11 +198,11 @@ class Supervisor:
         self.worker_err_recent = worker_err_recent
         self.worker_err_kill = worker_err_kill
         self.token = token
-        self.env = dict(os.environ if env is None else env)
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
         host = socket.gethostname()[:15] or "host"
-        self.name = name or f"{kind}-{host}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
+        self.name: str = name or f"{kind}-{host}-{time.strftime('%H%M%S')}-{secrets.token_hex(2)}"
         kw: dict[str, Any] = {} if log_level is None else {"log_level": log_level}
-        self.mach = am.Machine(
+        self.mach: am.Machine = am.Machine(
             S,
             id=f"ns-{self.name}",
             tags=["node-supervisor", f"kind:{kind}", f"host:{host}"],
@@ -418,7 +424,9 @@ class Supervisor:
                         self._start_failures = 0
                         assert rec.process is not None
                         code = await rec.process.wait()
-                        if not rec.killed:
+                        # killed by us (a health check, a lost connection): not news, unless
+                        # the process had already ended by itself with its own exit code
+                        if not rec.killed or code not in _KILLED:
                             failure = WorkerError(
                                 f"worker {rec.id} exited with {code}: {_tail(rec.stderr)}"
                             )
@@ -667,6 +675,10 @@ class Supervisor:
         nm = rec.netmach
         if rec.client_id == client_id and nm is not None and not nm.is1("ClientConnected"):
             self._free(rec)
+
+
+#: exit codes of a process we killed (trio's kill() sends SIGKILL)
+_KILLED = (-signal.SIGKILL, -signal.SIGTERM)
 
 
 def _tail(buf: bytearray, n: int = 400) -> str:

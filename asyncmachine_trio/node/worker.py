@@ -119,19 +119,21 @@ class Worker:
         if missing:
             raise NodeError(f"a worker schema must include WorkerStates; missing {missing}")
         self.kind = kind
-        self.id = f"nw-{kind}-{_host()}-{secrets.token_hex(3)}"
+        self.id: str = f"nw-{kind}-{_host()}-{secrets.token_hex(3)}"
         self.work = work
-        self.token = os.environ.get(TOKEN_ENV, "") if token is None else token
+        self.token: str = os.environ.get(TOKEN_ENV, "") if token is None else token
         self.public_host = public_host
         kw: dict[str, Any] = {} if log_level is None else {"log_level": log_level}
-        self.mach = am.Machine(schema, id=self.id, tags=["node-worker", f"kind:{kind}"], **kw)
+        self.mach: am.Machine = am.Machine(
+            schema, id=self.id, tags=["node-worker", f"kind:{kind}"], **kw
+        )
         self.mach.bind_handlers(_WorkerHandlers(self))
         if handlers is not None:
             self.mach.bind_handlers(handlers)
         self.local: rpc.Server | None = None
         self.public: rpc.Server | None = None
         #: the rpc id of the client the supervisor assigned ("" = none)
-        self.client_id = ""
+        self.client_id: str = ""
         self._nobody = f"nobody-{secrets.token_hex(16)}"
 
     def __repr__(self) -> str:

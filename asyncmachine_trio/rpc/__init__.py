@@ -1,4 +1,4 @@
-"""aRPC: transparent remote machines (upper-layers.md 1; extra ``[rpc]``, trio only).
+"""aRPC: transparent remote machines (docs/rpc.md; extra ``[rpc]``; trio or asyncio).
 
 A :class:`Server` exposes a source machine; a :class:`Client` mirrors it into a
 :class:`NetworkMachine` with the same API as ``am.Machine``: reads and waiting

@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol, TypeVar
 
-import trio
+import anyio
+import anyio.abc
 
 from ..helpers.env import env_on
 from ..machine.excgroup import unwrap_single
@@ -67,7 +68,7 @@ class Listening:
     _log: Callable[[str], Any]
 
     async def _listen(
-        self, on_bound: Callable[[str], Any], task_status: trio.TaskStatus[str]
+        self, on_bound: Callable[[str], Any], task_status: anyio.abc.TaskStatus[str]
     ) -> None:
         def started(url: str) -> None:
             self.addr = url
@@ -104,7 +105,7 @@ def machine_kwargs(log_level: LogLevel | int | None, logger: Any, env: str) -> d
 
 
 class _Serving(Protocol):
-    async def serve(self, *, task_status: trio.TaskStatus[str] = ...) -> None: ...
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = ...) -> None: ...
 
     def close(self) -> None: ...
 
@@ -119,7 +120,7 @@ async def serving(listener: L) -> AsyncIterator[L]:
     A lone exception (a busy port, an error in the block) leaves as itself.
     """
     with unwrap_single():
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             await nursery.start(listener.serve)
             try:
                 yield listener

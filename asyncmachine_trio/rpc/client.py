@@ -6,7 +6,7 @@ id ``rc-<name>``) whose states tell what the connection is doing, and the
 Run it with ``async with am.rpc.open_client(url, schema) as client`` or
 ``client.start(nursery)`` + ``await client.wait_ready()``.
 
-Resilience (upper-layers.md 1.14): dialling retries with exponential backoff
+Resilience (docs/rpc.md): dialling retries with exponential backoff
 (``RetryingConn``; ``ConnRetryFailed`` when exhausted), calls retry with
 backoff (``RetryingCall``; ``CallRetryFailed`` adds ``ErrNetwork``), per-call
 timeouts cancel for real, and a lost connection is re-dialled and re-synced.
@@ -23,8 +23,10 @@ import ssl
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+import anyio
+import anyio.abc
 import attrs
 import trio
 
@@ -48,6 +50,7 @@ from .errors import (
     RpcHandshakeError,
     RpcNotConnectedError,
     RpcOutcomeUnknownError,
+    RpcRemoteError,
     RpcTimeoutError,
 )
 from .netmach import NetworkMachine
@@ -135,17 +138,22 @@ class Client(Traffic):
         call_retry_delay: float = 0.1,
         call_retry_backoff: float = 10.0,
         call_retry_timeout: float = 60.0,
+        idle_timeout: float | None = 15.0,
         reconnect: bool = True,
         parent: Machine | str | None = None,
         log_level: LogLevel | int | None = None,
         logger: Any = None,
     ) -> None:
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.consumer = consumer
         self.sync_schema = sync_schema
-        self.allowed_states = list(allowed_states) if allowed_states is not None else None
-        self.skipped_states = list(skipped_states) if skipped_states is not None else None
+        self.allowed_states: list[str] | None = (
+            list(allowed_states) if allowed_states is not None else None
+        )
+        self.skipped_states: list[str] | None = (
+            list(skipped_states) if skipped_states is not None else None
+        )
         self.sync_mutations = sync_mutations
         self.shallow_clocks = shallow_clocks
         self.token = token
@@ -164,31 +172,32 @@ class Client(Traffic):
         self.call_retry_backoff = call_retry_backoff
         self.call_retry_timeout = call_retry_timeout
         self.reconnect = reconnect
+        self.idle_timeout = idle_timeout
         self._dial_fn = dial
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_CLIENT")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rc-{self.name}", tags=["rpc-client", f"addr:{addr}"], parent=parent, **kw
         )
-        self.netmach = NetworkMachine(
+        self.netmach: NetworkMachine = NetworkMachine(
             schema, id=f"rnm-{self.name}", client=self, parent=self.mach, **kw
         )
         #: the client-space indexes of the states the server tracks for us
         self.tracked: list[int] = []
         #: the server's instance (its de-duplication memory) of this connection
-        self.instance = ""
-        self.tracked_all = True
+        self.instance: str = ""
+        self.tracked_all: bool = True
         # the ticks as the server sends them (0 / 1 with shallow clocks)
         self._wire: list[int] = []
         self._ep: Endpoint | None = None
-        self._nursery: trio.Nursery | None = None
-        self._call_lock = trio.Lock()
+        self._nursery: anyio.abc.TaskGroup | None = None
+        self._call_lock = anyio.Lock()
         self._mut_seq = secrets.randbits(40) << 16
         self._outbox: deque[tuple[MutationType, list[str], dict[str, Any], bool]] = deque()
-        self._outbox_wake = trio.Event()
+        self._outbox_wake = anyio.Event()
         # set whenever the outbox is empty (``sync`` waits for queued mutations)
-        self._outbox_drained = trio.Event()
+        self._outbox_drained = anyio.Event()
         self._outbox_drained.set()
-        self._ready = trio.Event()
+        self._ready = anyio.Event()
         self._stopping = False
         self._fatal: RpcError | None = None
         self._resync = False
@@ -198,25 +207,25 @@ class Client(Traffic):
 
     # ----- lifecycle
 
-    def start(self, nursery: trio.Nursery) -> None:
+    def start(self, nursery: anyio.abc.TaskGroup | trio.Nursery) -> None:
         """Start connecting in ``nursery`` (returns at once; see :meth:`wait_ready`)."""
         if self._nursery is not None:
             return
-        self._nursery = nursery
+        self._nursery = cast(anyio.abc.TaskGroup, nursery)  # the same start_soon
         self._stopping = False
-        self.mach.start(nursery)  # type: ignore[arg-type]
-        self.netmach.start(nursery)  # type: ignore[arg-type]
+        self.mach.start(self._nursery)
+        self.netmach.start(self._nursery)
         self.mach.add1(S.Start)
         nursery.start_soon(self._run)
         nursery.start_soon(self._outbox_loop)
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until connected and handshaken; ``TimeoutError`` after ``timeout``."""
-        with trio.fail_after(math.inf if timeout is None else timeout):
+        with anyio.fail_after(math.inf if timeout is None else timeout):
             while not self.mach.is1(S.Ready):
                 err = self.mach.when1(S.ConnRetryFailed)
                 ready = self.mach.when1(S.Ready)
-                async with trio.open_nursery() as n:
+                async with anyio.create_task_group() as n:
 
                     async def wait(w: Any) -> None:
                         with contextlib.suppress(DisposedError):
@@ -238,10 +247,10 @@ class Client(Traffic):
         ep = self._ep
         if ep is not None and not ep.closed:
             self.mach.add1(S.Disconnecting)
-            with trio.move_on_after(self.call_timeout):
+            with anyio.move_on_after(self.call_timeout):
                 try:
                     await ep.notify("Close", Empty())
-                    await trio.sleep(0.01)
+                    await anyio.sleep(0.01)
                 except RpcError:
                     pass
             await ep.aclose()
@@ -257,7 +266,7 @@ class Client(Traffic):
 
     async def _dial(self) -> Transport:
         if self._dial_fn is not None:
-            with trio.fail_after(self.conn_timeout):
+            with anyio.fail_after(self.conn_timeout):
                 return await self._dial_fn()
         return await connect(
             self.addr,
@@ -273,13 +282,13 @@ class Client(Traffic):
     async def _run(self) -> None:
         delay = self.conn_retry_delay
         attempts = 0
-        started = trio.current_time()
+        started = anyio.current_time()
         m = self.mach
         while not self._stopping:
             m.add1(S.Connecting)
             try:
                 transport = await self._dial()
-            except (RpcConnectionError, trio.TooSlowError, OSError) as err:
+            except (RpcConnectionError, TimeoutError, OSError) as err:
                 m.add1(S.Disconnected)
                 m.add_err_state(S.ErrNetwork, RpcConnectionError(str(err)))
                 m.remove1(am_exception())
@@ -287,13 +296,13 @@ class Client(Traffic):
                 if (
                     not self.reconnect
                     or attempts > self.conn_retries
-                    or trio.current_time() - started > self.conn_retry_timeout
+                    or anyio.current_time() - started > self.conn_retry_timeout
                 ):
                     m.remove1(S.RetryingConn)
                     m.add1(S.ConnRetryFailed)
                     return
                 m.add1(S.RetryingConn, pass_args(ARpc(addr=self.addr, attempt=attempts)))
-                await trio.sleep(delay)
+                await anyio.sleep(delay)
                 delay = min(delay * 2, self.conn_retry_backoff)
                 continue
             ep = Endpoint(
@@ -310,7 +319,7 @@ class Client(Traffic):
                 log=self._log,
             )
             try:
-                async with trio.open_nursery() as n:
+                async with anyio.create_task_group() as n:
                     n.start_soon(ep.run)
                     self._ep = ep
                     m.add1(S.Connected)
@@ -331,18 +340,20 @@ class Client(Traffic):
                     else:
                         attempts = 0
                         delay = self.conn_retry_delay
-                        started = trio.current_time()
+                        started = anyio.current_time()
                         self._ready.set()
                         self._outbox_wake.set()
                         n.start_soon(self._resync_loop, ep)
+                        if self.idle_timeout is not None:
+                            n.start_soon(self._liveness, ep, self.idle_timeout)
                         await ep.wait_closed()
                         # the reconnect budget counts from the drop, not the connect
-                        started = trio.current_time()
+                        started = anyio.current_time()
                     n.cancel_scope.cancel()
             finally:
                 self._retire(ep)
                 self._ep = None
-                self._ready = trio.Event()
+                self._ready = anyio.Event()
             if self._fatal is not None:
                 # not raised inside the nursery: it would escape as an ExceptionGroup
                 m.add1(S.ConnRetryFailed)
@@ -352,13 +363,13 @@ class Client(Traffic):
                 return
             if attempts and (
                 attempts > self.conn_retries
-                or trio.current_time() - started > self.conn_retry_timeout
+                or anyio.current_time() - started > self.conn_retry_timeout
             ):
                 m.remove1(S.RetryingConn)
                 m.add1(S.ConnRetryFailed)
                 return
             m.add1(S.RetryingConn, pass_args(ARpc(addr=self.addr, attempt=attempts)))
-            await trio.sleep(delay)
+            await anyio.sleep(delay)
             delay = min(delay * 2, self.conn_retry_backoff)
 
     async def _handshake(self, ep: Endpoint) -> None:
@@ -482,15 +493,34 @@ class Client(Traffic):
         if wake is not None:
             wake.set()
 
+    async def _liveness(self, ep: Endpoint, idle_timeout: float) -> None:
+        """A server silent for ``idle_timeout`` is pinged; no answer within
+        ``call_timeout`` closes the connection (then it is re-dialled): a frozen
+        or vanished server is noticed even by a client that only listens."""
+        while not ep.closed:
+            idle = anyio.current_time() - ep.last_received
+            if idle < idle_timeout:
+                await anyio.sleep(idle_timeout - idle)
+                continue
+            try:
+                await ep.call("Ping", Empty(), Empty, timeout=self.call_timeout)
+            except RpcRemoteError:
+                pass  # answered (a server without Ping): alive
+            except RpcError as err:
+                self._log(f"[rpc] server {self.addr} silent, reconnecting: {err!r}")
+                await ep.aclose()
+                return
+            ep.last_received = anyio.current_time()
+
     async def _resync_loop(self, ep: Endpoint) -> None:
         while not ep.closed:
-            self._resync_event = trio.Event()
+            self._resync_event = anyio.Event()
             if self._resync:
                 try:
                     await self.sync()
                 except RpcError as err:
                     self._log(f"[rpc] sync failed: {err!r}")
-                    await trio.sleep(self.call_retry_delay)
+                    await anyio.sleep(self.call_retry_delay)
                     continue
             await self._resync_event.wait()
 
@@ -502,7 +532,7 @@ class Client(Traffic):
         """
         while self._outbox and not self._stopping:
             if self._outbox_drained.is_set():
-                self._outbox_drained = trio.Event()
+                self._outbox_drained = anyio.Event()
             await self._outbox_drained.wait()
 
         def install(s: SrvSync) -> None:
@@ -533,7 +563,7 @@ class Client(Traffic):
         """
         m = self.mach
         delay = self.call_retry_delay
-        started = trio.current_time()
+        started = anyio.current_time()
         attempt = 0
         mutation = method in _MUTATIONS
         sent_to: str | None = None  # the instance a mutation was sent to
@@ -571,7 +601,7 @@ class Client(Traffic):
                             self._resync = True
                     if (
                         attempt > self.call_retries
-                        or trio.current_time() - started > self.call_retry_timeout
+                        or anyio.current_time() - started > self.call_retry_timeout
                     ):
                         m.remove1(S.RetryingCall)
                         m.add1(S.CallRetryFailed, pass_args(ARpc(method=method, err=err)))
@@ -582,7 +612,7 @@ class Client(Traffic):
                             f"{method} to {self.addr} failed after {attempt} attempts: {err}"
                         ) from err
                     m.add1(S.RetryingCall, pass_args(ARpc(method=method, attempt=attempt)))
-                    await trio.sleep(delay)
+                    await anyio.sleep(delay)
                     delay = min(delay * 2, self.call_retry_backoff)
                     continue
                 if attempt:
@@ -606,9 +636,9 @@ class Client(Traffic):
         ep = self._ep
         if ep is not None and not ep.closed and self._ready.is_set():
             return ep  # connected: no cancel scope to set up
-        left = self.call_retry_timeout - (trio.current_time() - started)
+        left = self.call_retry_timeout - (anyio.current_time() - started)
         wait = max(min(self.call_timeout, left), 0)
-        with trio.move_on_after(wait):
+        with anyio.move_on_after(wait):
             while True:
                 ep = self._ep
                 if ep is not None and not ep.closed and self._ready.is_set():
@@ -685,7 +715,7 @@ class Client(Traffic):
             args = _tracing.rpc_args_hook(event, args)  # telemetry: W3C traceparent
         self._outbox.append((type, called, args, ns))
         if self._outbox_drained.is_set():
-            self._outbox_drained = trio.Event()
+            self._outbox_drained = anyio.Event()
         self._outbox_wake.set()
         return Result.QUEUED
 
@@ -698,7 +728,7 @@ class Client(Traffic):
                         msg = self._mutation(called, args, None)
                         # notifications are never re-sent: no de-duplication id
                         msg.id = 0
-                        ep = await self._wait_endpoint(trio.current_time())
+                        ep = await self._wait_endpoint(anyio.current_time())
                         await ep.notify("AddNS", msg, timeout=self.call_timeout)
                     else:
                         await self._mutate(type, called, args, None)
@@ -710,7 +740,7 @@ class Client(Traffic):
             self._outbox_drained.set()
             if self._stopping and not self._outbox:
                 return
-            self._outbox_wake = trio.Event()
+            self._outbox_wake = anyio.Event()
             await self._outbox_wake.wait()
 
 
@@ -739,14 +769,14 @@ async def open_client(
     failed: BaseException | None = None
     client = Client(addr, schema, **kwargs)  # bad options raise before any task starts
     with unwrap_single():  # an exception of the block leaves as itself
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             client.start(nursery)
             try:
                 try:
                     await client.wait_ready(ready_timeout)
                 except RpcError as err:
                     failed = err  # raised below, outside the nursery
-                except trio.TooSlowError:
+                except TimeoutError:
                     last = client.mach.err
                     cause = f": {last}" if last is not None else ""
                     failed = RpcConnectionError(
@@ -755,7 +785,7 @@ async def open_client(
                 else:
                     yield client
             finally:
-                with trio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):
                     await client.stop(dispose=True)
                 nursery.cancel_scope.cancel()
     if failed is not None:

@@ -20,8 +20,9 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+import anyio
+import anyio.abc
 import attrs
-import trio
 
 from .errors import (
     RpcAccessError,
@@ -91,7 +92,7 @@ def error_from(info: ErrorInfo) -> RpcError:
 class _Pending:
     resp_cls: type[Any]
     inline: Callable[[Any], Any] | None = None
-    event: trio.Event = attrs.Factory(trio.Event)
+    event: anyio.Event = attrs.Factory(anyio.Event)
     body: Any = None
     error: BaseException | None = None
 
@@ -114,23 +115,23 @@ class Endpoint:
         queue: int = 256,
     ) -> None:
         self.transport = transport
-        self.handlers = dict(handlers)
+        self.handlers: dict[str, Handler] = dict(handlers)
         self._async = {
             m for m, (_c, fn) in self.handlers.items() if inspect.iscoroutinefunction(fn)
         }
         self.name = name
-        self.calls = 0
-        self.errors_received = 0
+        self.calls: int = 0
+        self.errors_received: int = 0
         self._log = log or (lambda _msg: None)
         self._on_error = on_error
         self._seq = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
-        self._send_ch, self._recv_ch = trio.open_memory_channel[Frame](queue)
-        self._closed = trio.Event()
+        self._queue = queue
+        self._closed = anyio.Event()
         self._close_soon = False
         self.close_reason: BaseException | None = None
-        #: when the last frame arrived (``trio.current_time()``; liveness checks)
-        self.last_received = trio.current_time()
+        #: when the last frame arrived (``anyio.current_time()``; liveness checks)
+        self.last_received: float = anyio.current_time()
 
     @property
     def closed(self) -> bool:
@@ -145,16 +146,19 @@ class Endpoint:
 
     async def run(self) -> None:
         """Read and serve until the connection closes (then fail pending calls)."""
+        send_ch, recv_ch = anyio.create_memory_object_stream[Frame](self._queue)
+        self._send_ch = send_ch
         try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._worker)
-                try:
-                    await self._reader()
-                finally:
-                    nursery.cancel_scope.cancel()
+            with send_ch, recv_ch:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._worker, recv_ch)
+                    try:
+                        await self._reader()
+                    finally:
+                        tg.cancel_scope.cancel()
         finally:
             self._finish(self.close_reason or RpcConnectionError("connection closed"))
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await self.transport.aclose()
 
     def _finish(self, reason: BaseException) -> None:
@@ -184,11 +188,11 @@ class Endpoint:
                 self.close_reason = err
                 return
             except RpcError as err:  # too large, text message: answer, keep reading
-                self.last_received = trio.current_time()
+                self.last_received = anyio.current_time()
                 self._report(err)
                 await self._send_error(0, err)
                 continue
-            self.last_received = trio.current_time()
+            self.last_received = anyio.current_time()
             try:
                 frame = decode_frame(data)
             except Exception as err:  # decode_frame is total; this is a safety net
@@ -226,8 +230,8 @@ class Endpoint:
             p.error = err
         p.event.set()
 
-    async def _worker(self) -> None:
-        async for frame in self._recv_ch:
+    async def _worker(self, recv_ch: Any) -> None:
+        async for frame in recv_ch:
             await self._serve(frame)
 
     async def _serve(self, frame: Frame) -> None:
@@ -241,7 +245,7 @@ class Endpoint:
             resp = fn(body)
             if frame.method in self._async:
                 resp = await resp
-        except trio.Cancelled:
+        except anyio.get_cancelled_exc_class():
             raise
         except Exception as err:
             rpc_err = (
@@ -308,10 +312,10 @@ class Endpoint:
         self._pending[seq] = p
         self.calls += 1
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with anyio.fail_after(math.inf if timeout is None else timeout):
                 await self._send_request(Frame(seq, method, None, body))
                 await p.event.wait()
-        except trio.TooSlowError:
+        except TimeoutError:
             raise RpcTimeoutError(f"{method} timed out after {timeout}s") from None
         finally:
             self._pending.pop(seq, None)
@@ -325,9 +329,9 @@ class Endpoint:
             raise RpcConnectionError("connection closed")
         self.calls += 1
         try:
-            with trio.fail_after(math.inf if timeout is None else timeout):
+            with anyio.fail_after(math.inf if timeout is None else timeout):
                 await self._send_request(Frame(0, method, None, body))
-        except trio.TooSlowError:
+        except TimeoutError:
             raise RpcTimeoutError(f"{method} timed out after {timeout}s") from None
 
     async def _send_request(self, frame: Frame) -> None:

@@ -1,4 +1,4 @@
-"""Typed errors of the aRPC layer (reference sentinels, upper-layers.md 1.16)."""
+"""Typed errors of the aRPC layer (the reference's sentinel errors)."""
 
 from __future__ import annotations
 

@@ -8,18 +8,20 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import trio
+import anyio
+import anyio.abc
 
 from ..machine.args import pass_args
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
+from ..machine.sigs import params_of
 from ..machine.transition import Event
 from ._common import Listening, serving
 from .client import ARpc
 from .errors import RpcDestinationError
 from .server import Server
 from .states import MuxStates
-from .transport import Transport
+from .transport import TASK_STATUS_IGNORED, Transport
 from .wire import DEFAULT_MAX_FRAME
 
 __all__ = ["Mux", "open_mux"]
@@ -53,7 +55,7 @@ class Mux(Listening):
             raise TypeError("a Mux needs a source machine or a new_server factory")
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.new_server = new_server
         if ssl_context is not None and addr.startswith("ws://"):
             raise ValueError(f"an ssl_context with {addr!r}: use wss:// (ws:// is cleartext)")
@@ -63,7 +65,7 @@ class Mux(Listening):
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
         self.server_kwargs = server_kwargs
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rm-{self.name}", tags=["rpc-mux"], parent=parent, report_errors=False
         )
         self.servers: list[Server] = []
@@ -87,7 +89,7 @@ class Mux(Listening):
             **self.server_kwargs,
         )
 
-    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED) -> None:
         """Listen and serve until cancelled; ``task_status.started`` gets the bound URL."""
         m = self.mach
         m.add1(S.Start)
@@ -148,10 +150,12 @@ class Mux(Listening):
         self.mach.dispose()
 
 
+@params_of(Mux)  # typed options: those of Mux
 @asynccontextmanager
-async def open_mux(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Mux]:
-    """A listening mux (``mux.addr`` is the bound URL); closed on exit."""
-    async with serving(Mux(source, addr, **kwargs)) as mux:
+async def open_mux(*args: Any, **kwargs: Any) -> AsyncIterator[Mux]:
+    """A listening mux (``mux.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Mux`; a lone error leaves as itself.
+    """
+    async with serving(Mux(*args, **kwargs)) as mux:
         yield mux

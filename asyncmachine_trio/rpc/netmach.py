@@ -1,4 +1,4 @@
-"""The network machine: a local mirror of a remote machine (upper-layers.md 1.18).
+"""The network machine: a local mirror of a remote machine (docs/rpc.md).
 
 A :class:`NetworkMachine` *is* an :class:`am.Machine`: every read (``is_``,
 ``clock``, ``time``, ``string``, ``inspect``...), every ``when*`` and
@@ -29,6 +29,7 @@ from ..machine.errors import format_trace
 from ..machine.machine import Machine
 from ..machine.mirror import mirror_schema, mirror_update
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.names import StateNames
 from ..machine.schema import EXCEPTION, State
 from ..machine.transition import Event
 from ..machine.waiting import Ctx, Waiter
@@ -68,7 +69,7 @@ class NetworkMachine(Machine):
         )
         self._client = client
         #: the id of the source machine (after the handshake)
-        self.remote_id = ""
+        self.remote_id: str = ""
         #: the queue tick of the last mutation the source queued (``when_queue``)
         self.last_queue_tick = 0
 
@@ -135,7 +136,7 @@ class NetworkMachine(Machine):
     def _send(
         self,
         type: MutationType,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None,
         event: Event | None,
     ) -> Result:
@@ -146,7 +147,7 @@ class NetworkMachine(Machine):
 
     def add(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -161,7 +162,7 @@ class NetworkMachine(Machine):
 
     def remove(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -175,7 +176,7 @@ class NetworkMachine(Machine):
 
     def set(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -184,7 +185,7 @@ class NetworkMachine(Machine):
 
     def toggle(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -226,7 +227,7 @@ class NetworkMachine(Machine):
         called, merged = self._err_mutation(state, err, args)
         return self._send(ADD, called, merged, event)
 
-    def add_ns(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def add_ns(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Fire-and-forget add (no response, no clock); ``client.sync()`` later."""
         if self._disposing or self._client is None:
             return Result.CANCELED
@@ -240,7 +241,7 @@ class NetworkMachine(Machine):
     async def call(
         self,
         type: MutationType | str,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: Event | None = None,
@@ -258,9 +259,7 @@ class NetworkMachine(Machine):
         called = self._parse_list(states)  # a str raises ArgumentError, not split
         return await self._client._mutate(mtype, called, self._check_args(args), event)
 
-    async def call_add(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    async def call_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Add ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(ADD, states, args)
 
@@ -269,7 +268,7 @@ class NetworkMachine(Machine):
         return await self.call(ADD, [state], args)
 
     async def call_remove(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
+        self, states: StateNames, args: Mapping[str, Any] | None = None
     ) -> Result:
         """Remove ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, states, args)
@@ -278,14 +277,12 @@ class NetworkMachine(Machine):
         """Remove one state on the source; its ``Result``, with the clock applied here."""
         return await self.call(REMOVE, [state], args)
 
-    async def call_set(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
-    ) -> Result:
+    async def call_set(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Set exactly ``states`` on the source; its ``Result``, with the clock applied here."""
         return await self.call(SET, states, args)
 
     async def call_toggle(
-        self, states: Sequence[str], args: Mapping[str, Any] | None = None
+        self, states: StateNames, args: Mapping[str, Any] | None = None
     ) -> Result:
         """Toggle ``states`` (decided locally: all active -> remove, else add) on the source."""
         called = self._parse_list(states)
@@ -312,12 +309,12 @@ class NetworkMachine(Machine):
 
     # ----- what a mirror cannot answer
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> Result:
+    def can_remove(self, states: StateNames, args: Mapping[str, Any] | None = None) -> Result:
         """Not answered by the source: always ``EXECUTED`` (as the reference)."""
         self._parse_list(states)
         return Result.CANCELED if self._disposing else Result.EXECUTED

@@ -1,4 +1,4 @@
-"""The aRPC server: exposes a source machine to one client (upper-layers.md 1.6-1.12).
+"""The aRPC server: exposes a source machine to one client (docs/rpc.md).
 
 A :class:`Server` serves one client at a time (a second connection is refused
 with a ``busy`` error); many servers can expose one source, and a
@@ -34,14 +34,16 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.abc
 import attrs
-import trio
 
 from ..helpers.schema import schema_hash
 from ..machine.errors import StateUnknownError
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
 from ..machine.mutation import ADD, REMOVE, SET, MutationType, Result
+from ..machine.sigs import params_of
 from ..machine.transition import Event, Transition
 from ._common import Listening, Traffic, machine_kwargs, serving
 from .engine import Endpoint
@@ -56,7 +58,7 @@ from .errors import (
 )
 from .states import ServerStates
 from .sync import Snapshot, make_update, shallow
-from .transport import Transport
+from .transport import TASK_STATUS_IGNORED, Transport
 from .wire import (
     DEFAULT_MAX_FRAME,
     CliHello,
@@ -107,7 +109,7 @@ class _Conn:
     """One accepted connection (handshaken or not)."""
 
     ep: Endpoint = attrs.field(default=None)
-    nursery: trio.Nursery | None = None
+    nursery: anyio.abc.TaskGroup | None = None
 
 
 @attrs.define(slots=True)
@@ -152,10 +154,10 @@ class Server(Traffic, Listening):
             source.verify_states(list(source.state_names))
         self.source = source
         self.addr = addr
-        self.name = name or secrets.token_hex(4)
+        self.name: str = name or secrets.token_hex(4)
         self.token = token
         self.allow_id = allow_id
-        self.allowed_mutations = (
+        self.allowed_mutations: frozenset[str] | None = (
             self._known(allowed_mutations) if allowed_mutations is not None else None
         )
         if tokens is not None and token:
@@ -177,7 +179,7 @@ class Server(Traffic, Listening):
         self.max_frame = max_frame
         self.send_timeout = send_timeout
         self.handshake_timeout = handshake_timeout
-        self.preauth_max_frame = min(preauth_max_frame, max_frame)
+        self.preauth_max_frame: int = min(preauth_max_frame, max_frame)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.frame_timeout = frame_timeout
@@ -185,16 +187,16 @@ class Server(Traffic, Listening):
         self.max_request = max_request
         self.max_args = max_args
         kw = machine_kwargs(log_level, logger, "AM_RPC_LOG_SERVER")
-        self.mach = Machine(
+        self.mach: Machine = Machine(
             S, id=f"rs-{self.name}", tags=["rpc-server"], parent=parent or source, **kw
         )
         #: the id of the connected client (after Hello)
-        self.client_id = ""
+        self.client_id: str = ""
         # the connection holding the client slot (after an accepted Hello)
         self._ep: Endpoint | None = None
-        self._conn_scope: trio.CancelScope | None = None
+        self._conn_scope: anyio.CancelScope | None = None
         # every connection's scope (pre-handshake ones too), cancelled by close()
-        self._scopes: set[trio.CancelScope] = set()
+        self._scopes: set[anyio.CancelScope] = set()
         self._handshaken = False
         # source observers (internal hooks, not a tracer: a tracer would take
         # every source transition off the core's fast path)
@@ -217,9 +219,9 @@ class Server(Traffic, Listening):
         self._dirty = False
         self._quiet = False
         self._schema_changed = False
-        self._wake = trio.Event()
+        self._wake = anyio.Event()
         self._last_push = -math.inf
-        self.pushes = 0
+        self.pushes: int = 0
 
     def __repr__(self) -> str:
         return f"<rpc.Server {self.mach.id} of {self.source.id}>"
@@ -245,7 +247,7 @@ class Server(Traffic, Listening):
 
     # ----- serving
 
-    async def serve(self, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[str] = TASK_STATUS_IGNORED) -> None:
         """Listen on ``addr`` (port 0: any free port) and serve clients, one at a time.
 
         ``task_status.started`` gets the bound URL (also in ``self.addr``).
@@ -290,6 +292,7 @@ class Server(Traffic, Listening):
             "Sync": (Empty, self._on_sync),
             "ArgsBase": (Empty, self._on_args),
             "Close": (Empty, self._on_close),
+            "Ping": (Empty, self._on_ping),
         }
         conn = _Conn()
         ep = Endpoint(
@@ -300,7 +303,7 @@ class Server(Traffic, Listening):
         )
         conn.ep = ep
         try:
-            async with trio.open_nursery() as n:
+            async with anyio.create_task_group() as n:
                 conn.nursery = n
                 self._scopes.add(n.cancel_scope)
                 n.start_soon(self._deadline, conn)
@@ -339,7 +342,7 @@ class Server(Traffic, Listening):
     async def _deadline(self, conn: _Conn) -> None:
         """Close a connection not handshaken within ``handshake_timeout``, then watch it."""
         ep = conn.ep
-        await trio.sleep(self.handshake_timeout)
+        await anyio.sleep(self.handshake_timeout)
         if self._ep is not ep or not self._handshaken:
             self._log(f"[rpc] no handshake within {self.handshake_timeout}s: closing")
             await ep.aclose()
@@ -349,9 +352,9 @@ class Server(Traffic, Listening):
         # liveness: a client silent for idle_timeout is pinged; no answer
         # within send_timeout drops it (a frozen or vanished peer frees the slot)
         while not ep.closed:
-            idle = trio.current_time() - ep.last_received
+            idle = anyio.current_time() - ep.last_received
             if idle < self.idle_timeout:
-                await trio.sleep(self.idle_timeout - idle)
+                await anyio.sleep(self.idle_timeout - idle)
                 continue
             try:
                 await ep.call("Ping", Empty(), Empty, timeout=self.send_timeout)
@@ -361,7 +364,7 @@ class Server(Traffic, Listening):
                 self._log(f"[rpc] client {self.client_id} silent, dropping it: {err!r}")
                 await ep.aclose()
                 return
-            ep.last_received = trio.current_time()
+            ep.last_received = anyio.current_time()
 
     def close(self) -> None:
         """Detach from the source and dispose the server machine (connections end)."""
@@ -465,7 +468,7 @@ class Server(Traffic, Listening):
 
     async def _pusher(self, ep: Endpoint) -> None:
         while not ep.closed:
-            self._wake = trio.Event()
+            self._wake = anyio.Event()
             if self._schema_changed:
                 self._schema_changed = False
                 self._track(keep=True)
@@ -473,17 +476,17 @@ class Server(Traffic, Listening):
                 await self._push_call(ep, "SchemaChange", hello)
                 continue
             if self._dirty and self.push_interval is not None and self._handshaken:
-                wait = self._last_push + self.push_interval - trio.current_time()
+                wait = self._last_push + self.push_interval - anyio.current_time()
                 if wait > 0:
                     # debounce: flush the latest state once the interval passed
-                    await trio.sleep(wait)
+                    await anyio.sleep(wait)
                 self._dirty = False
                 await self._push(ep)
                 continue
             await self._wake.wait()
 
     async def _push(self, ep: Endpoint) -> None:
-        self._last_push = trio.current_time()
+        self._last_push = anyio.current_time()
         if self._sync_mutations:
             muts = self._take_muts()
             if muts is not None:
@@ -714,6 +717,9 @@ class Server(Traffic, Listening):
     def _on_args(self, _msg: Empty) -> SrvArgs:
         return SrvArgs([])
 
+    def _on_ping(self, _msg: Empty) -> Empty:
+        return Empty()
+
     def _on_close(self, _msg: Empty) -> None:
         self._log(f"[rpc] {self.client_id} says bye")
         ep = self._ep
@@ -757,10 +763,12 @@ class Server(Traffic, Listening):
             raise
 
 
+@params_of(Server)  # typed options: those of Server
 @asynccontextmanager
-async def open_server(
-    source: Machine, addr: str = "ws://127.0.0.1:0", **kwargs: Any
-) -> AsyncIterator[Server]:
-    """A listening server (``server.addr`` is the bound URL); closed on exit."""
-    async with serving(Server(source, addr, **kwargs)) as server:
+async def open_server(*args: Any, **kwargs: Any) -> AsyncIterator[Server]:
+    """A listening server (``server.addr`` is the bound URL); closed on exit.
+
+    Takes the parameters of :class:`Server`; a lone error leaves as itself.
+    """
+    async with serving(Server(*args, **kwargs)) as server:
         yield server

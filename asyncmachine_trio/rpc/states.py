@@ -1,4 +1,4 @@
-"""State schemas of the aRPC machines (upper-layers.md 1.20), as typed ``am.States``.
+"""State schemas of the aRPC machines (docs/rpc.md), as typed ``am.States``.
 
 Built from :mod:`asyncmachine_trio.states`: ``BasicStates`` (Start, Ready,
 Exception, ErrNetwork...) and ``ConnectedStates`` (the four connection statuses).

@@ -1,4 +1,4 @@
-"""Clock snapshots, diffs and checksums (upper-layers.md 1.7, 1.10).
+"""Clock snapshots, diffs and checksums (docs/rpc.md).
 
 A :class:`Snapshot` is what the server last sent to a client: the ticks in the
 client's index space, the queue tick and the machine tick. A deep diff lists

@@ -1,4 +1,4 @@
-"""Frames and messages on the wire, and their encoding (upper-layers.md 1.3-1.5).
+"""Frames and messages on the wire, and their encoding (docs/rpc.md).
 
 Every frame is one msgpack value: the tuple ``(seq, method, error, body)``.
 ``method`` set means a request (``seq == 0``: a notification, no response);

@@ -1,6 +1,6 @@
 """Reusable state schemas (mixins) and pipes between machines.
 
-Port of the reference's ``pkg/states`` (upper-layers.md section 3):
+Port of the reference's ``pkg/states`` (docs/states.md):
 
 - :class:`BasicStates`: Exception, ErrNetwork, ErrHandlerTimeout, Start, Ready,
   Healthcheck, Heartbeat;

@@ -1,6 +1,6 @@
 """The Basic schema mixin: Start, Ready, health states and the common errors.
 
-Port of the reference's ``pkg/states/ss_basic.go`` (upper-layers.md 3.1).
+Port of the reference's ``pkg/states/ss_basic.go`` (docs/states.md).
 """
 
 from __future__ import annotations

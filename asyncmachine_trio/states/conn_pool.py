@@ -1,7 +1,7 @@
 """The ConnPool schema mixin: statuses aggregating a pool of connections.
 
 Port of ``ConnPoolStatesDef`` in the reference's ``pkg/states/ss_connected.go``
-(upper-layers.md 3.1). The host schema must have ``Start``.
+(docs/states.md). The host schema must have ``Start``.
 """
 
 from __future__ import annotations

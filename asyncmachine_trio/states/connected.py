@@ -1,6 +1,6 @@
 """The Connected schema mixin: one connection in four mutually exclusive statuses.
 
-Port of the reference's ``pkg/states/ss_connected.go`` (upper-layers.md 3.1).
+Port of the reference's ``pkg/states/ss_connected.go`` (docs/states.md).
 The host schema must have ``Start`` (inherit :class:`~.basic.BasicStates`).
 """
 

@@ -1,6 +1,6 @@
 """The Disposed schema mixin and its handlers: disposal as states.
 
-Port of the reference's ``pkg/states/ss_disposed.go`` (upper-layers.md 3.1).
+Port of the reference's ``pkg/states/ss_disposed.go`` (docs/states.md).
 A machine using it is disposed by adding ``Disposing`` (``am.helpers.dispose``
 does that), not by calling ``mach.dispose()`` directly:
 

@@ -1,6 +1,6 @@
 """Pipes: final handlers on a source machine that mutate a target machine.
 
-Port of the reference's ``pkg/states/pipes`` (upper-layers.md 3.2-3.3). A pipe
+Port of the reference's ``pkg/states/pipes`` (docs/states.md). A pipe
 is a ``<state>_state`` (activation) or ``<state>_end`` (deactivation) handler
 bound on the *source*; its body adds or removes a mapped state on the
 *target*. Only final handlers pipe, so the source transition is never
@@ -42,6 +42,7 @@ import anyio.abc
 
 import asyncmachine_trio as am
 from asyncmachine_trio.helpers import MachineApi
+from asyncmachine_trio.machine.names import StateNames
 
 from .connected import ConnectedStates
 
@@ -239,7 +240,7 @@ def _check_alive(*machs: PipeMachine) -> None:
             raise am.DisposedError(f"cannot pipe: machine {m.id} is disposed")
 
 
-def _check_has(mach: PipeMachine, states: Sequence[str], role: str) -> None:
+def _check_has(mach: PipeMachine, states: StateNames, role: str) -> None:
     for s in states:
         if not mach.has1(s):
             raise am.StateUnknownError(f"pipe {role} {mach.id} has no state {s}")
@@ -513,7 +514,7 @@ def bind(
 def bind_many(
     source: PipeMachine,
     target: PipeMachine,
-    states: Sequence[str],
+    states: StateNames,
     target_states: Sequence[str] | None = None,
 ) -> str:
     """Pipe each of ``states`` to the state at the same position of
@@ -534,7 +535,7 @@ def bind_many(
 def sync(
     source: PipeMachine,
     target: PipeMachine,
-    states: Sequence[str],
+    states: StateNames,
     target_states: Sequence[str] | None = None,
 ) -> int:
     """Copy ``states`` once: add the active ones and remove the inactive ones, as

@@ -108,6 +108,25 @@ class ExporterConfig:
     exit_flush: float = 1.0
 
 
+_NONE: list[Any] = []  # shared by records, never mutated
+_NO_ARGS: dict[str, str] = {}
+
+
+def _steps_wire(steps: list[Any]) -> list[list[Any]]:
+    return [
+        [
+            _FLAGS.get(s.type, 0),
+            s.from_state,
+            s.to_state,
+            str(s.relation or ""),
+            s.is_final,
+            s.is_enter,
+            s.is_self,
+        ]
+        for s in steps
+    ]
+
+
 class _Tracked:
     """Per machine and exporter: sequence numbers and drop counters.
 
@@ -508,28 +527,29 @@ class Exporter:
         """A TxRecord's wire array straight from the transition (no attrs object).
 
         Equal to ``_tx_out(tx_record(...))`` (tested); transition ids not read
-        by anyone yet are made from a per-exporter prefix and a counter.
+        by anyone yet are made from a per-exporter prefix and a counter. Empty
+        fields share one (never mutated) empty list / dict.
         """
         t, tx, tns, qt, mt, seq = item
-        m = tx.machine
         mut = tx.mutation
         tid = tx._id
         if not tid:
             self._tx_count += 1
             tid = tx._id = f"{self._id_prefix}{self._tx_count & 0xFFFFFFFF:08x}"
+        m = tx.machine
         index = m._index
-        args = mut.args
         called = mut.called
         if len(called) == 1 and called[0] in index:
             idxs = [index[called[0]]]
         else:
             idxs = [index[s] for s in called if s in index]
-        src = mut.source
+        args = mut.args
         before = tx._before
         after = tx._after
         steps = tx._steps
         logs = tx.log_entries
         pre = tx.pre_log_entries
+        src = mut.source
         mid = t.mid
         return [
             mid,
@@ -537,36 +557,23 @@ class Exporter:
             tid,
             _TYPES.get(mut.type, 0),
             idxs,
-            (m._args_mapper or _default_mapper)(args) if args else {},
+            (m._args_mapper or _default_mapper)(args) if args else _NO_ARGS,
             tx.is_accepted,
             mut.is_auto,
             mut.is_check,
             False,
             before,
-            after if after is not None else before,
+            before if after is None else after,
             qt,
             mt,
             tx.queue_len,
-            [
-                [
-                    _FLAGS.get(s.type, 0),
-                    s.from_state,
-                    s.to_state,
-                    str(s.relation or ""),
-                    s.is_final,
-                    s.is_enter,
-                    s.is_self,
-                ]
-                for s in steps
-            ]
-            if steps
-            else [],
-            [strip_log_prefix(x, mid) for x in logs] if logs else [],
-            [strip_log_prefix(x, mid) for x in pre] if pre else [],
+            _steps_wire(steps) if steps else _NONE,
+            [strip_log_prefix(x, mid) for x in logs] if logs else _NONE,
+            [strip_log_prefix(x, mid) for x in pre] if pre else _NONE,
             tns,
-            src.mach_id if src is not None else "",
-            src.tx_id if src is not None else "",
-            src.mach_time if src is not None else 0,
+            "" if src is None else src.mach_id,
+            "" if src is None else src.tx_id,
+            0 if src is None else src.mach_time,
         ]
 
     def _send(self, sock: socket.socket, frames: list[bytes]) -> None:

@@ -180,7 +180,7 @@ class OtelTracer(Tracer):
     def handler_end(self, transition: Transition, binding_id: str, name: str) -> None:
         span = self.tx_span
         if span is not None:
-            span.add_event(name, {"am.handler": name, "am.binding": binding_id})
+            span.add_event(name)  # the event's name is the handler's
 
     def transition_end(self, transition: Transition) -> None:
         span, self.tx_span = self.tx_span, None

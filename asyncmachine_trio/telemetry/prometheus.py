@@ -219,7 +219,7 @@ class MachineCollector(Collector):
             self._allow = allowed.__contains__
         self.max_machines = max_machines
         self.namespace = namespace
-        self.buckets = tuple(sorted(buckets))
+        self.buckets: tuple[float, ...] = tuple(sorted(buckets))
         self.reference_names = reference_names
         self._stats: dict[int, _Stats] = {}
         self._labels: dict[int, str] = {}
@@ -388,8 +388,8 @@ class Pusher:
         self.registry = registry
         self.job = job
         self.interval = interval
-        self.pushes = 0
-        self.errors = 0
+        self.pushes: int = 0
+        self.errors: int = 0
         self.last_error: Exception | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="am-prom-push", daemon=True)

@@ -227,17 +227,88 @@ def _check(ok: bool, field: str, v: Any) -> None:
         raise ValueError(f"TxRecord.{field}: bad value {v!r:.60}")
 
 
+_INT = frozenset({int})
+_STR = frozenset({str})
+
+
 def _ints(v: Any, field: str) -> list[int]:
-    _check(isinstance(v, list) and all(type(i) is int for i in v), field, v)
+    # set(map(type, v)) runs in C: the hot check of every clock vector
+    _check(type(v) is list and (not v or _INT.issuperset(map(type, v))), field, v)
     return v  # type: ignore[no-any-return]
 
 
 def _strs(v: Any, field: str) -> list[str]:
-    _check(isinstance(v, list) and all(isinstance(i, str) for i in v), field, v)
+    _check(
+        isinstance(v, list)
+        and (not v or _STR.issuperset(map(type, v)) or all(isinstance(i, str) for i in v)),
+        field,
+        v,
+    )
     return v  # type: ignore[no-any-return]
 
 
+_TX_FAST_INTS = frozenset({int})
+_TX_FAST_BOOLS = frozenset({bool})
+
+
+def _tx_fast(raw: list[Any]) -> TxRecord | None:
+    """A full-length, well-typed record without per-field calls (None: take the slow path)."""
+    (mid, seq, tid, typ, called, args, acc, auto, check, queued) = raw[:10]
+    (before, after, qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime) = raw[10:22]
+    ints = _TX_FAST_INTS
+    if not (
+        type(mid) is str
+        and type(tid) is str
+        and type(smach) is str
+        and type(stx) is str
+        and ints.issuperset(map(type, (seq, typ, qt, mt, qlen, tns, stime)))
+        and _TX_FAST_BOOLS.issuperset(map(type, (acc, auto, check, queued)))
+        and type(called) is list
+        and type(before) is list
+        and type(after) is list
+        and ints.issuperset(map(type, called))
+        and ints.issuperset(map(type, before))
+        and ints.issuperset(map(type, after))
+        and type(args) is dict
+        and (not args or _STR.issuperset(map(type, (*args, *args.values()))))
+        and type(steps) is list
+        and type(logs) is list
+        and type(pre) is list
+        and (not logs or _STR.issuperset(map(type, logs)))
+        and (not pre or _STR.issuperset(map(type, pre)))
+    ):
+        return None
+    return TxRecord(
+        mid,
+        seq,
+        tid,
+        typ,
+        called,
+        args,
+        acc,
+        auto,
+        check,
+        queued,
+        before,
+        after,
+        qt,
+        mt,
+        qlen,
+        [_conv.structure(s, StepRecord) for s in steps] if steps else [],
+        logs,
+        pre,
+        tns,
+        smach,
+        stx,
+        stime,
+    )
+
+
 def _tx_in(raw: Any, _t: Any = None) -> TxRecord:
+    if type(raw) is list and len(raw) == _TX_N:
+        rec = _tx_fast(raw)
+        if rec is not None:
+            return rec
     if not isinstance(raw, list) or len(raw) < _TX_REQUIRED:
         raise ValueError(f"TxRecord: expected an array of >= {_TX_REQUIRED} items")
     vals = list(raw[:_TX_N])
@@ -370,7 +441,7 @@ class Decoder:
         self._need_preamble = expect_preamble
         self.max_frame = max_frame
         #: bytes consumed so far (preamble included)
-        self.bytes_in = 0
+        self.bytes_in: int = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (possibly none)."""

@@ -110,7 +110,7 @@ class Receiver:
         self.handshake_timeout = handshake_timeout
         #: the live connections by id
         self.connections: dict[int, Connection] = {}
-        self.port = 0
+        self.port: int = 0
 
     async def serve(
         self,
@@ -225,8 +225,8 @@ class Collector(ReceiverHandler):
     def __init__(self, *, max_txs: int | None = None) -> None:
         self.machines: dict[str, MachineLog] = {}
         self.max_txs = max_txs
-        self.connects = 0
-        self.disconnects = 0
+        self.connects: int = 0
+        self.disconnects: int = 0
         self.errors: list[Exception] = []
         self._changed = anyio.Event()
 

@@ -10,5 +10,6 @@ TOOLS: dict[str, tuple[str, str]] = {
     "am-gen": ("asyncmachine_trio.tools.gen_cli", "generate states files and Grafana dashboards"),
     "am-vis": ("asyncmachine_trio.tools.vis_cli", "diagrams: Mermaid, D2 and SVG"),
     "arpc": ("asyncmachine_trio.tools.arpc", "REPL and one-shot CLI over aRPC"),
+    "am-dbg": ("asyncmachine_trio.tools.dbg.cli", "the multi-machine TUI debugger"),
     "am-relay": ("asyncmachine_trio.tools.relay_cli", "record the debugger stream to files"),
 }

@@ -18,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import attrs
 import click
@@ -28,8 +28,19 @@ from rich.table import Table
 
 from .. import __version__
 from ..machine.mutation import MutationType, Result
-from ..rpc import Client, NetworkMachine, RpcError
-from ..rpc.repl import normalize_addr
+
+if TYPE_CHECKING:
+    from ..rpc import Client, NetworkMachine
+
+# aRPC loads on first use: --help and --version stay quick
+
+
+def normalize_addr(addr: str) -> str:
+    """``host:port`` -> ``ws://host:port`` (see ``rpc.repl.normalize_addr``)."""
+    from ..rpc.repl import normalize_addr as norm
+
+    return norm(addr)
+
 
 __all__ = [
     "EXIT_CANCELED",
@@ -161,7 +172,7 @@ class Repl:
         connect_timeout: float = 5.0,
         log_level: int | None = None,
     ) -> None:
-        self.console = console or Console(highlight=False)
+        self.console: Console = console or Console(highlight=False)
         self.connect_timeout = connect_timeout
         self.log_level = log_level
         self.conns: dict[str, Conn] = {}
@@ -169,7 +180,7 @@ class Repl:
         self._nursery: trio.Nursery | None = None
         self._count = 0
         #: set whenever a connection is added or removed
-        self.changed = trio.Event()
+        self.changed: trio.Event = trio.Event()
 
     def bind(self, nursery: trio.Nursery) -> None:
         self._nursery = nursery
@@ -187,6 +198,8 @@ class Repl:
             return self.conns[url]
         if self._nursery is None:
             raise ArpcError("not running")
+        from ..rpc import Client
+
         self._count += 1
         client = Client(
             url,
@@ -202,15 +215,27 @@ class Repl:
         return conn
 
     async def _run_client(self, conn: Conn) -> None:
-        with conn.scope:
-            async with trio.open_nursery() as nursery:
-                conn.client.start(nursery)
-                try:
+        async with trio.open_nursery() as nursery:
+            conn.client.start(nursery)
+            try:
+                # only this wait is cancelled by ``disconnect``: the client's own
+                # tasks keep reading until it said bye
+                with conn.scope:
                     await trio.sleep_forever()
-                finally:
-                    with trio.CancelScope(shield=True):
-                        await conn.client.stop(dispose=True)
-                    nursery.cancel_scope.cancel()
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(5):
+                    await conn.client.stop(dispose=True)
+                nursery.cancel_scope.cancel()
+
+    async def aclose(self) -> None:
+        """Say bye on every connection (in parallel) and stop the clients."""
+        conns = list(self.conns.values())
+        self.conns.clear()
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            async with trio.open_nursery() as nursery:
+                for c in conns:
+                    c.scope.cancel()
+                    nursery.start_soon(c.client.stop)
 
     def disconnect(self, addr: str) -> None:
         conn = self.conns.pop(normalize_addr(addr), None)
@@ -356,6 +381,8 @@ async def _mutate(
     states: Sequence[str],
     args: dict[str, Any],
 ) -> int:
+    from ..rpc import RpcError
+
     results: list[Result] = []
     for c in conns:
         _check_states(c, states)
@@ -656,6 +683,8 @@ def exit_cmd() -> Action:
 
 async def run_line(repl: Repl, argv: Sequence[str]) -> int:
     """Parse and run one command; errors are printed, the exit code returned."""
+    from ..rpc import RpcError
+
     if not argv:
         return EXIT_OK
     try:
@@ -870,10 +899,9 @@ async def run(
         for a in addrs:
             repl.connect(a)
         for d in dirs:
+            repl.scan_dir(d)  # now: the first prompt / command sees them
             if inv.watch and not inv.command:
                 nursery.start_soon(repl.watch_dir, d)
-            else:
-                repl.scan_dir(d)
         try:
             if inv.command:
                 await repl.wait_ready(require_all=inv.req_all, within=inv.timeout)
@@ -893,6 +921,7 @@ async def run(
         except ArpcError as err:
             repl.console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
             code = err.code
+        await repl.aclose()
         nursery.cancel_scope.cancel()
     return code
 

@@ -16,7 +16,7 @@ import typer
 from ._cli import console, fail, version_callback
 from .gen import GenError, build, dashboard, render_states_file
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="am-gen",
     help="Generate asyncmachine-trio states files and Grafana dashboards.",
     no_args_is_help=True,

@@ -88,16 +88,19 @@ class Forwarder:
         retry_max: float = 5.0,
     ) -> None:
         self.addr = addr
-        self.host, self.port = parse_addr(addr)
+        host, port = parse_addr(addr)
+        self.host: str = host
+        self.port: int = port
         self._schemas = schemas
         self.max_queue = max_queue
         # the queue of the current connection (None while disconnected)
         self._send: MemoryObjectSendStream[bytes] | None = None
         self.retry_max = retry_max
-        self.connected = False
-        self.dropped = 0
-        self.sent = 0
-        self.connects = 0
+        self.connected: bool = False
+        #: frames dropped while disconnected or with a full queue
+        self.dropped: int = 0
+        self.sent: int = 0
+        self.connects: int = 0
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame (dropped while disconnected or when the queue is full)."""
@@ -176,19 +179,19 @@ class Rotator(ReceiverHandler):
     ) -> None:
         if interval_tx < 1:
             raise ValueError(f"interval_tx must be at least 1, got {interval_tx}")
-        self.out_dir = Path(out_dir)
+        self.out_dir: Path = Path(out_dir)
         self.name = name
         self.interval_tx = interval_tx
         self.interval = interval
-        self.forwarders = list(forwarders)
-        self.now = now or (lambda: datetime.now(timezone.utc))
+        self.forwarders: list[Forwarder] = list(forwarders)
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(timezone.utc))
         self.on_file = on_file
         self.schemas: dict[str, SchemaRecord] = {}
         self.buffer: list[TxRecord] = []
         self.gone: list[str] = []
         self.dropped: dict[str, int] = {}
         self.files: list[RotatedFile] = []
-        self.total_txs = 0
+        self.total_txs: int = 0
         self._rotated_at = math.inf  # set by run()
         self._wake = anyio.Event()
 

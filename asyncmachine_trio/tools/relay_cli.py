@@ -21,7 +21,7 @@ from ..telemetry.receiver import Receiver
 from ._cli import console, fail, version_callback
 from .relay import Forwarder, RotatedFile, Rotator, parse_duration
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="am-relay",
     help="Relay the asyncmachine debugger stream: rotated recordings, forwarding.",
     no_args_is_help=True,

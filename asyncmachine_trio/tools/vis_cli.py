@@ -4,6 +4,7 @@
     am-vis d2 examples/expense.py:ExpenseStates --active ExpenseCreated -o expense.d2
     am-vis svg history.sqlite --map -o machines.svg
     am-vis inspect history.sqlite
+    am-vis seq recording.amdbg.gz -m worker -t -1 --ascii
 
 TARGET is ``module:attr`` or ``path/to/file.py:attr`` (an ``am.States`` class, a
 schema mapping, a machine or an ``am.graph.Graph``), a history database
@@ -29,7 +30,7 @@ from ..graph import Graph, MachineNode
 from ..machine.schema import State
 from ._cli import console, fail, version_callback
 
-app = typer.Typer(
+app: typer.Typer = typer.Typer(
     name="am-vis",
     help="Diagrams of asyncmachine-trio schemas and machines: Mermaid, D2, SVG.",
     no_args_is_help=True,
@@ -89,7 +90,12 @@ def _import_attr(spec: str) -> Any:
         try:
             module = importlib.import_module(mod_part)
         except ImportError as err:
-            raise TargetError(f"{spec!r}: cannot import {mod_part}: {err}") from err
+            # a file of that dotted path under the current directory (an installed
+            # package of the same top-level name may shadow a local directory)
+            path = Path(*mod_part.split(".")).with_suffix(".py")
+            if not path.is_file():
+                raise TargetError(f"{spec!r}: cannot import {mod_part}: {err}") from err
+            return _import_attr(f"{path}:{attr}")
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -294,6 +300,44 @@ def svg(
         "svg", target, output, _preset(bird, map_), mach, distance, active, labels, groups,
         direction, layout,
     )  # fmt: skip
+
+
+@app.command()
+def seq(
+    recording: Annotated[Path, typer.Argument(help="A debugger recording (.amdbg.gz).")],
+    mach: MachOpt = "",
+    tx: Annotated[
+        int, typer.Option("-t", "--tx", help="Which transition: 1 = first, -1 = last.")
+    ] = -1,
+    ascii_: Annotated[bool, typer.Option("--ascii", help="Plain text, not Mermaid.")] = False,
+    output: OutOpt = None,
+) -> None:
+    """One transition of a debugger recording as a sequence diagram."""
+    from ..telemetry.errors import ProtocolError
+    from .recording import read_recording
+
+    try:
+        col = read_recording(recording)
+    except (ProtocolError, OSError) as err:
+        fail(str(err))
+    if not col.machines:
+        fail(f"{recording}: the recording holds no machines")
+    mid = mach or next(iter(col.machines))
+    log = col.machines.get(mid)
+    if log is None:
+        fail(f"no machine {mid!r} in {recording} (has: {', '.join(col.machines)})")
+    n = len(log.txs)
+    index = tx - 1 if tx > 0 else n + tx
+    if not 0 <= index < n:
+        fail(f"{mid} has {n} transitions in {recording}; -t {tx} is outside 1..{n} / -{n}..-1")
+    text = vis.sequence(
+        log.txs[index], "ascii" if ascii_ else "mermaid", names=log.schema.state_names
+    )
+    if output is None:
+        print(text, end="")
+    else:
+        output.write_text(text, encoding="utf-8")
+        console.print(f"[green]wrote[/] {output}", highlight=False)
 
 
 @app.command()

@@ -118,8 +118,9 @@ def sequence(
     """One transition as a sequence diagram: ``"mermaid"`` or ``"ascii"``.
 
     ``source`` is an ``am.Transition`` (``Machine(log_steps=True)`` records every
-    resolution step; e.g. from ``am.LastTxTracer``) or a history record
-    (``MemoryRecord`` with its transition; ``names=history.tracked_states``).
+    resolution step; e.g. from ``am.LastTxTracer``), a history record
+    (``MemoryRecord`` with its transition; ``names=history.tracked_states``) or
+    a telemetry ``TxRecord`` (``names=schema_record.state_names``).
     """
     seq = sequence_of(source, names)
     if fmt == "mermaid":

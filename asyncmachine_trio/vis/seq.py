@@ -116,21 +116,72 @@ def _from_record(record: Any, names: Sequence[str]) -> TxSequence:
     return TxSequence(title, _participants(called, steps), tuple(steps), tuple(notes))
 
 
-def sequence_of(source: Any, names: Sequence[str] | None = None) -> TxSequence:
-    """A :class:`TxSequence` from a :class:`am.Transition` or a history ``MemoryRecord``.
+def _from_tx_record(rec: Any, names: Sequence[str]) -> TxSequence:
+    from ..telemetry.model import STEP_FLAGS
 
-    A record needs ``names``: the history's ``tracked_states``.
+    kinds = {v: k for k, v in STEP_FLAGS.items()}
+
+    def name(i: int) -> str:
+        if not 0 <= i < len(names):
+            raise ArgumentError(f"state index {i} outside the {len(names)} names given")
+        return names[i]
+
+    called = [name(i) for i in rec.called]
+    steps = [
+        _from_step(
+            Step(
+                kinds.get(st.type, StepType.UNKNOWN),
+                st.from_state,
+                st.to_state,
+                st.relation,
+                is_final=st.is_final,
+                is_enter=st.is_enter,
+                is_self=st.is_self,
+            )
+        )
+        for st in rec.steps
+    ]
+    if not steps:
+        steps = [SeqStep(c, c, "called", "called") for c in called]
+        steps += [SeqStep(name(i), name(i), "activate", "activate") for i in rec.added()]
+        steps += [SeqStep(name(i), name(i), "deactivate", "deactivate") for i in rec.removed()]
+        if not rec.accepted:
+            steps.append(SeqStep(ANY, ANY, "cancel", "cancel"))
+    mtype = rec.mutation_type
+    result = "accepted" if rec.accepted else "canceled"
+    auto = " (auto)" if rec.is_auto else ""
+    title = f"[{mtype or rec.type}] {' '.join(called)}{auto}: {result}"
+    notes = [
+        f"tx#{rec.id} on {rec.machine_id} (#{rec.seq})",
+        f"time {sum(rec.time_before)} -> {sum(rec.time_after)}",
+    ]
+    if rec.source_machine:
+        notes.append(f"source {rec.source_machine}/{rec.source_tx}/t{rec.source_time}")
+    return TxSequence(title, _participants(called, steps), tuple(steps), tuple(notes))
+
+
+def sequence_of(source: Any, names: Sequence[str] | None = None) -> TxSequence:
+    """A :class:`TxSequence` from a transition or a record of one.
+
+    ``source`` is an :class:`am.Transition`, a history ``MemoryRecord`` (with
+    ``names``: the history's ``tracked_states``) or a telemetry ``TxRecord`` (with
+    ``names``: its machine's ``SchemaRecord.state_names``).
     """
     if isinstance(source, TxSequence):
         return source
     if isinstance(source, Transition):
         return _from_transition(source)
+    if hasattr(source, "time_before") and hasattr(source, "called"):
+        if names is None:
+            raise ArgumentError("a TxRecord needs names= (its schema record's state_names)")
+        return _from_tx_record(source, names)
     if hasattr(source, "time") and hasattr(source, "transition"):
         if names is None:
             raise ArgumentError("a history record needs names= (the history's tracked_states)")
         return _from_record(source, names)
     raise ArgumentError(
-        f"expected an am.Transition or a history record, got {type(source).__name__}"
+        "expected an am.Transition, a history record or a telemetry TxRecord,"
+        f" got {type(source).__name__}"
     )
 
 
