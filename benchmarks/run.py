@@ -182,6 +182,8 @@ def spawn_pubsub(a: argparse.Namespace) -> dict[str, Any]:
     if not section.get("error") and error:
         section = {"error": error}
     return section
+
+
 def spawn_rpc(a: argparse.Namespace, module: str = "benchmarks.rpc_bench") -> dict[str, Any]:
     """``benchmarks.rpc_bench`` (or ``nats_bench``, ``rpc_attack_bench``); its section."""
     n, warmup = (400, 100) if a.quick else (2000, 200)

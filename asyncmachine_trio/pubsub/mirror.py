@@ -18,6 +18,7 @@ import trio
 import asyncmachine_trio as am
 
 from ..machine.mirror import mirror_schema, mirror_update
+from ..machine.names import StateNames
 from .errors import PubsubReadOnlyError
 from .wire import MachInfo
 
@@ -93,7 +94,7 @@ class Mirror(am.Machine):
 
     def add(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: am.Event | None = None,
@@ -109,7 +110,7 @@ class Mirror(am.Machine):
 
     def remove(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: am.Event | None = None,
@@ -125,7 +126,7 @@ class Mirror(am.Machine):
 
     def set(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: am.Event | None = None,
@@ -135,7 +136,7 @@ class Mirror(am.Machine):
 
     def toggle(
         self,
-        states: Sequence[str],
+        states: StateNames,
         args: Mapping[str, Any] | None = None,
         *,
         event: am.Event | None = None,
@@ -160,11 +161,11 @@ class Mirror(am.Machine):
         """Raises :class:`PubsubReadOnlyError`: a mirror is read-only."""
         raise self._refuse()
 
-    def can_add(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> am.Result:
+    def can_add(self, states: StateNames, args: Mapping[str, Any] | None = None) -> am.Result:
         """Raises :class:`PubsubReadOnlyError`: a mirror is read-only."""
         raise self._refuse()
 
-    def can_remove(self, states: Sequence[str], args: Mapping[str, Any] | None = None) -> am.Result:
+    def can_remove(self, states: StateNames, args: Mapping[str, Any] | None = None) -> am.Result:
         """Raises :class:`PubsubReadOnlyError`: a mirror is read-only."""
         raise self._refuse()
 

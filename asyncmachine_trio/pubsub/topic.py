@@ -141,6 +141,9 @@ class Topic:
             tags=[f"pubsub:{name}"],
             handlers=_TopicHandlers(self),
             log_level=log_level,
+            # a batch of messages can take longer than the default 0.1 s on a busy
+            # host; a timeout would revert it and lose the batch
+            handler_timeout=None,
         )
         #: our libp2p peer id (base58; set when started)
         self.peer_id = ""
