@@ -10,13 +10,15 @@ The first line a peer prints is ``ADDR <multiaddr>``: give it to the others.
 Every second the peer moves its machine to the next of Idle / Working / Done;
 whenever a mirror of another peer's machine changes, it prints
 ``[<name>] <machine> <states>``. It stops changing 2 seconds before
-``--duration`` ends, then prints the final clocks it holds.
+``--duration`` ends (or at ``--stop-at``, the same wall-clock moment for
+every peer, then runs 2.5 s more), and prints the final clocks it holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 import trio
 
@@ -33,7 +35,7 @@ class Job(am.States):
 CYCLE = [Job.Idle, Job.Working, Job.Done]
 
 
-async def main(name: str, bootstrap: list[str], duration: float) -> None:
+async def main(name: str, bootstrap: list[str], duration: float, stop_at: float = 0.0) -> None:
     mach = am.Machine(Job, id=name)
     mach.add1(Job.Idle)
     config = pubsub.TopicConfig(multiplayer=0.5, connections_to_ready=1)
@@ -42,20 +44,21 @@ async def main(name: str, bootstrap: list[str], duration: float) -> None:
     ) as topic:
         print("ADDR", topic.addrs[0], flush=True)
         seen: dict[str, str] = {}
-        # change the machine until 2 s before the end, then let the others catch up
-        quiet = min(2.0, duration / 3)
-        with trio.move_on_after(duration):
-            step = 0
-            while True:
-                for m in topic.list_machines():
-                    now = m.string()
-                    if seen.get(m.remote_id) != now:
-                        seen[m.remote_id] = now
-                        print(f"[{name}] {m.remote_id} {now}", flush=True)
-                await trio.sleep(0.1)
-                step += 1
-                if step % 10 == 0 and step * 0.1 < duration - quiet:
-                    mach.add1(CYCLE[(step // 10) % 3])
+        # change the machine until stop_at (wall clock; default: 2 s before the
+        # end), then let the others catch up for 2.5 s and print what we hold
+        stop = stop_at or time.time() + max(duration - 2.0, duration * 2 / 3)
+        end = max(stop + 2.5, time.time() + 2.5) if stop_at else time.time() + duration
+        step = 0
+        while time.time() < end:
+            for m in topic.list_machines():
+                now = m.string()
+                if seen.get(m.remote_id) != now:
+                    seen[m.remote_id] = now
+                    print(f"[{name}] {m.remote_id} {now}", flush=True)
+            await trio.sleep(0.1)
+            step += 1
+            if step % 10 == 0 and time.time() < stop:
+                mach.add1(CYCLE[(step // 10) % 3])
         # the final clocks: mine and my mirrors of the others
         print(f"[{name}] final {name} {list(mach.time())}", flush=True)
         for m in topic.list_machines():
@@ -67,8 +70,9 @@ def cli(argv: list[str] | None = None) -> None:
     p.add_argument("--name", required=True)
     p.add_argument("--bootstrap", action="append", default=[], help="a peer's address")
     p.add_argument("--duration", type=float, default=30.0, help="seconds to run")
+    p.add_argument("--stop-at", type=float, default=0.0, help="stop changing at (epoch s)")
     args = p.parse_args(argv)
-    trio.run(main, args.name, args.bootstrap, args.duration)
+    trio.run(main, args.name, args.bootstrap, args.duration, args.stop_at)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import trio
@@ -23,11 +24,12 @@ async def run_peer(
     name: str,
     bootstrap: list[str],
     duration: float,
+    stop_at: float,
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run one peer process; report its address once it prints it."""
-    args = [*PEER, "--name", name, "--duration", str(duration)]
+    args = [*PEER, "--name", name, "--duration", str(duration), "--stop-at", str(stop_at)]
     for b in bootstrap:
         args += ["--bootstrap", b]
     proc = await trio.lowlevel.open_process(args, stdout=subprocess.PIPE)
@@ -56,11 +58,13 @@ async def run_peer(
 
 
 async def main(duration: float) -> None:
+    # every peer stops changing its machine at the same moment, then reports
+    stop_at = time.time() + duration
     with trio.fail_after(duration + 30):
         async with trio.open_nursery() as n:
-            addr = await n.start(run_peer, "alice", [], duration)
-            await n.start(run_peer, "bob", [addr], duration)
-            await n.start(run_peer, "carol", [addr], duration)
+            addr = await n.start(run_peer, "alice", [], duration, stop_at)
+            await n.start(run_peer, "bob", [addr], duration, stop_at)
+            await n.start(run_peer, "carol", [addr], duration, stop_at)
 
 
 if __name__ == "__main__":
