@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "cli": ("typer", "rich", "prompt_toolkit", "watchfiles", "httpx"),
     "nats": ("nats", "trio_asyncio"),
     "mcp": ("mcp", "hypercorn"),
+    "pubsub": ("libp2p",),
 }
 
 
