@@ -6,14 +6,12 @@ Examples that sleep run on trio with a ``MockClock`` (instant) and on asyncio
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import runpy
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any, cast
 
 import anyio
@@ -24,21 +22,12 @@ from trio.testing import MockClock
 import asyncmachine_trio as am
 from asyncmachine_trio import rpc
 from asyncmachine_trio import testing as amt
+from tests.examples_util import load_example
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def load(name: str) -> ModuleType:
-    """Import ``examples/<name>.py`` (examples are scripts, not a package)."""
-    mod_name = f"examples_{name.replace('/', '_')}"
-    if mod_name in sys.modules:
-        return sys.modules[mod_name]
-    spec = importlib.util.spec_from_file_location(mod_name, EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module
-    spec.loader.exec_module(module)
-    return module
+load = load_example
 
 
 @pytest.fixture(params=["trio", "asyncio"])
