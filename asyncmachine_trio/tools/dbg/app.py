@@ -9,6 +9,7 @@ most), never per received message; a key press redraws at once.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -25,30 +26,38 @@ from textual.content import Content
 from textual.events import Click
 from textual.markup import escape
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, OptionList, Static, Tree
+from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static, Tree
 from textual.widgets.option_list import Option
 from textual.widgets.tree import TreeNode
 
 from ...telemetry.receiver import Receiver
 from .logic import FILTER_STATES, DbgStates, Debugger
+from .reader import Links, Section, Subscriptions, read
 from .store import F_AUTO, F_CANCELED, F_CHECK, F_QUEUED, MachineData, Store, Tx
+from .widgets import RAIN_LEGEND, Tool, Toolbar, levelled, rain_lines
 
 __all__ = ["DbgApp", "HelpScreen", "key_table"]
 
 S = DbgStates
 MUTATIONS = {0: "add", 1: "remove", 2: "set", 3: "eval"}
+#: colours of the relation marks in the tree
+REL_COLOURS = {"require": "yellow", "add": "green", "remove": "red", "after": "cyan"}
 #: how many transitions around the cursor the log pane shows
 LOG_WINDOW = 12
 #: deviations from the reference's keys (shown in the help screen and the docs)
 DEVIATIONS = [
     "Letters do not search-as-you-type in the tree and the machine list: they are bound to"
-    " filters and actions here; use / for a free-text search in the transitions and log.",
-    "Filters are keys (c q a A e h k d) instead of toolbar buttons; there are no toolbars"
-    " (alt+f is not bound).",
+    " filters and actions here. / opens a search line instead: as you type, the tree shows"
+    " only the states containing the text and the cursor moves to the first transition"
+    " mentioning it (log lines included); enter finds the next one.",
+    "Every toolbar button also has a key (c q a A e h k d G l ...); the toolbar is one row"
+    " (alt+f focuses it, alt+f again returns to the tree).",
     "Alt+n / Alt+p (page down / up) are not bound: PageUp / PageDown scroll the focused pane.",
-    "Alt+m cycles tree+log and tree+matrix only; there is no rain view (alt+r).",
-    "Alt+o (log reader) is not bound: the reader's source / args / queue facts are part of"
-    " the transition bars.",
+    "Alt+m cycles tree+log, tree+matrix and tree+rain; there is no full-screen matrix / rain.",
+    "The address bar's history keys are [ and ] (back / forward by entry; there is no"
+    " back-by-machine); y copies the address, p pastes one, ctrl+l edits it.",
+    "Relations of the selected state are marked in the tree (-> outgoing, <- incoming)"
+    " instead of lines drawn across it.",
     "Left / Right are not throttled to one per 200 ms (Textual batches redraws instead).",
 ]
 
@@ -149,19 +158,27 @@ class DbgApp(App[None]):
 
     TITLE = "am-dbg"
     CSS = """
-    #address { height: 1; background: $boost; }
+    #addressbar { height: 1; background: $boost; }
+    #address { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
+    #address:focus { background: $accent 20%; }
+    .links { width: auto; height: 1; link-style: none; link-style-hover: reverse; }
     #main { height: 1fr; }
     #machines { width: 32; border: round $primary-darken-2; }
-    #tree { width: 1fr; min-width: 30; border: round $primary-darken-2; }
+    #schema { width: 1fr; min-width: 30; }
+    #group { width: 1fr; }
+    #tree { width: 1fr; height: 1fr; border: round $primary-darken-2; }
     #log { width: 1fr; border: round $primary-darken-2; }
-    #matrix { width: 1fr; display: none; border: round $primary-darken-2; }
-    #machines:focus, #tree:focus { border: round $accent; }
-    #log-text { link-style: none; link-style-hover: reverse; }
+    #matrix, #rain { width: 1fr; display: none; border: round $primary-darken-2; }
+    #reader { width: 40; border: round $primary-darken-2; display: none; }
+    #machines:focus, #tree:focus, #reader:focus { border: round $accent; }
+    #log-text, #rain-text { link-style: none; link-style-hover: reverse; }
     .bar { height: 1; }
     #status { height: 1; background: $boost; }
     #search { dock: bottom; display: none; }
-    DbgApp.-matrix #log { display: none; }
+    DbgApp.-matrix #log, DbgApp.-rain #log { display: none; }
     DbgApp.-matrix #matrix { display: block; }
+    DbgApp.-rain #rain { display: block; }
+    DbgApp.-reader #reader { display: block; }
     """
 
     #: the key table; the help screen and docs/am-dbg.md are generated from it
@@ -181,8 +198,16 @@ class DbgApp(App[None]):
         Binding("end", "last", "Last tx", priority=True),
         Binding("alt+v", "toggle_tail", "Tail mode", priority=True),
         Binding("alt+e", "expand_all", "Expand/collapse the tree", priority=True),
-        Binding("alt+m", "toggle_matrix", "Matrix view", priority=True),
+        Binding("alt+m", "cycle_view", "Views: log / matrix / rain", priority=True),
+        Binding("alt+r", "toggle_rain", "Rain view", priority=True),
+        Binding("alt+o", "toggle_reader", "Log reader", priority=True),
+        Binding("alt+f", "toolbar", "Focus the toolbar / back", priority=True),
         Binding("alt+s", "export", "Export", priority=True),
+        Binding("ctrl+l", "edit_address", "Edit the address", priority=True),
+        Binding("left_square_bracket", "history_back", "Address history back", show=False),
+        Binding("right_square_bracket", "history_fwd", "Address history forward", show=False),
+        Binding("y", "copy_address", "Copy the address", show=False),
+        Binding("p", "paste_address", "Paste an address", show=False),
         Binding("slash", "search", "Search", priority=True),
         Binding("n", "search_next", "Next match", show=False),
         Binding("N", "search_prev", "Prev match", show=False),
@@ -195,6 +220,9 @@ class DbgApp(App[None]):
         Binding("h", "filter('FilterHealth')", "Filter health", show=False),
         Binding("k", "filter('FilterChecks')", "Filter checks", show=False),
         Binding("d", "filter('FilterDisconnected')", "Hide disconnected", show=False),
+        Binding("g", "cycle_group", "Next schema group", show=False),
+        Binding("G", "filter_group", "Filter by the group", show=False),
+        Binding("l", "cycle_log_level", "Log level", show=False),
         Binding("backspace,alt+d", "remove_machine", "Remove the machine", show=False),
         Binding("question_mark", "help", "Help", priority=True),
         Binding("escape", "escape", "Close / focus", show=False),
@@ -235,6 +263,13 @@ class DbgApp(App[None]):
         self._shown: dict[str, object] = {}
         self._main_screen: Any = None
         self._machine_labels: list[tuple[str, str]] = []
+        self._tree_key: object = None
+        self._groups_shown: list[str] | None = None
+        self._reader_key: object = None
+        self._reader_open: dict[str, bool] = {}
+        self._links = Links(self.store)
+        self._subs = Subscriptions()
+        self._search_origin = -1
         #: redraws done (tests and the benchmark read it)
         self.renders = 0
         self.last_render_s = 0.0
@@ -242,21 +277,46 @@ class DbgApp(App[None]):
     # ----- layout
 
     def compose(self) -> ComposeResult:
-        yield Static("", id="address")
+        with Horizontal(id="addressbar"):
+            yield Static(
+                Content.from_markup(
+                    "[@click=app.history_back] ◀ [/][@click=app.history_fwd] ▶ [/]"
+                ),
+                id="hist-links",
+                classes="links",
+            )
+            yield Input("", id="address", compact=True, select_on_focus=True)
+            yield Static(
+                Content.from_markup(
+                    "[@click=app.copy_address] copy [/][@click=app.paste_address] paste [/]"
+                ),
+                id="clip-links",
+                classes="links",
+            )
         with Horizontal(id="main"):
             yield OptionList(id="machines")
-            tree: Tree[Any] = Tree("Schema", id="tree")
-            tree.show_root = False
-            tree.auto_expand = True
-            yield tree
+            with Vertical(id="schema"):
+                yield Select[str](
+                    [("group: all", "")], id="group", allow_blank=False, value="", compact=True
+                )
+                tree: Tree[Any] = Tree("Schema", id="tree")
+                tree.show_root = False
+                tree.auto_expand = True
+                yield tree
             with VerticalScroll(id="log"):
                 yield Static("", id="log-text")
             with VerticalScroll(id="matrix"):
                 yield Static("", id="matrix-text")
+            with VerticalScroll(id="rain"):
+                yield Static("", id="rain-text")
+            reader: Tree[Any] = Tree("Reader", id="reader")
+            reader.show_root = False
+            yield reader
         yield Static("", id="tx-bar", classes="bar")
         yield Timeline("tx", id="timeline1")
         yield Static("", id="next-bar", classes="bar")
         yield Timeline("step", id="timeline2")
+        yield Toolbar(id="toolbar")
         yield Static("", id="status")
         yield Input(placeholder="search transitions and log (enter: find, esc: close)", id="search")
         yield Footer()
@@ -287,6 +347,9 @@ class DbgApp(App[None]):
         self._w("machines").border_title = "Machines"
         self._w("tree").border_title = "Schema"
         self._w("log").border_title = "Log"
+        self._w("matrix").border_title = "Matrix"
+        self._w("rain").border_title = "Rain"
+        self._w("reader").border_title = "Reader"
         if self.listen is not None:
             self.receiver = Receiver(self.store, agent="am-dbg")
             self.run_worker(self._serve(), exclusive=False, group="receiver")
@@ -346,13 +409,25 @@ class DbgApp(App[None]):
     def render_all(self) -> None:
         """Redraw every pane from the store and the cursor."""
         t0 = time.perf_counter()
+        dbg = self.dbg
+        view = dbg.view_mode()
+        reader = dbg.mach.is1(S.LogReader)
+        self.set_class(view == S.MatrixView, "-matrix")
+        self.set_class(view == S.RainView, "-rain")
+        self.set_class(reader, "-reader")
         self._render_machines()
+        self._render_groups()
         self._render_tree()
         self._render_bars()
-        if self.has_class("-matrix"):
+        if view == S.MatrixView:
             self._render_matrix()
+        elif view == S.RainView:
+            self._render_rain()
         else:
             self._render_log()
+        if reader:
+            self._render_reader()
+        self._render_toolbar()
         self._render_status()
         self.renders += 1
         self.last_render_s = time.perf_counter() - t0
@@ -399,11 +474,24 @@ class DbgApp(App[None]):
         if dbg.machine_id in ids and ol.highlighted != ids.index(dbg.machine_id):
             ol.highlighted = ids.index(dbg.machine_id)
 
-    def _build_tree(self, md: MachineData) -> None:
+    def _render_groups(self) -> None:
+        sel = self._w("group")
+        groups = self.dbg.groups()
+        with sel.prevent(Select.Changed):
+            if groups != self._groups_shown:
+                self._groups_shown = groups
+                sel.set_options([("group: all", ""), *((f"group: {g}", g) for g in groups)])
+            if sel.value != self.dbg.group:
+                sel.value = self.dbg.group
+
+    def _build_tree(self, md: MachineData, states: list[str]) -> None:
         tree = self._w("tree")
         tree.clear()
         self._state_nodes = {}
+        shown = set(states)
         for rec in md.schema.states:
+            if rec.name not in shown:
+                continue
             node = tree.root.add(rec.name, data=("state", rec.name), expand=self._expanded)
             self._state_nodes[rec.name] = node
             for rel in ("require", "add", "remove", "after"):
@@ -430,9 +518,19 @@ class DbgApp(App[None]):
         if md is None:
             tree.border_title = "Schema"
             return
-        if self._tree_machine != md.id or self._tree_schema is not md.schema:
-            self._build_tree(md)
+        states = self.dbg.tree_states()
+        tkey = (md.id, id(md.schema), tuple(states))
+        if self._tree_key != tkey:
+            self._tree_key = tkey
+            self._build_tree(md, states)
+            needle = self.dbg.tree_filter.lower()
+            if needle:
+                hit = next((n for n in states if needle in n.lower()), None)
+                if hit is not None:
+                    tree.move_cursor(self._state_nodes[hit])
         now = self.dbg.time()
+        related = self.dbg.related()
+        needle = self.dbg.tree_filter.lower()
         marks = self._step_marks(md)
         width = max((len(n) for n in md.names), default=4)
         tx = self.dbg.tx
@@ -440,6 +538,8 @@ class DbgApp(App[None]):
         called = set(tx.called) if tx else set()
         for rec in md.schema.states:
             name = rec.name
+            if name not in self._state_nodes:
+                continue
             i = md.index.get(name, -1)
             tick = now[i] if 0 <= i < len(now) else 0
             active = tick % 2 == 1
@@ -456,15 +556,31 @@ class DbgApp(App[None]):
             multi = "M|" if rec.multi else "  "
             auto = "A" if rec.auto else " "
             bp = "●" if name in self.dbg.breakpoints else " "
-            key = (mark, bp, style, multi, auto, tick, width)
+            rels = tuple(related.get(name, ()))
+            key = (mark, bp, style, multi, auto, tick, width, rels, needle)
             if self._label_keys.get(name) == key:
                 continue
             self._label_keys[name] = key
             label = Text(f"{mark}{bp}")
             label.append(name.ljust(width), style=style)
+            at = name.lower().find(needle) if needle else -1
+            if at >= 0:
+                label.stylize("black on dark_goldenrod", 2 + at, 2 + at + len(needle))
             label.append(f" {multi}{auto} |{tick}")
+            for r in rels:
+                label.append(" ")
+                inbound = r.startswith("<")
+                rel = r.lstrip("<")
+                label.append(
+                    ("<-" if inbound else "->") + rel, style=REL_COLOURS.get(rel, "") + " italic"
+                )
             self._state_nodes[name].set_label(label)
-        tree.border_title = f"Schema:{len(md.names)}"
+        title = f"Schema:{len(md.names)}"
+        if len(self._state_nodes) != len(md.names):
+            title = f"Schema:{len(self._state_nodes)}/{len(md.names)}"
+        if self.dbg.group:
+            title += f" group {self.dbg.group}"
+        tree.border_title = title
 
     def _step_marks(self, md: MachineData) -> dict[str, str]:
         """Per state: the decoration of the next transition's steps walked so far."""
@@ -528,7 +644,9 @@ class DbgApp(App[None]):
             "Tail" if dbg.mach.is1(S.Tail) else "Playing" if dbg.mach.is1(S.Playing) else "Paused"
         )
         addr = str(dbg.address())
-        self._set("address", Content(addr))
+        inp = self._w("address")
+        if not inp.has_focus and inp.value != addr:
+            inp.value = addr
         if md is None:
             self._set("tx-bar", f"{mode} | no machines yet")
             return
@@ -537,14 +655,12 @@ class DbgApp(App[None]):
         cur = self._tx_line(md, tx, dbg.pos, prev)
         self._set("tx-bar", Content.from_markup(f"[b]{mode}[/] | {cur}"))
         idx, total = dbg.number()
-        unf = f" ({md.offset + dbg.pos}/{md.total})" if dbg.filters.key() != (0, False) else ""
+        unf = f" ({md.offset + dbg.pos}/{md.total})" if dbg.filtered() else ""
         self._w("timeline1").show(f"Transition {idx} / {total}{unf}", idx, total)
         nxt = dbg.next_tx
         nxt_pos = 0
         if nxt is not None:
             v = dbg.view()
-            import bisect
-
             nxt_pos = v[bisect.bisect_right(v, dbg.pos)]
         nline = self._tx_line(md, nxt, nxt_pos, tx) if nxt else "[grey50]no next transition[/]"
         self._set("next-bar", Content.from_markup(f"Next | {nline}"))
@@ -562,12 +678,11 @@ class DbgApp(App[None]):
         out: list[str] = []
         if md is not None:
             v = dbg.view()
-            import bisect
-
             i = bisect.bisect_right(v, dbg.pos)
             lo = max(0, i - LOG_WINDOW)
             hi = min(len(v), i + LOG_WINDOW)
             needle = dbg.search.lower()
+            level = dbg.log_level
             for k in range(lo, hi):
                 pos = v[k]
                 tx = md.txs[pos - 1]
@@ -586,7 +701,13 @@ class DbgApp(App[None]):
                     + ["-" + n for n in _names(md, tx.removed)]
                 ) or " ".join(_names(md, tx.called))
                 head = f"#{md.offset + pos} \\[{tag}] {escape(diff)}"
-                lines = [head] + [escape(x) for x in (*tx.pre_logs, *tx.logs)]
+                lines = [head]
+                if tx.pre_logs or tx.logs:
+                    lines += [
+                        escape(x)
+                        for lvl, x in levelled(tx)
+                        if lvl is None or (level and lvl <= level)
+                    ]
                 style = "reverse" if cur else ""
                 for line in lines:
                     text = line
@@ -596,6 +717,7 @@ class DbgApp(App[None]):
                         text = f"[{style}]{text}[/]"
                     out.append(f"[@click=app.goto_pos({pos})]{text}[/]")
         body = "\n".join(out) if out else "[grey50](no log)[/]"
+        self._w("log").border_title = f"Log (level {dbg.log_level})"
         self._set("log-text", Content.from_markup(body))
 
     def _render_matrix(self) -> None:
@@ -634,6 +756,84 @@ class DbgApp(App[None]):
         legend = "R require, A add, X remove, F after; rows: source state, columns: target"
         self._set("matrix-text", Content("\n".join([*rows, "", legend])))
 
+    def _render_rain(self) -> None:
+        """One line per transition around the cursor, one cell per state (of the group)."""
+        dbg = self.dbg
+        md = dbg.md
+        if md is None:
+            self._set("rain-text", "")
+            return
+        v = dbg.view()
+        i = bisect.bisect_right(v, dbg.pos)
+        rows = max(8, self._w("rain").size.height - 4)
+        lo = max(0, i - rows + rows // 3)
+        hi = min(len(v), lo + rows)
+        sel = md.index.get(dbg.selected_state, -1)
+        lines = rain_lines(md, v[lo:hi], dbg.pos, dbg.group_states(md), sel)
+        self._set("rain-text", Content.from_markup("\n".join([*lines, "", escape(RAIN_LEGEND)])))
+
+    def _render_reader(self) -> None:
+        """The log reader's sections (rebuilt only when they changed)."""
+        sections = read(self.dbg, self._links, self._subs)
+        if sections == self._reader_key:
+            return
+        self._reader_key = sections
+        tree = self._w("reader")
+        tree.clear()
+        for sec in sections:
+            node = tree.root.add(
+                sec.title, data=("section", sec.key), expand=self._reader_open.get(sec.key, True)
+            )
+            for item in sec.items:
+                label = Text(item.text, style="underline" if item.address else "")
+                node.add_leaf(label, data=("item", item.address))
+        if not sections:
+            tree.root.add_leaf(Text("(no transition)", style="grey50"))
+        tree.border_title = f"Reader:{len(sections)}"
+
+    def reader_sections(self) -> list[Section]:
+        """The sections the reader shows now (tests, scripts)."""
+        return read(self.dbg, self._links, self._subs)
+
+    def tools(self) -> list[Tool]:
+        """The toolbar's buttons and whether each is on (from the debugger's states)."""
+        dbg = self.dbg
+        is1 = dbg.mach.is1
+        out = [
+            Tool("tail", "tail", "toggle_tail", is1(S.Tail)),
+            Tool("play", "play", "toggle_play", is1(S.Playing)),
+            Tool("first", "|<", "first"),
+            Tool("prev", "<", "prev"),
+            Tool("next", ">", "fwd"),
+            Tool("last", ">|", "last"),
+        ]
+        for state, label in (
+            (S.FilterCanceled, "canceled"),
+            (S.FilterQueued, "queued"),
+            (S.FilterAuto, "auto"),
+            (S.FilterAutoCanceled, "auto-canc"),
+            (S.FilterEmpty, "empty"),
+            (S.FilterHealth, "health"),
+            (S.FilterChecks, "checks"),
+            (S.FilterDisconnected, "disconn"),
+        ):
+            out.append(Tool(state, label, f"filter('{state}')", is1(state)))
+        out += [
+            Tool("group", f"group:{dbg.group or 'all'}", "cycle_group", bool(dbg.group)),
+            Tool(S.FilterGroup, "filter-group", "filter_group", is1(S.FilterGroup)),
+            Tool("log", f"log:{dbg.log_level}", "cycle_log_level"),
+            Tool(S.LogReader, "reader", "toggle_reader", is1(S.LogReader)),
+            Tool(S.MatrixView, "matrix", "cycle_view_to('MatrixView')", is1(S.MatrixView)),
+            Tool(S.RainView, "rain", "toggle_rain", is1(S.RainView)),
+            Tool("expand", "expand", "expand_all", self._expanded),
+            Tool("export", "export", "export"),
+            Tool("help", "help", "help"),
+        ]
+        return out
+
+    def _render_toolbar(self) -> None:
+        self._w("toolbar").set_tools(self.tools())
+
     def _render_status(self) -> None:
         dbg = self.dbg
         st = self.store
@@ -653,7 +853,9 @@ class DbgApp(App[None]):
     @on(OptionList.OptionSelected, "#machines")
     def _machine_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id and event.option.id != self.dbg.machine_id:
+            self.dbg.remember()
             self.dbg.select_machine(event.option.id)
+            self.dbg.remember()
             self.render_all()
 
     @on(Tree.NodeSelected, "#tree")
@@ -673,8 +875,58 @@ class DbgApp(App[None]):
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, event: Input.Submitted) -> None:
+        self._search_origin = -1
         self.dbg.find(event.value)
         self.render_all()
+
+    @on(Input.Changed, "#search")
+    def _search_changed(self, event: Input.Changed) -> None:
+        """Search as you type: narrow the tree, move to the first match from where the
+        search started."""
+        dbg = self.dbg
+        dbg.tree_filter = event.value
+        if self._search_origin >= 0 and event.value:
+            dbg.pos, dbg.step = self._search_origin, 0
+            dbg.find(event.value, remember=False)
+        self.render_all()
+
+    @on(Select.Changed, "#group")
+    def _group_changed(self, event: Select.Changed) -> None:
+        value = event.value if isinstance(event.value, str) else ""
+        if value != self.dbg.group:
+            self.dbg.select_group(value)
+            self.render_all()
+
+    @on(Tree.NodeSelected, "#reader")
+    def _reader_selected(self, event: Tree.NodeSelected[Any]) -> None:
+        data = event.node.data
+        if data and data[0] == "item" and data[1]:
+            self.open_address(data[1])
+
+    @on(Tree.NodeExpanded, "#reader")
+    @on(Tree.NodeCollapsed, "#reader")
+    def _reader_toggled(self, event: Tree.NodeExpanded[Any] | Tree.NodeCollapsed[Any]) -> None:
+        data = event.node.data
+        if data and data[0] == "section":
+            self._reader_open[data[1]] = event.node.is_expanded
+
+    @on(Input.Submitted, "#address")
+    def _address_submitted(self, event: Input.Submitted) -> None:
+        self.open_address(event.value)
+        self._w("tree").focus()
+
+    def open_address(self, addr: str) -> bool:
+        """Go to a ``mach://`` address (remembered in the history); a bad one only
+        sets the status message. Returns whether it opened."""
+        try:
+            self.dbg.goto(addr)
+        except (KeyError, ValueError) as err:
+            self.dbg.message = str(err).strip("'\"")
+            self.render_all()
+            return False
+        self.dbg.message = ""
+        self.render_all()
+        return True
 
     # ----- actions
 
@@ -682,6 +934,8 @@ class DbgApp(App[None]):
         # typing in an input (search, export name) keeps its keys
         if isinstance(self.focused, Input) and action not in ("quit", "escape"):
             return False
+        if isinstance(self.focused, Toolbar) and action in ("fwd", "prev", "toggle_play"):
+            return False  # the toolbar's own keys
         return not (isinstance(self.screen, ModalScreen) and action != "quit")
 
     def _after(self) -> None:
@@ -758,8 +1012,80 @@ class DbgApp(App[None]):
             else:
                 node.collapse_all()
 
-    def action_toggle_matrix(self) -> None:
-        self.toggle_class("-matrix")
+    def action_cycle_view(self) -> None:
+        self.dbg.cycle_view()
+        self._after()
+
+    def action_cycle_view_to(self, view: str) -> None:
+        """Show ``view``, or the log when it is already shown."""
+        self.dbg.set_view("" if self.dbg.view_mode() == view else view)
+        self._after()
+
+    def action_toggle_rain(self) -> None:
+        self.action_cycle_view_to(S.RainView)
+
+    def action_toggle_reader(self) -> None:
+        self.dbg.mach.toggle1(S.LogReader)
+        self._after()
+
+    def action_toolbar(self) -> None:
+        bar = self._w("toolbar")
+        if bar.has_focus:
+            self.dbg.mach.remove1(S.ToolbarFocused)
+            self._w("tree").focus()
+        else:
+            self.dbg.mach.add1(S.ToolbarFocused)
+            bar.focus()
+
+    def action_edit_address(self) -> None:
+        self._w("address").focus()
+
+    def action_history_back(self) -> None:
+        if not self.dbg.history_back():
+            self.dbg.message = "history: at the oldest entry"
+        self._after()
+
+    def action_history_fwd(self) -> None:
+        if not self.dbg.history_fwd():
+            self.dbg.message = "history: at the newest entry"
+        self._after()
+
+    def action_copy_address(self) -> None:
+        addr = str(self.dbg.address())
+        self.copy_to_clipboard(addr)
+        self.dbg.message = f"copied {addr}"
+        self._after()
+
+    def action_paste_address(self) -> None:
+        """Open the address on the clipboard (the app's own: what copy put there);
+        anything else: focus the address bar for a terminal paste."""
+        text = self.clipboard.strip()
+        if text.startswith("mach://"):
+            self.open_address(text)
+        else:
+            inp = self._w("address")
+            inp.focus()
+            self.dbg.message = "paste a mach:// address into the address bar, then enter"
+            self._after()
+
+    def action_cycle_group(self) -> None:
+        g = self.dbg.cycle_group()
+        self.dbg.message = f"group: {g or 'all'}"
+        self._after()
+
+    def action_filter_group(self) -> None:
+        self.dbg.toggle_group_filter()
+        self._after()
+
+    def action_cycle_log_level(self) -> None:
+        self.dbg.cycle_log_level()
+        self._after()
+
+    def action_rain_click(self, pos: int, state: str) -> None:
+        """A click on a rain cell: that transition and that state."""
+        self.dbg.goto_pos(pos)
+        if state:
+            self.dbg.select_state(state)
         self._after()
 
     def action_breakpoint(self) -> None:
@@ -772,6 +1098,7 @@ class DbgApp(App[None]):
         self._after()
 
     def action_search(self) -> None:
+        self._search_origin = self.dbg.pos
         inp = self._w("search")
         inp.display = True
         inp.focus()
@@ -789,6 +1116,11 @@ class DbgApp(App[None]):
         if inp.display:
             inp.display = False
             self.dbg.mach.remove1(S.Searching)
+        self._search_origin = -1
+        if self.dbg.tree_filter:
+            self.dbg.tree_filter = ""
+            self._after()
+        self.dbg.mach.remove1(S.ToolbarFocused)
         self._w("tree").focus()
 
     def action_remove_machine(self) -> None:
@@ -827,7 +1159,11 @@ def key_table(app_cls: type[App[Any]] = DbgApp) -> list[tuple[str, str]]:
     for b in app_cls.BINDINGS:
         if isinstance(b, Binding):
             keys = ", ".join(
-                k.replace("question_mark", "?").replace("slash", "/") for k in b.key.split(",")
+                k.replace("question_mark", "?")
+                .replace("slash", "/")
+                .replace("left_square_bracket", "[")
+                .replace("right_square_bracket", "]")
+                for k in b.key.split(",")
             )
             rows.append((keys, b.description))
     return rows

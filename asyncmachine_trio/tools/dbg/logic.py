@@ -19,13 +19,14 @@ mode, no second thread). Every handler here is synchronous.
 from __future__ import annotations
 
 import bisect
+from array import array
 from collections.abc import Sequence
 
 from ... import Machine, State, States
 from .address import Address, AddressError
 from .store import Filters, MachineData, Store, Tx
 
-__all__ = ["FILTER_STATES", "DbgStates", "Debugger"]
+__all__ = ["FILTER_STATES", "HISTORY_MAX", "LOG_LEVELS", "VIEWS", "DbgStates", "Debugger"]
 
 
 class DbgStates(States):
@@ -52,9 +53,29 @@ class DbgStates(States):
     FilterHealth = State()
     FilterChecks = State()
     FilterDisconnected = State()
+    #: a schema group restricts the tree (:attr:`Debugger.group`)
+    GroupSelected = State(require=("MachineSelected",))
+    #: with a group selected: skip transitions calling no state of the group
+    FilterGroup = State()
+    #: the log reader pane is shown
+    LogReader = State()
+    #: the matrix view replaces the log
+    MatrixView = State(remove=("RainView",))
+    #: the rain view replaces the log
+    RainView = State(remove=("MatrixView",))
+    #: the toolbar has the focus (keys move between its buttons)
+    ToolbarFocused = State()
 
 
 S = DbgStates
+
+#: the views ``alt+m`` cycles through (``""``: tree and log)
+VIEWS: tuple[str, ...] = ("", S.MatrixView, S.RainView)
+#: log levels (0 hides every line but the transitions' headers; 5 shows all)
+LOG_LEVELS = range(6)
+#: entries the address history keeps at most
+HISTORY_MAX = 100
+
 
 #: filter state -> :class:`Filters` field
 FILTER_STATES: dict[str, str] = {
@@ -88,7 +109,15 @@ class Debugger:
     steps of the *next* transition already walked (0: none).
     """
 
-    def __init__(self, store: Store, *, filters: Filters | None = None, tail: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        filters: Filters | None = None,
+        tail: bool = True,
+        reader: bool = True,
+        log_level: int = 2,
+    ) -> None:
         self.store = store
         self.mach = Machine(DbgStates, id="am-dbg", handlers=_Handlers(self), tags=["am-dbg"])
         self.machine_id = ""
@@ -102,9 +131,21 @@ class Debugger:
         self.search = ""
         self.message = ""
         self._bp_scanned: dict[str, int] = {}
+        #: the selected schema group (``""``: all states)
+        self.group = ""
+        #: log lines above this level are hidden (lines without a level always show)
+        self.log_level = log_level
+        #: text typed into the search line: filters the schema tree as you type
+        self.tree_filter = ""
+        #: visited ``mach://`` addresses (back / forward) and the index of the current one
+        self.history: list[str] = []
+        self.hist_i = -1
+        self._group_views: dict[tuple[object, ...], tuple[array[int], int]] = {}
         if filters is not None:
             self.set_filters(filters)
         self.mach.add1(S.Tail if tail else S.Paused)
+        if reader:
+            self.mach.add1(S.LogReader)
 
     # ----- properties
 
@@ -141,7 +182,173 @@ class Debugger:
         md = self.md
         if md is None:
             return ()
-        return md.view(self.filters)
+        v = md.view(self.filters)
+        if self.group and self.mach.is1(S.FilterGroup):
+            return self._group_view(md, v)
+        return v
+
+    def filtered(self) -> bool:
+        """Whether any filter hides transitions of the selected machine."""
+        return self.filters.key() != (0, False) or bool(self.group and self.mach.is1(S.FilterGroup))
+
+    def _group_view(self, md: MachineData, v: Sequence[int]) -> Sequence[int]:
+        """``v`` minus the transitions calling no state of the selected group
+        (cached per machine, filters and group; extended incrementally)."""
+        members = frozenset(self.group_states(md))
+        key = (md.id, md.offset, self.filters.key(), self.group)
+        cached = self._group_views.get(key)
+        out, upto = cached if cached is not None else (array("I"), 0)
+        if upto > len(v):
+            out, upto = array("I"), 0
+        txs = md.txs
+        out.extend(p for p in v[upto:] if not members.isdisjoint(txs[p - 1].called))
+        if cached is None and len(self._group_views) > 64:
+            self._group_views.clear()
+        self._group_views[key] = (out, len(v))
+        return out
+
+    # ----- groups
+
+    def groups(self) -> list[str]:
+        """The selected machine's schema groups, in order."""
+        md = self.md
+        if md is None:
+            return []
+        order = list(md.schema.groups_order)
+        return order + [g for g in md.schema.groups if g not in order]
+
+    def group_states(self, md: MachineData | None = None) -> list[int]:
+        """Indexes of the selected group's states (every state without a group)."""
+        md = md or self.md
+        if md is None:
+            return []
+        if not self.group or self.group not in md.schema.groups:
+            return list(range(len(md.names)))
+        return [i for i in md.schema.groups[self.group] if i < len(md.names)]
+
+    def select_group(self, group: str) -> None:
+        """Restrict the tree (and with ``FilterGroup`` the transitions) to ``group``
+        (``""``: all states); ``KeyError`` for a group the machine does not have."""
+        if group and group not in self.groups():
+            raise KeyError(
+                f"no group {group!r} in machine {self.machine_id!r};"
+                f" known: {', '.join(self.groups()) or 'none'}"
+            )
+        self.group = group
+        if group:
+            self.mach.add1(S.GroupSelected)
+        else:
+            self.mach.remove1(S.GroupSelected)
+        self._snap()
+
+    def cycle_group(self) -> str:
+        """Select the next group (after the last: all states); returns it."""
+        gs = ["", *self.groups()]
+        i = gs.index(self.group) if self.group in gs else 0
+        self.select_group(gs[(i + 1) % len(gs)])
+        return self.group
+
+    def toggle_group_filter(self) -> None:
+        """Toggle ``FilterGroup`` and keep the cursor on a visible transition."""
+        self.mach.toggle1(S.FilterGroup)
+        self._snap()
+
+    def tree_states(self) -> list[str]:
+        """The states the schema tree shows: the selected group's, narrowed to those
+        containing :attr:`tree_filter` when any does."""
+        md = self.md
+        if md is None:
+            return []
+        names = md.names
+        shown = [names[i] for i in self.group_states(md)]
+        t = self.tree_filter.lower()
+        if t:
+            hit = [n for n in shown if t in n.lower()]
+            if hit:
+                return hit
+        return shown
+
+    def related(self) -> dict[str, list[str]]:
+        """Relations of the selected state, both ways: state -> labels such as
+        ``"require"`` (the selected state requires it) or ``"<add"`` (it adds the
+        selected state)."""
+        md = self.md
+        sel = self.selected_state
+        out: dict[str, list[str]] = {}
+        if md is None or not sel:
+            return out
+        for rec in md.schema.states:
+            for rel in ("require", "add", "remove", "after"):
+                targets = getattr(rec, rel) or ()
+                if rec.name == sel:
+                    for t in targets:
+                        out.setdefault(t, []).append(rel)
+                elif sel in targets:
+                    out.setdefault(rec.name, []).append("<" + rel)
+        return out
+
+    # ----- views, reader, log level
+
+    def view_mode(self) -> str:
+        """The view replacing the log (``MatrixView`` / ``RainView``) or ``""``."""
+        for v in VIEWS[1:]:
+            if self.mach.is1(v):
+                return v
+        return ""
+
+    def cycle_view(self) -> str:
+        """Log -> matrix -> rain -> log; returns the view state (``""``: log)."""
+        i = VIEWS.index(self.view_mode())
+        nxt = VIEWS[(i + 1) % len(VIEWS)]
+        self.set_view(nxt)
+        return nxt
+
+    def set_view(self, view: str) -> None:
+        """Show ``view`` (a :data:`VIEWS` state, ``""``: the log)."""
+        if view not in VIEWS:
+            raise KeyError(f"not a view: {view!r}; known: {', '.join(v for v in VIEWS if v)}")
+        if view:
+            self.mach.add1(view)
+        else:
+            self.mach.remove([v for v in VIEWS if v])
+
+    def cycle_log_level(self) -> int:
+        """The next log level (0..5, wrapping); returns it."""
+        self.log_level = (self.log_level + 1) % len(LOG_LEVELS)
+        return self.log_level
+
+    # ----- address history
+
+    def remember(self) -> None:
+        """Record the cursor's address in the history (unless it is the current entry);
+        forward entries are dropped, as in a browser."""
+        addr = str(self.address())
+        if addr == "mach://-":
+            return
+        if 0 <= self.hist_i < len(self.history) and self.history[self.hist_i] == addr:
+            return
+        del self.history[self.hist_i + 1 :]
+        self.history.append(addr)
+        if len(self.history) > HISTORY_MAX:
+            del self.history[: len(self.history) - HISTORY_MAX]
+        self.hist_i = len(self.history) - 1
+
+    def history_back(self) -> bool:
+        """Go to the previous address of the history; False at its start."""
+        self.remember()
+        if self.hist_i <= 0:
+            return False
+        self.hist_i -= 1
+        self.goto(self.history[self.hist_i], remember=False)
+        return True
+
+    def history_fwd(self) -> bool:
+        """Go to the next address of the history; False at its end."""
+        if self.hist_i >= len(self.history) - 1:
+            return False
+        self.hist_i += 1
+        self.goto(self.history[self.hist_i], remember=False)
+        return True
 
     @property
     def tx(self) -> Tx | None:
@@ -202,6 +409,9 @@ class Debugger:
         if self.selected_state and self.selected_state not in md.index:
             self.selected_state = ""
             self.mach.remove1(S.StateSelected)
+        if self.group and self.group not in md.schema.groups:
+            self.group = ""
+            self.mach.remove1(S.GroupSelected)
         self.mach.add1(S.MachineSelected)
         if t is None or self.mach.is1(S.Tail):
             self.pos = len(md.txs)
@@ -265,7 +475,9 @@ class Debugger:
     def first(self) -> None:
         """Before the first transition (initial clocks)."""
         self._user_move()
+        self.remember()
         self._go(0)
+        self.remember()
 
     def last(self) -> None:
         """The newest visible transition."""
@@ -273,9 +485,11 @@ class Debugger:
         self._go(v[-1] if v else 0)
 
     def goto_pos(self, pos: int) -> None:
-        """Jump to 1-based position ``pos`` (pausing play / tail)."""
+        """Jump to 1-based position ``pos`` (pausing play / tail), remembered in the history."""
         self._user_move()
+        self.remember()
         self._go(pos)
+        self.remember()
 
     def step_fwd(self) -> bool:
         """Walk one resolution step of the next transition; past the last one: next tx."""
@@ -321,14 +535,24 @@ class Debugger:
             tx = txs[v[k] - 1]
             if idx in tx.added or idx in tx.removed or idx in tx.called:
                 self._user_move()
+                self.remember()
                 self._go(v[k])
+                self.remember()
                 return True
         return False
 
-    def goto(self, addr: Address | str) -> None:
-        """Open a ``mach://`` address (machine, transition, step, state)."""
+    def goto(self, addr: Address | str, *, remember: bool = True) -> None:
+        """Open a ``mach://`` address (machine, transition, step, state); with
+        ``remember`` the history records where the cursor was and where it went."""
         a = Address.parse(addr) if isinstance(addr, str) else addr
         md = self.store.get(a.machine_id)
+        if remember:
+            self.remember()
+        self._goto(a, md)
+        if remember:
+            self.remember()
+
+    def _goto(self, a: Address, md: MachineData) -> None:
         self.mach.add1(S.Paused)
         self.select_machine(a.machine_id, keep_time=False)
         pos = len(md.txs)
@@ -348,8 +572,7 @@ class Debugger:
             pos = md.pos_at_ns(a.human_time_ns)
         self._go(pos)
         self.step = a.step
-        if a.state:
-            self.select_state(a.state)
+        self.select_state(a.state)
 
     # ----- play, tail, new data
 
@@ -456,8 +679,9 @@ class Debugger:
             t in line.lower() for line in tx.pre_logs
         )
 
-    def find(self, text: str, forward: bool = True) -> bool:
-        """Move to the next (previous) visible transition matching ``text``, wrapping."""
+    def find(self, text: str, forward: bool = True, *, remember: bool = True) -> bool:
+        """Move to the next (previous) visible transition matching ``text``, wrapping
+        (with ``remember``, recorded in the address history)."""
         self.search = text
         if not text:
             return False
@@ -471,7 +695,11 @@ class Debugger:
             j = (i + k) % n if forward else (i - k) % n
             if self.matches(v[j], text):
                 self._user_move()
+                if remember:
+                    self.remember()
                 self._go(v[j])
+                if remember:
+                    self.remember()
                 self.message = f"/{text}: transition {j + 1} of {n}"
                 return True
         self.message = f"/{text}: no match"

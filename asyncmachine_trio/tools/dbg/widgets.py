@@ -1,0 +1,177 @@
+"""am-dbg's own widgets and text views: the toolbar, the rain view, log levels.
+
+The toolbar is one focusable line of buttons that mirror the debugger
+machine's states (a button is drawn reversed while its state is active);
+a click or enter runs the button's app action. The rain view draws one line
+per transition and one character per state. Neither redraws unless its text
+changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from textual.binding import Binding, BindingType
+from textual.content import Content
+from textual.markup import escape
+from textual.widgets import Static
+
+from .store import F_CANCELED, MachineData
+
+__all__ = ["RAIN_LEGEND", "Tool", "Toolbar", "levelled", "rain_lines"]
+
+
+@attrs.frozen
+class Tool:
+    """A toolbar button: ``label``, the app ``action`` it runs, and whether it is on."""
+
+    id: str
+    label: str
+    action: str
+    on: bool = False
+
+
+class Toolbar(Static, can_focus=True):
+    """A line of buttons; left / right move between them, enter / space press one."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("left", "move(-1)", "Previous tool", show=False),
+        Binding("right", "move(1)", "Next tool", show=False),
+        Binding("enter,space", "press", "Press the tool", show=False),
+    ]
+    DEFAULT_CSS = """
+    Toolbar { height: 1; background: $boost; }
+    Toolbar:focus { background: $accent 20%; }
+    """
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__("", **kw)
+        self.tools: list[Tool] = []
+        self.cursor = 0
+        self._key: object = None
+
+    def set_tools(self, tools: Sequence[Tool]) -> None:
+        """Show ``tools`` (no repaint when nothing changed)."""
+        self.tools = list(tools)
+        self.cursor = min(self.cursor, max(0, len(self.tools) - 1))
+        self._draw()
+
+    def _draw(self) -> None:
+        focused = self.has_focus
+        key = (tuple(self.tools), self.cursor if focused else -1)
+        if key == self._key:
+            return
+        self._key = key
+        parts = []
+        for i, t in enumerate(self.tools):
+            style = "reverse" if t.on else ""
+            if focused and i == self.cursor:
+                style = (style + " underline bold").strip()
+            label = f" {escape(t.label)} "
+            if style:
+                label = f"[{style}]{label}[/]"
+            parts.append(f"[@click=app.{t.action}]{label}[/]")
+        self.update(Content.from_markup(" ".join(parts)))
+
+    def on_focus(self) -> None:
+        self._draw()
+
+    def on_blur(self) -> None:
+        self._draw()
+
+    def action_move(self, d: int) -> None:
+        """Move the cursor ``d`` buttons (wrapping)."""
+        if self.tools:
+            self.cursor = (self.cursor + d) % len(self.tools)
+            self._draw()
+
+    async def action_press(self) -> None:
+        """Run the action of the button under the cursor."""
+        if self.tools:
+            await self.app.run_action(self.tools[self.cursor].action)
+
+    def tool(self, tool_id: str) -> Tool:
+        """The button ``tool_id`` (``KeyError`` naming the known ones)."""
+        for t in self.tools:
+            if t.id == tool_id:
+                return t
+        raise KeyError(f"no tool {tool_id!r}; known: {', '.join(t.id for t in self.tools)}")
+
+
+#: the rain view's characters
+RAIN_LEGEND = (
+    "rain: one line per transition, one column per state: █ active and touched,"
+    " ▒ active, ○ touched, x deactivated, ! called in a canceled transition,"
+    " · inactive; underlined: called"
+)
+
+
+def rain_lines(
+    md: MachineData,
+    positions: Sequence[int],
+    cursor: int,
+    states: Sequence[int],
+    selected: int = -1,
+) -> list[str]:
+    """Markup lines of the rain view: one per position in ``positions``, one
+    cell per state index in ``states``; a click on a cell selects that
+    transition and state."""
+    names = md.names
+    head = " " * 8 + "".join(names[i][:1] if i < len(names) else "?" for i in states)
+    out = [escape(head)]
+    txs = md.txs
+    for pos in positions:
+        tx = txs[pos - 1]
+        before = md.before_of(pos)
+        after = tx.time
+        touched = set(tx.touched)
+        called = set(tx.called)
+        canceled = bool(tx.flags & F_CANCELED)
+        cells = []
+        for i in states:
+            a = i < len(after) and after[i] % 2 == 1
+            b = i < len(before) and before[i] % 2 == 1
+            if canceled and i in called:
+                ch, style = "!", "red"
+            elif a and i in touched:
+                ch, style = "█", "bold green"
+            elif a:
+                ch, style = "▒", "green"
+            elif b:
+                ch, style = "x", "red"
+            elif i in touched:
+                ch, style = "○", "yellow"
+            else:
+                ch, style = "·", "grey50"
+            if i in called:
+                style += " underline"
+            if i == selected:
+                style += " on grey23"
+            name = names[i] if i < len(names) else ""
+            cells.append(f"[@click=app.rain_click({pos},{name!r})][{style}]{ch}[/][/]")
+        num = f"#{md.offset + pos}".ljust(8)
+        line = f"[@click=app.goto_pos({pos})]{num}[/]" + "".join(cells)
+        if pos == cursor:
+            line = f"[reverse]{line}[/]"
+        out.append(line)
+    return out
+
+
+def levelled(tx: Any) -> Iterable[tuple[int | None, str]]:
+    """``(level, text)`` of a transition's log lines, pre-logs first; ``level`` is
+    None for lines that carry none. Lines may be strings, ``(level, text)`` pairs,
+    or objects with ``level`` and ``text``; levels may also come as parallel
+    sequences ``pre_log_levels`` / ``log_levels``."""
+    for lines, levels_attr in ((tx.pre_logs, "pre_log_levels"), (tx.logs, "log_levels")):
+        levels = getattr(tx, levels_attr, None)
+        for k, line in enumerate(lines):
+            if isinstance(line, str):
+                lvl = levels[k] if levels is not None and k < len(levels) else None
+                yield (int(lvl) if lvl is not None else None), line
+            elif isinstance(line, tuple) and len(line) == 2:
+                yield int(line[0]), str(line[1])
+            else:
+                lvl = getattr(line, "level", None)
+                yield (int(lvl) if lvl is not None else None), str(getattr(line, "text", line))
