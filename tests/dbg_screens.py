@@ -30,9 +30,23 @@ def demo_store() -> Store:
     conn = Connection(1, "demo")
     for mid, parent in (("worker", ""), ("worker-net", "worker"), ("worker-db", "worker")):
         s = schema(mid, parent)
+        s.groups["work"] = [3, 4, 7]
+        s.groups_order.append("work")
         conn.machines[mid] = s
         store.on_schema(conn, s)
         recs = txs(mid, 60)
+        for i, r in enumerate(recs):
+            # semantic log lines the reader extracts: contexts, waiters, pipes, sources
+            if i % 10 == 1:
+                r.log_entries = [*r.log_entries, "[ctx:new] Working", "[when:new] Ready Done"]
+            if i % 10 == 5 and i < 40:
+                r.log_entries = [*r.log_entries, "[when:match] Ready Done"]
+            if parent and i % 4 == 0:
+                r.source_machine, r.source_tx = parent, f"{parent}-{i}"
+                r.source_time = sum(r.time_before)
+                r.pre_log_entries = [f"[pipe-in:add] Ready from {parent}"]
+            if not parent and i % 4 == 0:
+                r.pre_log_entries = ["[pipe-out:add] Ready to worker-net"]
         for r in recs[::7]:
             r.steps = [
                 StepRecord(32, "", "Working"),
@@ -74,7 +88,13 @@ async def shoot(out: Path) -> list[Path]:
         await pilot.press("alt+m")
         await pilot.pause()
         save("matrix")
-        await pilot.press("alt+m", "question_mark")
+        await pilot.press("alt+m")
+        await pilot.pause()
+        save("rain")
+        await pilot.press("alt+m", "slash", *"work")
+        await pilot.pause()
+        save("search")
+        await pilot.press("escape", "question_mark")
         await pilot.pause()
         save("help")
     return files

@@ -315,15 +315,380 @@ def test_screenshots(tmp_path: Path) -> None:
         "am-dbg-main.svg",
         "am-dbg-steps.svg",
         "am-dbg-matrix.svg",
+        "am-dbg-rain.svg",
+        "am-dbg-search.svg",
         "am-dbg-help.svg",
     ]
     main = files[0].read_text()
     for word in ("worker", "worker-net", "Working", "Transition"):
         assert word in main
     assert "require" in files[2].read_text()
+    assert "Reader" in main and "Forks" in main
+    assert "SRHWDEEB" in files[3].read_text()
 
 
 def test_docs_key_table_matches_bindings() -> None:
     page = (Path(__file__).resolve().parent.parent / "docs" / "am-dbg.md").read_text()
     for keys, desc in key_table():
         assert f"| `{keys}` | {desc} |" in page, keys
+
+
+# ----- log reader, address bar, groups, relations, toolbar, rain, log levels
+
+
+def _pos_of(app: DbgApp, mid: str, tx_id: str) -> int:
+    return app.store.get(mid).find_id(tx_id)
+
+
+def _reader(app: DbgApp) -> dict[str, list[str]]:
+    tree = app.query_one("#reader", Tree)
+    return {
+        str(n.data[1]): [str(c.label) for c in n.children]
+        for n in tree.root.children
+        if n.data and n.data[0] == "section"
+    }
+
+
+def test_reader_sections_and_links() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            assert dbg.mach.is1("LogReader") and app.query_one("#reader").display
+            # worker-net's 13th transition names worker's worker-12 as its source
+            dbg.goto("mach://worker-net/worker-net-12")
+            app.render_all()
+            sec = _reader(app)
+            assert sec["source"][0].startswith("worker/worker-12 t=")
+            assert sec["trace"] == ["worker #13 ErrNet"]
+            assert sec["pipes-in"] == ["add Ready from worker"]
+            assert "queue tick 12" in sec["queue"]
+            # the source tx lists both children as forks; enter on a link follows it
+            dbg.goto("mach://worker/worker-12")
+            app.render_all()
+            sec = _reader(app)
+            assert sec["forks"] == ["worker-net/worker-net-12", "worker-db/worker-db-12"]
+            assert sec["pipes-out"] == ["add Ready to worker-net"]
+            reader = app.query_one("#reader", Tree)
+            reader.focus()
+            await pilot.pause()
+            forks = next(n for n in reader.root.children if n.data == ("section", "forks"))
+            reader.move_cursor(forks.children[1])
+            await pilot.press("enter")
+            assert dbg.machine_id == "worker-db" and dbg.tx is not None
+            assert dbg.tx.id == "worker-db-12"
+            # the history goes back to where the link was followed
+            await pilot.press("escape", "left_square_bracket")
+            assert dbg.machine_id == "worker" and dbg.tx is not None and dbg.tx.id == "worker-12"
+            # a collapsed section stays collapsed while stepping
+            queue = next(n for n in reader.root.children if n.data == ("section", "queue"))
+            queue.collapse()
+            await pilot.pause()
+            await pilot.press("right")
+            queue = next(n for n in reader.root.children if n.data == ("section", "queue"))
+            assert not queue.is_expanded
+            # alt+o hides the reader (a state of the debugger's machine)
+            await pilot.press("alt+o")
+            assert not dbg.mach.is1("LogReader") and not app.query_one("#reader").display
+
+    run(main)
+
+
+def test_reader_subscriptions_and_handlers() -> None:
+    app = paused_app()
+    dbg = app.dbg
+    dbg.select_machine("worker", keep_time=False)
+    # "[when:new] Ready Done" at transitions 2, 12, 22 ..., matched at 6, 16, 26, 36
+    for pos, is_open in ((1, False), (2, True), (5, True), (6, False), (44, True), (60, True)):
+        dbg.goto_pos(pos)
+        subs = next((s for s in app.reader_sections() if s.key == "subscriptions"), None)
+        opened = subs is not None and any(i.text == "open: when Ready Done" for i in subs.items)
+        assert opened is is_open, pos
+    dbg.goto_pos(3)  # backwards: replayed from the start
+    assert any(s.key == "subscriptions" for s in app.reader_sections())
+    dbg.goto_pos(15)  # its steps ran the WorkingEnter handler
+    handlers = next(s for s in app.reader_sections() if s.key == "handlers")
+    assert [i.text for i in handlers.items] == ["WorkingEnter"]
+    assert handlers.items[0].address.endswith("?state=Working")
+    ctx = next(s for s in (dbg.goto_pos(12), app.reader_sections())[1] if s.key == "contexts")
+    assert ctx.items[0].text.startswith("new Working (t=")
+
+
+def test_reader_shows_fields_a_collector_adds() -> None:
+    from asyncmachine_trio.tools.dbg.reader import OPTIONAL_FIELDS
+    from asyncmachine_trio.tools.dbg.store import Tx
+
+    class RichTx(Tx):
+        __slots__ = ("contexts", "handlers")
+
+    app = paused_app()
+    md = app.store.get("worker")
+    old = md.txs[9]
+    new = RichTx.__new__(RichTx)
+    for name in Tx.__slots__:
+        setattr(new, name, getattr(old, name))
+    new.handlers = ["ReadyEnter", "ReadyState"]
+    new.contexts = {"Ready": 7}
+    md.txs[9] = new
+    app.dbg.select_machine("worker", keep_time=False)
+    app.dbg.goto_pos(10)
+    secs = {s.key: s for s in app.reader_sections()}
+    assert [i.text for i in secs["handlers"].items] == ["ReadyEnter", "ReadyState"]
+    assert secs["handlers"].title == f"{OPTIONAL_FIELDS['handlers']} (2)"
+    assert [i.text for i in secs["contexts"].items] == ["Ready: 7"]
+
+
+def test_search_as_you_type_filters_the_tree() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            await pilot.press("home", "slash", "e", "r", "r")
+            # the tree narrows to the states containing "err" as they are typed
+            assert list(app._state_nodes) == ["ErrNet"]
+            assert "Schema:1/8" in str(app.query_one("#tree", Tree).border_title)
+            # and the cursor is on the first transition mentioning it
+            first = next(p for p in range(1, 61) if dbg.matches(p, "err"))
+            assert dbg.pos == first
+            await pilot.press("backspace", "backspace", "backspace", *"zzz")
+            assert len(app._state_nodes) == 8  # nothing matches: every state again
+            assert dbg.pos == 0  # no transition matches: back where the search started
+            await pilot.press("escape")
+            assert dbg.tree_filter == "" and len(app._state_nodes) == 8
+
+    run(main)
+
+
+def test_address_bar_history_copy_paste() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            addr = app.query_one("#address")
+            dbg.goto("mach://worker/%2310")
+            app.render_all()
+            assert addr.value == "mach://worker/worker-9"  # type: ignore[attr-defined]
+            dbg.goto("mach://worker-net/%2320")
+            dbg.goto("mach://worker-db/%2330")
+            await pilot.press("left_square_bracket")
+            assert dbg.machine_id == "worker-net" and dbg.pos == 20
+            await pilot.press("left_square_bracket")
+            assert dbg.machine_id == "worker" and dbg.pos == 10
+            await pilot.press("right_square_bracket", "right_square_bracket")
+            assert dbg.machine_id == "worker-db" and dbg.pos == 30
+            await pilot.press("right_square_bracket")
+            assert "newest entry" in text(app, "#status")
+            # copy, move away, paste: back at the copied address
+            await pilot.press("y")
+            assert app.clipboard == "mach://worker-db/worker-db-29"
+            await pilot.press("home")
+            assert dbg.pos == 0
+            await pilot.press("p")
+            assert dbg.machine_id == "worker-db" and dbg.pos == 30
+            # typing an address into the bar opens it; a bad one says why
+            await pilot.press("ctrl+l", *"mach://worker/%235", "enter")
+            assert dbg.machine_id == "worker" and dbg.pos == 5
+            await pilot.press("ctrl+l", *"mach://nope", "enter")
+            assert "no machine 'nope'" in text(app, "#status") and dbg.pos == 5
+            # the back / forward buttons
+            await pilot.click("#hist-links", offset=(1, 0))
+            assert dbg.machine_id == "worker-db"
+
+    run(main)
+
+
+def test_history_is_bounded() -> None:
+    from asyncmachine_trio.tools.dbg.logic import HISTORY_MAX
+
+    dbg = Debugger(demo_store(), tail=False)
+    dbg.select_machine("worker", keep_time=False)
+    for pos in range(1, 60):
+        dbg.goto_pos(pos)
+    for pos in range(1, 60):
+        dbg.goto_pos(pos)
+    assert len(dbg.history) == HISTORY_MAX and dbg.hist_i == HISTORY_MAX - 1
+    assert dbg.history_back() and dbg.pos == 58
+    dbg.goto_pos(3)  # a new entry drops the forward ones
+    assert not dbg.history_fwd()
+
+
+def test_group_selector_and_filter() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            assert dbg.groups() == ["main", "work"]
+            await pilot.press("g")
+            assert dbg.group == "main" and dbg.mach.is1("GroupSelected")
+            assert list(app._state_nodes) == ["Start", "Ready"]
+            sel = app.query_one("#group", Select)
+            assert sel.value == "main"
+            # FilterGroup: only transitions calling Start or Ready
+            await pilot.press("G")
+            assert dbg.mach.is1("FilterGroup")
+            md = dbg.md
+            assert md is not None
+            v = list(dbg.view())
+            assert v == [p for p in range(1, 61) if {0, 1} & set(md.txs[p - 1].called)]
+            assert "(60/60)" in text(app, "#timeline1") or dbg.pos in v
+            # the drop-down selects a group too
+            sel.value = "work"
+            await pilot.pause()
+            assert dbg.group == "work" and list(app._state_nodes) == ["Working", "Done", "Busy"]
+            await pilot.press("g")  # after the last group: all states
+            assert dbg.group == "" and not dbg.mach.is1("GroupSelected")
+            assert len(app._state_nodes) == 8
+            try:
+                dbg.select_group("nope")
+            except KeyError as err:
+                assert "known: main, work" in str(err)
+            else:
+                raise AssertionError("no KeyError")
+
+    from textual.widgets import Select
+
+    run(main)
+
+
+def test_relations_of_the_selected_state_are_marked() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            tree = app.query_one("#tree", Tree)
+            tree.focus()
+            tree.move_cursor(app._state_nodes["Working"])
+            await pilot.press("enter")
+            labels = {n: str(node.label) for n, node in app._state_nodes.items()}
+            assert labels["Start"].endswith("->require")
+            assert labels["Done"].endswith("->remove")
+            assert "->" not in labels["Ready"] and "<-" not in labels["Ready"]
+            app.dbg.select_state("Start")
+            app.render_all()
+            assert str(app._state_nodes["Working"].label).endswith("<-require")
+            assert app.dbg.related() == {"Working": ["<require"]}
+
+    run(main)
+
+
+def test_toolbar_mirrors_states() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            bar = app.query_one("#toolbar", Toolbar)
+            assert not bar.tool("FilterCanceled").on and bar.tool("LogReader").on
+            await pilot.press("alt+f")
+            assert bar.has_focus and dbg.mach.is1("ToolbarFocused")
+            idx = [t.id for t in bar.tools].index("FilterCanceled")
+            pos = dbg.pos
+            await pilot.press(*["right"] * idx)
+            assert dbg.pos == pos  # arrows move in the toolbar, not the cursor
+            await pilot.press("enter")
+            assert dbg.mach.is1("FilterCanceled") and bar.tool("FilterCanceled").on
+            await pilot.press("alt+f")
+            assert not bar.has_focus and not dbg.mach.is1("ToolbarFocused")
+            # a click on a button runs it: "tail" is the first one
+            await pilot.click("#toolbar", offset=(1, 0))
+            assert dbg.mach.is1("Tail") and bar.tool("tail").on
+            try:
+                bar.tool("nope")
+            except KeyError as err:
+                assert "known: tail" in str(err)
+
+    from asyncmachine_trio.tools.dbg.widgets import Toolbar
+
+    run(main)
+
+
+def test_rain_view() -> None:
+    async def main() -> None:
+        app = paused_app()
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            dbg.goto("mach://worker/%2314")
+            await pilot.press("alt+r")
+            assert dbg.mach.is1("RainView") and app.query_one("#rain").display
+            assert not app.query_one("#log").display
+            rain = text(app, "#rain-text")
+            assert rain.splitlines()[0].strip() == "SRHWDEEB"
+            line = next(x for x in rain.splitlines() if x.startswith("#14 "))
+            assert line.rstrip().endswith("!")  # Busy called in a canceled transition
+            app.action_rain_click(20, "Done")
+            assert dbg.pos == 20 and dbg.selected_state == "Done"
+            # alt+m cycles log -> matrix -> rain -> log
+            await pilot.press("alt+m")
+            assert dbg.view_mode() == "" and app.query_one("#log").display
+            await pilot.press("alt+m")
+            assert dbg.mach.is1("MatrixView")
+            await pilot.press("alt+m")
+            assert dbg.mach.is1("RainView") and not dbg.mach.is1("MatrixView")
+
+    run(main)
+
+
+def test_log_levels() -> None:
+    async def main() -> None:
+        from asyncmachine_trio.tools.dbg.store import Tx
+
+        class LevelTx(Tx):
+            __slots__ = ("log_levels", "pre_log_levels")
+
+        store = demo_store()
+        md = store.get("worker")
+        old = md.txs[0]
+        new = LevelTx.__new__(LevelTx)
+        for name in Tx.__slots__:
+            setattr(new, name, getattr(old, name))
+        new.logs = ("[add] Ready", "[handler] ready_enter", "no level")
+        new.log_levels = (3, 4)
+        new.pre_log_levels = None
+        md.txs[0] = new
+        app = paused_app(store)
+        async with app.run_test(size=SIZE) as pilot:
+            dbg = app.dbg
+            dbg.goto("mach://worker/%231")
+            assert dbg.log_level == 2
+            app.render_all()
+            log = text(app, "#log-text")
+            assert "[add] Ready" not in log and "no level" in log
+            await pilot.press("l")
+            assert dbg.log_level == 3
+            log = text(app, "#log-text")
+            assert "[add] Ready" in log and "ready_enter" not in log
+            await pilot.press("l", "l")
+            assert dbg.log_level == 5 and "ready_enter" in text(app, "#log-text")
+            await pilot.press("l")
+            assert dbg.log_level == 0 and "no level" in text(app, "#log-text")
+            assert "Log (level 0)" in str(app.query_one("#log").border_title)
+
+    run(main)
+
+
+def test_cli_view_flags(tmp_path: Path) -> None:
+    from asyncmachine_trio.tools.dbg.cli import _load, make_tui
+    from asyncmachine_trio.tools.dbg.session import export_session
+
+    export_session(demo_store(), tmp_path / "s.amdbg.gz")
+    store = Store()
+    _load(str(tmp_path / "s.amdbg.gz"), store)
+    app = make_tui(
+        store,
+        select_machine="worker",
+        tail=False,
+        view="tree-rain",
+        reader=False,
+        log_level=4,
+        group="work",
+    )
+    dbg = app.dbg
+    assert dbg.mach.is1("RainView") and not dbg.mach.is1("LogReader")
+    assert dbg.log_level == 4 and dbg.group == "work" and dbg.mach.is1("FilterGroup")
+    md = store.get("worker")
+    assert all({3, 4, 7} & set(md.txs[p - 1].called) for p in dbg.view())
+    import click
+    import pytest
+
+    with pytest.raises(click.exceptions.Exit):
+        make_tui(store, select_machine="worker", group="nope")
+    with pytest.raises(click.exceptions.Exit):
+        make_tui(store, view="matrix-only")

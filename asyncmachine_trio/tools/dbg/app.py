@@ -703,11 +703,7 @@ class DbgApp(App[None]):
                 head = f"#{md.offset + pos} \\[{tag}] {escape(diff)}"
                 lines = [head]
                 if tx.pre_logs or tx.logs:
-                    lines += [
-                        escape(x)
-                        for lvl, x in levelled(tx)
-                        if lvl is None or (level and lvl <= level)
-                    ]
+                    lines += [escape(x) for lvl, x in levelled(tx) if lvl is None or lvl <= level]
                 style = "reverse" if cur else ""
                 for line in lines:
                     text = line
@@ -765,7 +761,7 @@ class DbgApp(App[None]):
             return
         v = dbg.view()
         i = bisect.bisect_right(v, dbg.pos)
-        rows = max(8, self._w("rain").size.height - 4)
+        rows = max(8, (self._w("rain").size.height or self.size.height - 14) - 4)
         lo = max(0, i - rows + rows // 3)
         hi = min(len(v), lo + rows)
         sel = md.index.get(dbg.selected_state, -1)
@@ -921,7 +917,7 @@ class DbgApp(App[None]):
         try:
             self.dbg.goto(addr)
         except (KeyError, ValueError) as err:
-            self.dbg.message = str(err).strip("'\"")
+            self.dbg.message = str(err.args[0]) if isinstance(err, KeyError) else str(err)
             self.render_all()
             return False
         self.dbg.message = ""

@@ -120,6 +120,29 @@ def am_dbg(
     ] = False,
     filter_checks: Annotated[bool, typer.Option(help="Skip Can* checks (dry runs).")] = False,
     filter_disconn: Annotated[bool, typer.Option(help="Hide disconnected machines.")] = False,
+    filter_group: Annotated[
+        bool,
+        typer.Option(help="With --select-group: skip transitions calling no state of the group."),
+    ] = True,
+    filter_log_level: Annotated[
+        int,
+        typer.Option(
+            "--filter-log-level",
+            min=0,
+            max=5,
+            help="Log level shown (0-5); lines without a level always show.",
+        ),
+    ] = 2,
+    select_group: Annotated[
+        str, typer.Option("--select-group", help="Schema group of the selected machine to show.")
+    ] = "",
+    view: Annotated[
+        str,
+        typer.Option("--view", "-v", help="tree-log, tree-matrix or tree-rain."),
+    ] = "tree-log",
+    view_reader: Annotated[
+        bool, typer.Option("--view-reader/--no-view-reader", "-r", help="Show the log reader.")
+    ] = True,
     breakpoint: Annotated[
         list[str] | None,
         typer.Option("--breakpoint", "-b", help="Pause when this state activates (repeatable)."),
@@ -181,6 +204,11 @@ def am_dbg(
         filters=filters,
         breakpoints=breakpoint or [],
         tail=view_tail and not import_data,
+        view=view,
+        reader=view_reader,
+        log_level=filter_log_level,
+        group=select_group,
+        filter_group=filter_group,
         listen=listen,
         output_dir=output_dir,
     )
@@ -199,6 +227,11 @@ def make_tui(
     tail: bool = True,
     listen: tuple[str, int] | None = None,
     output_dir: Path = Path("."),
+    view: str = "tree-log",
+    reader: bool = True,
+    log_level: int = 2,
+    group: str = "",
+    filter_group: bool = True,
 ) -> Any:
     """The :class:`~.app.DbgApp` the flags describe (not running yet).
 
@@ -210,7 +243,13 @@ def make_tui(
     from .logic import Debugger
 
     tail = tail and not machurl and not select_transition
-    dbg = Debugger(store, filters=filters, tail=tail)
+    views = {"tree-log": "", "tree-matrix": "MatrixView", "tree-rain": "RainView"}
+    if view not in views:
+        fail(f"--view {view!r}: expected one of {', '.join(views)}")
+    dbg = Debugger(store, filters=filters, tail=tail, reader=reader, log_level=log_level)
+    dbg.set_view(views[view])
+    if filter_group:
+        dbg.mach.add1("FilterGroup")
     dbg.breakpoints.update(breakpoints)
     address = machurl
     if select_transition:
@@ -229,6 +268,17 @@ def make_tui(
     if not address and not select_machine:
         dbg.refresh()
         dbg.last()
+    if group:
+        if not store.machines:
+            fail("--select-group needs an imported session (the group of which machine?)")
+        if not dbg.machine_id:
+            dbg.refresh()
+        if select_machine and select_machine in store.machines:
+            dbg.select_machine(select_machine, keep_time=False)
+        try:
+            dbg.select_group(group)
+        except KeyError as err:
+            fail(str(err.args[0]))
     return DbgApp(
         store,
         debugger=dbg,

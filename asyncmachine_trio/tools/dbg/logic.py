@@ -71,7 +71,8 @@ S = DbgStates
 
 #: the views ``alt+m`` cycles through (``""``: tree and log)
 VIEWS: tuple[str, ...] = ("", S.MatrixView, S.RainView)
-#: log levels (0 hides every line but the transitions' headers; 5 shows all)
+#: log levels: a line with a level shows when its level is at most the chosen one
+#: (0 hides every levelled line); lines without a level show at every level
 LOG_LEVELS = range(6)
 #: entries the address history keeps at most
 HISTORY_MAX = 100

@@ -233,7 +233,9 @@ def _trace(store: Store, mid: str, tx: Tx) -> list[Item]:
 
 def _queue(md: MachineData, pos: int, tx: Tx) -> list[Item]:
     items = [
-        Item(f"queue tick {tx.queue_tick}, machine tick {tx.machine_tick}, length {tx.queue_len}")
+        Item(f"queue tick {tx.queue_tick}"),
+        Item(f"machine tick {tx.machine_tick}"),
+        Item(f"queue length {tx.queue_len}"),
     ]
     for kind, sub, rest in _semantic(tx):
         if kind == "queue" or kind == "postpone":

@@ -42,7 +42,7 @@ class Toolbar(Static, can_focus=True):
         Binding("enter,space", "press", "Press the tool", show=False),
     ]
     DEFAULT_CSS = """
-    Toolbar { height: 1; background: $boost; }
+    Toolbar { height: auto; background: $boost; }
     Toolbar:focus { background: $accent 20%; }
     """
 
