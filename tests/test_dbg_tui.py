@@ -685,10 +685,10 @@ def test_cli_view_flags(tmp_path: Path) -> None:
     assert dbg.log_level == 4 and dbg.group == "work" and dbg.mach.is1("FilterGroup")
     md = store.get("worker")
     assert all({3, 4, 7} & set(md.txs[p - 1].called) for p in dbg.view())
-    import click
     import pytest
+    import typer
 
-    with pytest.raises(click.exceptions.Exit):
+    with pytest.raises(typer.Exit):
         make_tui(store, select_machine="worker", group="nope")
-    with pytest.raises(click.exceptions.Exit):
+    with pytest.raises(typer.Exit):
         make_tui(store, view="matrix-only")
