@@ -91,8 +91,8 @@ class Timeline(Static):
         self.value, self.total, self.title, self.grey = value, total, title, grey
         width = max(10, self.size.width - len(title) - 2) if self.size.width else 40
         filled = round(width * value / total) if total else 0
-        colour = "grey50" if grey else "green"
-        bar = f"[{colour}]{'━' * filled}[/][grey30]{'━' * (width - filled)}[/]"
+        colour = "#808080" if grey else "green"
+        bar = f"[{colour}]{'━' * filled}[/][#4e4e4e]{'━' * (width - filled)}[/]"
         self.update(Content.from_markup(f"{escape(title)} {bar}"))
 
     def on_click(self, event: Click) -> None:
@@ -333,7 +333,7 @@ class DbgApp(App[None]):
         key = (
             content
             if isinstance(content, str)
-            else content.markup
+            else (content.plain, tuple(content.spans))
             if isinstance(content, Content)
             else content
         )
@@ -449,7 +449,7 @@ class DbgApp(App[None]):
                     letters += letter
             err = md.is_err_at(n)
             recent_err = not err and any(md.txs[k].flags & 64 for k in range(max(0, n - 100), n))
-            style = "red" if err else "#ff87d7" if recent_err else "" if md.connected else "grey50"
+            style = "red" if err else "#ff87d7" if recent_err else "" if md.connected else "#808080"
             if md.id == dbg.machine_id:
                 style = (style + " bold underline").strip()
             label = f"{'-' * depth}{md.id} |{md.offset + n}{later}{letters}"
@@ -544,7 +544,8 @@ class DbgApp(App[None]):
             tick = now[i] if 0 <= i < len(now) else 0
             active = tick % 2 == 1
             err = active and (name == "Exception" or name.startswith("Err"))
-            colour = "red" if err else ("#5fd7ff" if rec.multi else "green") if active else "grey62"
+            on = "#5fd7ff" if rec.multi else "green"
+            colour = "red" if err else on if active else "#9e9e9e"
             mark = marks.get(name, " ")
             style = colour
             if i in touched:
@@ -565,7 +566,7 @@ class DbgApp(App[None]):
             label.append(name.ljust(width), style=style)
             at = name.lower().find(needle) if needle else -1
             if at >= 0:
-                label.stylize("black on dark_goldenrod", 2 + at, 2 + at + len(needle))
+                label.stylize("black on #af8700", 2 + at, 2 + at + len(needle))
             label.append(f" {multi}{auto} |{tick}")
             for r in rels:
                 label.append(" ")
@@ -605,10 +606,10 @@ class DbgApp(App[None]):
 
     def _tx_line(self, md: MachineData, tx: Tx | None, pos: int, prev: Tx | None) -> str:
         if tx is None:
-            return "[grey50]no transition[/]"
+            return "[#808080]no transition[/]"
         kind = MUTATIONS.get(tx.type, str(tx.type))
         called = " ".join(_names(md, tx.called))
-        called_s = f"[grey50]{escape(called)}[/]" if not tx.accepted else f"[b]{escape(called)}[/]"
+        called_s = f"[#808080]{escape(called)}[/]" if not tx.accepted else f"[b]{escape(called)}[/]"
         dt = ""
         if prev is not None:
             dt = f" Time: +{tx.time_sum() - prev.time_sum()}"
@@ -662,7 +663,7 @@ class DbgApp(App[None]):
         if nxt is not None:
             v = dbg.view()
             nxt_pos = v[bisect.bisect_right(v, dbg.pos)]
-        nline = self._tx_line(md, nxt, nxt_pos, tx) if nxt else "[grey50]no next transition[/]"
+        nline = self._tx_line(md, nxt, nxt_pos, tx) if nxt else "[#808080]no next transition[/]"
         self._set("next-bar", Content.from_markup(f"Next | {nline}"))
         nsteps = len(nxt.steps) if nxt else 0
         self._w("timeline2").show(
@@ -708,11 +709,11 @@ class DbgApp(App[None]):
                 for line in lines:
                     text = line
                     if needle and needle in line.lower():
-                        text = f"[on dark_goldenrod]{line}[/]"
+                        text = f"[on #af8700]{line}[/]"
                     if style:
                         text = f"[{style}]{text}[/]"
                     out.append(f"[@click=app.goto_pos({pos})]{text}[/]")
-        body = "\n".join(out) if out else "[grey50](no log)[/]"
+        body = "\n".join(out) if out else "[#808080](no log)[/]"
         self._w("log").border_title = f"Log (level {dbg.log_level})"
         self._set("log-text", Content.from_markup(body))
 
@@ -765,8 +766,8 @@ class DbgApp(App[None]):
         lo = max(0, i - rows + rows // 3)
         hi = min(len(v), lo + rows)
         sel = md.index.get(dbg.selected_state, -1)
-        lines = rain_lines(md, v[lo:hi], dbg.pos, dbg.group_states(md), sel)
-        self._set("rain-text", Content.from_markup("\n".join([*lines, "", escape(RAIN_LEGEND)])))
+        rain = rain_lines(md, v[lo:hi], dbg.pos, dbg.group_states(md), sel)
+        self._set("rain-text", rain + Content("\n\n" + RAIN_LEGEND))
 
     def _render_reader(self) -> None:
         """The log reader's sections (rebuilt only when they changed)."""
@@ -784,7 +785,7 @@ class DbgApp(App[None]):
                 label = Text(item.text, style="underline" if item.address else "")
                 node.add_leaf(label, data=("item", item.address))
         if not sections:
-            tree.root.add_leaf(Text("(no transition)", style="grey50"))
+            tree.root.add_leaf(Text("(no transition)", style="#808080"))
         tree.border_title = f"Reader:{len(sections)}"
 
     def reader_sections(self) -> list[Section]:

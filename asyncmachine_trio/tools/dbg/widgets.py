@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import attrs
 from textual.binding import Binding, BindingType
-from textual.content import Content
+from textual.content import Content, Span
 from textual.markup import escape
 from textual.widgets import Static
 
@@ -114,22 +114,30 @@ def rain_lines(
     cursor: int,
     states: Sequence[int],
     selected: int = -1,
-) -> list[str]:
-    """Markup lines of the rain view: one per position in ``positions``, one
-    cell per state index in ``states``; a click on a cell selects that
-    transition and state."""
+) -> Content:
+    """The rain view: one line per position in ``positions``, one cell per state
+    index in ``states``; a click on a number goes to that transition, on a cell
+    also selects that state. Built from spans, not markup (parsing markup for a
+    screenful of links would cost more than the rest of a redraw)."""
     names = md.names
-    head = " " * 8 + "".join(names[i][:1] if i < len(names) else "?" for i in states)
-    out = [escape(head)]
+    text: list[str] = [" " * 8 + "".join(names[i][:1] if i < len(names) else "?" for i in states)]
+    spans: list[Span] = []
+    at = len(text[0])
     txs = md.txs
     for pos in positions:
+        text.append("\n")
+        at += 1
+        line_start = at
         tx = txs[pos - 1]
         before = md.before_of(pos)
         after = tx.time
         touched = set(tx.touched)
         called = set(tx.called)
         canceled = bool(tx.flags & F_CANCELED)
-        cells = []
+        num = f"#{md.offset + pos}".ljust(8)
+        text.append(num)
+        spans.append(Span(at, at + len(num), f"@click=app.goto_pos({pos})"))
+        at += len(num)
         for i in states:
             a = i < len(after) and after[i] % 2 == 1
             b = i < len(before) and before[i] % 2 == 1
@@ -144,19 +152,19 @@ def rain_lines(
             elif i in touched:
                 ch, style = "○", "yellow"
             else:
-                ch, style = "·", "grey50"
+                ch, style = "·", "#808080"
             if i in called:
                 style += " underline"
             if i == selected:
-                style += " on grey23"
+                style += " on #3a3a3a"
             name = names[i] if i < len(names) else ""
-            cells.append(f"[@click=app.rain_click({pos},{name!r})][{style}]{ch}[/][/]")
-        num = f"#{md.offset + pos}".ljust(8)
-        line = f"[@click=app.goto_pos({pos})]{num}[/]" + "".join(cells)
+            text.append(ch)
+            spans.append(Span(at, at + 1, f"@click=app.rain_click({pos},{name!r})"))
+            spans.append(Span(at, at + 1, style))
+            at += 1
         if pos == cursor:
-            line = f"[reverse]{line}[/]"
-        out.append(line)
-    return out
+            spans.append(Span(line_start, at, "reverse"))
+    return Content("".join(text), spans)
 
 
 def levelled(tx: Any) -> Iterable[tuple[int | None, str]]:
