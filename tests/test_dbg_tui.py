@@ -535,6 +535,11 @@ def test_group_selector_and_filter() -> None:
             sel.value = "work"
             await pilot.pause()
             assert dbg.group == "work" and list(app._state_nodes) == ["Working", "Done", "Busy"]
+            await pilot.press("alt+m")  # the matrix shows the group's states only
+            rows = text(app, "#matrix-text").splitlines()
+            assert [r.split()[0] for r in rows[3:6]] == ["Working", "Done", "Busy"]
+            assert rows[6] == "" and rows[0].split() == ["3", "4", "7"]
+            await pilot.press("alt+m", "alt+m")
             await pilot.press("g")  # after the last group: all states
             assert dbg.group == "" and not dbg.mach.is1("GroupSelected")
             assert len(app._state_nodes) == 8

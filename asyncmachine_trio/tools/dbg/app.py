@@ -718,19 +718,20 @@ class DbgApp(App[None]):
         self._set("log-text", Content.from_markup(body))
 
     def _render_matrix(self) -> None:
-        """Relations x states of the selected machine, and this transition's called / ticks."""
+        """Relations x states of the selected machine (of the selected group), and this
+        transition's called states and tick changes."""
         md = self.dbg.md
         if md is None:
             return
         names = md.names
+        cols = self.dbg.group_states(md)
         tx = self.dbg.tx
         width = max((len(n) for n in names), default=4)
-        head = " " * (width + 1) + " ".join(f"{i % 100:>2}" for i in range(len(names)))
+        head = " " * (width + 1) + " ".join(f"{i % 100:>2}" for i in cols)
         rows = [head]
         called = set(tx.called) if tx else set()
         rows.append(
-            "called".ljust(width + 1)
-            + " ".join(" X" if i in called else " ." for i in range(len(names)))
+            "called".ljust(width + 1) + " ".join(" X" if i in called else " ." for i in cols)
         )
         before = md.before_of(self.dbg.pos) if tx else md.time_at(0)
         now = self.dbg.time()
@@ -738,13 +739,17 @@ class DbgApp(App[None]):
             "ticks".ljust(width + 1)
             + " ".join(
                 f"{now[i] - before[i]:>2}" if i < len(now) and i < len(before) else " ."
-                for i in range(len(names))
+                for i in cols
             )
         )
         codes = {"require": "R", "add": "A", "remove": "X", "after": "F"}
+        shown = {names[i] for i in cols}
+        targets = [names[i] for i in cols]
         for rec in md.schema.states:
+            if rec.name not in shown:
+                continue
             cells = []
-            for target in names:
+            for target in targets:
                 c = "".join(
                     code for rel, code in codes.items() if target in (getattr(rec, rel) or ())
                 )
