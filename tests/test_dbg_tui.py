@@ -414,28 +414,78 @@ def test_reader_subscriptions_and_handlers() -> None:
     assert ctx.items[0].text.startswith("new Working (t=")
 
 
+class Extra:
+    """A stored transition with extra attributes (as a newer collector would keep)."""
+
+    def __init__(self, tx: Any, **extra: Any) -> None:
+        self._tx = tx
+        self.__dict__.update(extra)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+
+class ExtraDebugger(Debugger):
+    """Serves ``extra[pos]`` attributes on top of the stored transition at ``pos``."""
+
+    extra: dict[int, dict[str, Any]] = {}
+
+    def tx_at(self, pos: int) -> Any:
+        tx = super().tx_at(pos)
+        more = self.extra.get(pos) if self.machine_id == "worker" else None
+        return Extra(tx, **more) if more else tx
+
+
 def test_reader_shows_fields_a_collector_adds() -> None:
+    from types import SimpleNamespace
+
     from asyncmachine_trio.tools.dbg.reader import OPTIONAL_FIELDS
-    from asyncmachine_trio.tools.dbg.store import Tx
 
-    class RichTx(Tx):
-        __slots__ = ("contexts", "handlers")
-
-    app = paused_app()
-    md = app.store.get("worker")
-    old = md.txs[9]
-    new = RichTx.__new__(RichTx)
-    for name in Tx.__slots__:
-        setattr(new, name, getattr(old, name))
-    new.handlers = ["ReadyEnter", "ReadyState"]
-    new.contexts = {"Ready": 7}
-    md.txs[9] = new
-    app.dbg.select_machine("worker", keep_time=False)
-    app.dbg.goto_pos(10)
+    store = demo_store()
+    dbg = ExtraDebugger(store, tail=False)
+    dbg.extra = {
+        10: {
+            "handlers": ["ReadyEnter", "ReadyState"],
+            "stack": ["main.py:3", "worker.py:12"],
+            "mut_queue_tick": 7,
+            # what is open after it, kept by the store (replaces the replay)
+            "reader": SimpleNamespace(
+                contexts=("Working",),
+                subscriptions=("whenNot Busy x2",),
+                pipes=("[pipe-out:add] Ready to worker-db",),
+            ),
+        }
+    }
+    app = DbgApp(store, debugger=dbg)
+    dbg.select_machine("worker", keep_time=False)
+    dbg.goto_pos(10)
     secs = {s.key: s for s in app.reader_sections()}
     assert [i.text for i in secs["handlers"].items] == ["ReadyEnter", "ReadyState"]
     assert secs["handlers"].title == f"{OPTIONAL_FIELDS['handlers']} (2)"
-    assert [i.text for i in secs["contexts"].items] == ["Ready: 7"]
+    assert [i.text for i in secs["stack"].items] == ["main.py:3", "worker.py:12"]
+    assert secs["queue"].items[0].text == "queued as queue tick 7"
+    assert [i.text for i in secs["contexts"].items] == ["open: Working"]
+    assert [i.text for i in secs["subscriptions"].items] == ["open: whenNot Busy x2"]
+    out = secs["pipes-out"].items
+    assert out[-1].text == "open: add Ready to worker-db"
+    assert out[-1].address.startswith("mach://worker-db?ht=")
+    dbg.goto_pos(13)  # no extras: the waiters are replayed from the log lines
+    secs = {s.key: s for s in app.reader_sections()}
+    assert "stack" not in secs
+    assert [i.text for i in secs["subscriptions"].items] == ["open: when Ready Done"]
+
+
+def test_levelled_reads_levels_in_every_form() -> None:
+    from types import SimpleNamespace
+
+    from asyncmachine_trio.tools.dbg.widgets import levelled
+
+    a = SimpleNamespace(pre_logs=("p",), logs=("x", "y"), pre_levels=b"\x03", levels=b"")
+    assert list(levelled(a)) == [(3, "p"), (None, "x"), (None, "y")]
+    b = SimpleNamespace(pre_logs=(), logs=("x", "y"), log_levels=[4])
+    assert list(levelled(b)) == [(4, "x"), (None, "y")]
+    c = SimpleNamespace(pre_logs=(), logs=((2, "x"), SimpleNamespace(level=5, text="y")))
+    assert list(levelled(c)) == [(2, "x"), (5, "y")]
 
 
 def test_search_as_you_type_filters_the_tree() -> None:
@@ -633,24 +683,13 @@ def test_rain_view() -> None:
 
 def test_log_levels() -> None:
     async def main() -> None:
-        from asyncmachine_trio.tools.dbg.store import Tx
-
-        class LevelTx(Tx):
-            __slots__ = ("log_levels", "pre_log_levels")
-
         store = demo_store()
-        md = store.get("worker")
-        old = md.txs[0]
-        new = LevelTx.__new__(LevelTx)
-        for name in Tx.__slots__:
-            setattr(new, name, getattr(old, name))
-        new.logs = ("[add] Ready", "[handler] ready_enter", "no level")
-        new.log_levels = (3, 4)
-        new.pre_log_levels = None
-        md.txs[0] = new
-        app = paused_app(store)
+        dbg = ExtraDebugger(store, tail=False)
+        dbg.extra = {
+            1: {"logs": ("[add] Ready", "[handler] ready_enter", "no level"), "levels": b"\x03\x04"}
+        }
+        app = DbgApp(store, debugger=dbg)
         async with app.run_test(size=SIZE) as pilot:
-            dbg = app.dbg
             dbg.goto("mach://worker/%231")
             assert dbg.log_level == 2
             app.render_all()
@@ -663,8 +702,12 @@ def test_log_levels() -> None:
             await pilot.press("l", "l")
             assert dbg.log_level == 5 and "ready_enter" in text(app, "#log-text")
             await pilot.press("l")
-            assert dbg.log_level == 0 and "no level" in text(app, "#log-text")
+            log = text(app, "#log-text")
+            assert dbg.log_level == 0 and "no level" in log and "[add] Ready" not in log
             assert "Log (level 0)" in str(app.query_one("#log").border_title)
+            assert app.query_one("#toolbar", Toolbar).tool("log").label == "log:0"
+
+    from asyncmachine_trio.tools.dbg.widgets import Toolbar
 
     run(main)
 

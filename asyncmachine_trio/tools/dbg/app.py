@@ -686,7 +686,7 @@ class DbgApp(App[None]):
             level = dbg.log_level
             for k in range(lo, hi):
                 pos = v[k]
-                tx = md.txs[pos - 1]
+                tx = dbg.tx_at(pos)
                 cur = pos == dbg.pos
                 tag = (
                     "[red]cancl[/]"

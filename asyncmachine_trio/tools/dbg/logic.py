@@ -357,7 +357,15 @@ class Debugger:
         md = self.md
         if md is None or self.pos <= 0 or self.pos > len(md.txs):
             return None
-        return md.txs[self.pos - 1]
+        return self.tx_at(self.pos)
+
+    def tx_at(self, pos: int) -> Tx:
+        """The selected machine's transition at 1-based ``pos`` (what the log, the
+        reader and the bars show; one place to read transitions from)."""
+        md = self.md
+        if md is None:
+            raise KeyError("no machine selected")
+        return md.txs[pos - 1]
 
     @property
     def next_tx(self) -> Tx | None:

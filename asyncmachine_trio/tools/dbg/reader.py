@@ -50,7 +50,6 @@ __all__ = ["OPTIONAL_FIELDS", "Item", "Links", "Section", "Subscriptions", "read
 OPTIONAL_FIELDS: dict[str, str] = {
     "state_trace": "State trace (sent)",
     "queue_token": "Queue token",
-    "mut_queue_tick": "Queued at tick",
     "handlers": "Handlers (sent)",
     "contexts": "Contexts (sent)",
     "subscriptions": "Subscriptions (sent)",
@@ -90,13 +89,18 @@ def _lines(tx: Tx) -> Iterable[str]:
     yield from tx.logs
 
 
+def _semantic_line(line: str) -> Iterable[tuple[str, str, str]]:
+    """``(kind, sub, rest)`` of a ``[kind:sub] rest`` log line (nothing for others)."""
+    if isinstance(line, str) and line.startswith("["):
+        m = _SEMANTIC.match(line)
+        if m is not None:
+            yield m.group(1), m.group(2), m.group(3)
+
+
 def _semantic(tx: Tx) -> Iterable[tuple[str, str, str]]:
     """``(kind, sub, rest)`` of the transition's ``[kind:sub] rest`` log lines."""
     for line in _lines(tx):
-        if isinstance(line, str) and line.startswith("["):
-            m = _SEMANTIC.match(line)
-            if m is not None:
-                yield m.group(1), m.group(2), m.group(3)
+        yield from _semantic_line(line)
 
 
 def find_tx(md: MachineData, tx_id: str, machine_time: int = 0) -> int:
@@ -287,10 +291,22 @@ def _values(value: Any) -> list[Item]:
     return [Item(str(value))]
 
 
+def _pipe_item(sub: str, rest: str, time_ns: int, prefix: str = "") -> Item:
+    other = rest.rsplit(" ", 1)[-1] if " " in rest else ""
+    link = str(Address(other, human_time_ns=time_ns)) if other else ""
+    return Item(f"{prefix}{sub} {rest}", link)
+
+
 def read(
     dbg: Debugger, links: Links | None = None, subs: Subscriptions | None = None
 ) -> list[Section]:
-    """The reader's sections for the transition at ``dbg``'s cursor (``[]``: none)."""
+    """The reader's sections for the transition at ``dbg``'s cursor (``[]``: none).
+
+    When the store keeps reader data of its own (a ``MachineData.reader(pos)``
+    or a transition's ``reader``, with the contexts, waiters and pipes open
+    after it, handlers, the mutation's queue tick), that is used; otherwise the
+    open waiters are replayed from the log lines by ``subs``.
+    """
     md = dbg.md
     tx = dbg.tx
     if md is None or tx is None:
@@ -298,10 +314,16 @@ def read(
     store = dbg.store
     pos = dbg.pos
     out: list[Section] = []
+    fn = getattr(md, "reader", None)
+    rd: Any = fn(pos) if callable(fn) else None
+    opened: Any = rd if rd is not None else getattr(tx, "reader", None)
 
     def add(key: str, title: str, items: Sequence[Item]) -> None:
         if items:
             out.append(Section(key, f"{title} ({len(items)})", tuple(items)))
+
+    def open_list(name: str) -> list[str]:
+        return [str(x) for x in getattr(opened, name, None) or ()]
 
     src_items: list[Item] = []
     if tx.source is not None:
@@ -312,7 +334,11 @@ def read(
         src_items.append(Item("auto (the machine called it itself)"))
     add("source", "Source", src_items)
     add("trace", "State trace", _trace(store, md.id, tx) if tx.source else [])
-    add("queue", "Queue", _queue(md, pos, tx))
+    queue = _queue(md, pos, tx)
+    mqt = getattr(rd, "mut_queue_tick", 0) or getattr(tx, "mut_queue_tick", 0)
+    if mqt:
+        queue.insert(0, Item(f"queued as queue tick {mqt}"))
+    add("queue", "Queue", queue)
     if links is not None:
         forks = []
         for fmid, ftx in links.forks(md.id, tx.id):
@@ -320,7 +346,10 @@ def read(
                 Item(f"{fmid}/{ftx}" + (" (self)" if fmid == md.id else ""), _addr(fmid, ftx))
             )
         add("forks", "Forks", forks)
-    add("handlers", "Handlers", _handlers(md, tx))
+    handlers = _handlers(md, tx)
+    names = {h.text for h in handlers}
+    handlers += [Item(h) for h in getattr(rd, "handlers", None) or () if h not in names]
+    add("handlers", "Handlers", handlers)
     add("args", "Args", [Item(f"{k}={v}") for k, v in tx.args.items()])
     ctx: list[Item] = []
     subs_here: list[Item] = []
@@ -332,12 +361,20 @@ def read(
         elif kind in _SUB_KINDS:
             subs_here.append(Item(f"{kind}:{sub} {rest}"))
         elif kind in ("pipe-in", "pipe-out"):
-            other = rest.rsplit(" ", 1)[-1] if " " in rest else ""
-            link = str(Address(other, human_time_ns=tx.time_ns)) if other else ""
-            (pin if kind == "pipe-in" else pout).append(Item(f"{sub} {rest}", link))
+            (pin if kind == "pipe-in" else pout).append(_pipe_item(sub, rest, tx.time_ns))
+    ctx += [Item(f"open: {c}") for c in open_list("contexts")]
     add("contexts", "Contexts", ctx)
-    open_now = subs.open_at(md, pos) if subs is not None else []
+    if opened is not None:
+        open_now = open_list("subscriptions")
+    else:
+        open_now = subs.open_at(md, pos) if subs is not None else []
     add("subscriptions", "Subscriptions", [*subs_here, *(Item(f"open: {k}") for k in open_now)])
+    # pipes in place after it: lines "[pipe-in:add] A from m1" (in "pipes" or split)
+    for line in [*open_list("pipes"), *open_list("pipes_in"), *open_list("pipes_out")]:
+        for kind, sub, rest in _semantic_line(line):
+            if kind in ("pipe-in", "pipe-out"):
+                item = _pipe_item(sub, rest, tx.time_ns, "open: ")
+                (pin if kind == "pipe-in" else pout).append(item)
     add("pipes-in", "Pipes in", pin)
     add("pipes-out", "Pipes out", pout)
     for attr, title in OPTIONAL_FIELDS.items():

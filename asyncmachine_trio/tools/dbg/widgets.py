@@ -169,15 +169,23 @@ def rain_lines(
 
 def levelled(tx: Any) -> Iterable[tuple[int | None, str]]:
     """``(level, text)`` of a transition's log lines, pre-logs first; ``level`` is
-    None for lines that carry none. Lines may be strings, ``(level, text)`` pairs,
-    or objects with ``level`` and ``text``; levels may also come as parallel
-    sequences ``pre_log_levels`` / ``log_levels``."""
-    for lines, levels_attr in ((tx.pre_logs, "pre_log_levels"), (tx.logs, "log_levels")):
-        levels = getattr(tx, levels_attr, None)
+    None for a line that carries none. Levels are read from sequences parallel
+    to the lines, ``pre_levels`` / ``levels`` (``b""``: unknown; also accepted as
+    ``pre_log_levels`` / ``log_levels``); a line may also be a ``(level, text)``
+    pair or an object with ``level`` and ``text``."""
+    for lines, names in (
+        (tx.pre_logs, ("pre_levels", "pre_log_levels")),
+        (tx.logs, ("levels", "log_levels")),
+    ):
+        levels: Any = None
+        for name in names:
+            levels = getattr(tx, name, None)
+            if levels:
+                break
+        n = len(levels) if levels else 0
         for k, line in enumerate(lines):
             if isinstance(line, str):
-                lvl = levels[k] if levels is not None and k < len(levels) else None
-                yield (int(lvl) if lvl is not None else None), line
+                yield (int(levels[k]) if k < n else None), line
             elif isinstance(line, tuple) and len(line) == 2:
                 yield int(line[0]), str(line[1])
             else:
