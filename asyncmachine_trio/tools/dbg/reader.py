@@ -370,9 +370,10 @@ def read(
         open_now = subs.open_at(md, pos) if subs is not None else []
     add("subscriptions", "Subscriptions", [*subs_here, *(Item(f"open: {k}") for k in open_now)])
     # pipes in place after it: lines "[pipe-in:add] A from m1" (in "pipes" or split)
+    here = {i.text for i in (*pin, *pout)}
     for line in [*open_list("pipes"), *open_list("pipes_in"), *open_list("pipes_out")]:
         for kind, sub, rest in _semantic_line(line):
-            if kind in ("pipe-in", "pipe-out"):
+            if kind in ("pipe-in", "pipe-out") and f"{sub} {rest}" not in here:
                 item = _pipe_item(sub, rest, tx.time_ns, "open: ")
                 (pin if kind == "pipe-in" else pout).append(item)
     add("pipes-in", "Pipes in", pin)
