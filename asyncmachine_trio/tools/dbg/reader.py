@@ -316,7 +316,9 @@ def read(
     out: list[Section] = []
     fn = getattr(md, "reader", None)
     rd: Any = fn(pos) if callable(fn) else None
-    opened: Any = rd if rd is not None else getattr(tx, "reader", None)
+    opened: Any = getattr(tx, "reader", None)
+    if opened is None:
+        opened = rd
 
     def add(key: str, title: str, items: Sequence[Item]) -> None:
         if items:
