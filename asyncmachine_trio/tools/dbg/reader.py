@@ -189,7 +189,7 @@ class Subscriptions:
         return ev
 
     def open_at(self, md: MachineData, pos: int) -> list[str]:
-        """Waiters opened at or before ``pos`` and not matched by then."""
+        """Waiters opened at or before ``pos`` and not matched by then (``xN``: N alike)."""
         ev = self._update(md)
         start, counts = 0, {}
         last = self._last.get(md.id)
@@ -207,7 +207,7 @@ class Subscriptions:
                 if not counts[key]:
                     del counts[key]
         self._last[md.id] = (pos, dict(counts))
-        return sorted(counts)
+        return [k if n == 1 else f"{k} x{n}" for k, n in sorted(counts.items())]
 
 
 def _trace(store: Store, mid: str, tx: Tx) -> list[Item]:
