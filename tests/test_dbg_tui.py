@@ -316,6 +316,7 @@ def test_screenshots(tmp_path: Path) -> None:
         "am-dbg-steps.svg",
         "am-dbg-matrix.svg",
         "am-dbg-rain.svg",
+        "am-dbg-rain-all.svg",
         "am-dbg-search.svg",
         "am-dbg-help.svg",
     ]
@@ -325,6 +326,7 @@ def test_screenshots(tmp_path: Path) -> None:
     assert "require" in files[2].read_text()
     assert "Reader" in main and "Forks" in main
     assert "SRHWDEEB" in files[3].read_text()
+    assert "worker-net" in files[4].read_text()
 
 
 def test_docs_key_table_matches_bindings() -> None:
@@ -675,6 +677,25 @@ def test_rain_view() -> None:
             assert line.rstrip().endswith("!")  # Busy called in a canceled transition
             app.action_rain_click(20, "Done")
             assert dbg.pos == 20 and dbg.selected_state == "Done"
+            # R: the rain of every machine, merged by human time around the cursor
+            await pilot.press("R")
+            assert dbg.mach.is1("RainAll") and dbg.mach.is1("RainView")
+            rows = dbg.rain_all(30)
+            assert len(rows) == 30 and ("worker", 20) in [(m.id, p) for m, p in rows]
+            times = [m.txs[p - 1].time_ns for m, p in rows]
+            assert times == sorted(times) and {m.id for m, _ in rows} == {
+                "worker",
+                "worker-net",
+                "worker-db",
+            }
+            lines = text(app, "#rain-text").splitlines()
+            assert lines[0].startswith(("worker ", "worker-db ", "worker-net "))
+            assert any(x.startswith("worker-net   #") for x in lines)
+            app.action_rain_open("worker-net", 18, "Ready")
+            assert dbg.machine_id == "worker-net" and dbg.pos == 18
+            assert dbg.selected_state == "Ready"
+            await pilot.press("R")
+            assert not dbg.mach.is1("RainAll") and dbg.mach.is1("RainView")
             # alt+m cycles log -> matrix -> rain -> log
             await pilot.press("alt+m")
             assert dbg.view_mode() == "" and app.query_one("#log").display

@@ -34,7 +34,7 @@ from ...telemetry.receiver import Receiver
 from .logic import FILTER_STATES, DbgStates, Debugger
 from .reader import Links, Section, Subscriptions, read
 from .store import F_AUTO, F_CANCELED, F_CHECK, F_QUEUED, MachineData, Store, Tx
-from .widgets import RAIN_LEGEND, Tool, Toolbar, levelled, rain_lines
+from .widgets import RAIN_LEGEND, Tool, Toolbar, levelled, rain_all_lines, rain_lines
 
 __all__ = ["DbgApp", "HelpScreen", "key_table"]
 
@@ -200,6 +200,7 @@ class DbgApp(App[None]):
         Binding("alt+e", "expand_all", "Expand/collapse the tree", priority=True),
         Binding("alt+m", "cycle_view", "Views: log / matrix / rain", priority=True),
         Binding("alt+r", "toggle_rain", "Rain view", priority=True),
+        Binding("R", "rain_all", "Rain of all machines / of the selected one", show=False),
         Binding("alt+o", "toggle_reader", "Log reader", priority=True),
         Binding("alt+f", "toolbar", "Focus the toolbar / back", priority=True),
         Binding("alt+s", "export", "Export", priority=True),
@@ -765,9 +766,16 @@ class DbgApp(App[None]):
         if md is None:
             self._set("rain-text", "")
             return
+        rows = max(8, (self._w("rain").size.height or self.size.height - 14) - 4)
+        if dbg.mach.is1(S.RainAll):
+            cursor = (md.id, dbg.pos)
+            rain = rain_all_lines(dbg.rain_all(rows + 2), cursor)
+            self._w("rain").border_title = "Rain: all machines"
+            self._set("rain-text", rain + Content("\n\n" + RAIN_LEGEND))
+            return
+        self._w("rain").border_title = f"Rain: {md.id}"
         v = dbg.view()
         i = bisect.bisect_right(v, dbg.pos)
-        rows = max(8, (self._w("rain").size.height or self.size.height - 14) - 4)
         lo = max(0, i - rows + rows // 3)
         hi = min(len(v), lo + rows)
         sel = md.index.get(dbg.selected_state, -1)
@@ -827,6 +835,7 @@ class DbgApp(App[None]):
             Tool(S.LogReader, "reader", "toggle_reader", is1(S.LogReader)),
             Tool(S.MatrixView, "matrix", "cycle_view_to('MatrixView')", is1(S.MatrixView)),
             Tool(S.RainView, "rain", "toggle_rain", is1(S.RainView)),
+            Tool(S.RainAll, "rain:all", "rain_all", is1(S.RainAll)),
             Tool("expand", "expand", "expand_all", self._expanded),
             Tool("export", "export", "export"),
             Tool("help", "help", "help"),
@@ -1081,6 +1090,24 @@ class DbgApp(App[None]):
 
     def action_cycle_log_level(self) -> None:
         self.dbg.cycle_log_level()
+        self._after()
+
+    def action_rain_all(self) -> None:
+        """Rain of every machine (showing the rain), or back to the selected one's."""
+        self.dbg.mach.toggle1(S.RainAll)
+        if self.dbg.mach.is1(S.RainAll):
+            self.dbg.set_view(S.RainView)
+        self._after()
+
+    def action_rain_open(self, machine_id: str, pos: int, state: str) -> None:
+        """A click in the rain of all machines: that machine, transition and state."""
+        dbg = self.dbg
+        dbg.remember()
+        if machine_id != dbg.machine_id:
+            dbg.select_machine(machine_id, keep_time=False)
+        dbg.goto_pos(pos)
+        if state:
+            dbg.select_state(state)
         self._after()
 
     def action_rain_click(self, pos: int, state: str) -> None:

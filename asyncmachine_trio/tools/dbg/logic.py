@@ -63,6 +63,8 @@ class DbgStates(States):
     MatrixView = State(remove=("RainView",))
     #: the rain view replaces the log
     RainView = State(remove=("MatrixView",))
+    #: the rain shows every machine's transitions, merged by human time
+    RainAll = State()
     #: the toolbar has the focus (keys move between its buttons)
     ToolbarFocused = State()
 
@@ -312,6 +314,33 @@ class Debugger:
             self.mach.add1(view)
         else:
             self.mach.remove([v for v in VIEWS if v])
+
+    def rain_all(self, rows: int) -> list[tuple[MachineData, int]]:
+        """``rows`` transitions of every shown machine around the cursor's human time,
+        oldest first, as ``(machine, 1-based position)``; the cursor's transition
+        is about a third from the top. Each machine's own filters are applied; a
+        machine only looks at ``rows`` transitions either side (binary search)."""
+        t = self.human_time()
+        filters = self.filters
+        cand: list[tuple[int, str, int, MachineData]] = []
+        for _depth, md in self.store.tree(filters):
+            v = md.view(filters)
+            if not v:
+                continue
+            p = md.pos_at_ns(t)
+            i = bisect.bisect_right(v, p)
+            times = md.times_ns
+            for k in range(max(0, i - rows), min(len(v), i + rows)):
+                pos = v[k]
+                cand.append((times[pos - 1], md.id, pos, md))
+        cand.sort(key=lambda c: (c[0], c[1], c[2]))
+        md0 = self.md
+        at = 0
+        for k, c in enumerate(cand):
+            if md0 is not None and c[1] == md0.id and c[2] <= self.pos:
+                at = k
+        lo = max(0, min(at - rows // 3, len(cand) - rows))
+        return [(c[3], c[2]) for c in cand[lo : lo + rows]]
 
     def cycle_log_level(self) -> int:
         """The next log level (0..5, wrapping); returns it."""

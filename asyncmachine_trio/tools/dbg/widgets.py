@@ -20,7 +20,7 @@ from textual.widgets import Static
 
 from .store import F_CANCELED, MachineData
 
-__all__ = ["RAIN_LEGEND", "Tool", "Toolbar", "levelled", "rain_lines"]
+__all__ = ["RAIN_LEGEND", "Tool", "Toolbar", "levelled", "rain_all_lines", "rain_lines"]
 
 
 @attrs.frozen
@@ -108,6 +108,65 @@ RAIN_LEGEND = (
 )
 
 
+def rain_all_lines(
+    rows: Sequence[tuple[MachineData, int]], cursor: tuple[str, int], width: int = 12
+) -> Content:
+    """The rain of every machine: one line per ``(machine, position)`` of ``rows``,
+    headed by the machine id (``width`` characters) and the transition number,
+    then one cell per state of that machine (states differ between machines, so
+    there is no common header). A click on a cell opens that machine, transition
+    and state."""
+    text: list[str] = []
+    spans: list[Span] = []
+    at = 0
+    for n, (md, pos) in enumerate(rows):
+        if n:
+            text.append("\n")
+            at += 1
+        line_start = at
+        head = f"{md.id[:width]:<{width}} #{md.offset + pos:<7}"
+        text.append(head)
+        spans.append(Span(at, at + len(head), f"@click=app.rain_open({md.id!r},{pos},'')"))
+        at += len(head)
+        for ch, style, i in _cells(md, pos, range(len(md.names))):
+            text.append(ch)
+            name = md.names[i]
+            spans.append(Span(at, at + 1, f"@click=app.rain_open({md.id!r},{pos},{name!r})"))
+            spans.append(Span(at, at + 1, style))
+            at += 1
+        if (md.id, pos) == cursor:
+            spans.append(Span(line_start, at, "reverse"))
+    return Content("".join(text), spans)
+
+
+def _cells(md: MachineData, pos: int, states: Iterable[int]) -> Iterable[tuple[str, str, int]]:
+    """``(character, style, state index)`` of the rain cells of one transition."""
+    tx = md.txs[pos - 1]
+    before = md.before_of(pos)
+    after = tx.time
+    touched = set(tx.touched)
+    called = set(tx.called)
+    canceled = bool(tx.flags & F_CANCELED)
+    for i in states:
+        a = i < len(after) and after[i] % 2 == 1
+        b = i < len(before) and before[i] % 2 == 1
+        if canceled and i in called:
+            ch, style = "!", "red"
+        elif a and i in touched:
+            ch, style = "█", "bold green"
+        elif a:
+            ch, style = "▒", "green"
+        elif b:
+            ch, style = "x", "red"
+        elif i in touched:
+            ch, style = "○", "yellow"
+        else:
+            ch, style = "·", "#808080"
+        if i in called:
+            style += " underline"
+        yield ch, style, i
+
+
 def rain_lines(
     md: MachineData,
     positions: Sequence[int],
@@ -123,38 +182,15 @@ def rain_lines(
     text: list[str] = [" " * 8 + "".join(names[i][:1] if i < len(names) else "?" for i in states)]
     spans: list[Span] = []
     at = len(text[0])
-    txs = md.txs
     for pos in positions:
         text.append("\n")
         at += 1
         line_start = at
-        tx = txs[pos - 1]
-        before = md.before_of(pos)
-        after = tx.time
-        touched = set(tx.touched)
-        called = set(tx.called)
-        canceled = bool(tx.flags & F_CANCELED)
         num = f"#{md.offset + pos}".ljust(8)
         text.append(num)
         spans.append(Span(at, at + len(num), f"@click=app.goto_pos({pos})"))
         at += len(num)
-        for i in states:
-            a = i < len(after) and after[i] % 2 == 1
-            b = i < len(before) and before[i] % 2 == 1
-            if canceled and i in called:
-                ch, style = "!", "red"
-            elif a and i in touched:
-                ch, style = "█", "bold green"
-            elif a:
-                ch, style = "▒", "green"
-            elif b:
-                ch, style = "x", "red"
-            elif i in touched:
-                ch, style = "○", "yellow"
-            else:
-                ch, style = "·", "#808080"
-            if i in called:
-                style += " underline"
+        for ch, style, i in _cells(md, pos, states):
             if i == selected:
                 style += " on #3a3a3a"
             name = names[i] if i < len(names) else ""
