@@ -121,6 +121,7 @@ def test_expand_relations_and_select() -> None:
         async with app.run_test(size=SIZE) as pilot:
             tree = app.query_one("#tree", Tree)
             tree.focus()
+            await pilot.pause()  # the tree's lines are laid out before moving in it
             node = app._state_nodes["Working"]
             tree.move_cursor(node)
             await pilot.press("enter")
@@ -130,6 +131,7 @@ def test_expand_relations_and_select() -> None:
             assert [str(c.label) for c in node.children[0].children] == ["Start"]
             assert app.dbg.selected_state == "Working" and app.dbg.mach.is1("StateSelected")
             # a relation's target jumps to its state
+            await pilot.pause()
             tree.move_cursor(node.children[0].children[0])
             await pilot.press("enter")
             assert app.dbg.selected_state == "Start"
@@ -253,6 +255,7 @@ def test_breakpoint_pauses_live() -> None:
             # select "Done" in the tree, press b
             tree = app.query_one("#tree", Tree)
             tree.focus()
+            await pilot.pause()
             tree.move_cursor(app._state_nodes["Done"])
             await pilot.press("enter", "b")
             assert dbg.breakpoints == {"Done"} and "●" in str(app._state_nodes["Done"].label)
@@ -618,6 +621,7 @@ def test_relations_of_the_selected_state_are_marked() -> None:
         async with app.run_test(size=SIZE) as pilot:
             tree = app.query_one("#tree", Tree)
             tree.focus()
+            await pilot.pause()
             tree.move_cursor(app._state_nodes["Working"])
             await pilot.press("enter")
             labels = {n: str(node.label) for n, node in app._state_nodes.items()}
