@@ -23,7 +23,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
-from textual.events import Click
+from textual.events import Click, DescendantBlur, DescendantFocus
 from textual.markup import escape
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, OptionList, Select, Static, Tree
@@ -861,6 +861,16 @@ class DbgApp(App[None]):
 
     # ----- events
 
+    @on(DescendantFocus)
+    @on(DescendantBlur)
+    def _focus_changed(self, event: DescendantFocus | DescendantBlur) -> None:
+        """``ToolbarFocused`` follows the focus (keys, clicks, tab)."""
+        if isinstance(event.widget, Toolbar):
+            if isinstance(event, DescendantFocus):
+                self.dbg.mach.add1(S.ToolbarFocused)
+            else:
+                self.dbg.mach.remove1(S.ToolbarFocused)
+
     @on(OptionList.OptionSelected, "#machines")
     def _machine_selected(self, event: OptionList.OptionSelected) -> None:
         if event.option.id and event.option.id != self.dbg.machine_id:
@@ -1042,10 +1052,8 @@ class DbgApp(App[None]):
     def action_toolbar(self) -> None:
         bar = self._w("toolbar")
         if bar.has_focus:
-            self.dbg.mach.remove1(S.ToolbarFocused)
             self._w("tree").focus()
         else:
-            self.dbg.mach.add1(S.ToolbarFocused)
             bar.focus()
 
     def action_edit_address(self) -> None:
@@ -1149,7 +1157,6 @@ class DbgApp(App[None]):
         if self.dbg.tree_filter:
             self.dbg.tree_filter = ""
             self._after()
-        self.dbg.mach.remove1(S.ToolbarFocused)
         self._w("tree").focus()
 
     def action_remove_machine(self) -> None:
