@@ -9,8 +9,11 @@ The parts, from the bottom up:
 * :mod:`.session` - export / import of a session (compressed msgpack);
 * :mod:`.address` - ``mach://`` addresses;
 * :mod:`.logic` - the debugger's own logic as an asyncmachine (cursor,
-  play / tail / pause, filters, search, breakpoints), no UI either;
-* :mod:`.app` - the Textual UI (needs ``textual``);
+  play / tail / pause, filters, groups, views, search, breakpoints, the
+  address history), no UI either;
+* :mod:`.reader` - the log reader's sections for a transition (no UI);
+* :mod:`.app` - the Textual UI (needs ``textual``), with :mod:`.widgets`
+  (the toolbar, the rain view, log levels);
 * :mod:`.cli` - the ``am-dbg`` console script.
 
 See ``docs/am-dbg.md``.
