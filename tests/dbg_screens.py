@@ -30,6 +30,8 @@ def demo_store() -> Store:
     conn = Connection(1, "demo")
     for mid, parent in (("worker", ""), ("worker-net", "worker"), ("worker-db", "worker")):
         s = schema(mid, parent)
+        if not parent:
+            s.tags = [*s.tags, "supervisor"]
         s.groups["work"] = [3, 4, 7]
         s.groups_order.append("work")
         conn.machines[mid] = s

@@ -528,7 +528,10 @@ def test_address_bar_history_copy_paste() -> None:
             dbg.goto("mach://worker/%2310")
             app.render_all()
             assert addr.value == "mach://worker/worker-9"  # type: ignore[attr-defined]
+            assert text(app, "#tags") == "#t1 #supervisor"
             dbg.goto("mach://worker-net/%2320")
+            app.render_all()  # the tags bar: own tags, then the parents'
+            assert text(app, "#tags") == "#t1 (inherited: #supervisor)"
             dbg.goto("mach://worker-db/%2330")
             await pilot.press("left_square_bracket")
             assert dbg.machine_id == "worker-net" and dbg.pos == 20

@@ -162,6 +162,7 @@ class DbgApp(App[None]):
     #address { width: 1fr; height: 1; border: none; padding: 0 1; background: $boost; }
     #address:focus { background: $accent 20%; }
     .links { width: auto; height: 1; link-style: none; link-style-hover: reverse; }
+    #tags { width: auto; max-width: 50%; height: 1; color: $text-muted; padding: 0 1; }
     #main { height: 1fr; }
     #machines { width: 32; border: round $primary-darken-2; }
     #schema { width: 1fr; min-width: 30; }
@@ -287,6 +288,7 @@ class DbgApp(App[None]):
                 classes="links",
             )
             yield Input("", id="address", compact=True, select_on_focus=True)
+            yield Static("", id="tags")
             yield Static(
                 Content.from_markup(
                     "[@click=app.copy_address] copy [/][@click=app.paste_address] paste [/]"
@@ -645,6 +647,7 @@ class DbgApp(App[None]):
         mode = (
             "Tail" if dbg.mach.is1(S.Tail) else "Playing" if dbg.mach.is1(S.Playing) else "Paused"
         )
+        self._set("tags", Content(self.tags_line()))
         addr = str(dbg.address())
         inp = self._w("address")
         if not inp.has_focus and inp.value != addr:
@@ -800,6 +803,24 @@ class DbgApp(App[None]):
         if not sections:
             tree.root.add_leaf(Text("(no transition)", style="#808080"))
         tree.border_title = f"Reader:{len(sections)}"
+
+    def tags_line(self) -> str:
+        """The selected machine's tags, then those inherited from its parents."""
+        md = self.dbg.md
+        if md is None:
+            return ""
+        own = list(md.tags)
+        inherited: list[str] = []
+        seen = {md.id}
+        parent = self.store.machines.get(md.parent_id)
+        while parent is not None and parent.id not in seen:
+            seen.add(parent.id)
+            inherited += [t for t in parent.tags if t not in own and t not in inherited]
+            parent = self.store.machines.get(parent.parent_id)
+        out = " ".join(f"#{t}" for t in own)
+        if inherited:
+            out += " (inherited: " + " ".join(f"#{t}" for t in inherited) + ")"
+        return out
 
     def reader_sections(self) -> list[Section]:
         """The sections the reader shows now (tests, scripts)."""
