@@ -321,23 +321,24 @@ def _headless(
     async def run() -> None:
         handler = extras.handler(store) if extras is not None else store
         receiver = Receiver(handler, agent="am-dbg headless")
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(receiver.serve, listen[0], listen[1])
-            console.print(f"am-dbg: listening on {listen[0]}:{port}", highlight=False)
-            console.print(f"am-dbg: recording to {out}", highlight=False)
-            if extras is not None:
-                say = functools.partial(console.print, highlight=False)
-                dbg = Debugger(store, filters=filters, tail=True)
-                await nursery.start(
-                    functools.partial(extras.run, store, dbg, note=say, follow=True)
-                )
-            sys.stdout.flush()
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        # signals first: a SIGINT right after the banner still ends the run cleanly
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(receiver.serve, listen[0], listen[1])
+                console.print(f"am-dbg: listening on {listen[0]}:{port}", highlight=False)
+                console.print(f"am-dbg: recording to {out}", highlight=False)
+                if extras is not None:
+                    say = functools.partial(console.print, highlight=False)
+                    dbg = Debugger(store, filters=filters, tail=True)
+                    await nursery.start(
+                        functools.partial(extras.run, store, dbg, note=say, follow=True)
+                    )
+                sys.stdout.flush()
                 async for _sig in signals:
                     break
-            if extras is not None:
-                extras.close()  # the files for the last transition
-            nursery.cancel_scope.cancel()
+                if extras is not None:
+                    extras.close()  # the files for the last transition
+                nursery.cancel_scope.cancel()
 
     try:
         trio.run(run)

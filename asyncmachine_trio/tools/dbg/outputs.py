@@ -311,6 +311,20 @@ def graph_of(store: Store, *, at_ns: int | None = None, pipes: Any = None) -> An
     return g
 
 
+def _map_mermaid(graph: Any) -> str:
+    """Machines only (no states) as a Mermaid flowchart; also for 0 or 1 machine
+    (``vis`` draws a lone machine as its states)."""
+    from ... import vis
+
+    if len(graph) > 1:
+        return vis.mermaid(graph, states=False)
+    out = ["flowchart LR"]
+    for i, m in enumerate(graph):
+        label = m.id.replace('"', "#quot;")
+        out.append(f'    m{i}["{label}"]')
+    return "\n".join(out) + "\n"
+
+
 def _quote(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") + '"'
 
@@ -428,7 +442,7 @@ class Outputs:
             at = dbg.human_time() if dbg.md is not None else None
             graph = graph_of(self.store, at_ns=at, pipes=self._pipes)
             if o.graph:
-                mm = vis.mermaid(graph, states=False) if len(graph) else "flowchart LR\n"
+                mm = _map_mermaid(graph)
                 out["graph.md"] = f"# Machines ({len(graph)})\n\n```mermaid\n{mm}```\n"
         if lvl >= 1:
             out.update(self._diagrams(lvl, graph))
