@@ -30,6 +30,7 @@ from tests.dbg_screens import demo_store
 from tests.dbg_util import schema, txs
 
 ROOT = Path(__file__).resolve().parent.parent
+DBG = [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
 
 
 def has_d2() -> bool:
@@ -199,8 +200,7 @@ async def test_rounds_not_per_message(tmp_path: Path, anyio_backend: Any) -> Non
 
 def start_headless(out: Path, *extra: str) -> tuple[subprocess.Popen[str], int, list[str]]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
-        + ["-l", "127.0.0.1:0", "-d", str(out), *extra],
+        [*DBG, "-l", "127.0.0.1:0", "-d", str(out), *extra],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -275,8 +275,7 @@ def test_headless_no_tx(tmp_path: Path) -> None:
     """--no-output-tx --no-ui-web: nothing but the recording."""
     rec = tmp_path / "rec"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
-        + ["-l", "127.0.0.1:0", "-d", str(rec), "--no-output-tx", "--no-ui-web"],
+        [*DBG, "-l", "127.0.0.1:0", "-d", str(rec), "--no-output-tx", "--no-ui-web"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -437,8 +437,6 @@ class Outputs:
         lvl = self.level()
         graph = None
         if o.graph or lvl >= 2:
-            from ... import vis
-
             at = dbg.human_time() if dbg.md is not None else None
             graph = graph_of(self.store, at_ns=at, pipes=self._pipes)
             if o.graph:
