@@ -3,7 +3,7 @@ events, files of --dir only; hostile requests get a 4xx and the server lives on.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -38,9 +38,16 @@ async def serving(tmp_path: Path, **kw: Any) -> AsyncIterator[tuple[DiagramServe
         tg.cancel_scope.cancel()
 
 
-async def raw(port: int, data: bytes, *, close: bool = False, timeout: float = 10) -> bytes:
+async def until(cond: Callable[[], bool]) -> None:
+    """Poll server counters (no event to wait on)."""
+    with anyio.fail_after(10):
+        while not cond():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def raw(port: int, data: bytes, *, close: bool = False) -> bytes:
     """Send ``data``, read the answer until the server closes."""
-    with anyio.fail_after(timeout):
+    with anyio.fail_after(10):
         async with await anyio.connect_tcp("127.0.0.1", port) as s:
             await s.send(data)
             if close:
@@ -94,8 +101,7 @@ async def test_events_refresh_the_viewers(tmp_path: Path, anyio_backend: Any) ->
                     got += await s.receive()
                 assert b"text/event-stream" in got
                 # the stream asks for the diagrams; a cursor move changes the steps one
-                while server.outputs.level() < 2 or server.streams != 1:
-                    await anyio.sleep(0.01)
+                await until(lambda: server.outputs.level() >= 2 and server.streams == 1)
                 await server.outputs.wait_round()
                 dbg.fwd()
                 while b'"Id": "steps"' not in got:
@@ -156,18 +162,15 @@ async def test_connection_limits(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path, max_connections=2, max_events=1, head_timeout=5) as (s, _):
         with anyio.fail_after(20):
             held = [await anyio.connect_tcp("127.0.0.1", s.port) for _ in range(2)]
-            while s.connections < 2:
-                await anyio.sleep(0.01)
+            await until(lambda: s.connections == 2)
             ans = await raw(s.port, b"GET / HTTP/1.1\r\n\r\n")
             assert ans.startswith(b"HTTP/1.1 503 ")
             for h in held:
                 await h.aclose()
-            while s.connections:
-                await anyio.sleep(0.01)
+            await until(lambda: s.connections == 0)
             first = await anyio.connect_tcp("127.0.0.1", s.port)
             await first.send(b"GET /events HTTP/1.1\r\n\r\n")
-            while s.streams < 1:
-                await anyio.sleep(0.01)
+            await until(lambda: s.streams == 1)
             ans = await raw(s.port, b"GET /events HTTP/1.1\r\n\r\n")
             assert ans.startswith(b"HTTP/1.1 503 ") and b"event streams" in ans
             await first.aclose()
