@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
 from asyncmachine_trio.telemetry import protocol as p
@@ -253,12 +254,19 @@ def wait_file(path: Path, text: str, timeout: float = 30) -> str:
 
 def test_headless_writes_files(tmp_path: Path) -> None:
     rec = tmp_path / "rec"
-    proc, port, _lines = start_headless(
+    proc, port, lines = start_headless(
         rec, "--output-log", "--output-clients", "--output-graph", "--output-diagrams", "1"
     )
     try:
         send_traffic(port, "hl", 200)
         wait_file(rec / "tx.md", "# hl: transition 200 of 200")
+        # the diagrams web server: loopback, listed in the banner
+        url = next(ln for ln in lines if "diagrams on" in ln).split("on ", 1)[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+        r = httpx.get(url + "/files/tx.md", timeout=10)
+        assert r.status_code == 200 and "# hl: transition" in r.text
+        r = httpx.get(url + "/diagram/steps", timeout=30)
+        assert r.status_code == 200
         wait_file(rec / "clients.txt", "transitions: 200")
         wait_file(rec / "log.md", "#200 ")
         wait_file(rec / "graph.md", '"hl"')

@@ -487,8 +487,9 @@ class Outputs:
         # diagrams no longer produced (the level went down) stay as they are
         return changed
 
-    def _write_files(self, changed: dict[str, str | None]) -> list[str]:
-        """Write (or remove) files; runs in a worker thread. Returns the paths written."""
+    def _write_files(self, changed: dict[str, str | None], errs: list[Exception]) -> list[str]:
+        """Write (or remove) files; runs in a worker thread (errors go to ``errs``, for
+        the event loop to report). Returns the paths written."""
         done: list[str] = []
         for rel, text in changed.items():
             path = self.dir / rel
@@ -503,12 +504,12 @@ class Outputs:
                     tmp.write_text(text, encoding="utf-8")
                     os.replace(tmp, path)
             except OSError as err:
-                self._error(OutputError(f"cannot write {path}: {err.strerror or err}"))
+                errs.append(OutputError(f"cannot write {path}: {err.strerror or err}"))
                 continue
             done.append(rel)
         return done
 
-    def _render_svgs(self, d2_files: list[str]) -> list[str]:
+    def _render_svgs(self, d2_files: list[str], errs: list[Exception]) -> list[str]:
         """``d2`` each file to its ``.svg`` (worker thread); returns the SVGs written."""
         from ...vis.render import D2Error, D2NotFoundError, d2_svg
 
@@ -525,25 +526,29 @@ class Outputs:
                 self.d2 = False
                 return done
             except (D2Error, OSError) as err:
-                self._error(OutputError(f"cannot render {dst}: {err}"))
+                errs.append(OutputError(f"cannot render {dst}: {err}"))
                 continue
             done.append(str(Path(rel).with_suffix(".svg")))
         return done
 
-    def _error(self, err: Exception) -> None:
-        self.errors.append(err)
+    def _report(self, errs: list[Exception]) -> None:
+        for err in errs:
+            self.errors.append(err)
+            self.dbg.message = str(err)
         del self.errors[:-20]
-        self.dbg.message = str(err)
+        errs.clear()
 
     def write_now(self) -> set[str]:
         """One round, synchronously (no thread): what the exit of a headless run calls."""
         changed = self._changes()
-        written = self._write_files(changed)
+        errs: list[Exception] = []
+        written = self._write_files(changed, errs)
         for rel in written:
             self._written[rel] = changed[rel]
         d2s = [r for r in written if r.endswith(".d2") and changed[r] is not None]
         if d2s and self._want_svg():
-            written += self._render_svgs(d2s)
+            written += self._render_svgs(d2s, errs)
+        self._report(errs)
         return self._done(set(written))
 
     def _want_svg(self) -> bool:
@@ -573,14 +578,19 @@ class Outputs:
         changed = self._changes()
         if not changed:
             return self._done(set())
-        written = await anyio.to_thread.run_sync(self._write_files, changed)
+        errs: list[Exception] = []
+        written = await anyio.to_thread.run_sync(self._write_files, changed, errs)
+        self._report(errs)
         for rel in written:
             self._written[rel] = changed[rel]
         d2s = [r for r in written if r.endswith(".d2") and changed[r] is not None]
         if d2s and self._want_svg():
             # the text files are there already: tell the viewers, then render
             self._done(set(written))
-            svgs = await anyio.to_thread.run_sync(self._render_svgs, d2s, abandon_on_cancel=True)
+            svgs = await anyio.to_thread.run_sync(
+                self._render_svgs, d2s, errs, abandon_on_cancel=True
+            )
+            self._report(errs)
             return self._done(set(svgs))
         return self._done(set(written))
 
