@@ -174,3 +174,27 @@ def test_headless_fwd_data(tmp_path: Path) -> None:
     a = import_session(tmp_path / "a" / "am-dbg-dump.amdbg.gz")
     b = import_session(tmp_path / "b" / "am-dbg-dump.amdbg.gz")
     assert list(a.get("hl").records()) == list(b.get("hl").records()) == recs
+
+
+@both
+async def test_connections_before_run_are_forwarded(anyio_backend: Any) -> None:
+    """A client handled before the forwarder's task group exists is not lost."""
+    from asyncmachine_trio.telemetry.receiver import Connection
+
+    b = Store()
+    async with anyio.create_task_group() as tg:
+        port_b = await tg.start(Receiver(b).serve, "127.0.0.1", 0)
+        fwd = Forwarder([f"127.0.0.1:{port_b}"])
+        conn = Connection(1, "early")
+        s = schema("early")
+        conn.machines["early"] = s
+        recs = txs("early", 10)
+        fwd.on_connect(conn)
+        fwd.on_schema(conn, s)
+        fwd.on_txs(conn, recs)
+        await tg.start(fwd.run)
+        await b.wait(lambda st: "early" in st.machines and len(st.get("early")) == 10, timeout=20)
+        fwd.on_disconnect(conn, None)
+        await b.wait(lambda st: not st.get("early").connected, timeout=20)
+        tg.cancel_scope.cancel()
+    assert list(b.get("early").records()) == recs

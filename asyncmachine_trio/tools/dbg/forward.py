@@ -219,6 +219,8 @@ class Forwarder(ReceiverHandler):
         self.stats = [ForwardStats(f"{h}:{p}") for h, p in self.targets]
         self._links: dict[int, list[_Link]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
+        # connections made before run() started (their links start with it)
+        self._pending: list[_Link] = []
 
     @property
     def dropped(self) -> int:
@@ -231,6 +233,9 @@ class Forwarder(ReceiverHandler):
         """Own the links until cancelled."""
         async with anyio.create_task_group() as tg:
             self._tg = tg
+            for link in self._pending:
+                tg.start_soon(self._run_link, link)
+            self._pending.clear()
             task_status.started()
             try:
                 await anyio.sleep(math.inf)
@@ -241,13 +246,14 @@ class Forwarder(ReceiverHandler):
         return self._links.get(conn.conn_id, [])
 
     def on_connect(self, conn: Connection) -> None:
-        tg = self._tg
-        if tg is None:
-            return
         links = [_Link(self, conn, a, s) for a, s in zip(self.targets, self.stats, strict=True)]
         self._links[conn.conn_id] = links
+        tg = self._tg
         for link in links:
-            tg.start_soon(self._run_link, link)
+            if tg is None:
+                self._pending.append(link)
+            else:
+                tg.start_soon(self._run_link, link)
 
     async def _run_link(self, link: _Link) -> None:
         try:
