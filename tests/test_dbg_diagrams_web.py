@@ -3,6 +3,7 @@ events, files of --dir only; hostile requests get a 4xx and the server lives on.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from asyncmachine_trio.tools.dbg.outputs import OutputOptions, Outputs
 from asyncmachine_trio.tools.dbg.web import DiagramServer
 from tests.dbg_screens import demo_store
 
-pytestmark = pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
+both = pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
 
 
 @asynccontextmanager
@@ -61,6 +62,7 @@ async def raw(port: int, data: bytes, *, close: bool = False) -> bytes:
             return out
 
 
+@both
 async def test_index_viewers_diagrams_files(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path) as (server, _dbg), httpx.AsyncClient(base_url=server.url) as c:
         r = await c.get("/view/steps", timeout=10)
@@ -91,6 +93,7 @@ async def test_index_viewers_diagrams_files(tmp_path: Path, anyio_backend: Any) 
         assert r.status_code == 404 and "known: mach" in r.text
 
 
+@both
 async def test_events_refresh_the_viewers(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path) as (server, dbg):
         with anyio.fail_after(20):
@@ -110,6 +113,7 @@ async def test_events_refresh_the_viewers(tmp_path: Path, anyio_backend: Any) ->
     assert server.streams == 0
 
 
+@both
 async def test_hostile_requests(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path, head_timeout=0.5, max_head=4096) as (server, _dbg):
         port = server.port
@@ -158,6 +162,7 @@ async def test_hostile_requests(tmp_path: Path, anyio_backend: Any) -> None:
         assert server.answered[404] >= 13 and server.answered[431] == 1
 
 
+@both
 async def test_connection_limits(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path, max_connections=2, max_events=1, head_timeout=5) as (s, _):
         with anyio.fail_after(20):
@@ -174,3 +179,84 @@ async def test_connection_limits(tmp_path: Path, anyio_backend: Any) -> None:
             ans = await raw(s.port, b"GET /events HTTP/1.1\r\n\r\n")
             assert ans.startswith(b"HTTP/1.1 503 ") and b"event streams" in ans
             await first.aclose()
+
+
+CHROME = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run"]
+CHROME += ["--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1"]
+VIEWER_STATE = """
+(() => {
+  const img = document.querySelector("#d img");
+  const pre = document.querySelector("#d pre");
+  return JSON.stringify({img: img ? img.src : "", pre: pre ? pre.textContent : "",
+                         note: document.getElementById("n").textContent});
+})()
+"""
+
+
+def launch(exe: str, profile: Path) -> subprocess.Popen[bytes]:
+    """Headless Chromium with the DevTools protocol on a free loopback port."""
+    return subprocess.Popen(
+        [exe, *CHROME, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_viewer_in_chromium(tmp_path: Path, anyio_backend: Any) -> None:
+    """The viewer page in headless Chromium shows the diagram and reloads it when
+    the cursor moves (server-sent events)."""
+    import json
+
+    from trio_websocket import open_websocket_url
+
+    from tests.test_dbg_web import chromium
+
+    exe = chromium()
+    async with serving(tmp_path) as (server, dbg):
+        profile = tmp_path / "chrome"
+        browser = launch(exe, profile)
+        try:
+            with anyio.fail_after(90):
+                active = profile / "DevToolsActivePort"
+                while not (active.exists() and active.read_text().strip()):  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+                dport = int(active.read_text().split()[0])
+                async with httpx.AsyncClient() as client:
+                    targets = (await client.get(f"http://127.0.0.1:{dport}/json/list")).json()
+                ws_url = next(t for t in targets if t["type"] == "page")["webSocketDebuggerUrl"]
+                async with open_websocket_url(ws_url, max_message_size=1 << 26) as ws:
+                    ids = iter(range(1, 10_000))
+
+                    async def call(method: str, **params: Any) -> Any:
+                        mid = next(ids)
+                        msg = {"id": mid, "method": method, "params": params}
+                        await ws.send_message(json.dumps(msg))
+                        while True:
+                            got = json.loads(await ws.get_message())
+                            if got.get("id") == mid:
+                                return got.get("result", {})
+
+                    async def state() -> dict[str, str]:
+                        res = await call("Runtime.evaluate", expression=VIEWER_STATE)
+                        return dict(json.loads(res.get("result", {}).get("value", "{}")))
+
+                    await call("Page.enable")
+                    await call("Page.navigate", url=server.url + "/view/steps")
+                    seen = await state()
+                    while not (seen.get("img") or seen.get("pre")):
+                        await anyio.sleep(0.1)
+                        seen = await state()
+                    if seen["pre"]:  # no d2: the Mermaid text
+                        assert seen["pre"].startswith("sequenceDiagram")
+                    else:
+                        assert seen["img"].startswith("blob:")
+                    first = seen
+                    dbg.fwd()  # the steps diagram changes; the page reloads it
+                    while seen["img"] == first["img"] and seen["pre"] == first["pre"]:
+                        await anyio.sleep(0.1)
+                        seen = await state()
+                    assert seen["note"].startswith("updated")
+        finally:
+            browser.terminate()
+            browser.wait(timeout=20)

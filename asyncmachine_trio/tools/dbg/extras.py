@@ -105,15 +105,19 @@ class Extras:
         say = note or self.notes.append
 
         def tell(line: str) -> None:
+            if self.notes and self.notes[-1] == line:
+                return  # the same error every round: said once
             if note is not None:
                 self.notes.append(line)
             say(line)
+            del self.notes[:-50]
 
         async with anyio.create_task_group() as tg:
             if self.forwarder is not None:
                 await tg.start(self.forwarder.run)
                 tell(f"am-dbg: forwarding to {', '.join(s.addr for s in self.forwarder.stats)}")
             self.outputs = Outputs(store, dbg, cfg.outputs)
+            self.outputs.on_error = lambda err: tell(f"am-dbg: {err}")
             self._following = follow
             if follow:
                 tg.start_soon(self._follow, store, dbg, cfg.outputs.interval)

@@ -379,6 +379,8 @@ class Outputs:
         self.options = options if options is not None else OutputOptions()
         self.dir = self.options.dir
         self.listeners: list[Callable[[set[str]], None]] = []
+        #: called (in the event loop) with each write / render error
+        self.on_error: Callable[[Exception], None] | None = None
         #: write rounds that changed at least one file
         self.rounds = 0
         #: files written (each time one changed)
@@ -474,7 +476,8 @@ class Outputs:
             else:
                 out["diagrams/state.mermaid"] = out["diagrams/state.d2"] = None
         if graph is not None and len(graph):
-            states = lvl >= 3
+            # (vis draws a lone machine as its states in any case)
+            states = lvl >= 3 or len(graph) == 1
             out["diagrams/graph.mermaid"] = vis.mermaid(graph, states=states)
             out["diagrams/graph.d2"] = vis.d2(graph, states=states)
         return out
@@ -535,6 +538,8 @@ class Outputs:
         for err in errs:
             self.errors.append(err)
             self.dbg.message = str(err)
+            if self.on_error is not None:
+                self.on_error(err)
         del self.errors[:-20]
         errs.clear()
 

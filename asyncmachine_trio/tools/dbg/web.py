@@ -65,7 +65,8 @@ _TYPES = {
     ".gz": "application/gzip",
 }
 _PAGE_CSP = (
-    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src 'self'"
+    "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline';"
+    " img-src 'self' blob:"
 )
 _FILE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:"
 
