@@ -330,3 +330,21 @@ def test_help_lists_the_flags() -> None:
     assert r.exit_code == 2
     r = CliRunner().invoke(app, ["--headless", "-l", "127.0.0.1:0", "--fwd-data", "h:xx"])
     assert r.exit_code == 2 and "not a number" in r.output
+
+
+def test_lone_machine_graph(tmp_path: Path) -> None:
+    """One machine: graph.md and the graph diagram still show it."""
+    store = Store()
+    conn = Connection(1, "t")
+    s = schema("solo")
+    conn.machines["solo"] = s
+    store.on_schema(conn, s)
+    store.add_txs(txs("solo", 5))
+    dbg = cursor(store, 0, "")
+    out = Outputs(store, dbg, OutputOptions(tmp_path, graph=True, diagrams=2))
+    written = out.write_now()
+    assert out.errors == []
+    assert 'm0["solo"]' in (tmp_path / "graph.md").read_text()
+    assert "Working" in (tmp_path / "diagrams/graph.mermaid").read_text()
+    if has_d2():
+        assert "diagrams/graph.svg" in written
