@@ -198,3 +198,24 @@ async def test_connections_before_run_are_forwarded(anyio_backend: Any) -> None:
         await b.wait(lambda st: not st.get("early").connected, timeout=20)
         tg.cancel_scope.cancel()
     assert list(b.get("early").records()) == recs
+
+
+def test_tee_keeps_the_store_when_another_handler_fails() -> None:
+    from asyncmachine_trio.telemetry.receiver import Connection, ReceiverHandler
+
+    class Boom(ReceiverHandler):
+        def on_txs(self, conn: Connection, txs: list[Any]) -> None:
+            raise RuntimeError("boom")
+
+    store = Store()
+    tee = Tee(store, Boom())
+    conn = Connection(1, "t")
+    s = schema("m")
+    conn.machines["m"] = s
+    tee.on_connect(conn)
+    tee.on_schema(conn, s)
+    tee.on_txs(conn, txs("m", 3))
+    assert len(store.get("m")) == 3 and tee.errors == 1
+    # the primary's errors still reach the receiver (which drops that client)
+    with pytest.raises(KeyError, match="unknown machine"):
+        tee.on_txs(conn, txs("other", 1))

@@ -348,3 +348,19 @@ def test_lone_machine_graph(tmp_path: Path) -> None:
     assert "Working" in (tmp_path / "diagrams/graph.mermaid").read_text()
     if has_d2():
         assert "diagrams/graph.svg" in written
+
+
+def test_a_failing_round_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = demo_store()
+    dbg = cursor(store)
+    out = Outputs(store, dbg, OutputOptions(tmp_path))
+    said: list[Exception] = []
+    out.on_error = said.append
+
+    def broken() -> dict[str, str | None]:
+        raise ValueError("odd data")
+
+    monkeypatch.setattr(out, "files", broken)
+    assert out.write_now() == set()
+    assert "cannot make the output files: ValueError('odd data')" in str(said[0])
+    assert out.errors == said and "odd data" in dbg.message

@@ -52,34 +52,44 @@ _log = logging.getLogger("asyncmachine_trio.tools.dbg")
 
 
 class Tee(ReceiverHandler):
-    """Hands every receiver callback to each of ``handlers``, in order."""
+    """Hands every receiver callback to ``primary``, then to each of ``others``.
 
-    def __init__(self, *handlers: ReceiverHandler) -> None:
-        self.handlers = handlers
+    An exception of ``primary`` (the store) propagates as usual (the receiver
+    drops that client); one of the others is logged and counted in
+    :attr:`errors`, so a forwarding bug never costs the debugger its data.
+    """
+
+    def __init__(self, primary: ReceiverHandler, *others: ReceiverHandler) -> None:
+        self.primary = primary
+        self.others = others
+        self.errors = 0
+
+    def _each(self, method: str, *args: Any) -> None:
+        getattr(self.primary, method)(*args)
+        for h in self.others:
+            try:
+                getattr(h, method)(*args)
+            except Exception:
+                self.errors += 1
+                _log.exception("am-dbg: %s.%s failed", type(h).__name__, method)
 
     def on_connect(self, conn: Connection) -> None:
-        for h in self.handlers:
-            h.on_connect(conn)
+        self._each("on_connect", conn)
 
     def on_schema(self, conn: Connection, schema: SchemaRecord) -> None:
-        for h in self.handlers:
-            h.on_schema(conn, schema)
+        self._each("on_schema", conn, schema)
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
-        for h in self.handlers:
-            h.on_txs(conn, txs)
+        self._each("on_txs", conn, txs)
 
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
-        for h in self.handlers:
-            h.on_dropped(conn, dropped)
+        self._each("on_dropped", conn, dropped)
 
     def on_gone(self, conn: Connection, gone: Gone) -> None:
-        for h in self.handlers:
-            h.on_gone(conn, gone)
+        self._each("on_gone", conn, gone)
 
     def on_disconnect(self, conn: Connection, error: Exception | None) -> None:
-        for h in self.handlers:
-            h.on_disconnect(conn, error)
+        self._each("on_disconnect", conn, error)
 
 
 @attrs.define

@@ -485,7 +485,11 @@ class Outputs:
     # ----- writing
 
     def _changes(self) -> dict[str, str | None]:
-        files = self.files()
+        try:
+            files = self.files()
+        except Exception as err:  # a bug or odd data must not stop the debugger
+            self._report([OutputError(f"cannot make the output files: {err!r}")])
+            return {}
         changed = {p: t for p, t in files.items() if self._written.get(p, None) != t}
         # diagrams no longer produced (the level went down) stay as they are
         return changed
