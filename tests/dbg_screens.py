@@ -43,11 +43,11 @@ def demo_store() -> Store:
                 r.log_entries = [*r.log_entries, "[ctx:new] Working", "[when:new] Ready Done"]
             if i % 10 == 5 and i < 40:
                 r.log_entries = [*r.log_entries, "[when:match] Ready Done"]
-            if parent and i % 4 == 0:
+            if parent and i % 4 == 0 and i:
                 r.source_machine, r.source_tx = parent, f"{parent}-{i}"
                 r.source_time = sum(r.time_before)
                 r.pre_log_entries = [f"[pipe-in:add] Ready from {parent}"]
-            if not parent and i % 4 == 0:
+            if not parent and i % 4 == 0 and i:
                 r.pre_log_entries = ["[pipe-out:add] Ready to worker-net"]
         for r in recs[::7]:
             r.steps = [
