@@ -21,7 +21,11 @@ pytest.importorskip(
 )
 
 from asyncmachine_trio.pubsub import (
+    InfoMsg,
+    MachInfo,
+    Message,
     Mirror,
+    PubsubError,
     PubsubReadOnlyError,
     Topic,
     TopicConfig,
@@ -194,12 +198,30 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
             for t in topics:
                 (m,) = t.list_machines(id="late")
                 await m.wait_peer_left()
+                # the peer and its mirrors are marked in one step
                 assert m.peer_left and "peer-left" in m.tags
-                # the peer's own record may be marked a moment after its mirror
-                await t.wait_until(lambda t: t.list_machines(id="late", include_left=False) == [])
+                assert t.list_machines(id="late", include_left=False) == []
                 assert m.time() == late_mach.time()
-        # filters
+        # an info of the peer that arrives after its bye (messages can overtake
+        # each other in the mesh) does not bring it back
         t0 = topics[0]
+        (m,) = t0.list_machines(id="late")
+        stale = InfoMsg(
+            {
+                m.peer_id: {
+                    0: MachInfo(
+                        id="late",
+                        schema=late_mach.schema,
+                        states=list(late_mach.state_names),
+                        time=[t + 1 for t in late_mach.time()],
+                    )
+                }
+            }
+        )
+        t0.mach.add1(S.MsgInfo, {"peer_id": m.peer_id, "msg": stale})
+        assert t0.list_machines(id="late", include_left=False) == []
+        assert m.peer_left and m.time() == late_mach.time()
+        # filters
         assert [m.remote_id for m in t0.list_machines(id_regexp=r"^w[12]$")] == ["w1", "w2"]
         assert [m.remote_id for m in t0.list_machines(id_contains="7")] == ["w7"]
         assert [m.remote_id for m in t0.list_machines(peer_id=topics[5].peer_id)] == ["w5"]
@@ -269,3 +291,57 @@ async def test_quic_with_ed25519_identities() -> None:
             (ma,) = await tb.wait_machines(1)
             a.add1("Foo")
             await ma.when1("Foo")
+
+
+@pytest.mark.trio
+async def test_one_peer_welcomes_a_newcomer_with_every_known_info(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
+    async with open_peers(3, machs) as topics:
+        with trio.fail_after(10):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+        infos: list[tuple[str, set[str]]] = []
+        send = Topic._send
+
+        def spy(self: Topic, msg: Message, kind: str) -> None:
+            if isinstance(msg, InfoMsg):
+                infos.append((self.peer_id, set(msg.peers)))
+            send(self, msg, kind)
+
+        monkeypatch.setattr(Topic, "_send", spy)
+        # a newcomer's first info names only itself in its gossip: it knows nobody
+        newcomer = "QmNewcomer"
+        info = MachInfo(
+            id="new",
+            schema=machs[0].schema,
+            states=list(machs[0].state_names),
+            time=list(machs[0].time()),
+        )
+        intro = InfoMsg({newcomer: {0: info}}, gossips={newcomer: {0: info.sum}})
+        for t in topics:
+            t.mach.add1(S.MsgInfo, {"peer_id": newcomer, "msg": intro})
+        await trio.sleep(1)  # the answer's debounce is at most 0.2 s here
+        # exactly one peer answers, with the info of every peer (they know the
+        # same peers, so they pick the same one)
+        everyone = {t.peer_id for t in topics}
+        welcomes = [sender for sender, peers in infos if peers == everyone]
+        assert len(welcomes) == 1, infos
+        assert all(t.list_machines(id="new") for t in topics)
+
+
+@pytest.mark.trio
+async def test_mplex_and_yamux_peers_talk() -> None:
+    a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
+    mplex = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="mplex")
+    async with open_topic("mux", expose=[a], config=FAST) as ta:
+        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=mplex) as tb:
+            with trio.fail_after(10):
+                (ma,) = await tb.wait_machines(1)
+                (mb,) = await ta.wait_machines(1)
+                a.add1("Foo")
+                await ma.when1("Foo")
+            assert mb.remote_id == "b"
+    with pytest.raises(PubsubError, match="muxer 'spdy'"):
+        Topic("mux", config=TopicConfig(muxer="spdy"))
