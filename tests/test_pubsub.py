@@ -50,7 +50,7 @@ def _collect_libp2p_sockets() -> Iterator[None]:
 
 
 S = TopicStates
-FAST = TopicConfig(multiplayer=0.2, connections_to_ready=1)
+FAST = TopicConfig(multiplayer=0.2, connections_to_ready=1, gossip_every=3)
 
 
 class Worker(am.States):
