@@ -341,9 +341,9 @@ async def test_one_peer_welcomes_a_newcomer_with_every_known_info(
 @pytest.mark.trio
 async def test_mplex_and_yamux_peers_talk() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
-    mplex = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="mplex")
+    yamux = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="yamux")
     async with open_topic("mux", expose=[a], config=FAST) as ta:
-        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=mplex) as tb:
+        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=yamux) as tb:
             with trio.fail_after(30):
                 (ma,) = await tb.wait_machines(1)
                 (mb,) = await ta.wait_machines(1)
