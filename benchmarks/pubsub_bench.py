@@ -63,7 +63,7 @@ def _config(multiplayer: float, gossip_every: int) -> Any:
         multiplayer=multiplayer,
         connections_to_ready=1,
         gossip_every=gossip_every,
-        muxer=os.environ.get("AM_BENCH_MUXER", "mplex"),
+        muxer=os.environ.get("AM_BENCH_MUXER", "yamux"),
     )
 
 

@@ -341,9 +341,9 @@ async def test_one_peer_welcomes_a_newcomer_with_every_known_info(
 @pytest.mark.trio
 async def test_mplex_and_yamux_peers_talk() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
-    yamux = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="yamux")
+    mplex = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="mplex")
     async with open_topic("mux", expose=[a], config=FAST) as ta:
-        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=yamux) as tb:
+        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=mplex) as tb:
             with trio.fail_after(30):
                 (ma,) = await tb.wait_machines(1)
                 (mb,) = await ta.wait_machines(1)

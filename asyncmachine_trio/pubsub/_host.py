@@ -132,12 +132,12 @@ async def open_host(
     *,
     router_rate_limit: float,
     gossipsub_heartbeat: float,
-    muxer: str = "mplex",
+    muxer: str = "yamux",
 ) -> AsyncIterator[Host]:
     """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``.
 
-    ``muxer`` is the stream muxer proposed first on TCP connections (``"mplex"``
-    or ``"yamux"``); the other one is offered too, so either kind of peer connects.
+    ``muxer`` is the stream muxer proposed first on TCP connections (``"yamux"``
+    or ``"mplex"``); the other one is offered too, so either kind of peer connects.
     """
     if muxer not in MUXERS:
         raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")

@@ -96,11 +96,11 @@ class TopicConfig:
     outbox_size: int = 1024
     #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
     peer_queue_size: int = 1024
-    #: the stream muxer proposed first on TCP (``"mplex"`` or ``"yamux"``; both are
+    #: the stream muxer proposed first on TCP (``"yamux"`` or ``"mplex"``; both are
     #: offered). py-libp2p's mplex costs about 40% less CPU per message than its yamux
-    #: (which sends a window update per read); it resets a stream whose reader falls
-    #: 5 s behind
-    muxer: str = "mplex"
+    #: (which sends a window update per read), but resets a stream whose reader falls
+    #: 5 s behind and has not passed the malformed-peer test (see docs/pubsub.md)
+    muxer: str = "yamux"
 
 
 @attrs.define(eq=False)
