@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,13 @@ def measure(
     return section
 
 
+def _add_rows(
+    lines: list[str], rows: list[dict[str, Any]], fmt: Callable[[dict[str, Any]], str]
+) -> None:
+    for r in rows:
+        lines.append(f"  {r['peers']:>5} FAILED {r['error']}" if r.get("error") else fmt(r))
+
+
 def render(section: dict[str, Any]) -> str:
     """The section as a text table."""
     if section.get("error"):
@@ -278,30 +286,30 @@ def render(section: dict[str, Any]) -> str:
         f"  {'peers':>5} {'machs':>5} {'join s':>7} {'settle s':>9} {'after join':>10}"
         f" {'cpu s':>6} {'upd p50 ms':>10} {'upd max ms':>10} {'msgs':>6} {'dropped':>7}",
     ]
-    for r in section["rows"]:
-        if r.get("error"):
-            lines.append(f"  {r['peers']:>5} FAILED {r['error']}")
-            continue
-        lines.append(
+    _add_rows(
+        lines,
+        section["rows"],
+        lambda r: (
             f"  {r['peers']:>5} {r['machines']:>5} {r['join_s']:>7.2f} {r['settle_s']:>9.2f}"
             f" {r['settle_after_join_s']:>10.2f} {r.get('settle_cpu_s', 0):>6.1f}"
             f" {r['update_p50_ms']:>10.1f}"
             f" {r['update_max_ms']:>10.1f} {r['messages_sent']:>6} {r['dropped']:>7}"
-        )
+        ),
+    )
     if "met" in section:
         verdict = "met" if section["met"] else "NOT met"
         lines.append(f"  20 peers settle <= {section['target_settle_20_s']} s: {verdict}")
     if section.get("procs_rows"):
         lines.append("  one process per peer (all start at once, dialing the first):")
         lines.append(f"  {'peers':>5} {'machs':>5} {'settle s':>9} {'cpu s (all)':>11}")
-        for r in section["procs_rows"]:
-            if r.get("error"):
-                lines.append(f"  {r['peers']:>5} FAILED {r['error']}")
-                continue
-            lines.append(
+        _add_rows(
+            lines,
+            section["procs_rows"],
+            lambda r: (
                 f"  {r['peers']:>5} {r['machines']:>5} {r['settle_s']:>9.2f}"
                 f" {r['settle_cpu_s']:>11.1f}"
-            )
+            ),
+        )
     return "\n".join(lines)
 
 
