@@ -132,7 +132,7 @@ async def test_waiting_on_a_mirror_resolves_when_the_remote_state_activates() ->
             await m0.when1("Bar")
             got.append("Bar")
 
-        with trio.fail_after(5):
+        with trio.fail_after(15):
             async with trio.open_nursery() as n:
                 n.start_soon(waiter)
                 await trio.sleep(0.3)
@@ -147,11 +147,11 @@ async def test_ready_after_the_configured_number_of_peers() -> None:
     async with open_topic("ready", config=cfg) as root:
         assert root.mach.is1(S.Joined) and root.mach.not1(S.Ready)
         async with open_topic("ready", config=cfg, bootstrap=root.addrs):
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 await root.wait_until(lambda t: len(t.topic_peers) >= 1)
             assert root.mach.not1(S.Ready)
             async with open_topic("ready", config=cfg, bootstrap=root.addrs):
-                with trio.fail_after(5):
+                with trio.fail_after(15):
                     await root.mach.when1(S.Ready)
 
 
