@@ -1,6 +1,7 @@
 """Pubsub topics over real libp2p hosts on loopback (TCP; one QUIC run).
 
-Every wait is bounded; delays are scaled down with ``multiplayer=0.2``.
+Every wait is bounded; delays are scaled down with ``multiplayer=0.2``. The bounds are
+liveness bounds, generous for a shared, busy machine (the issue's 2 s for a toggle is kept).
 """
 
 from __future__ import annotations
@@ -21,7 +22,11 @@ pytest.importorskip(
 )
 
 from asyncmachine_trio.pubsub import (
+    InfoMsg,
+    MachInfo,
+    Message,
     Mirror,
+    PubsubError,
     PubsubReadOnlyError,
     Topic,
     TopicConfig,
@@ -46,7 +51,7 @@ def _collect_libp2p_sockets() -> Iterator[None]:
 
 
 S = TopicStates
-FAST = TopicConfig(multiplayer=0.2, connections_to_ready=1)
+FAST = TopicConfig(multiplayer=0.2, connections_to_ready=1, gossip_every=3)
 
 
 class Worker(am.States):
@@ -91,7 +96,7 @@ async def test_two_peers_exchange_info_and_mirror_each_other() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
     async with open_peers(2, [a, b]) as (ta, tb):
         assert ta.mach.is_([S.Start, S.Started, S.Connected, S.Joined])
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             (mb,) = await ta.wait_machines(1)
             (ma,) = await tb.wait_machines(1)
         assert isinstance(ma, Mirror) and ma.remote_id == "a" and ma.peer_id == ta.peer_id
@@ -118,7 +123,7 @@ async def test_two_peers_exchange_info_and_mirror_each_other() -> None:
 @pytest.mark.trio
 async def test_waiting_on_a_mirror_resolves_when_the_remote_state_activates() -> None:
     async with open_peers(2) as (t0, t1):
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             (m0,) = await t1.wait_machines(1)
         src = t0.exposed[0]
         got: list[str] = []
@@ -127,7 +132,7 @@ async def test_waiting_on_a_mirror_resolves_when_the_remote_state_activates() ->
             await m0.when1("Bar")
             got.append("Bar")
 
-        with trio.fail_after(5):
+        with trio.fail_after(15):
             async with trio.open_nursery() as n:
                 n.start_soon(waiter)
                 await trio.sleep(0.3)
@@ -142,11 +147,11 @@ async def test_ready_after_the_configured_number_of_peers() -> None:
     async with open_topic("ready", config=cfg) as root:
         assert root.mach.is1(S.Joined) and root.mach.not1(S.Ready)
         async with open_topic("ready", config=cfg, bootstrap=root.addrs):
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 await root.wait_until(lambda t: len(t.topic_peers) >= 1)
             assert root.mach.not1(S.Ready)
             async with open_topic("ready", config=cfg, bootstrap=root.addrs):
-                with trio.fail_after(5):
+                with trio.fail_after(15):
                     await root.mach.when1(S.Ready)
 
 
@@ -154,13 +159,13 @@ async def test_ready_after_the_configured_number_of_peers() -> None:
 async def test_ten_peers_late_joiner_and_bye() -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(10)]
     async with open_peers(10, machs) as topics:
-        with trio.fail_after(20):
+        with trio.fail_after(60):
             for t in topics:
                 await t.wait_until(lambda t: synced(t, machs))
         # every machine changes: every peer sees every latest clock
         for i, m in enumerate(machs):
             m.add1("Foo" if i % 2 else "Bar")
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             for t in topics:
                 await t.wait_until(lambda t: synced(t, machs))
 
@@ -170,7 +175,7 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
         asked = forgetful.sent["reqinfo"]
         del forgetful._peers[lost.peer_id]
         assert not forgetful.list_machines(peer_id=lost.peer_id)
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             await forgetful.wait_until(lambda t: synced(t, machs))
         assert forgetful.sent["reqinfo"] > asked
 
@@ -180,26 +185,44 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
         async with open_topic(
             "test", expose=[late_mach], config=FAST, bootstrap=topics[3].addrs
         ) as late:
-            with trio.fail_after(15):
+            with trio.fail_after(45):
                 await late.wait_until(lambda t: synced(t, machs))
                 for t in topics:
                     await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
             assert late.received["info"] >= 1
             late_mach.add1("Foo")
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 for t in topics:
                     await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
         # ...and leaves: marked by bye on every other peer
-        with trio.fail_after(5):
+        with trio.fail_after(15):
             for t in topics:
                 (m,) = t.list_machines(id="late")
                 await m.wait_peer_left()
+                # the peer and its mirrors are marked in one step
                 assert m.peer_left and "peer-left" in m.tags
-                # the peer's own record may be marked a moment after its mirror
-                await t.wait_until(lambda t: t.list_machines(id="late", include_left=False) == [])
+                assert t.list_machines(id="late", include_left=False) == []
                 assert m.time() == late_mach.time()
-        # filters
+        # an info of the peer that arrives after its bye (messages can overtake
+        # each other in the mesh) does not bring it back
         t0 = topics[0]
+        (m,) = t0.list_machines(id="late")
+        stale = InfoMsg(
+            {
+                m.peer_id: {
+                    0: MachInfo(
+                        id="late",
+                        schema=late_mach.schema,
+                        states=list(late_mach.state_names),
+                        time=[t + 1 for t in late_mach.time()],
+                    )
+                }
+            }
+        )
+        t0.mach.add1(S.MsgInfo, {"peer_id": m.peer_id, "msg": stale})
+        assert t0.list_machines(id="late", include_left=False) == []
+        assert m.peer_left and m.time() == late_mach.time()
+        # filters
         assert [m.remote_id for m in t0.list_machines(id_regexp=r"^w[12]$")] == ["w1", "w2"]
         assert [m.remote_id for m in t0.list_machines(id_contains="7")] == ["w7"]
         assert [m.remote_id for m in t0.list_machines(peer_id=topics[5].peer_id)] == ["w5"]
@@ -210,7 +233,7 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
 async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
     async with open_peers(3, machs) as topics:
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             for t in topics:
                 await t.wait_until(lambda t: synced(t, machs))
         async with open_host(
@@ -218,7 +241,7 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
         ) as bad:
             await bad.dial(topics[0].addrs[0])
             await bad.join()
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 await bad.wait_mesh()
             garbage = [
                 b"\xc1\xc1 not msgpack",
@@ -245,7 +268,7 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
             ]
             for g in garbage:
                 await bad.publish(g)
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 for t in topics:
                     await t.wait_until(lambda t: sum(t.malformed.values()) >= 1)
                     await trio.sleep(0.2)
@@ -255,7 +278,7 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
             # the others still work
             machs[0].add1("Foo")
             machs[2].add1("Bar")
-            with trio.fail_after(5):
+            with trio.fail_after(15):
                 for t in topics:
                     await t.wait_until(lambda t: synced(t, machs))
 
@@ -265,7 +288,67 @@ async def test_quic_with_ed25519_identities() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
     async with open_peers(2, [a, b], listen="/ip4/127.0.0.1/udp/0/quic-v1") as (ta, tb):
         assert "/quic-v1/p2p/" in ta.addrs[0]
-        with trio.fail_after(10):
+        with trio.fail_after(30):
             (ma,) = await tb.wait_machines(1)
             a.add1("Foo")
             await ma.when1("Foo")
+
+
+@pytest.mark.trio
+async def test_one_peer_welcomes_a_newcomer_with_every_known_info(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
+    async with open_peers(3, machs) as topics:
+        with trio.fail_after(30):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+        infos: list[tuple[str, set[str]]] = []
+        send = Topic._send
+
+        def spy(self: Topic, msg: Message, kind: str) -> None:
+            if isinstance(msg, InfoMsg):
+                infos.append((self.peer_id, set(msg.peers)))
+            send(self, msg, kind)
+
+        monkeypatch.setattr(Topic, "_send", spy)
+        # a newcomer's first info names only itself in its gossip: it knows nobody
+        newcomer = "QmNewcomer"
+        info = MachInfo(
+            id="new",
+            schema=machs[0].schema,
+            states=list(machs[0].state_names),
+            time=list(machs[0].time()),
+        )
+        intro = InfoMsg({newcomer: {0: info}}, gossips={newcomer: {0: info.sum}})
+        for t in topics:
+            t.mach.add1(S.MsgInfo, {"peer_id": newcomer, "msg": intro})
+        # exactly one peer answers, with the info of every peer (they know the
+        # same peers, so they pick the same one)
+        everyone = {t.peer_id for t in topics}
+
+        def welcomes() -> list[str]:
+            return [sender for sender, peers in infos if peers == everyone]
+
+        with trio.fail_after(15):
+            while not welcomes():  # noqa: ASYNC110 (a spy, no event to wait on)
+                await trio.sleep(0.05)
+        await trio.sleep(1)  # the others' debounce (at most 0.2 s here) is over
+        assert len(welcomes()) == 1, infos
+        assert all(t.list_machines(id="new") for t in topics)
+
+
+@pytest.mark.trio
+async def test_mplex_and_yamux_peers_talk() -> None:
+    a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
+    mplex = TopicConfig(multiplayer=0.2, connections_to_ready=1, muxer="mplex")
+    async with open_topic("mux", expose=[a], config=FAST) as ta:
+        async with open_topic("mux", expose=[b], bootstrap=ta.addrs, config=mplex) as tb:
+            with trio.fail_after(30):
+                (ma,) = await tb.wait_machines(1)
+                (mb,) = await ta.wait_machines(1)
+                a.add1("Foo")
+                await ma.when1("Foo")
+            assert mb.remote_id == "b"
+    with pytest.raises(PubsubError, match="muxer 'spdy'"):
+        Topic("mux", config=TopicConfig(muxer="spdy"))

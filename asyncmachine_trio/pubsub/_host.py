@@ -27,7 +27,10 @@ except ImportError as _err:  # pragma: no cover - depends on the environment
         f" (a C compiler and libgmp are needed to build it) ({_err})"
     ) from _err
 
-__all__ = ["Host", "open_host", "peer_id_str"]
+__all__ = ["MUXERS", "Host", "open_host", "peer_id_str"]
+
+#: stream muxers a host can prefer (py-libp2p's names)
+MUXERS = {"mplex": "MPLEX", "yamux": "YAMUX"}
 
 
 def peer_id_str(raw: bytes) -> str:
@@ -129,14 +132,22 @@ async def open_host(
     *,
     router_rate_limit: float,
     gossipsub_heartbeat: float,
+    muxer: str = "yamux",
 ) -> AsyncIterator[Host]:
-    """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``."""
+    """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``.
+
+    ``muxer`` is the stream muxer proposed first on TCP connections (``"yamux"``
+    or ``"mplex"``); the other one is offered too, so either kind of peer connects.
+    """
+    if muxer not in MUXERS:
+        raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")
     maddrs = _parse_addrs(listen_addrs)
     quic = any("/quic" in a for a in listen_addrs)
     host = new_host(
         key_pair=generate_new_ed25519_identity(),
         listen_addrs=maddrs,
         enable_quic=quic,
+        muxer_preference=MUXERS[muxer],
         # the topology is the user's (bootstrap peers): no auto-dialing of
         # peers learnt from others, which also leaves dials cut off at shutdown
         connection_config=ConnectionConfig(min_connections=0, low_watermark=0),

@@ -13,6 +13,7 @@ by time sum. Every delay scales with ``TopicConfig.multiplayer``.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 import re
@@ -66,6 +67,11 @@ class TopicConfig:
     max_queue_len: int = 10
     #: peers gossiped about per gossip message
     gossip_amount: int = 5
+    #: a peer gossips on a heartbeat with probability 1 / (peers * gossip_every), so
+    #: the topic as a whole gossips about once per ``gossip_every`` heartbeats (the
+    #: reference: 1); raise it with a low ``multiplayer`` to keep gossip from
+    #: crowding out the messages that carry changes
+    gossip_every: int = 1
     #: messages sent per window (``multiplayer`` seconds)
     max_msgs_per_win: int = 10
     #: topic peers needed for ``Ready``
@@ -90,6 +96,11 @@ class TopicConfig:
     outbox_size: int = 1024
     #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
     peer_queue_size: int = 1024
+    #: the stream muxer proposed first on TCP (``"yamux"`` or ``"mplex"``; both are
+    #: offered). py-libp2p's mplex costs about 40% less CPU per message than its yamux
+    #: (which sends a window update per read), but resets a stream whose reader falls
+    #: 5 s behind and has not passed the malformed-peer test (see docs/pubsub.md)
+    muxer: str = "yamux"
 
 
 @attrs.define(eq=False)
@@ -100,6 +111,12 @@ class _Peer:
     # clocks that arrived before the info (index -> ticks)
     stash: dict[int, list[int]] = attrs.field(factory=dict)
     left: bool = False
+
+    def mark_left(self) -> None:
+        """The peer said ``bye``: mark it and all its mirrors in one step, for good."""
+        self.left = True
+        for m in self.machines.values():
+            m._mark_left()
 
 
 class Topic:
@@ -132,6 +149,8 @@ class Topic:
         self.name = name
         #: configuration
         self.config = config or TopicConfig()
+        if self.config.muxer not in ("mplex", "yamux"):
+            raise PubsubError(f"unknown muxer {self.config.muxer!r} (mplex or yamux)")
         self.listen_addrs = list(listen_addrs)
         self.bootstrap = list(bootstrap)
         #: the topic machine (:class:`TopicStates`)
@@ -163,13 +182,15 @@ class Topic:
         self._missing_peers: dict[str, set[int]] = {}
         # peer id -> machine index -> the time sum we know exists
         self._missing_updates: dict[str, dict[int, int]] = {}
-        self._requested_info: dict[str, float] = {}
-        self._requested_updates: dict[str, float] = {}
+        # peer id -> (when last requested by anyone, our attempts): requests back off
+        self._requested_info: dict[str, tuple[float, int]] = {}
+        self._requested_updates: dict[str, tuple[float, int]] = {}
         self._last_req_info = -math.inf
         self._last_req_updates = -math.inf
         self._win = -1
         self._win_count = 0
-        self._info_pending: set[str] | None = None
+        # peer id -> when its info was last asked for (while an answer is pending)
+        self._info_pending: dict[str, float] | None = None
         # when info about a peer last went over the topic (sent or received)
         self._info_seen: dict[str, float] = {}
         self._changed = trio.Event()
@@ -277,6 +298,7 @@ class Topic:
                 self.listen_addrs,
                 router_rate_limit=cfg.router_rate_limit,
                 gossipsub_heartbeat=cfg.gossipsub_heartbeat,
+                muxer=cfg.muxer,
             ) as host:
                 self._host = host
                 self.peer_id = host.peer_id
@@ -524,6 +546,7 @@ class Topic:
             p = self._peers.get(pid)
             if p is not None and (p.left or (p.machines and all(i in p.machines for i in idxs))):
                 del self._missing_peers[pid]
+                self._requested_info.pop(pid, None)
             else:
                 out.append(pid)
         return out
@@ -542,6 +565,7 @@ class Topic:
                 out.append(pid)
             else:
                 del self._missing_updates[pid]
+                self._requested_updates.pop(pid, None)
         return out
 
     def _on_info(self, sender: str, msg: wire.InfoMsg) -> None:
@@ -553,17 +577,44 @@ class Topic:
             if pid == self.peer_id:
                 continue
             p = self._peers.get(pid)
-            if p is not None and p.left and pid != sender:
-                continue  # forwarded news of a peer that said bye
+            if p is not None and p.left:
+                # a peer that said bye stays gone (a restarted peer has a new id):
+                # a late info, its own or forwarded, does not revive it
+                continue
             if p is None:
                 p = self._peers[pid] = _Peer(pid)
-            p.left = False
             for idx, info in machs.items():
                 changed |= self._on_mach_info(p, idx, info, sender)
         if sender != self.peer_id and sender not in self._peers:
             self._missing_peers.setdefault(sender, set())
+        self._welcome(sender, msg.gossips)
         if changed:
             self._notify()
+
+    def _welcome(self, sender: str, gossips: wire.Gossips) -> None:
+        """Catch a newcomer up with one ``info`` about every peer we know.
+
+        A peer's ``info`` carries gossip about up to ``gossip_amount`` peers it
+        knows; a newcomer's first ``info`` names only itself. One peer answers
+        it, with the info of every peer it knows (its own included), so the
+        newcomer does not have to learn of each peer by gossip and ask for it.
+        The answering peer is picked by rendezvous hashing (the highest
+        ``hash(newcomer, peer)`` among the peers we know and us), so peers that
+        know the same peers pick the same one; the answer is debounced and
+        suppressed like every ``info``. Gossip and ``reqinfo`` fill any gap.
+        """
+        if sender == self.peer_id or set(gossips) - {sender}:
+            return
+        known = [p for p in self._known() if p != sender]
+        if not known and not self._exposed:
+            return
+
+        def rank(p: str) -> bytes:
+            return hashlib.blake2b(f"{sender}/{p}".encode(), digest_size=8).digest()
+
+        if max([*known, self.peer_id], key=rank) != self.peer_id:
+            return
+        self.mach.add1(S.SendInfo, {"peer_ids": [*known, self.peer_id]})
 
     def _on_mach_info(self, p: _Peer, idx: int, info: wire.MachInfo, sender: str) -> bool:
         m = p.machines.get(idx)
@@ -596,6 +647,8 @@ class Topic:
             if pid == self.peer_id:
                 continue
             p = self._peers.get(pid)
+            if p is not None and p.left:
+                continue
             if p is None or any(i not in p.machines for i in clocks):
                 if p is None:
                     p = self._peers[pid] = _Peer(pid)
@@ -606,8 +659,6 @@ class Topic:
                     if old is None or sum(ticks) > sum(old):
                         p.stash[idx] = ticks
                 unknown.append(pid)
-            if p.left:
-                continue
             for idx, ticks in clocks.items():
                 m = p.machines.get(idx)
                 if m is not None and m._apply_clock(ticks):
@@ -623,19 +674,31 @@ class Topic:
         p = self._peers.get(sender)
         if p is None:
             return
+        if p.left:
+            return
         for idx, ticks in msg.clocks.items():
             m = p.machines.get(idx)
             if m is not None:
                 m._apply_clock(ticks)
-        p.left = True
-        for m in p.machines.values():
-            m._mark_left()
+        p.mark_left()
         self._missing_peers.pop(sender, None)
         self._missing_updates.pop(sender, None)
         self._notify()
 
     def _known(self) -> list[str]:
         return [pid for pid, p in self._peers.items() if not p.left and p.machines]
+
+    def _peer_estimate(self) -> int:
+        """How many other peers the topic has, as far as we can tell (at least 1).
+
+        Known peers, peers we know exist but miss, and our direct neighbours: a
+        newcomer that knows no machines yet still counts its neighbours, so it
+        does not gossip on every heartbeat.
+        """
+        peers = {pid for pid, p in self._peers.items() if not p.left}
+        peers.update(self._missing_peers, self._topic_peers)
+        peers.discard(self.peer_id)
+        return max(1, len(peers))
 
     def _gossips(self) -> wire.Gossips:
         known = self._known()
@@ -685,31 +748,78 @@ class Topic:
                 out[i] = t
         return out
 
-    def _pick_requests(self, missing: list[str], requested: dict[str, float]) -> list[str]:
+    def _pick_requests(
+        self, missing: list[str], requested: dict[str, tuple[float, int]]
+    ) -> list[str]:
+        """Up to ``max_requested`` of ``missing`` not asked about lately.
+
+        A peer is asked about again ``5 * multiplayer`` seconds after the last
+        request (ours or anyone's), doubling with each of our unanswered
+        requests up to 16 times that: a slow topic is not flooded with repeats.
+        """
         now = trio.current_time()
         ttl = 5 * self.config.multiplayer
-        todo = [p for p in missing if now - requested.get(p, -math.inf) >= ttl]
+        todo = []
+        for p in missing:
+            last, tries = requested.get(p, (-math.inf, 0))
+            if now - last >= ttl * 2 ** min(tries, 4):
+                todo.append(p)
         picked = random.sample(todo, min(self.config.max_requested, len(todo)))
         for p in picked:
-            requested[p] = now
+            requested[p] = (now, requested.get(p, (0.0, 0))[1] + 1)
         return picked
 
-    def _schedule_info(self, peer_ids: Sequence[str]) -> None:
-        if self._info_pending is not None:
-            self._info_pending.update(peer_ids)
+    def _asked_by_others(
+        self, peers: Sequence[str], requested: dict[str, tuple[float, int]]
+    ) -> None:
+        """Someone asked about ``peers``: the answer reaches us too, so wait for it."""
+        now = trio.current_time()
+        for p in peers:
+            requested[p] = (now, requested.get(p, (0.0, 0))[1])
+
+    def _request_missing(self, kind: str) -> None:
+        """Send one ``reqinfo`` or ``requpdates`` for missing peers (rate limited)."""
+        now = trio.current_time()
+        if kind == "reqinfo":
+            missing, requested, last = (
+                self._still_missing_peers(),
+                self._requested_info,
+                self._last_req_info,
+            )
+        else:
+            missing, requested, last = (
+                self._still_missing_updates(),
+                self._requested_updates,
+                self._last_req_updates,
+            )
+        if not missing or now - last < self.config.multiplayer:
             return
-        self._info_pending = set(peer_ids)
-        if self._nursery is not None:
+        picked = sorted(self._pick_requests(missing, requested))
+        if not picked:
+            return
+        if kind == "reqinfo":
+            self._last_req_info = now
+            self._send(wire.ReqInfoMsg(picked), kind)
+        else:
+            self._last_req_updates = now
+            self._send(wire.ReqUpdatesMsg(picked), kind)
+
+    def _schedule_info(self, peer_ids: Sequence[str]) -> None:
+        now = trio.current_time()
+        first = self._info_pending is None
+        pending = self._info_pending = self._info_pending or {}
+        for p in peer_ids:
+            pending[p] = now
+        if first and self._nursery is not None:
             self._nursery.start_soon(self._info_later)
 
     async def _info_later(self) -> None:
         cfg = self.config
-        asked = trio.current_time()
         await trio.sleep(random.uniform(0, 2 * cfg.send_info_debounce * cfg.multiplayer))
-        pending, self._info_pending = self._info_pending or set(), None
-        # suppression: another peer answered in the meantime
+        pending, self._info_pending = self._info_pending or {}, None
+        # suppression: someone sent the info after it was asked for
         seen = self._info_seen
-        todo = [p for p in sorted(pending) if seen.get(p, -math.inf) < asked]
+        todo = [p for p, asked in sorted(pending.items()) if seen.get(p, -math.inf) < asked]
         if todo:
             self.mach.add1(S.DoSendInfo, {"peer_ids": todo})
 
@@ -749,15 +859,13 @@ class _TopicHandlers:
         t = self.t
         asked: list[str] = e.args["msg"].peers
         # the answer goes to everyone: don't ask for these again soon
-        now = trio.current_time()
-        for p in asked:
-            t._requested_info[p] = now
+        t._asked_by_others(asked, t._requested_info)
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
         mine = t.peer_id in asked and bool(t._exposed)
         # a few responders for other peers' machines (each answers with
         # probability 2/known peers), always the peer itself for its own; the
         # answers wait a random delay and skip what another peer sent meanwhile
-        others = known if known and random.random() < 2 / max(1, len(t._known())) else []
+        others = known if known and random.random() < 2 / t._peer_estimate() else []
         ids = ([t.peer_id] if mine else []) + others
         if ids:
             e.machine.add1(S.SendInfo, {"peer_ids": ids})
@@ -766,14 +874,12 @@ class _TopicHandlers:
         # the reference's guard read the wrong field and never answered
         t = self.t
         asked: list[str] = e.args["msg"].peers
-        now = trio.current_time()
-        for p in asked:
-            t._requested_updates[p] = now
+        t._asked_by_others(asked, t._requested_updates)
         clocks: dict[str, dict[int, list[int]]] = {}
         if t.peer_id in asked and t._exposed:
             clocks[t.peer_id] = {i: list(m.time()) for i, m in enumerate(t._exposed)}
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
-        if known and random.random() < 1 / max(1, len(t._known())):
+        if known and random.random() < 1 / t._peer_estimate():
             for p in known:
                 clocks[p] = {i: list(m.time()) for i, m in t._peers[p].machines.items()}
         if clocks:
@@ -797,32 +903,18 @@ class _TopicHandlers:
 
     def send_gossips_state(self, e: am.Event) -> None:
         t = self.t
-        if random.random() < 1 / max(1, len(t._known())):
+        if random.random() < 1 / (t._peer_estimate() * max(1, t.config.gossip_every)):
             gossips = t._gossips()
             if gossips:
                 t._send(wire.GossipMsg(gossips), "gossip")
         e.machine.remove1(S.SendGossips)
 
     def req_missing_peers_state(self, e: am.Event) -> None:
-        t = self.t
-        now = trio.current_time()
-        missing = t._still_missing_peers()
-        if missing and now - t._last_req_info >= t.config.multiplayer:
-            picked = t._pick_requests(missing, t._requested_info)
-            if picked:
-                t._last_req_info = now
-                t._send(wire.ReqInfoMsg(sorted(picked)), "reqinfo")
+        self.t._request_missing("reqinfo")
         e.machine.remove1(S.ReqMissingPeers)
 
     def req_missing_updates_state(self, e: am.Event) -> None:
-        t = self.t
-        now = trio.current_time()
-        missing = t._still_missing_updates()
-        if missing and now - t._last_req_updates >= t.config.multiplayer:
-            picked = t._pick_requests(missing, t._requested_updates)
-            if picked:
-                t._last_req_updates = now
-                t._send(wire.ReqUpdatesMsg(sorted(picked)), "requpdates")
+        self.t._request_missing("requpdates")
         e.machine.remove1(S.ReqMissingUpdates)
 
     def send_info_state(self, e: am.Event) -> None:
