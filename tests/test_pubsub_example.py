@@ -27,7 +27,7 @@ def test_three_peers_in_three_processes_see_every_latest_clock() -> None:
         [sys.executable, str(RUN), "--duration", "6"],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
         env=env,
         cwd=ROOT,
     )
