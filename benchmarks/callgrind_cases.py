@@ -1,7 +1,7 @@
 """The plain-path cases of issue 12, one at a time, for instruction counts and CPU time.
 
     python -m benchmarks.callgrind_cases CASE N          # run CASE N times (for callgrind)
-    python -m benchmarks.callgrind_cases --callgrind     # every case under callgrind
+    python -m benchmarks.callgrind_cases --callgrind [-n 2000]  # every case under callgrind
     python -m benchmarks.callgrind_cases --cpu           # every case, CPU time per op
 
 Under load, wall-clock times are noise; instruction counts are not. ``--callgrind`` runs
@@ -206,18 +206,19 @@ def cpu(names: list[str], n: int, repeats: int = 5) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("case", nargs="?", choices=sorted(CASES))
-    ap.add_argument("n", nargs="?", type=int, default=2000)
+    ap.add_argument("n", nargs="?", type=int, default=0)
+    ap.add_argument("-n", dest="ops", type=int, default=2000, help="operations per run")
     ap.add_argument("--callgrind", action="store_true", help="every case under callgrind")
     ap.add_argument("--cpu", action="store_true", help="every case, CPU time per op")
     ap.add_argument("--only", default="", help="comma-separated cases (with --callgrind/--cpu)")
     a = ap.parse_args(argv)
     names = [s for s in a.only.split(",") if s] or list(CASES)
     if a.callgrind:
-        callgrind(names, a.n)
+        callgrind(names, a.ops)
     elif a.cpu:
-        cpu(names, max(a.n, 20000))
+        cpu(names, max(a.ops, 20000))
     elif a.case:
-        run_case(a.case, a.n)
+        run_case(a.case, a.n or a.ops)
     else:
         ap.error("give a case and N, or --callgrind / --cpu")
 

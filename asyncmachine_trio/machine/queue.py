@@ -95,15 +95,7 @@ def mutate(
                     f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
                 )
                 return EXECUTED
-    source = None
-    if event is not None:
-        etx = event.machine._tx
-        source = MutSource(
-            event.machine.id,
-            event.id,
-            sum(etx._before) if etx is not None else 0,
-        )
-    mut = Mutation(mtype, called, args, source=source)
+    mut = Mutation(mtype, called, args, source=None if event is None else source_of(event))
     m._queue.append(mut)
     m._queue_pending += 1
     mut.queue_tick = m._queue_pending + m._queue_tick
@@ -116,6 +108,16 @@ def mutate(
         t.mutation_queued(m, mut)
     res = m._drain()
     return QUEUED if res is QUEUED else res
+
+
+def source_of(event: Event) -> MutSource:
+    """Where a mutation made with ``event=`` comes from: the event's machine, its
+    transition and the machine time (the tick sum) before the machine's current
+    transition (O(1): the machine keeps the sum, the transition its value at
+    the start)."""
+    em = event.machine
+    etx = em._tx
+    return MutSource(em.id, event.id, etx._sum0 if etx is not None else 0)
 
 
 def prepend(m: Machine, mut: Mutation) -> Result:
@@ -166,10 +168,11 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
 
     The fast path of the mutation methods (issue 6), for the case they check:
     nothing queued, nothing draining, no tracer, log level below OPS, not
-    disposed, no event and no args (so not a check, not auto). Then
-    ``mutate()`` would only log nothing, append ``mut`` and ``drain()`` pop it
-    again at once with the next queue tick; this does the same without the
-    queue round trip. Mutations queued by its handlers are
+    disposed, not a check, not auto (args and a source from ``event=`` are
+    set on ``mut`` as ``mutate()`` sets them). Then ``mutate()`` would only
+    log nothing, drop no duplicate (the queue is empty), append ``mut`` and
+    ``drain()`` pop it again at once with the next queue tick; this does the
+    same without the queue round trip. Mutations queued by its handlers are
     drained as usual.
     """
     if m._loop_thread is not None:
@@ -240,6 +243,8 @@ def abort(m: Machine, exc: BaseException) -> None:
     m._current_eval = ""
     tx = m._tx
     subs = m._subs
+    if tx is not None and (m._tracers or m._end_hooks):
+        tx._escape()  # tracers may keep it
     try:
         checks = [q for q in dropped if q.is_check]
         if tx is not None:
