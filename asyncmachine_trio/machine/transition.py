@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time as _time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -1029,16 +1030,15 @@ class Transition:
 
     def _final1(self, name: str, is_enter: bool) -> Result:
         """``handle(name, True, is_enter, False)`` for a final handler of a plain
-        transition; the common case (one binding, a sync handler, nothing logged,
-        traced or timed) without handle()'s generality. Anything else, checked
-        before any effect, goes to handle() itself."""
+        transition; the common case (one binding, a sync handler, nothing logged
+        or traced; timed as handle() times it) without handle()'s generality.
+        Anything else, checked before any effect, goes to handle() itself."""
         m = self.machine
         bindings = m._bindings
         if (
             len(bindings) != 1
             or m._log_level >= L_OPS
             or m._tracers
-            or m.handler_timeout is not None
             or m._disposing
             or m._tx is not self
             or self.is_completed
@@ -1055,6 +1055,9 @@ class Transition:
         self._latest_is_final = True
         args = self.mutation.args
         event = Event(name, m, self, args, b.event_state.get(name, ""))
+        timeout = m.handler_timeout
+        started = _time.perf_counter() if timeout is not None else 0.0
+        panicked = False
         m._current_handler = name
         try:
             fn(event)
@@ -1062,12 +1065,20 @@ class Transition:
             m._current_handler = ""
             if not m.panic_to_exception:
                 raise
+            panicked = True
             m._recover(err, event)
         finally:
             m._current_handler = ""
+        timed_out = (
+            timeout is not None and not panicked and _time.perf_counter() - started > timeout
+        )
         if m._tracers:
             for t in m._tracers:
                 t.handler_end(self, b.id, name)
+        if timed_out:
+            m._handler_timeout(self, b, name, _time.perf_counter() - started)
+            m._panic_caught = False
+            return CANCELED
         subs = m._subs
         if subs.when_args or subs._expired_args:
             subs.process_args(name, args)
