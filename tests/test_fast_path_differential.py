@@ -42,7 +42,7 @@ def schemas(draw: st.DrawFn) -> dict[str, am.State]:
     for name in names:
         others = [x for x in names if x != name]
 
-        def rel(p: float) -> tuple[str, ...]:
+        def rel(p: float, others: list[str] = others) -> tuple[str, ...]:
             if not others or draw(st.floats(0, 1)) > p:
                 return ()
             return tuple(draw(st.lists(st.sampled_from(others), min_size=1, max_size=2)))

@@ -106,8 +106,13 @@ def mutate(
         )
     for t in m._tracers:
         t.mutation_queued(m, mut)
-    res = m._drain()
-    return QUEUED if res is QUEUED else res
+    if m._draining and not m._disposing:
+        # drain() postpones: the running drain loop takes it
+        if m._log_level >= L_OPS:
+            n = len(m._queue)
+            m._log(L_OPS, f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})")
+        return QUEUED
+    return m._drain()
 
 
 def source_of(event: Event) -> MutSource:
