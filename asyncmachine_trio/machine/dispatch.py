@@ -51,7 +51,7 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
         m._ticks_pinned = tx._escaped
     elif ticks is tx._t0:
         # in place: keep the ticks overwritten for tx's time_before
-        old = tx._old
+        old = tx._old_ticks()
         if old is None:
             old = tx._old = {}
     index = m._index

@@ -592,6 +592,8 @@ class Machine:
             return CANCELED
         called = self._parse(states)
         if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_ADD, called, {}))
             return _queue.run_idle(self, self._idle_mut(_ADD, called, args, event))
         return self._add(called, args, event)
 
@@ -659,6 +661,8 @@ class Machine:
             return CANCELED
         called = self._parse(states)
         if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_REMOVE, called, {}))
             return _queue.run_idle(self, self._idle_mut(_REMOVE, called, args, event))
         return self._remove(called, args, event)
 
@@ -692,6 +696,8 @@ class Machine:
             return CANCELED
         called = self._parse(states)
         if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_SET, called, {}))
             return _queue.run_idle(self, self._idle_mut(_SET, called, args, event))
         if len(self._queue) >= self.queue_limit:
             return self._queue_full(called)

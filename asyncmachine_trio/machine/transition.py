@@ -239,6 +239,7 @@ class Transition:
     """The processing of one mutation (semantics §5.8)."""
 
     __slots__ = (
+        "_applied",
         "_apply_changes",
         "_b",
         "_before_set",
@@ -285,6 +286,9 @@ class Transition:
         self._t0: list[int] = m._ticks
         self._t1: list[int] | None = None
         self._old: dict[int, int] | None = None
+        # the plan whose clock changes were applied to ``_t0`` in place, before
+        # ``_old`` is made from them (on read, or before another apply)
+        self._applied: Plan | None = None
         self._b: list[int] | None = None
         self._sum0: int = m._tick_sum
         self._escaped = False
@@ -325,7 +329,7 @@ class Transition:
         b = self._b
         if b is not None:
             return b
-        old = self._old
+        old = self._old_ticks()
         if not old:
             return self._t0
         b = self._t0.copy()
@@ -333,6 +337,16 @@ class Transition:
             b[i] = t
         self._b = b
         return b
+
+    def _old_ticks(self) -> dict[int, int] | None:
+        """The ticks ``_t0`` had before this transition changed them in place."""
+        plan = self._applied
+        if plan is not None:
+            self._applied = None
+            index = self.machine._index
+            t0 = self._t0
+            self._old = {index[s]: t0[index[s]] - d for s, d in plan.deltas}
+        return self._old
 
     @property
     def _after(self) -> list[int] | None:
@@ -932,13 +946,11 @@ class Transition:
                         ticks[i] = tick
                         changes[i] = tick
                 else:
-                    # in place, keeping the overwritten ticks for time_before
-                    old = self._old = {}
+                    # in place (time_before subtracts the plan's deltas again)
+                    self._applied = plan
                     for s, delta in plan.deltas:
                         i = index[s]
-                        tick = ticks[i]
-                        old[i] = tick
-                        tick += delta
+                        tick = ticks[i] + delta
                         ticks[i] = tick
                         changes[i] = tick
                 m._tick_sum += plan.dsum
