@@ -51,7 +51,7 @@ from .logging import (
     log_args_mapper,
 )
 from .mutation import ADD as _ADD
-from .mutation import CANCELED, Mutation, MutationType, Position, Result
+from .mutation import CANCELED, EXECUTED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
 from .names import StateNames
@@ -607,18 +607,19 @@ class Machine:
         """Activate one state."""
         if self._disposing:
             return CANCELED
-        # the fast path (run_idle) inlined: add1 is the hottest call there is
+        # the fast paths inlined: add1 is the hottest call there is
         if (
             not self._queue
-            and not self._draining
-            and self._tx is None
             and not self._tracers
             and self._log_level < L_OPS
             and state in self._schema
         ):
-            if args is None and event is None:
-                return _queue.run_idle(self, Mutation(_ADD, [state], {}))
-            return _queue.run_idle(self, self._idle_mut(_ADD, [state], args, event))
+            if not self._draining and self._tx is None:
+                if args is None and event is None:
+                    return _queue.run_idle(self, Mutation(_ADD, [state], {}))
+                return _queue.run_idle(self, self._idle_mut(_ADD, [state], args, event))
+            if self._draining and args is None and event is None:
+                return _queue.enqueue(self, Mutation(_ADD, [state], {}))
         return self._add(self._parse1(state), args, event)
 
     def _idle_plain(self) -> bool:
@@ -680,6 +681,20 @@ class Machine:
             if args is None and event is None:
                 return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
             return _queue.run_idle(self, self._idle_mut(_REMOVE, [state], args, event))
+        if (
+            self._draining
+            and args is None
+            and event is None
+            and not self._queue
+            and self._tx is not None
+            and not self._tracers
+            and self._log_level < L_OPS
+            and state in self._schema
+        ):
+            # semantics §3.3 step 2: removing an inactive state is a no-op here
+            if state not in self._active_set:
+                return EXECUTED
+            return _queue.enqueue(self, Mutation(_REMOVE, [state], {}))
         return self._remove(self._parse1(state), args, event)
 
     _remove = _queue.remove

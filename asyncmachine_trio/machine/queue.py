@@ -115,6 +115,18 @@ def mutate(
     return m._drain()
 
 
+def enqueue(m: Machine, mut: Mutation) -> Result:
+    """``mutate()`` of an arg-less mutation while the queue drains, with nothing
+    queued, logged or traced (what ``add1`` / ``remove1`` check): append it for
+    the running drain loop, which takes it after the current transition."""
+    if m._loop_thread is not None:
+        m._check_thread()
+    m._queue.append(mut)
+    m._queue_pending += 1
+    mut.queue_tick = m._queue_pending + m._queue_tick
+    return QUEUED
+
+
 def source_of(event: Event) -> MutSource:
     """Where a mutation made with ``event=`` comes from: the event's machine, its
     transition and the machine time (the tick sum) before the machine's current
