@@ -88,6 +88,57 @@ def toggle_run(schema: dict[str, am.State], **kwargs: Any) -> TimedRun:
     return run
 
 
+def toggle_args_run(n: int) -> float:
+    """The toggle with args: ``add1("A", {"n": 1})`` / ``add1("B", ...)`` (issue 12)."""
+    h = ToggleHandlers()
+    mach = am.Machine(TOGGLE, handler_timeout=None)
+    mach.bind_handlers(h)
+    add1 = mach.add1
+    args = {"n": 1}
+    add1("B", args)
+    tick, calls = mach.tick("A"), h.calls
+    t0 = time.perf_counter()
+    for _ in range(n // 2):
+        add1("A", args)
+        add1("B", args)
+    elapsed = time.perf_counter() - t0
+    expect(mach.tick("A") - tick == n and h.calls - calls == n, "n transitions ran")
+    return elapsed
+
+
+class QueuedHandlers:
+    """Final handlers adding the other state while ``left`` > 0: queued mutations."""
+
+    def __init__(self) -> None:
+        self.left = 0
+
+    def a_state(self, e: am.Event) -> None:
+        if self.left:
+            self.left -= 1
+            e.machine.add1("B")
+
+    def b_state(self, e: am.Event) -> None:
+        if self.left:
+            self.left -= 1
+            e.machine.add1("A")
+
+
+def toggle_queued_run(n: int) -> float:
+    """One ``add1`` whose handlers queue the next toggle n - 1 times (issue 12): every
+    transition but the first is drained from the queue."""
+    h = QueuedHandlers()
+    mach = am.Machine(TOGGLE, handler_timeout=None)
+    mach.bind_handlers(h)
+    mach.add1("B")
+    tick = mach.tick("A") + mach.tick("B")
+    h.left = n - 1
+    t0 = time.perf_counter()
+    mach.add1("A")
+    elapsed = time.perf_counter() - t0
+    expect(mach.tick("A") + mach.tick("B") - tick == 2 * n and not h.left, "n transitions ran")
+    return elapsed
+
+
 # ----- case 2 and 8: build50
 
 
@@ -322,6 +373,20 @@ def cases() -> list[Case]:
             "as toggle, default handler_timeout=0.1 s",
             "transition",
             toggle_run(TOGGLE, handler_timeout=0.1),
+        ),
+        Case(
+            "toggle-args",
+            "toggle",
+            "as toggle, add1 with args",
+            "transition",
+            toggle_args_run,
+        ),
+        Case(
+            "toggle-queued",
+            "toggle",
+            "as toggle, each handler queues the next add1",
+            "transition",
+            toggle_queued_run,
         ),
         Case(
             "build50", "build50", "instance, shared schema, handlers bound", "instance", build50_run

@@ -88,6 +88,21 @@ TARGETS = [
     Target("scale", (AM, "scale-1000"), _times(2.0, (AM, "scale-10")), "<= 2x at 10 states"),
     Target("waiters", (AM, "waiters-1000"), _times(1.2, (AM, "waiters-0")), "<= 1.2x no waiters"),
     Target("memory", (AM, "memory"), _const(16 * 1024.0), "<= 16 KiB per instance"),
+    # issue 12
+    Target(
+        "scale, 1000 states",
+        (AM, "scale-1000"),
+        _times(1.5, (AM, "scale-10")),
+        "<= 1.5x at 10 states",
+    ),
+    Target(
+        "scale, 499 active",
+        (AM, "scale-1000-active"),
+        _times(2.0, (AM, "scale-10")),
+        "<= 2x the 10-state toggle",
+    ),
+    Target("args", (AM, "toggle-args"), _times(1.3, (AM, "toggle")), "<= 1.3x toggle"),
+    Target("queued", (AM, "toggle-queued"), _times(1.3, (AM, "toggle")), "<= 1.3x toggle"),
 ]
 
 

@@ -44,34 +44,48 @@ def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[s
     previous = m._active_set
     new_set = set(targets)
     removed = [s for s in m._active if s not in new_set]
-    # copy-on-write: transitions keep references to tick lists (their time
-    # before / after), so a list the machine published is never mutated
-    ticks = m._ticks.copy()
+    ticks = m._ticks
+    old: dict[int, int] | None = None
+    if m._ticks_pinned:
+        # copy-on-write: an escaped transition reads this list (its time
+        # before / after), so it is never mutated again
+        ticks = ticks.copy()
+        m._ticks = ticks
+        m._ticks_pinned = tx._escaped
+    elif ticks is tx._t0:
+        # in place: keep the ticks overwritten for tx's time_before
+        old = tx._old_ticks()
+        if old is None:
+            old = tx._old = {}
     index = m._index
     changes = tx._apply_changes
     multi = m._resolver.multi
     log = m._log_level >= L_CHANGES
     new_states: list[str] = []
     no_change: list[str] = []
+    touched: list[tuple[int, int]] = []
     for s in targets:
         if s not in previous:
-            i = index[s]
-            ticks[i] += 1
-            changes[i] = ticks[i]
+            touched.append((index[s], 1))
             new_states.append(s)
         else:
             if log:
                 no_change.append(s)
             if s in multi and s in called:
-                i = index[s]
-                ticks[i] += 2
-                changes[i] = ticks[i]
+                touched.append((index[s], 2))
                 new_states.append(s)
     for s in removed:
-        i = index[s]
-        ticks[i] += 1
-        changes[i] = ticks[i]
-    m._ticks = ticks
+        touched.append((index[s], 1))
+    total = 0
+    for i, delta in touched:
+        tick = ticks[i]
+        if old is not None and i not in old:
+            old[i] = tick
+        tick += delta
+        ticks[i] = tick
+        changes[i] = tick
+        total += delta
+    m._tick_sum += total
     m._active = list(targets)
     m._active_set = new_set
     if log:
@@ -245,6 +259,8 @@ def recover(m: Machine, err: Exception, event: Event) -> None:
         return
     m._log(L_OPS, "[recover] handling panic...")
     m._err = err
+    # the error's args hold the transition (ExceptionArgsPanic)
+    tx._escape()
     source = _report.handler_name(m, event, err)
     if tx._latest_is_final:
         m._revert(tx)

@@ -51,14 +51,14 @@ from .logging import (
     log_args_mapper,
 )
 from .mutation import ADD as _ADD
-from .mutation import CANCELED, Mutation, MutationType, Position, Result
+from .mutation import CANCELED, EXECUTED, Mutation, MutationType, Position, Result
 from .mutation import REMOVE as _REMOVE
 from .mutation import SET as _SET
 from .names import StateNames
 from .resolver import Relation, Resolver
 from .schema import EXCEPTION, MACHINE_RESTORED, State, States, check_schema, parse_schema
 from .tracing import Tracer
-from .transition import Event, Transition
+from .transition import Event, Plan, Transition
 from .waiting import Ctx, StateCtx, Subscriptions, Waiter
 
 __all__ = ["Machine", "Serialized"]
@@ -275,10 +275,16 @@ class Machine:
         self._names: list[str]
         self._index: dict[str, int]
         self._names, self._index = _order_of(parsed)
+        # the clock: updated in place unless pinned (a transition that escaped
+        # reads this list; see Transition._escape), then copied first
         self._ticks: list[int] = [0] * len(self._names)
-        self._active: list[str] = []
+        self._ticks_pinned = False
+        self._tick_sum = 0
         # replaced, never mutated (transitions keep a reference; plans share them)
+        self._active: list[str] = []
         self._active_set: frozenset[str] | set[str] = frozenset()
+        # the plan the active list came from (if it still is its target list)
+        self._plan: Plan | None = None
         self._verified = False
         self._queue: deque[Mutation] = deque()
         self._queue_tick = 1
@@ -409,7 +415,10 @@ class Machine:
     @property
     def transition(self) -> Transition | None:
         """The transition being processed, or None when idle."""
-        return self._tx
+        tx = self._tx
+        if tx is not None and not tx._escaped:
+            tx._escape()
+        return tx
 
     @property
     def err(self) -> Exception | None:
@@ -582,8 +591,10 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
-        if args is None and event is None and self._idle_plain():
-            return _queue.run_idle(self, Mutation(_ADD, called, {}))
+        if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_ADD, called, {}))
+            return _queue.run_idle(self, self._idle_mut(_ADD, called, args, event))
         return self._add(called, args, event)
 
     def add1(
@@ -596,18 +607,19 @@ class Machine:
         """Activate one state."""
         if self._disposing:
             return CANCELED
-        # the fast path (run_idle) inlined: add1 is the hottest call there is
+        # the fast paths inlined: add1 is the hottest call there is
         if (
-            args is None
-            and event is None
-            and not self._queue
-            and not self._draining
-            and self._tx is None
+            not self._queue
             and not self._tracers
             and self._log_level < L_OPS
             and state in self._schema
         ):
-            return _queue.run_idle(self, Mutation(_ADD, [state], {}))
+            if not self._draining and self._tx is None:
+                if args is None and event is None:
+                    return _queue.run_idle(self, Mutation(_ADD, [state], {}))
+                return _queue.run_idle(self, self._idle_mut(_ADD, [state], args, event))
+            if self._draining and args is None and event is None:
+                return _queue.enqueue(self, Mutation(_ADD, [state], {}))
         return self._add(self._parse1(state), args, event)
 
     def _idle_plain(self) -> bool:
@@ -618,6 +630,22 @@ class Machine:
             and self._tx is None
             and not self._tracers
             and self._log_level < L_OPS
+        )
+
+    def _idle_mut(
+        self,
+        mtype: MutationType,
+        called: list[str],
+        args: Mapping[str, Any] | None,
+        event: Event | None,
+    ) -> Mutation:
+        """The mutation ``run_idle`` takes, with what ``mutate()`` would give it
+        (args checked, the source of ``event``)."""
+        return Mutation(
+            mtype,
+            called,
+            self._check_args(args),
+            source=None if event is None else _queue.source_of(event),
         )
 
     _add = _queue.add
@@ -633,8 +661,10 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
-        if args is None and event is None and self._idle_plain():
-            return _queue.run_idle(self, Mutation(_REMOVE, called, {}))
+        if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_REMOVE, called, {}))
+            return _queue.run_idle(self, self._idle_mut(_REMOVE, called, args, event))
         return self._remove(called, args, event)
 
     def remove1(
@@ -647,8 +677,24 @@ class Machine:
         """Deactivate one state."""
         if self._disposing:
             return CANCELED
-        if args is None and event is None and state in self._schema and self._idle_plain():
-            return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
+        if state in self._schema and self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
+            return _queue.run_idle(self, self._idle_mut(_REMOVE, [state], args, event))
+        if (
+            self._draining
+            and args is None
+            and event is None
+            and not self._queue
+            and self._tx is not None
+            and not self._tracers
+            and self._log_level < L_OPS
+            and state in self._schema
+        ):
+            # semantics §3.3 step 2: removing an inactive state is a no-op here
+            if state not in self._active_set:
+                return EXECUTED
+            return _queue.enqueue(self, Mutation(_REMOVE, [state], {}))
         return self._remove(self._parse1(state), args, event)
 
     _remove = _queue.remove
@@ -664,8 +710,10 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse(states)
-        if args is None and event is None and self._idle_plain():
-            return _queue.run_idle(self, Mutation(_SET, called, {}))
+        if self._idle_plain():
+            if args is None and event is None:
+                return _queue.run_idle(self, Mutation(_SET, called, {}))
+            return _queue.run_idle(self, self._idle_mut(_SET, called, args, event))
         if len(self._queue) >= self.queue_limit:
             return self._queue_full(called)
         return self._mutate(_SET, called, self._check_args(args), event)
@@ -682,7 +730,10 @@ class Machine:
             return CANCELED
         called = self._parse(states)
         active = self._active_set
-        if all(s in active for s in called):
+        mtype = _REMOVE if all(s in active for s in called) else _ADD
+        if self._idle_plain():
+            return _queue.run_idle(self, self._idle_mut(mtype, called, args, event))
+        if mtype is _REMOVE:
             return self._remove(called, args, event)
         return self._add(called, args, event)
 
@@ -697,7 +748,10 @@ class Machine:
         if self._disposing:
             return CANCELED
         called = self._parse1(state)
-        if state in self._active_set:
+        mtype = _REMOVE if state in self._active_set else _ADD
+        if self._idle_plain():
+            return _queue.run_idle(self, self._idle_mut(mtype, called, args, event))
+        if mtype is _REMOVE:
             return self._remove(called, args, event)
         return self._add(called, args, event)
 
@@ -1172,6 +1226,7 @@ class Machine:
         self._names = names
         self._index = {n: i for i, n in enumerate(names)}
         self._ticks = [old.get(n, 0) for n in names]
+        self._tick_sum = sum(self._ticks)
         for b in self._bindings:
             b.compile(names)
         self._index_handler_names()
@@ -1235,6 +1290,7 @@ class Machine:
         self._resolver.auto_states = tuple(n for n in self._names if schema[n].auto)
         self._index = {n: i for i, n in enumerate(self._names)}
         self._ticks = list(data.time)
+        self._tick_sum = sum(self._ticks)
         self._active = [s for s, t in zip(self._names, self._ticks, strict=True) if t % 2]
         self._active_set = set(self._active)
         for b in self._bindings:
@@ -1456,5 +1512,6 @@ class Machine:
         for s in active:
             if not is_active_tick(self._ticks[self._index[s]]):
                 self._ticks[self._index[s]] = 1
+        self._tick_sum = sum(self._ticks)
         if queue_tick is not None:
             self._queue_tick = queue_tick

@@ -88,6 +88,7 @@ def mirror_update(
         t.transition_start(tx)
 
     m._ticks = list(ticks)
+    m._tick_sum = sum(ticks)
     m._active = new_active
     m._active_set = new_set
     m._machine_tick = machine_tick
@@ -193,6 +194,7 @@ def mirror_schema(m: Machine, schema: dict[str, State], names: Sequence[str]) ->
     m._names = names
     m._index = {n: i for i, n in enumerate(names)}
     m._ticks = [old.get(n, 0) for n in names]
+    m._tick_sum = sum(m._ticks)
     m._active = [n for n, t in zip(names, m._ticks, strict=True) if is_active_tick(t)]
     m._active_set = set(m._active)
     m._verified = True

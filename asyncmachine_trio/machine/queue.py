@@ -95,15 +95,7 @@ def mutate(
                     f"[queue:skipped] Duplicate detected for [{mtype}] {' '.join(called)}",
                 )
                 return EXECUTED
-    source = None
-    if event is not None:
-        etx = event.machine._tx
-        source = MutSource(
-            event.machine.id,
-            event.id,
-            sum(etx._before) if etx is not None else 0,
-        )
-    mut = Mutation(mtype, called, args, source=source)
+    mut = Mutation(mtype, called, args, source=None if event is None else source_of(event))
     m._queue.append(mut)
     m._queue_pending += 1
     mut.queue_tick = m._queue_pending + m._queue_tick
@@ -114,8 +106,35 @@ def mutate(
         )
     for t in m._tracers:
         t.mutation_queued(m, mut)
-    res = m._drain()
-    return QUEUED if res is QUEUED else res
+    if m._draining and not m._disposing:
+        # drain() postpones: the running drain loop takes it
+        if m._log_level >= L_OPS:
+            n = len(m._queue)
+            m._log(L_OPS, f"[postpone] queue running ({n} {'item' if n == 1 else 'items'})")
+        return QUEUED
+    return m._drain()
+
+
+def enqueue(m: Machine, mut: Mutation) -> Result:
+    """``mutate()`` of an arg-less mutation while the queue drains, with nothing
+    queued, logged or traced (what ``add1`` / ``remove1`` check): append it for
+    the running drain loop, which takes it after the current transition."""
+    if m._loop_thread is not None:
+        m._check_thread()
+    m._queue.append(mut)
+    m._queue_pending += 1
+    mut.queue_tick = m._queue_pending + m._queue_tick
+    return QUEUED
+
+
+def source_of(event: Event) -> MutSource:
+    """Where a mutation made with ``event=`` comes from: the event's machine, its
+    transition and the machine time (the tick sum) before the machine's current
+    transition (O(1): the machine keeps the sum, the transition its value at
+    the start)."""
+    em = event.machine
+    etx = em._tx
+    return MutSource(em.id, event.id, etx._sum0 if etx is not None else 0)
 
 
 def prepend(m: Machine, mut: Mutation) -> Result:
@@ -166,10 +185,11 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
 
     The fast path of the mutation methods (issue 6), for the case they check:
     nothing queued, nothing draining, no tracer, log level below OPS, not
-    disposed, no event and no args (so not a check, not auto). Then
-    ``mutate()`` would only log nothing, append ``mut`` and ``drain()`` pop it
-    again at once with the next queue tick; this does the same without the
-    queue round trip. Mutations queued by its handlers are
+    disposed, not a check, not auto (args and a source from ``event=`` are
+    set on ``mut`` as ``mutate()`` sets them). Then ``mutate()`` would only
+    log nothing, drop no duplicate (the queue is empty), append ``mut`` and
+    ``drain()`` pop it again at once with the next queue tick; this does the
+    same without the queue round trip. Mutations queued by its handlers are
     drained as usual.
     """
     if m._loop_thread is not None:
@@ -240,6 +260,8 @@ def abort(m: Machine, exc: BaseException) -> None:
     m._current_eval = ""
     tx = m._tx
     subs = m._subs
+    if tx is not None and (m._tracers or m._end_hooks):
+        tx._escape()  # tracers may keep it
     try:
         checks = [q for q in dropped if q.is_check]
         if tx is not None:

@@ -25,6 +25,11 @@ __all__ = ["Relation", "Resolver", "go_stable_sort"]
 _EMPTY: tuple[str, ...] = ()
 _NO_SET: frozenset[str] = frozenset()
 
+#: memoised transition plans per schema (all dropped when full)
+PLANS_MAX = 4096
+#: successor links between the plans of a schema (all plans dropped when past)
+SUCC_TOTAL_MAX = 16384
+
 
 class Relation(str, enum.Enum):
     """Relation kinds; ``str()`` gives the reference's name."""
@@ -151,6 +156,7 @@ class _Tables:
         "removed_by",
         "require",
         "schema",
+        "succ_n",
         "targets_memo",
         "topo_key",
     )
@@ -176,8 +182,18 @@ class _Tables:
         self.auto_states = tuple(n for n in names if n in schema and schema[n].auto)
         self.targets_memo: dict[tuple[object, ...], tuple[str, ...]] = {}
         self.plans: dict[tuple[object, ...], Plan] = {}
+        # successor links between the plans (Plan.succ_*), all plans together
+        self.succ_n = 0
         self.topo_key: dict[str, int] = {}
         self.cycle = self._topology(names)
+
+    def clear_plans(self) -> None:
+        """Drop every plan and every successor link between them."""
+        for p in self.plans.values():
+            p.dead = True
+            p.succ_add = p.succ_remove = p.succ_set = None
+        self.plans.clear()
+        self.succ_n = 0
 
     def _topology(self, names: Sequence[str]) -> str | None:
         # DFS post-order from each state with a Require, in state order (port
@@ -223,6 +239,7 @@ class Resolver:
         "_cache",
         "_has_after",
         "_mach",
+        "_tables",
         "add",
         "auto_states",
         "multi",
@@ -250,6 +267,7 @@ class Resolver:
         self._cache: dict[tuple[object, ...], tuple[str, ...]] = {}
         # whole transition plans, filled by Transition.setup (same invalidation)
         self.plans: dict[tuple[object, ...], Plan] = {}
+        self._tables: _Tables | None = None
 
     def new_schema(self, schema: Mapping[str, State], names: Sequence[str]) -> None:
         """Adopt the tables of a schema; recompute the Require topology (semantics §4.5).
@@ -289,6 +307,9 @@ class Resolver:
         self.auto_states = tables.auto_states
         self._cache = tables.targets_memo
         self.plans = tables.plans
+        self._tables = tables
+        # the successor links of the previous tables do not apply any more
+        self._mach._plan = None
         if tables.cycle is not None:
             # a cycle keeps the previous topology (initially empty)
             m = self._mach
@@ -298,6 +319,26 @@ class Resolver:
             )
         else:
             self.topo_key = tables.topo_key
+
+    # ----- transition plans (Transition.setup / run_plain)
+
+    def store_plan(self, key: tuple[object, ...], plan: Plan) -> None:
+        """Memoise ``plan`` for ``key``; at most ``PLANS_MAX`` plans per schema."""
+        tables = self._tables
+        if tables is None:  # pragma: no cover - new_schema runs in Machine.__init__
+            return
+        if len(tables.plans) >= PLANS_MAX:
+            tables.clear_plans()
+        tables.plans[key] = plan
+
+    def count_link(self) -> None:
+        """One more successor link: past ``SUCC_TOTAL_MAX``, drop all plans."""
+        tables = self._tables
+        if tables is None:  # pragma: no cover - new_schema runs in Machine.__init__
+            return
+        tables.succ_n += 1
+        if tables.succ_n > SUCC_TOTAL_MAX:
+            tables.clear_plans()
 
     # ----- ordering
 

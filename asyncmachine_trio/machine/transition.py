@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import os
+import time as _time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,48 +26,76 @@ if TYPE_CHECKING:
 __all__ = ["Event", "Step", "StepType", "Transition"]
 
 
+# successor links per plan and mutation type (see Plan; the bound per schema is
+# resolver.SUCC_TOTAL_MAX)
+SUCC_MAX = 32
+
+
 class Plan:
     """A memoised transition plan: what ``_setup`` decided for one key (schema,
     type, check, auto, called, active list), plus what ``run_plain`` precomputes.
-    Shared by the machines of a schema, never mutated but for the ``neg_*`` memo.
+    Shared by the machines of a schema, never mutated but for the ``neg_*`` memo
+    and the successor links.
+
+    ``target_list`` / ``target_set`` become the machine's active list and set
+    after a transition applied from the plan (shared, never mutated in place).
+    ``succ_add`` / ``succ_remove`` / ``succ_set`` link to the plans of the next
+    plain mutations (keyed by the called state, or the tuple of called states)
+    made while the active list *is* ``target_list``: the next plan is found
+    without a key over all active states. Links are bounded (``SUCC_MAX`` per
+    dict, ``resolver.SUCC_TOTAL_MAX`` per schema) and dropped with the plan store
+    (``dead``: no new links).
     """
 
     __slots__ = (
         "accepted",
+        "dead",
         "deltas",
+        "dsum",
         "enters",
         "exits",
         "neg_firsts",
         "neg_hn",
         "neg_needed",
+        "result_ok",
+        "succ_add",
+        "succ_remove",
+        "succ_set",
         "target_list",
         "target_set",
-        "targets",
     )
 
     def __init__(
         self,
-        targets: tuple[str, ...],
+        targets: list[str],
         accepted: bool,
         exits: tuple[str, ...],
         enters: tuple[str, ...],
         deltas: tuple[tuple[str, int], ...],
+        result_ok: bool,
     ) -> None:
-        self.targets: tuple[str, ...] = targets
         self.accepted: bool = accepted
         self.exits: tuple[str, ...] = exits
         self.enters: tuple[str, ...] = enters
-        # compared with the live ``target_states`` before applying from the plan
-        self.target_list: list[str] = list(targets)
+        # the targets, in order; shared with transitions and machines (read only)
+        self.target_list: list[str] = targets
         # the new active set, shared (active sets are replaced, never mutated)
         self.target_set: frozenset[str] = frozenset(targets)
-        # the clock changes of apply(), in its order: (state, +1 or +2)
+        # the clock changes of apply(), in its order: (state, +1 or +2); their sum
         self.deltas: tuple[tuple[str, int], ...] = deltas
+        self.dsum: int = sum(d for _, d in deltas)
+        # the result check when the machine's active set is target_set (a
+        # Remove whose called states stay active is canceled)
+        self.result_ok: bool = result_ok
         # whether any negotiation event has a handler, for one (handler names,
         # pair firsts): both are interned, so identity checks suffice
         self.neg_hn: frozenset[str] | None = None
         self.neg_firsts: frozenset[str] | None = None
         self.neg_needed: bool = True
+        self.succ_add: dict[object, Plan] | None = None
+        self.succ_remove: dict[object, Plan] | None = None
+        self.succ_set: dict[object, Plan] | None = None
+        self.dead: bool = False
 
 
 class StepType(enum.Enum):
@@ -181,7 +210,7 @@ class Event:
     @property
     def transition(self) -> Transition | None:
         """The machine's *current* transition (None when idle)."""
-        return self.machine._tx
+        return self.machine.transition
 
     @property
     def mutation(self) -> Mutation:
@@ -210,17 +239,24 @@ class Transition:
     """The processing of one mutation (semantics §5.8)."""
 
     __slots__ = (
-        "_after",
+        "_applied",
         "_apply_changes",
-        "_before",
+        "_b",
         "_before_set",
         "_called_set",
+        "_escaped",
         "_id",
         "_latest_is_enter",
         "_latest_is_final",
         "_latest_to",
+        "_old",
+        "_plan",
         "_states_before",
         "_steps",
+        "_sum0",
+        "_t0",
+        "_t1",
+        "_targets",
         "activated",
         "deactivated",
         "enters",
@@ -232,20 +268,30 @@ class Transition:
         "mutation",
         "pre_log_entries",
         "queue_len",
-        "target_states",
     )
 
     def __init__(self, m: Machine, mut: Mutation) -> None:
         self._id = ""
         self.machine: Machine = m
         self.mutation: Mutation = mut
-        # the machine replaces (never mutates) its active list, set and ticks
-        # list (copy-on-write, see apply), so the transition keeps references
-        # instead of copies (Time views are made on read)
+        # the machine replaces (never mutates) its active list and set, so the
+        # transition keeps references instead of copies
         self._states_before: list[str] = m._active
         self._before_set: frozenset[str] | set[str] = m._active_set
-        self._before: list[int] = m._ticks
-        self._after: list[int] | None = None
+        # the clock: the machine's tick list at the start (``_t0``) and after
+        # apply (``_t1``); apply updates the list in place unless a transition
+        # that escaped (``_escape``) still reads it, recording the ticks it
+        # overwrote in ``_old`` (index -> tick before). Views are made on read
+        # (``_before``, ``time_before``, ``time_after``); ``_b`` caches one.
+        self._t0: list[int] = m._ticks
+        self._t1: list[int] | None = None
+        self._old: dict[int, int] | None = None
+        # the plan whose clock changes were applied to ``_t0`` in place, before
+        # ``_old`` is made from them (on read, or before another apply)
+        self._applied: Plan | None = None
+        self._b: list[int] | None = None
+        self._sum0: int = m._tick_sum
+        self._escaped = False
         self.is_accepted: bool = True
         self.is_completed: bool = False
         self.enters: list[str] = []
@@ -261,7 +307,68 @@ class Transition:
         self.pre_log_entries: list[str] = []
         self.queue_len: int = 0
         self._called_set: frozenset[str] | None = None
-        self.target_states: list[str] = []
+        # the target states; while ``_plan`` is set and this is its target
+        # list, shared with the plan (read-only): ``target_states`` hands out
+        # a private copy on first read
+        self._targets: list[str] = []
+        self._plan: Plan | None = None
+
+    # ----- the clock (see __init__)
+
+    def _escape(self) -> None:
+        """This transition is handed out (a tracer, a hook, ``Machine.transition``):
+        its clock views must stay valid after it ends, so the tick lists it
+        reads are never updated in place again (the next apply copies first)."""
+        self._escaped = True
+        self.machine._ticks_pinned = True
+
+    @property
+    def _before(self) -> list[int]:
+        """The ticks before the transition (valid while the transition is current
+        or escaped; copy it to keep it)."""
+        b = self._b
+        if b is not None:
+            return b
+        old = self._old_ticks()
+        if not old:
+            return self._t0
+        b = self._t0.copy()
+        for i, t in old.items():
+            b[i] = t
+        self._b = b
+        return b
+
+    def _old_ticks(self) -> dict[int, int] | None:
+        """The ticks ``_t0`` had before this transition changed them in place."""
+        plan = self._applied
+        if plan is not None:
+            self._applied = None
+            index = self.machine._index
+            t0 = self._t0
+            self._old = {index[s]: t0[index[s]] - d for s, d in plan.deltas}
+        return self._old
+
+    @property
+    def _after(self) -> list[int] | None:
+        """The ticks after apply, None before (same validity as ``_before``)."""
+        return self._t1
+
+    @_after.setter
+    def _after(self, ticks: list[int] | None) -> None:
+        self._t1 = ticks
+
+    @property
+    def target_states(self) -> list[str]:
+        """The states active after the transition (resolved; mutable by handlers)."""
+        t = self._targets
+        p = self._plan
+        if p is not None and t is p.target_list:
+            t = self._targets = list(t)
+        return t
+
+    @target_states.setter
+    def target_states(self, states: list[str]) -> None:
+        self._targets = states
 
     # ----- read-only views
 
@@ -319,8 +426,8 @@ class Transition:
     @property
     def time_after(self) -> Time:
         """Machine time after: predicted during negotiation, real afterwards (4.4)."""
-        if self._after is not None:
-            return Time(self._after)
+        if self._t1 is not None:
+            return Time(self._t1)
         if self.mutation.is_check or not self.is_accepted:
             return Time(self._before)
         return self._predict_time_after()
@@ -331,8 +438,8 @@ class Transition:
         index = m._index
         multi = m._resolver.multi
         before = self._before_set
-        targets = set(self.target_states)
-        for s in self.target_states:
+        targets = set(self._targets)
+        for s in self._targets:
             if s not in before:
                 t[index[s]] += 1
             elif s in self.called_set and s in multi:
@@ -456,6 +563,8 @@ class Transition:
         """
         m = self.machine
         mut = self.mutation
+        if m._tracers:
+            self._escape()
         if m._log_level < L_OPS and self._steps is None:
             key = (mut.type, mut.is_check, mut.is_auto, *mut.called, None, *self._states_before)
             plan: Plan | None = m._resolver.plans.get(key)
@@ -463,7 +572,7 @@ class Transition:
                 self._setup()
                 self._store_plan(key)
                 return
-            self.target_states = list(plan.targets)
+            self.target_states = list(plan.target_list)
             self.is_accepted = plan.accepted
             self.exits = list(plan.exits)
             self.enters = list(plan.enters)
@@ -475,10 +584,11 @@ class Transition:
     def _store_plan(self, key: tuple[object, ...]) -> Plan:
         """Memoise what ``_setup`` decided, plus what ``run_plain`` precomputes."""
         m = self.machine
-        targets = tuple(self.target_states)
+        targets = list(self._targets)
         before = self._before_set
         multi = m._resolver.multi
-        called = self.mutation.called
+        mut = self.mutation
+        called = mut.called
         # the clock deltas of apply(), in its order (targets, then removed states)
         deltas: list[tuple[str, int]] = []
         for s in targets:
@@ -494,12 +604,34 @@ class Transition:
             tuple(self.exits),
             tuple(self.enters),
             tuple(deltas),
+            mut.type is not _REMOVE or tset.isdisjoint(called),
         )
-        plans = m._resolver.plans
-        if len(plans) >= 4096:
-            plans.clear()
-        plans[key] = plan
+        m._resolver.store_plan(key, plan)
         return plan
+
+    def _link_plan(self, prev: Plan, plan: Plan) -> None:
+        """Record ``plan`` as ``prev``'s successor for this mutation (bounded)."""
+        if prev.dead:
+            return
+        mut = self.mutation
+        t = mut.type
+        if t is _ADD:
+            succ = prev.succ_add
+            if succ is None:
+                succ = prev.succ_add = {}
+        elif t is _REMOVE:
+            succ = prev.succ_remove
+            if succ is None:
+                succ = prev.succ_remove = {}
+        else:
+            succ = prev.succ_set
+            if succ is None:
+                succ = prev.succ_set = {}
+        if len(succ) >= SUCC_MAX:
+            return
+        called = mut.called
+        succ[called[0] if len(called) == 1 else tuple(called)] = plan
+        self.machine._resolver.count_link()
 
     def _setup(self) -> None:
         m = self.machine
@@ -759,16 +891,39 @@ class Transition:
         m = self.machine
         mut = self.mutation
         before = self._states_before
-        key = (mut.type, False, False, *mut.called, None, *before)
-        plan: Plan | None = m._resolver.plans.get(key)
-        if plan is None:
-            self._setup()
-            plan = self._store_plan(key)
+        # the plan: a successor link of the plan the active list came from
+        # (O(called)), else the memo keyed by the whole active list
+        prev = m._plan
+        plan: Plan | None = None
+        if prev is not None and before is prev.target_list:
+            t = mut.type
+            succ = (
+                prev.succ_add if t is _ADD else prev.succ_remove if t is _REMOVE else prev.succ_set
+            )
+            if succ is not None:
+                called = mut.called
+                plan = succ.get(called[0] if len(called) == 1 else tuple(called))
         else:
-            self.target_states = list(plan.targets)
+            prev = None
+        if plan is None:
+            key = (mut.type, False, False, *mut.called, None, *before)
+            plan = m._resolver.plans.get(key)
+            if plan is None:
+                self._setup()
+                plan = self._store_plan(key)
+            else:
+                self.is_accepted = plan.accepted
+                self.exits = list(plan.exits)
+                self.enters = list(plan.enters)
+            if prev is not None:
+                self._link_plan(prev, plan)
+        else:
             self.is_accepted = plan.accepted
             self.exits = list(plan.exits)
             self.enters = list(plan.enters)
+        # shared with the plan (target_states copies it on first read)
+        self._targets = plan.target_list
+        self._plan = plan
         handle = m._handle
         has_handlers = m._handlers_ever_bound
         if not self.is_accepted:
@@ -787,26 +942,41 @@ class Transition:
             result = EXECUTED
         has_changed = False
         if result is EXECUTED:
+            targets = self._targets
             if (
                 m._active is before
                 and not m._disposing
                 and m._log_level < L_CHANGES
-                and self.target_states == plan.target_list
+                and (targets is plan.target_list or targets == plan.target_list)
             ):
-                # apply() with its decisions taken from the plan
-                ticks = m._ticks.copy()  # copy-on-write, as apply()
+                # apply() with its decisions taken from the plan, O(touched)
+                ticks = m._ticks
                 index = m._index
                 changes = self._apply_changes
-                for s, delta in plan.deltas:
-                    i = index[s]
-                    tick = ticks[i] + delta
-                    ticks[i] = tick
-                    changes[i] = tick
-                m._ticks = ticks
-                m._active = list(plan.target_list)
+                if m._ticks_pinned or ticks is not self._t0:
+                    # an escaped transition reads this list: copy-on-write
+                    ticks = ticks.copy()
+                    m._ticks = ticks
+                    m._ticks_pinned = self._escaped
+                    for s, delta in plan.deltas:
+                        i = index[s]
+                        tick = ticks[i] + delta
+                        ticks[i] = tick
+                        changes[i] = tick
+                else:
+                    # in place (time_before subtracts the plan's deltas again)
+                    self._applied = plan
+                    for s, delta in plan.deltas:
+                        i = index[s]
+                        tick = ticks[i] + delta
+                        ticks[i] = tick
+                        changes[i] = tick
+                m._tick_sum += plan.dsum
+                m._active = plan.target_list
                 m._active_set = plan.target_set
+                m._plan = plan
             else:
-                m._apply(self, mut.called, self.target_states)
+                m._apply(self, mut.called, targets)
             self.activated = self.enters
             self.deactivated = self.exits
             subs = m._subs
@@ -865,36 +1035,40 @@ class Transition:
 
         self.queue_len = len(m._queue)
         self.is_completed = True
-        for tracer in m._tracers:
-            tracer.transition_end(self)
-        for hook in m._end_hooks:
-            hook(self)
+        if m._tracers or m._end_hooks:
+            self._escape()
+            for tracer in m._tracers:
+                tracer.transition_end(self)
+            for hook in m._end_hooks:
+                hook(self)
 
         if result is CANCELED:
             return CANCELED
         active = m._active_set
+        if active is plan.target_set and self._targets is plan.target_list:
+            # the machine's states are the plan's targets, untouched: O(1)
+            return EXECUTED if plan.result_ok else CANCELED
         if mut.type is _REMOVE:
             for s in mut.called:
                 if s in active:
                     return CANCELED
             return EXECUTED
-        for s in self.target_states:
+        for s in self._targets:
             if s not in active:
                 return CANCELED
         return EXECUTED
 
     def _final1(self, name: str, is_enter: bool) -> Result:
         """``handle(name, True, is_enter, False)`` for a final handler of a plain
-        transition; the common case (one binding, a sync handler, nothing logged,
-        traced or timed) without handle()'s generality. Anything else, checked
-        before any effect, goes to handle() itself."""
+        transition; the common case (one binding, a sync handler, nothing logged
+        or traced; timed as handle() times it) without handle()'s generality.
+        Anything else, checked before any effect, goes to handle() itself."""
         m = self.machine
         bindings = m._bindings
         if (
             len(bindings) != 1
             or m._log_level >= L_OPS
             or m._tracers
-            or m.handler_timeout is not None
             or m._disposing
             or m._tx is not self
             or self.is_completed
@@ -911,6 +1085,9 @@ class Transition:
         self._latest_is_final = True
         args = self.mutation.args
         event = Event(name, m, self, args, b.event_state.get(name, ""))
+        timeout = m.handler_timeout
+        started = _time.perf_counter() if timeout is not None else 0.0
+        panicked = False
         m._current_handler = name
         try:
             fn(event)
@@ -918,12 +1095,20 @@ class Transition:
             m._current_handler = ""
             if not m.panic_to_exception:
                 raise
+            panicked = True
             m._recover(err, event)
         finally:
             m._current_handler = ""
+        timed_out = (
+            timeout is not None and not panicked and _time.perf_counter() - started > timeout
+        )
         if m._tracers:
             for t in m._tracers:
                 t.handler_end(self, b.id, name)
+        if timed_out:
+            m._handler_timeout(self, b, name, _time.perf_counter() - started)
+            m._panic_caught = False
+            return CANCELED
         subs = m._subs
         if subs.when_args or subs._expired_args:
             subs.process_args(name, args)
@@ -941,11 +1126,9 @@ class Transition:
         if any(s + "Enter" in hn for s in self.enters):
             return True
         before = self._before_set
-        if self.mutation.type is not _REMOVE and any(
-            s + s in hn for s in self.target_states if s in before
-        ):
+        targets = self._targets
+        if self.mutation.type is not _REMOVE and any(s + s in hn for s in targets if s in before):
             return True
-        targets = self.target_states
         return any(
             b + a in hn for b in self._states_before if b in firsts for a in targets if a != b
         )
@@ -967,16 +1150,26 @@ class Transition:
             name = s + "Enter"
             if (name in hn or m._disposing) and handle(name, False, True, False) is CANCELED:
                 return CANCELED
-        # 3. self handlers
+        # 3. self handlers (over the transition's own list: a handler may change it)
+        # (iterated by index, as a list iterator does, so a handler's change
+        # of target_states is seen; the list is made private before one runs)
         if self.mutation.type is not _REMOVE:
             active = m._active_set
-            for s in self.target_states:
+            targets = self._targets
+            i = 0
+            while i < len(targets):
+                s = targets[i]
+                i += 1
                 if s not in active:
                     continue
                 self._latest_to = s
                 name = s + s
-                if (name in hn or m._disposing) and handle(name, False, False, True) is CANCELED:
-                    return CANCELED
+                if name in hn or m._disposing:
+                    plan = self._plan
+                    if plan is not None and targets is plan.target_list:
+                        targets = self.target_states
+                    if handle(name, False, False, True) is CANCELED:
+                        return CANCELED
         # 4. state-state handlers over a snapshot of the targets (taken lazily:
         # before the first handler of this step could run)
         after: list[str] | None = None
@@ -985,7 +1178,7 @@ class Transition:
             if b not in firsts:
                 continue
             if after is None:
-                after = list(self.target_states)
+                after = list(self._targets)
             for a in after:
                 if a == b:
                     continue
@@ -1038,8 +1231,10 @@ class Transition:
         result = EXECUTED if self.is_accepted else CANCELED
         has_changed = False
         has_handlers = m._handlers_ever_bound or m._log_level >= L_EVERYTHING
-        for tracer in m._tracers:
-            tracer.transition_start(self)
+        if m._tracers:
+            self._escape()
+            for tracer in m._tracers:
+                tracer.transition_start(self)
 
         if has_handlers and result is EXECUTED:
             result = self._negotiate()
@@ -1103,10 +1298,12 @@ class Transition:
 
         self.queue_len = len(m._queue)
         self.is_completed = True
-        for tracer in m._tracers:
-            tracer.transition_end(self)
-        for hook in m._end_hooks:
-            hook(self)
+        if m._tracers or m._end_hooks:
+            self._escape()
+            for tracer in m._tracers:
+                tracer.transition_end(self)
+            for hook in m._end_hooks:
+                hook(self)
 
         if result is CANCELED:
             return CANCELED
