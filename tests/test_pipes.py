@@ -630,3 +630,16 @@ async def test_a_slow_moment_in_a_pipe_never_reverts_the_source(
         assert src.tick(S.Foo) == 6
         assert [dst.tick(S.Foo) for dst in targets] == [6, 6, 6]
         assert src.internal_errors == []
+    # one binding only: the machine's flattened path for a single sync handler
+    src = machine("src1", handler_timeout=0.005)
+    dst = machine("dst")
+    async with started(src, dst):
+        src.bind_handlers(
+            {"foo_state": pipes.add(src, dst, S.Foo), "foo_end": pipes.remove(src, dst, S.Foo)}
+        )
+        for _ in range(3):
+            src.add1(S.Foo)
+            src.remove1(S.Foo)
+        await settle()
+        assert (src.tick(S.Foo), dst.tick(S.Foo)) == (6, 6)
+        assert src.internal_errors == []

@@ -20,7 +20,7 @@ from .errors import (
     TracerError,
     format_trace,
 )
-from .handlers import Binding, sanitize_binding_id
+from .handlers import UNTIMED, Binding, sanitize_binding_id
 from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from .machine import Machine
 
 _INTERNAL_ERRORS_MAX = 10
-
-#: attribute marking a library handler that ``handler_timeout`` never applies to
-UNTIMED = "_am_untimed"
 
 
 def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:

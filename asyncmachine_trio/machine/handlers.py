@@ -49,6 +49,10 @@ F = TypeVar("F")
 
 _NOT_HANDLER = "__am_not_handler__"
 
+#: attribute marking a library handler that ``handler_timeout`` never applies to
+#: (pipes: a slow moment inside one is the loop's or the OS's, see states.pipes)
+UNTIMED = "_am_untimed"
+
 
 def not_handler(fn: F) -> F:
     """Mark a method of a handler class as a helper: never bound, never checked.

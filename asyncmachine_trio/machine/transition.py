@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from .clock import Time, TimeIndex
+from .handlers import UNTIMED
 from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutationType, Result
@@ -1100,7 +1101,10 @@ class Transition:
         finally:
             m._current_handler = ""
         timed_out = (
-            timeout is not None and not panicked and _time.perf_counter() - started > timeout
+            timeout is not None
+            and not panicked
+            and _time.perf_counter() - started > timeout
+            and not getattr(fn, UNTIMED, False)
         )
         if m._tracers:
             for t in m._tracers:

@@ -42,7 +42,7 @@ import anyio.abc
 
 import asyncmachine_trio as am
 from asyncmachine_trio.helpers import MachineApi
-from asyncmachine_trio.machine.dispatch import UNTIMED
+from asyncmachine_trio.machine.handlers import UNTIMED
 from asyncmachine_trio.machine.names import StateNames
 
 from .connected import ConnectedStates
