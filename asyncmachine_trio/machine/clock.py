@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
+from ._mypyc import mypyc_attr
+
 __all__ = [
     "Time",
     "TimeIndex",
@@ -60,6 +62,7 @@ def next_inactive_in(tick: int) -> int:
     return 1 if is_active_tick(tick) else 2
 
 
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class Time(list[int]):
     """Machine time: a list of state ticks in a given state order (semantics §2.2)."""
 
