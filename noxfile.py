@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
+nox.options.sessions = ["tests", "tests_compiled", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
@@ -19,11 +21,59 @@ VERIFYTYPES_MIN = 0.95
 TYPED = ".[rpc,dbg,otel,prometheus,vis,cli,examples,nats,mcp]"
 
 
+# the build the tests check they run against (tests/test_build.py)
+BUILD_ENV = "ASYNCMACHINE_TRIO_TEST_BUILD"
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pytest, hypothesis, conformance vectors, examples)."""
+    """Run the test suite (pytest, hypothesis, conformance vectors, examples).
+
+    Against the editable install, which is always the pure package.
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", *session.posargs, env={BUILD_ENV: "pure"})
+
+
+@nox.session(python=PYTHON)
+def tests_compiled(session: nox.Session) -> None:
+    """The test suite against the compiled build (mypyc), installed from its wheel.
+
+    Builds the wheel ``pip install .`` builds (``ASYNCMACHINE_TRIO_COMPILE=1``: a failed
+    compilation fails the session rather than testing the pure fallback), installs it
+    (not editable) and runs pytest in a copy of the tree without the package sources,
+    so the tests import the installed compiled modules (tests/test_build.py checks).
+    """
+    tmp = Path(session.create_tmp())
+    wheels = tmp / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--wheel-dir",
+        str(wheels),
+        ".",
+        env={"ASYNCMACHINE_TRIO_COMPILE": "1"},
+    )
+    (wheel,) = wheels.glob("asyncmachine_trio-*.whl")
+    session.install(f"{wheel}[test]")
+    session.install("--force-reinstall", "--no-deps", str(wheel))
+    tree = tmp / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(
+        ".",
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", "asyncmachine_trio", "site", "__pycache__", "*.so", ".*cache"
+        ),
+    )
+    with session.chdir(tree):
+        session.run(
+            "pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env={BUILD_ENV: "compiled"}
+        )
 
 
 @nox.session(python=PYTHON)
