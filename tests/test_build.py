@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import os
+import re
 import subprocess
 import sys
-import re
 from pathlib import Path
 
 import pytest
