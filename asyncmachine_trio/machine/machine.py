@@ -447,8 +447,8 @@ class Machine:
         return self._resolver
 
     def __repr__(self) -> str:
-        if "_subs" not in self.__dict__:  # the constructor raised
-            return f"<Machine {self.__dict__.get('_id', '?')} (not constructed)>"
+        if getattr(self, "_subs", None) is None:  # the constructor raised
+            return f"<Machine {getattr(self, '_id', '?')} (not constructed)>"
         if self._disposing:
             return f"<Machine {self._id} disposed>"
         return f"<Machine {self._id} {self.string()}>"
@@ -905,7 +905,9 @@ class Machine:
             raise self._unknown(state)
         return False
 
-    __contains__ = is1
+    def __contains__(self, state: str) -> bool:
+        """``state in mach``: :meth:`is1`."""
+        return self.is1(state)
 
     def not_(self, states: StateNames) -> bool:
         """None of ``states`` active (unknown names raise; False after dispose)."""
