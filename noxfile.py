@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import nox
@@ -174,14 +175,26 @@ def docs(session: nox.Session) -> None:
         session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
+    """The benchmark on every CPython 3.10-3.13 found, pure and compiled (not run by CI).
+
+    One table, a column per interpreter and build, ratios to transitions measured in
+    the same run (benchmarks/multi.py: it keeps a virtualenv per interpreter and build
+    in .nox/bench-multi/). Arguments after `--` go to `python -m benchmarks.multi`
+    (e.g. `nox -s bench -- --quick`, `-- --python 3.13 --builds compiled`).
+    """
+    session.run(sys.executable, "-m", "benchmarks.multi", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_one(session: nox.Session) -> None:
+    """Benchmarks against all the peers on one interpreter, pure (not run by CI).
 
     Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
     benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
-    (e.g. `nox -s bench -- --quick`).
+    (e.g. `nox -s bench_one -- --quick`).
     """
     session.install(
         "-e",
