@@ -104,9 +104,9 @@ from .machine.tracing import env_boot as _env_boot
 
 _env_boot()
 
-#: True when the core modules run compiled with mypyc (a wheel built from source
-#: with a C compiler), False for the pure package (docs/getting-started.md).
 compiled: bool = not str(getattr(_machine_module, "__file__", "")).endswith(".py")
+"""True when the core modules run compiled with mypyc (a wheel built from source with a
+C compiler), False for the pure package. Getting started: the compiled core."""
 
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
 # text output needs nothing, its SVG the ``[vis]`` extra), which keeps
