@@ -220,7 +220,8 @@ class TimeIndex:
         """Equal when both the ticks and the state names are equal."""
         if not isinstance(other, TimeIndex):
             return NotImplemented
-        return self.time == other.time and self.index == other.index
+        # list(): mypyc compiles == between two Time (a list subclass) wrongly
+        return list(self.time) == list(other.time) and self.index == other.index
 
     __hash__: ClassVar[None] = None  # type: ignore[assignment]
 

@@ -839,13 +839,15 @@ class Machine:
         return [b.id for b in self._bindings]
 
     @staticmethod
-    def _check_tracer(tracer: object) -> None:
+    def _check_tracer(tracer: object) -> Tracer:
         if not isinstance(tracer, Tracer):
             raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
+        return tracer
 
-    def tracer_bind(self, tracer: Tracer) -> str:
-        """Bind a tracer; returns its id."""
-        return _dispatch.tracer_bind(self, tracer)
+    # `object`: TracerError, not the compiled build's TypeError, for a non-tracer
+    def tracer_bind(self, tracer: object) -> str:
+        """Bind a :class:`Tracer` instance; returns its id (anything else: :class:`TracerError`)."""
+        return _dispatch.tracer_bind(self, self._check_tracer(tracer))
 
     def tracer_detach(self, tracer_id: str) -> None:
         """Detach a tracer by id (``TracerError`` if not bound)."""
