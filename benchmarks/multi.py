@@ -135,7 +135,8 @@ def venv_for(ver: str, exe: str, build: str) -> Path:
             env=env,
         )
     (wheel,) = wheels.glob("*.whl")
-    _run([str(py), "-m", "pip", "install", "-q", str(wheel), *PEERS])
+    # the rpc extra: benchmarks.run imports the aRPC section's module
+    _run([str(py), "-m", "pip", "install", "-q", f"{wheel}[rpc]", *PEERS])
     _run([str(py), "-m", "pip", "install", "-q", "--force-reinstall", "--no-deps", str(wheel)])
     return py
 
