@@ -72,8 +72,16 @@ def tests_compiled(session: nox.Session) -> None:
         ),
     )
     with session.chdir(tree):
+        # python -m: the copy's root on sys.path (tests import tests.*), no sources there
         session.run(
-            "pytest", "-q", "-p", "no:cacheprovider", *session.posargs, env={BUILD_ENV: "compiled"}
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *session.posargs,
+            env={BUILD_ENV: "compiled"},
         )
 
 
