@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
+nox.options.sessions = ["tests", "tests_compiled", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
@@ -19,11 +22,67 @@ VERIFYTYPES_MIN = 0.95
 TYPED = ".[rpc,dbg,otel,prometheus,vis,cli,examples,nats,mcp]"
 
 
+# the build the tests check they run against (tests/test_build.py)
+BUILD_ENV = "ASYNCMACHINE_TRIO_TEST_BUILD"
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
-    """Run the test suite (pytest, hypothesis, conformance vectors, examples)."""
+    """Run the test suite (pytest, hypothesis, conformance vectors, examples).
+
+    Against the editable install, which is always the pure package.
+    """
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run("pytest", "-q", *session.posargs, env={BUILD_ENV: "pure"})
+
+
+@nox.session(python=PYTHON)
+def tests_compiled(session: nox.Session) -> None:
+    """The test suite against the compiled build (mypyc), installed from its wheel.
+
+    Builds the wheel ``pip install .`` builds (``ASYNCMACHINE_TRIO_COMPILE=1``: a failed
+    compilation fails the session rather than testing the pure fallback), installs it
+    (not editable) and runs pytest in a copy of the tree without the package sources,
+    so the tests import the installed compiled modules (tests/test_build.py checks).
+    """
+    tmp = Path(session.create_tmp())
+    wheels = tmp / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    session.run(
+        "python",
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--wheel-dir",
+        str(wheels),
+        ".",
+        env={"ASYNCMACHINE_TRIO_COMPILE": "1"},
+    )
+    (wheel,) = wheels.glob("asyncmachine_trio-*.whl")
+    session.install(f"{wheel}[test]")
+    session.install("--force-reinstall", "--no-deps", str(wheel))
+    tree = tmp / "tree"
+    shutil.rmtree(tree, ignore_errors=True)
+    shutil.copytree(
+        ".",
+        tree,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", "asyncmachine_trio", "site", "__pycache__", "*.so", ".*cache"
+        ),
+    )
+    with session.chdir(tree):
+        # python -m: the copy's root on sys.path (tests import tests.*), no sources there
+        session.run(
+            "python",
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            *session.posargs,
+            env={BUILD_ENV: "compiled"},
+        )
 
 
 @nox.session(python=PYTHON)
@@ -124,14 +183,26 @@ def docs(session: nox.Session) -> None:
         session.run("mkdocs", "build", "--strict", "--site-dir", "site", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session(venv_backend="none")
 def bench(session: nox.Session) -> None:
-    """Benchmarks against the peers, one library per fresh interpreter (not run by CI).
+    """The benchmark on every CPython 3.10-3.13 found, pure and compiled (not run by CI).
+
+    One table, a column per interpreter and build, ratios to transitions measured in
+    the same run (benchmarks/multi.py: it keeps a virtualenv per interpreter and build
+    in .nox/bench-multi/). Arguments after `--` go to `python -m benchmarks.multi`
+    (e.g. `nox -s bench -- --quick`, `-- --python 3.13 --builds compiled`).
+    """
+    session.run(sys.executable, "-m", "benchmarks.multi", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench_one(session: nox.Session) -> None:
+    """Benchmarks against all the peers on one interpreter, pure (not run by CI).
 
     Prints one table (and the aRPC and NATS sections, benchmarks/rpc_bench.py and
     benchmarks/nats_bench.py) and writes
     benchmarks/results/<date>.json; arguments after `--` go to `python -m benchmarks.run`
-    (e.g. `nox -s bench -- --quick`).
+    (e.g. `nox -s bench_one -- --quick`).
     """
     session.install(
         "-e",

@@ -6,6 +6,7 @@
 
 from typing import Any as _Any
 
+from .machine import machine as _machine_module
 from .machine.args import ARGS_PREFIX as ARGS_PREFIX
 from .machine.args import ACheck as ACheck
 from .machine.args import AException as AException
@@ -102,6 +103,10 @@ __version__ = "0.1.0"
 from .machine.tracing import env_boot as _env_boot
 
 _env_boot()
+
+compiled: bool = not str(getattr(_machine_module, "__file__", "")).endswith(".py")
+"""True when the core modules run compiled with mypyc (a wheel built from source with a
+C compiler), False for the pure package. Getting started: the compiled core."""
 
 # the other layers load on first use (``am.rpc`` needs the ``[rpc]`` extra; ``am.vis``
 # text output needs nothing, its SVG the ``[vis]`` extra), which keeps

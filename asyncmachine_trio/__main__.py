@@ -27,12 +27,34 @@ def installed(modules: tuple[str, ...]) -> bool:
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
+def compiled_modules() -> list[str]:
+    """The modules of the package loaded from extension modules (the compiled core)."""
+    import importlib.machinery
+
+    out = []
+    for name, mod in sorted(sys.modules.items()):
+        if not name.startswith("asyncmachine_trio."):
+            continue
+        if isinstance(getattr(mod, "__loader__", None), importlib.machinery.ExtensionFileLoader):
+            out.append(name)
+    return out
+
+
+def build() -> str:
+    """``compiled (mypyc): N core modules`` or ``pure Python``."""
+    mods = compiled_modules()
+    if not mods:
+        return "pure Python"
+    return f"compiled (mypyc): {len(mods)} core modules"
+
+
 def report() -> str:
     """The text printed by ``python -m asyncmachine_trio``."""
     from .tools import TOOLS
 
     lines = [
         f"asyncmachine-trio {__version__} (Python {sys.version.split()[0]})",
+        f"build: {build()}",
         "",
         "extras:",
     ]

@@ -500,7 +500,7 @@ def test_tracer_bind_detach_and_errors() -> None:
     with pytest.raises(am.TracerError):
         mach.tracer_detach("one")
     with pytest.raises(am.TracerError):
-        mach.tracer_bind(object())  # type: ignore[arg-type]
+        mach.tracer_bind(object())
     with pytest.raises(am.TracerError):
         am.Machine(NORELS, tracers=[object()])  # type: ignore[list-item]
     assert issubclass(am.TracerError, am.AsyncMachineError)

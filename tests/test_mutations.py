@@ -1020,7 +1020,6 @@ def test_is_with_unknown_state_raises() -> None:
         lambda m: m.can_add("A"),
         lambda m: m.add(None),
         lambda m: m.add(1),
-        lambda m: m.add1(1),
         lambda m: m.add1("A", ["x"]),
         lambda m: m.add(["A"], "x=1"),
         lambda m: m.set(["A"], 1),
@@ -1033,6 +1032,21 @@ def test_wrong_argument_types(call: Callable[[am.Machine], Any]) -> None:
     with pytest.raises(am.ArgumentError) as info:
         call(mach)
     assert isinstance(info.value, TypeError)
+    assert mach.queue_tick() == 1
+    assert mach.active_states() == []
+
+
+def test_wrong_state_name_type() -> None:
+    """A non-str name: ArgumentError on the pure build; the compiled build (mypyc)
+    checks a ``str`` parameter on entry and raises its own TypeError (documented in
+    docs/getting-started.md); either way a TypeError and nothing queued."""
+    mach = am.Machine(NORELS, id="w")
+    with pytest.raises(TypeError) as info:
+        mach.add1(1)  # type: ignore[arg-type]
+    if am.compiled:
+        assert "str object expected; got int" in str(info.value)
+    else:
+        assert isinstance(info.value, am.ArgumentError)
     assert mach.queue_tick() == 1
     assert mach.active_states() == []
 

@@ -74,6 +74,7 @@ PUBLIC = [
     "args_key",
     "args_merge",
     "capitalize",
+    "compiled",
     "graph",
     "hash_str",
     "helpers",

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import ClassVar
 
+from ._mypyc import mypyc_attr
+
 __all__ = [
     "Time",
     "TimeIndex",
@@ -60,6 +62,7 @@ def next_inactive_in(tick: int) -> int:
     return 1 if is_active_tick(tick) else 2
 
 
+@mypyc_attr(native_class=False)  # a list subclass: mypyc keeps it a Python class
 class Time(list[int]):
     """Machine time: a list of state ticks in a given state order (semantics §2.2)."""
 
@@ -217,7 +220,8 @@ class TimeIndex:
         """Equal when both the ticks and the state names are equal."""
         if not isinstance(other, TimeIndex):
             return NotImplemented
-        return self.time == other.time and self.index == other.index
+        # list(): mypyc compiles == between two Time (a list subclass) wrongly
+        return list(self.time) == list(other.time) and self.index == other.index
 
     __hash__: ClassVar[None] = None  # type: ignore[assignment]
 

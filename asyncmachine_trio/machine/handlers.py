@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import report as _report
+from ._mypyc import mypyc_attr
 from .args import AException, parse_args
 from .errors import SchemaError
 from .logging import L_CHANGES
@@ -305,6 +306,7 @@ def _warn_unmatched(obj: object, unmatched: Iterable[str], state_names: Iterable
         )
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class ExceptionHandler:
     """Bindable default handler: ``exception_state`` logs every error.
 

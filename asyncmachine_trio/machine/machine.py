@@ -22,6 +22,7 @@ from . import report as _report
 from . import tasks as _tasks
 from . import tracing as _tracing
 from . import when as _when
+from ._mypyc import mypyc_attr
 from .args import (
     AException,
     args_merge,
@@ -74,7 +75,7 @@ class _EnvDefault:
 
 
 # the options' defaults are listed in Machine's docstring (help() shows "<default>")
-_UNSET: Any = _EnvDefault()
+_UNSET = _EnvDefault()
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = STRUCTLOG  # structlog, imported at the first line logged
@@ -158,6 +159,7 @@ def _order_of(parsed: dict[str, State]) -> tuple[list[str], dict[str, int]]:
     return names, index
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Machine:
     """A clock-based, relational, multi-state machine.
 
@@ -193,13 +195,13 @@ class Machine:
         handlers: object | None = None,
         parent: Machine | str | None = None,
         tags: Iterable[str] = (),
-        log_level: LogLevel | int = _UNSET,
+        log_level: LogLevel | int | _EnvDefault = _UNSET,
         logger: LoggerFn | None = None,
         tracers: Iterable[Tracer] = (),
         queue_limit: int = 1000,
-        handler_timeout: float | None = _UNSET,
-        panic_to_exception: bool = _UNSET,
-        detect_eval: bool = _UNSET,
+        handler_timeout: float | _EnvDefault | None = _UNSET,
+        panic_to_exception: bool | _EnvDefault = _UNSET,
+        detect_eval: bool | _EnvDefault = _UNSET,
         dispose_timeout: float = 1.0,
         log_steps: bool = False,
         log_args_max: int = 20,
@@ -207,25 +209,25 @@ class Machine:
         dont_log_id: bool = False,
         log_stack_trace: bool = True,
         strict_schema: bool = True,
-        report_errors: bool = _UNSET,
+        report_errors: bool | _EnvDefault = _UNSET,
     ) -> None:
         parsed, schema_err, strict_err = _compile_schema(schema)
         if strict_schema and (strict_err is not None or schema_err is not None):
             lines = [str(e) for e in (strict_err, schema_err) if e is not None]
             raise SchemaError("\n".join(lines))
         debug = _env_on("AM_DEBUG")
-        if handler_timeout is _UNSET:
+        if isinstance(handler_timeout, _EnvDefault):
             if debug:
                 handler_timeout = 600.0
             elif _env_on("AM_TEST_RUNNER"):
                 handler_timeout = 1.0
             else:
                 handler_timeout = 0.1
-        if panic_to_exception is _UNSET:
+        if isinstance(panic_to_exception, _EnvDefault):
             panic_to_exception = not debug
-        if detect_eval is _UNSET:
+        if isinstance(detect_eval, _EnvDefault):
             detect_eval = _env_on("AM_DETECT_EVAL") or debug
-        if log_level is _UNSET:
+        if isinstance(log_level, _EnvDefault):
             env = os.environ.get("AM_LOG", "")
             log_level = LogLevel.parse(env) if env else L_NOTHING
         if handler_timeout is not None and (
@@ -264,9 +266,13 @@ class Machine:
         self.strict_schema: bool = bool(strict_schema)
         # report errors nobody handles (and handler timeouts) via structlog
         self.report_errors: bool = (
-            _report.reporting_default() if report_errors is _UNSET else bool(report_errors)
+            _report.reporting_default()
+            if isinstance(report_errors, _EnvDefault)
+            else bool(report_errors)
         )
         self._report_pending: list[tuple[AException, str, str]] = []
+        # values of companion modules (rpc, pipes, telemetry): machine.attached.PerMachine
+        self._attached: dict[object, Any] = {}
         self._report_hook: Callable[[Transition], Any] = lambda tx: _report.end_hook(self, tx)
         self._last_reported: BaseException | None = None
 
@@ -450,8 +456,8 @@ class Machine:
         return self._resolver
 
     def __repr__(self) -> str:
-        if "_subs" not in self.__dict__:  # the constructor raised
-            return f"<Machine {self.__dict__.get('_id', '?')} (not constructed)>"
+        if getattr(self, "_subs", None) is None:  # the constructor raised
+            return f"<Machine {getattr(self, '_id', '?')} (not constructed)>"
         if self._disposing:
             return f"<Machine {self._id} disposed>"
         return f"<Machine {self._id} {self.string()}>"
@@ -648,7 +654,10 @@ class Machine:
             source=None if event is None else _queue.source_of(event),
         )
 
-    _add = _queue.add
+    def _add(
+        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+    ) -> Result:
+        return _queue.add(self, called, args, event)
 
     def remove(
         self,
@@ -697,7 +706,10 @@ class Machine:
             return _queue.enqueue(self, Mutation(_REMOVE, [state], {}))
         return self._remove(self._parse1(state), args, event)
 
-    _remove = _queue.remove
+    def _remove(
+        self, called: list[str], args: Mapping[str, Any] | None, event: Event | None
+    ) -> Result:
+        return _queue.remove(self, called, args, event)
 
     def set(
         self,
@@ -804,13 +816,19 @@ class Machine:
             _report.watch(self, exc, source, "" if state == EXCEPTION else state)
         return self._mutate(_ADD, called, args_merge(args, exc_args), event)
 
-    _queue_full = _queue.queue_full
+    def _queue_full(self, called: list[str]) -> Result:
+        return _queue.queue_full(self, called)
 
-    _mutate = _queue.mutate
+    def _mutate(
+        self, mtype: MutationType, called: list[str], args: dict[str, Any], event: Event | None
+    ) -> Result:
+        return _queue.mutate(self, mtype, called, args, event)
 
-    _prepend = _queue.prepend
+    def _prepend(self, mut: Mutation) -> Result:
+        return _queue.prepend(self, mut)
 
-    _drain = _queue.drain
+    def _drain(self) -> Result:
+        return _queue.drain(self)
 
     # ----- dry runs and eval
 
@@ -836,19 +854,25 @@ class Machine:
 
     # ----- applying states (semantics §2.1, 5.6)
 
-    _apply = _dispatch.apply
+    def _apply(self, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
+        _dispatch.apply(self, tx, called, targets)
 
-    _revert = _dispatch.revert
+    def _revert(self, tx: Transition) -> None:
+        _dispatch.revert(self, tx)
 
     # ----- handler dispatch (semantics §5.1, 5.6)
 
-    _handle = _dispatch.handle
+    def _handle(self, name: str, is_final: bool, is_enter: bool, is_self: bool) -> Result:
+        return _dispatch.handle(self, name, is_final, is_enter, is_self)
 
-    _handler_timeout = _dispatch.handler_timeout
+    def _handler_timeout(self, tx: Transition, b: Binding, name: str, elapsed: float) -> None:
+        _dispatch.handler_timeout(self, tx, b, name, elapsed)
 
-    _recover = _dispatch.recover
+    def _recover(self, err: Exception, event: Event) -> None:
+        _dispatch.recover(self, err, event)
 
-    _auto_livelock = _dispatch.auto_livelock
+    def _auto_livelock(self, tx: Transition, auto: list[str], fails: int) -> None:
+        _dispatch.auto_livelock(self, tx, auto, fails)
 
     # ----- handlers and tracers
 
@@ -860,7 +884,8 @@ class Machine:
         """Detach a binding by id; unknown ids raise :class:`ArgumentError`."""
         _dispatch.detach_handlers(self, binding_id)
 
-    _index_handler_names = _dispatch.index_handler_names
+    def _index_handler_names(self) -> None:
+        _dispatch.index_handler_names(self)
 
     @property
     def handlers(self) -> list[str]:
@@ -868,13 +893,15 @@ class Machine:
         return [b.id for b in self._bindings]
 
     @staticmethod
-    def _check_tracer(tracer: object) -> None:
+    def _check_tracer(tracer: object) -> Tracer:
         if not isinstance(tracer, Tracer):
             raise TracerError(f"tracers must be am.Tracer instances, got {type(tracer).__name__}")
+        return tracer
 
-    def tracer_bind(self, tracer: Tracer) -> str:
-        """Bind a tracer; returns its id."""
-        return _dispatch.tracer_bind(self, tracer)
+    # `object`: TracerError, not the compiled build's TypeError, for a non-tracer
+    def tracer_bind(self, tracer: object) -> str:
+        """Bind a :class:`Tracer` instance; returns its id (anything else: :class:`TracerError`)."""
+        return _dispatch.tracer_bind(self, self._check_tracer(tracer))
 
     def tracer_detach(self, tracer_id: str) -> None:
         """Detach a tracer by id (``TracerError`` if not bound)."""
@@ -934,7 +961,9 @@ class Machine:
             raise self._unknown(state)
         return False
 
-    __contains__ = is1
+    def __contains__(self, state: str) -> bool:
+        """``state in mach``: :meth:`is1`."""
+        return self.is1(state)
 
     def not_(self, states: StateNames) -> bool:
         """None of ``states`` active (unknown names raise; False after dispose)."""
@@ -1391,7 +1420,8 @@ class Machine:
 
     # ----- contexts and waiting (semantics §2.4, 8)
 
-    _disposed_waiter_or = _when.disposed_waiter_or
+    def _disposed_waiter_or(self, kind: str) -> Waiter | None:
+        return _when.disposed_waiter_or(self, kind)
 
     def when(self, states: StateNames, ctx: Ctx | None = None) -> Waiter:
         """Resolves when all ``states`` are active (semantics §8)."""
@@ -1476,7 +1506,8 @@ class Machine:
     ) -> bool:
         return _tasks.fork_from_event(self, event, fn, args)
 
-    _start_async_handler = _tasks.start_async_handler
+    def _start_async_handler(self, event: Event, fn: Callable[..., Awaitable[Any]]) -> None:
+        _tasks.start_async_handler(self, event, fn)
 
     def new_state_ctx(self, state: str) -> StateCtx:
         """A context valid while ``state`` keeps its current tick (shared, semantics §2.4)."""

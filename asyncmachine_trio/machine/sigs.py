@@ -22,7 +22,11 @@ def params_of(source: Callable[P, object]) -> Callable[[Callable[..., R]], Calla
 
     def decorate(fn: Callable[..., R]) -> Callable[P, R]:
         returns = inspect.signature(fn).return_annotation
-        signature = inspect.signature(source).replace(return_annotation=returns)
+        try:
+            signature = inspect.signature(source).replace(return_annotation=returns)
+        except ValueError:
+            # a class compiled with mypyc (the compiled build) has no signature to show
+            return fn
         setattr(fn, "__signature__", signature)
         return fn
 

@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ._mypyc import mypyc_attr
+
 if TYPE_CHECKING:
     from .machine import Machine
     from .mutation import Mutation
@@ -63,6 +65,7 @@ def env_boot() -> None:
         add_machine_hook(_env_machine_hook)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Tracer:
     """Base tracer: every hook is a no-op; override what you need.
 
@@ -121,6 +124,7 @@ class Tracer:
         """An internal error (a handler timeout) was recorded."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class LastTxTracer(Tracer):
     """Keeps the last ended transition in ``last``."""
 

@@ -13,6 +13,7 @@ import time as _time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from ._mypyc import mypyc_attr
 from .clock import Time, TimeIndex
 from .handlers import UNTIMED
 from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS
@@ -236,6 +237,7 @@ class Event:
         return f"<Event {self.name} tx#{self._tx.id}>"
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Transition:
     """The processing of one mutation (semantics §5.8)."""
 
@@ -523,7 +525,8 @@ class Transition:
             out += "".join(f"\n- {s}" for s in self._steps)
         return out
 
-    __str__ = string
+    def __str__(self) -> str:
+        return self.string()
 
     def __repr__(self) -> str:
         return f"<Transition {self.id} {self.mutation!r}>"

@@ -28,7 +28,6 @@ import hmac
 import math
 import secrets
 import ssl
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -39,6 +38,7 @@ import anyio.abc
 import attrs
 
 from ..helpers.schema import schema_hash
+from ..machine.attached import PerMachine
 from ..machine.errors import StateUnknownError
 from ..machine.logging import LogLevel
 from ..machine.machine import Machine
@@ -88,12 +88,10 @@ MAX_ARGS = 256
 
 # mutation ids already applied, per source machine: a retried mutation (same
 # client, same id) returns its first result instead of running again
-_APPLIED: weakref.WeakKeyDictionary[Machine, OrderedDict[tuple[str, int], tuple[int, int]]] = (
-    weakref.WeakKeyDictionary()
-)
+_APPLIED: PerMachine[OrderedDict[tuple[str, int], tuple[int, int]]] = PerMachine()
 # the identity of that memory, sent in the handshake: a client whose mutation
 # was sent to another instance (a restarted process) knows it cannot retry it
-_INSTANCE: weakref.WeakKeyDictionary[Machine, str] = weakref.WeakKeyDictionary()
+_INSTANCE: PerMachine[str] = PerMachine()
 
 
 def instance_of(source: Machine) -> str:

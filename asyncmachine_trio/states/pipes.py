@@ -33,7 +33,6 @@ state; a forwarded error keeps its exception (``target.err``).
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeAlias
@@ -42,6 +41,7 @@ import anyio.abc
 
 import asyncmachine_trio as am
 from asyncmachine_trio.helpers import MachineApi
+from asyncmachine_trio.machine.attached import PerMachine, machine_ref
 from asyncmachine_trio.machine.handlers import UNTIMED
 from asyncmachine_trio.machine.names import StateNames
 
@@ -97,7 +97,7 @@ class _Record:
     __slots__ = ("line", "peer")
 
     def __init__(self, peer: PipeMachine, line: str) -> None:
-        self.peer: weakref.ref[PipeMachine] = weakref.ref(peer)
+        self.peer: Callable[[], PipeMachine | None] = machine_ref(peer)
         self.line = line
 
 
@@ -109,14 +109,15 @@ class _Book:
     def __init__(self) -> None:
         self.records: list[_Record] = []
         # (source, binding id) of bindings piping into this machine
-        self.inbound: list[tuple[weakref.ref[PipeMachine], str]] = []
+        self.inbound: list[tuple[Callable[[], PipeMachine | None], str]] = []
         self.outbox: deque[Callable[[], None]] = deque()
         self.flushing = False
         # a drain task is started and has not run yet: at most one per target
         self.scheduled = False
 
 
-_books: weakref.WeakKeyDictionary[PipeMachine, _Book] = weakref.WeakKeyDictionary()
+# per machine, kept on it (compiled machines cannot be weakly referenced)
+_books: PerMachine[_Book] = PerMachine()
 
 
 def _book(mach: PipeMachine) -> _Book:
@@ -124,12 +125,12 @@ def _book(mach: PipeMachine) -> _Book:
     if book is None:
         book = _Book()
         _books[mach] = book
-        ref = weakref.ref(mach)
+        ref = machine_ref(mach)
         mach.on_dispose(lambda mach_id: _gc(ref, mach_id))
     return book
 
 
-def _gc(ref: weakref.ref[PipeMachine], mach_id: str) -> None:
+def _gc(ref: Callable[[], PipeMachine | None], mach_id: str) -> None:
     """``mach`` is being disposed: drop its pipes on every peer."""
     mach = ref()
     if mach is None:
@@ -386,7 +387,7 @@ def _bind(
 ) -> str:
     bound = source.bind_handlers(dict(handlers), id=bid)
     if bound:
-        _book(target).inbound.append((weakref.ref(source), bound))
+        _book(target).inbound.append((machine_ref(source), bound))
     return bound
 
 

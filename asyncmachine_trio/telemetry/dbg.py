@@ -26,7 +26,6 @@ import secrets
 import select
 import socket
 import threading
-import weakref
 from collections import deque
 from collections.abc import Callable
 from time import time_ns
@@ -36,6 +35,7 @@ import attrs
 
 from .. import __version__
 from ..machine import tracing as _tracing
+from ..machine.attached import PerMachine
 from .env import is_rpc_plumbing
 from .errors import ProtocolError, TelemetryError
 from .model import MUTATION_TYPES as _TYPES
@@ -596,7 +596,7 @@ class Exporter:
 
 _registry: dict[tuple[str, int], Exporter] = {}
 _registry_lock = threading.Lock()
-_by_machine: weakref.WeakKeyDictionary[Machine, Exporter] = weakref.WeakKeyDictionary()
+_by_machine: PerMachine[Exporter] = PerMachine()
 
 
 def _forget(ex: Exporter) -> None:

@@ -41,6 +41,7 @@ from opentelemetry.trace import Link, Span, Status, StatusCode, set_span_in_cont
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..machine import tracing as _tracing
+from ..machine.attached import PerMachine
 from ..machine.logging import log_args_mapper
 from ..machine.schema import EXCEPTION, HEALTHCHECK, HEARTBEAT
 from ..machine.tracing import Tracer
@@ -67,7 +68,9 @@ ARG_TRACEPARENT = "am_traceparent"
 
 _propagator = TraceContextTextMapPropagator()
 _default_mapper = log_args_mapper()
-_by_machine: weakref.WeakKeyDictionary[Machine, OtelTracer] = weakref.WeakKeyDictionary()
+_by_machine: PerMachine[OtelTracer] = PerMachine()
+# machine id -> its tracer, to find a parent's (a tracer lives as long as its machine)
+_by_id: weakref.WeakValueDictionary[str, OtelTracer] = weakref.WeakValueDictionary()
 _SKIP = frozenset((HEALTHCHECK, HEARTBEAT))
 
 
@@ -293,10 +296,9 @@ def attach(
     if tracer is None:
         tracer = trace.get_tracer("asyncmachine_trio")
     if parent is None and mach._parent_id:
-        for other, ot in list(_by_machine.items()):
-            if other.id == mach._parent_id and ot.machine_span is not None:
-                parent = ot.machine_span
-                break
+        parent_ot = _by_id.get(mach._parent_id)
+        if parent_ot is not None and parent_ot.machine_span is not None:
+            parent = parent_ot.machine_span
     ot = OtelTracer(
         tracer,
         transitions=transitions,
@@ -308,6 +310,7 @@ def attach(
     )
     ot.start(mach)
     _by_machine[mach] = ot
+    _by_id[mach.id] = ot
     mach.tracer_bind(ot)
     _install_hooks(children)
     return ot
