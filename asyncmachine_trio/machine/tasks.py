@@ -213,7 +213,8 @@ class _AsyncioWorker:
         assert host is not None
         if pool.closed or host.closing or len(pool.idle) >= IDLE_WORKERS:
             return None
-        self.fut = fut = host.loop.create_future()
+        fut: asyncio.Future[_Job | None] = host.loop.create_future()
+        self.fut = fut
         pool.idle.append(self)
         try:
             return await fut
