@@ -97,6 +97,7 @@ def _workers_for(m: Machine, task_group: Any) -> tuple[_Workers | None, _Asyncio
             # anyio's task group on the trio backend keeps its nursery there
             nursery = getattr(task_group, "_nursery", None)
         if isinstance(nursery, trio.Nursery):
+            _trio.load()
             return _Workers(m, nursery.start_soon, trio.CancelScope, None, _TrioWorker), None
     if type(task_group).__module__ == "anyio._backends._asyncio":
         scope_cls: Callable[[], Any] = type(anyio.CancelScope())
@@ -168,18 +169,16 @@ class _TrioWorker:
 
     def __init__(self, pool: _Workers) -> None:
         self.pool = pool
-        self.task = _trio_lowlevel().current_task()
+        self.task = _trio.current_task()
 
     def _abort(self, _raise_cancel: Any) -> Any:
         # the group was cancelled while parked: leave the idle list
-        lowlevel = _trio_lowlevel()
         with contextlib.suppress(ValueError):
             self.pool.idle.remove(self)
-        return lowlevel.Abort.SUCCEEDED
+        return _trio.Abort.SUCCEEDED
 
     def wake(self, job: _Job | None) -> bool:
-        lowlevel = _trio_lowlevel()
-        lowlevel.reschedule(self.task, _outcome_value(job))
+        _trio.reschedule(self.task, _trio.Value(job))
         return True
 
     async def park(self) -> _Job | None:
@@ -187,8 +186,33 @@ class _TrioWorker:
         if pool.closed or len(pool.idle) >= IDLE_WORKERS:
             return None
         pool.idle.append(self)
-        job: _Job | None = await _trio_lowlevel().wait_task_rescheduled(self._abort)
+        job: _Job | None = await _trio.wait_task_rescheduled(self._abort)
         return job
+
+
+class _TrioLowlevel:
+    """trio's low-level calls, looked up once (trio is imported by whoever runs it)."""
+
+    current_task: Any = None
+    reschedule: Any = None
+    wait_task_rescheduled: Any = None
+    Abort: Any = None
+    Value: Any = None
+
+    @classmethod
+    def load(cls) -> None:
+        if cls.Value is None:
+            import outcome
+            import trio.lowlevel
+
+            cls.current_task = trio.lowlevel.current_task
+            cls.reschedule = trio.lowlevel.reschedule
+            cls.wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+            cls.Abort = trio.lowlevel.Abort
+            cls.Value = outcome.Value
+
+
+_trio = _TrioLowlevel
 
 
 class _AsyncioWorker:
@@ -224,28 +248,6 @@ class _AsyncioWorker:
             raise
 
 
-_lowlevel: Any = None
-_value_cls: Any = None
-
-
-def _trio_lowlevel() -> Any:
-    global _lowlevel
-    if _lowlevel is None:
-        import trio.lowlevel
-
-        _lowlevel = trio.lowlevel
-    return _lowlevel
-
-
-def _outcome_value(job: _Job | None) -> Any:
-    global _value_cls
-    if _value_cls is None:
-        import outcome
-
-        _value_cls = outcome.Value
-    return _value_cls(job)
-
-
 async def _work(pool: _Workers, job: _Job | None) -> None:
     """A worker: run ``job``, then the jobs it is woken with, each in a cancel scope."""
     w = pool.worker_cls(pool)
@@ -260,7 +262,9 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
                     scope.cancel()
             try:
                 while True:
-                    await _run_job(m, scope, job)
+                    waiting = _first_step(m, scope, job)
+                    if waiting is not None:
+                        await _rest(m, scope, job, *waiting)
                     if scope.cancel_called:
                         break  # the job's state ended: a fresh scope for the next one
                     job = await w.park()
@@ -270,6 +274,54 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
                 if host is not None:
                     host.scopes.discard(scope)
         job = await w.park()
+
+
+_NOT_STARTED = object()  # a job's awaitable that is not a coroutine: awaited as is
+
+
+def _first_step(m: Machine, scope: Any, job: _Job) -> tuple[Any, Any] | None:
+    """Run a job up to its first wait, in the worker's step: ``None`` once it
+    ended, else ``(coroutine, what it waits on)``."""
+    fn, args, state, i, tick, context = job
+    if m._disposing or (i >= 0 and m._ticks[i] != tick):
+        # its state ended before it started: it runs up to its first
+        # checkpoint, as a task started in a cancelled scope would
+        scope.cancel()
+    try:
+        coro = context.run(fn, *args)
+        if type(coro) is not types.CoroutineType:
+            return coro, _NOT_STARTED  # awaiting it raises if it is no awaitable
+        return coro, context.run(coro.send, None)
+    except StopIteration:
+        return None  # done without waiting: no context needed
+    except Exception as err:
+        _failed(m, fn, state, err)
+        return None
+
+
+async def _rest(m: Machine, scope: Any, job: _Job, coro: Any, trap: Any) -> None:
+    """The rest of a job, from its first wait on: now scoped to its state's context."""
+    fn, _args, state, i, tick, context = job
+    ctx = _register(m, scope, state, i, tick)
+    try:
+        if trap is _NOT_STARTED:
+            await coro
+        else:
+            await _resume(coro, trap, context)
+    except Exception as err:
+        _failed(m, fn, state, err)
+    finally:
+        if ctx is not None:
+            ctx._scopes.discard(scope)
+
+
+def _failed(m: Machine, fn: AsyncFn, state: str, err: Exception) -> None:
+    if m._disposing:
+        return
+    source = f"task {_report._qualname(fn)}"
+    if state:
+        source += f" of state {state}"
+    m._add_err_from(EXCEPTION, err, None, None, source)
 
 
 @types.coroutine
@@ -295,38 +347,6 @@ def _resume(coro: Coroutine[Any, Any, Any], trap: Any, context: contextvars.Cont
                 trap = run(send, value)
             except StopIteration:
                 return
-
-
-async def _run_job(m: Machine, scope: Any, job: _Job) -> None:
-    fn, args, state, i, tick, context = job
-    if m._disposing or (i >= 0 and m._ticks[i] != tick):
-        # its state ended before it started: it runs up to its first
-        # checkpoint, as a task started in a cancelled scope would
-        scope.cancel()
-    ctx: Ctx | None = None
-    try:
-        coro = context.run(fn, *args)
-        if type(coro) is not types.CoroutineType:
-            # another awaitable (or not one: await raises the TypeError)
-            ctx = _register(m, scope, state, i, tick)
-            await coro
-            return
-        try:
-            trap = context.run(coro.send, None)
-        except StopIteration:
-            return  # done without waiting: no context needed
-        ctx = _register(m, scope, state, i, tick)
-        await _resume(coro, trap, context)
-    except Exception as err:
-        if m._disposing:
-            return
-        source = f"task {_report._qualname(fn)}"
-        if state:
-            source += f" of state {state}"
-        m._add_err_from(EXCEPTION, err, None, None, source)
-    finally:
-        if ctx is not None:
-            ctx._scopes.discard(scope)
 
 
 def _register(m: Machine, scope: Any, state: str, i: int, tick: int) -> Ctx | None:
@@ -547,6 +567,13 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
 
 def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
     """Start an ``async def`` final handler as a task scoped to its state (5.6)."""
+    workers = m._workers
+    state = event.state
+    if workers is not None and state and not m._disposing:
+        # submit() inlined: this runs per async handler
+        i = m._index[state]
+        workers.submit((fn, (event,), state, i, m._ticks[i], contextvars.copy_context()))
+        return
     if m._task_group is None:
         m.add_err(
             NoNurseryError(
