@@ -254,6 +254,7 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
     m = pool.m
     host = pool.host
     scope_cls = pool.scope_cls
+    waiting: tuple[Any, Any] | None = None
     while job is not None:
         with scope_cls() as scope:
             if host is not None:
@@ -265,6 +266,8 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
                     waiting = _first_step(m, scope, job)
                     if waiting is not None:
                         await _rest(m, scope, job, *waiting)
+                        waiting = None
+                    job = None  # a parked worker keeps nothing of its last job alive
                     if scope.cancel_called:
                         break  # the job's state ended: a fresh scope for the next one
                     job = await w.park()
@@ -273,6 +276,8 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
             finally:
                 if host is not None:
                     host.scopes.discard(scope)
+        # the scope was cancelled: the job ended (or raised its Cancelled)
+        job = waiting = None
         job = await w.park()
 
 
