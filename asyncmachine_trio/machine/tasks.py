@@ -1,9 +1,10 @@
 """Structured concurrency: the machine's task group, state-scoped tasks, dispose (semantics §10).
 
-Each state owns a cancel scope through its :class:`StateCtx`: a task forked for
-a state (or an ``async def`` final handler) runs inside the scope of the
-state's current tick and is cancelled when that tick changes — the state was
+Work forked for a state (or an ``async def`` final handler) is scoped to the
+state's current tick: it is cancelled when that tick changes — the state was
 deactivated, or a Multi state re-entered — or when the machine is disposed.
+It runs in a worker of the machine's task group (:class:`_Workers`) whose
+cancel scope the state's :class:`StateCtx` cancels.
 """
 
 from __future__ import annotations
