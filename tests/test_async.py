@@ -10,6 +10,7 @@ import anyio.lowlevel
 import pytest
 
 import asyncmachine_trio as am
+from asyncmachine_trio.machine.tasks import IDLE_WORKERS
 
 pytestmark = pytest.mark.anyio
 
@@ -452,7 +453,7 @@ async def test_many_forks_per_activation_all_run_and_all_end() -> None:
             assert running == 0
         # parked workers are bounded, whatever the peak
         workers = mach._workers
-        assert workers is not None and len(workers.idle) <= 32
+        assert workers is not None and len(workers.idle) == IDLE_WORKERS
     assert not workers.idle  # disposal ended them
 
 

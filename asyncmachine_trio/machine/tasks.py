@@ -111,7 +111,7 @@ def _workers_for(m: Machine, task_group: Any) -> tuple[_Workers | None, _Asyncio
 # a job: (fn, args, state, index of the state or -1, its tick, contextvars of the caller)
 _Job = tuple[AsyncFn, tuple[Any, ...], str, int, int, contextvars.Context]
 
-IDLE_WORKERS = 32  # parked workers a machine keeps at most (each holds a task)
+IDLE_WORKERS = 16  # parked workers a machine keeps at most (each holds a task, ~3 KB)
 
 
 class _Workers:
