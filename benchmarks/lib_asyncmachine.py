@@ -230,6 +230,57 @@ def async_toggle_run(backend: str) -> TimedRun:
     return run
 
 
+def floor_run(backend: str) -> TimedRun:
+    """The floor of an async step, without the library and without anyio: each step
+    spawns a task that sets a fresh event and awaits that event.
+
+    trio: ``nursery.start_soon`` into a bare ``trio.open_nursery()``, a ``trio.Event``;
+    asyncio: ``loop.create_task``, an ``asyncio.Event``. The async toggle's target is a
+    ratio to this figure measured in the same run.
+    """
+
+    def run_trio(n: int) -> float:
+        import trio
+
+        async def task(done: trio.Event) -> None:
+            done.set()
+
+        async def main() -> float:
+            async with trio.open_nursery() as nursery:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    done = trio.Event()
+                    nursery.start_soon(task, done)
+                    await done.wait()
+                return time.perf_counter() - t0
+
+        return trio.run(main)
+
+    def run_asyncio(n: int) -> float:
+        import asyncio
+
+        async def task(done: asyncio.Event) -> None:
+            done.set()
+
+        async def main() -> float:
+            loop = asyncio.get_running_loop()
+            tasks = set()
+            t0 = time.perf_counter()
+            for _ in range(n):
+                done = asyncio.Event()
+                t = loop.create_task(task(done))
+                tasks.add(t)  # the loop keeps weak references to tasks only
+                t.add_done_callback(tasks.discard)
+                await done.wait()
+            elapsed = time.perf_counter() - t0
+            expect(not tasks or all(t.done() for t in tasks), "every task ended")
+            return elapsed
+
+        return asyncio.run(main())
+
+    return run_trio if backend == "trio" else run_asyncio
+
+
 # ----- case 4: relations
 
 
@@ -413,6 +464,22 @@ def cases() -> list[Case]:
             "step",
             async_toggle_run("asyncio"),
             note="through anyio's asyncio backend",
+        ),
+        Case(
+            "floor-trio",
+            "async toggle",
+            "floor: bare nursery spawn + trio.Event [trio]",
+            "step",
+            floor_run("trio"),
+            note="no library, no anyio: the async toggle's trio target is a ratio to it",
+        ),
+        Case(
+            "floor-asyncio",
+            "async toggle",
+            "floor: create_task + asyncio.Event [asyncio]",
+            "step",
+            floor_run("asyncio"),
+            note="no library, no anyio",
         ),
         Case(
             "relations",

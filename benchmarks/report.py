@@ -79,6 +79,12 @@ TARGETS = [
     Target("toggle", (AM, "toggle"), _times(0.5, (TR, "toggle")), "<= 0.5x transitions toggle"),
     Target("async toggle on trio", (AM, "async-trio"), _const(20.0), "<= 20 us"),
     Target(
+        "async toggle on trio vs floor",
+        (AM, "async-trio"),
+        _times(1.7, (AM, "floor-trio")),
+        "<= 1.7x the floor (bare nursery spawn + event)",
+    ),
+    Target(
         "async toggle on asyncio",
         (AM, "async-asyncio"),
         _times(0.5, (TR, "async-asyncio")),
@@ -115,8 +121,25 @@ def evaluate_targets(rows: Rows) -> list[dict[str, Any]]:
     for t, r in zip(TARGETS, results, strict=True):
         row = rows.get(t.key)
         if row is not None:
+            row.setdefault("targets", []).append(r)
             row["target"] = r
     return results
+
+
+# the async steps and the floor each is compared with ("x floor" in the target column)
+FLOORS = {
+    (AM, "async-trio"): (AM, "floor-trio"),
+    (AM, "async-asyncio"): (AM, "floor-asyncio"),
+}
+
+
+def add_floor_ratios(rows: Rows) -> None:
+    """``floor_ratio``: an async step over the floor measured in the same run."""
+    for key, floor_key in FLOORS.items():
+        row = rows.get(key)
+        value, floor = figure(row), figure(rows.get(floor_key))
+        if row is not None and value is not None and floor:
+            row["floor_ratio"] = value / floor
 
 
 def _target_cell(r: dict[str, Any] | None) -> str:
@@ -163,9 +186,12 @@ def table(rows: list[dict[str, Any]]) -> str:
             ops, spread = f"{row['ops_per_s']:,.0f}", f"{row['spread_pct']:.0f}%"
         r = row.get("ratio")
         ratio = "" if r is None else f"{r:.2f}x" if r >= 0.1 else f"{r:.3f}x"
+        cells = [_target_cell(t) for t in row.get("targets") or [row.get("target")]]
+        if row.get("floor_ratio") is not None:
+            cells.append(f"{row['floor_ratio']:.2f}x floor")
         lines.append(
             f"{start} {_per_op(row):>12} {ops:>11} {spread:>6} {ratio:>7}  "
-            f"{_target_cell(row.get('target'))}".rstrip()
+            f"{'; '.join(c for c in cells if c)}".rstrip()
         )
     return "\n".join(lines)
 

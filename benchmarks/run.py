@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(spawn(lib, a))
     by_key = {(r["lib"], r["id"]): r for r in rows}
     report.add_ratios(by_key)
+    report.add_floor_ratios(by_key)
     doc = {
         "date": started.isoformat(timespec="seconds"),
         "machine": info,

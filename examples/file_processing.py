@@ -9,7 +9,9 @@ run async work for a state, each cancelled when that state ends:
 - ``e.fork(fn, *args)`` from a plain final handler (``processing_file_state``),
 - ``mach.fork(state, fn, *args)`` from anywhere (``uploading_file_state``).
 
-``..._end`` handlers clean up when a step's state ends.
+``..._end`` handlers clean up when a step's state ends. A step checks its
+state's context after each await: on a slow loop an await can end just
+before the state does, and the cancellation then only comes at the next one.
 
 Run: python examples/file_processing.py
 """
@@ -44,18 +46,23 @@ class FileHandlers:
         self.processed = ""  # tmp file of the processing result
 
     async def downloading_file_state(self, e: am.Event) -> None:
+        ctx = e.machine.new_state_ctx(S.DownloadingFile)
         name = e.args["filename"]
         await anyio.sleep(DELAY)
+        if ctx.expired:
+            return  # DownloadingFile ended while we waited
         self.downloaded = f"/tmp/{name}"
         self.tmp[self.downloaded] = f"dummy content for {name}".encode()
         e.machine.log("downloaded %s", self.downloaded)
         e.machine.add1(S.FileDownloaded)
 
     def processing_file_state(self, e: am.Event) -> None:
-        e.fork(self.process, e.machine)
+        e.fork(self.process, e.machine, e.machine.new_state_ctx(S.ProcessingFile))
 
-    async def process(self, mach: am.Machine) -> None:
+    async def process(self, mach: am.Machine, ctx: am.StateCtx) -> None:
         await anyio.sleep(DELAY)
+        if ctx.expired:
+            return
         self.processed = self.downloaded + ".processed"
         self.tmp[self.processed] = self.tmp[self.downloaded].upper()
         mach.log("processed into %s", self.processed)
@@ -65,10 +72,14 @@ class FileHandlers:
         self.remove_tmp(e.machine, self.downloaded)
 
     def uploading_file_state(self, e: am.Event) -> None:
-        e.machine.fork(S.UploadingFile, self.upload, e.machine, self.processed)
+        mach = e.machine
+        ctx = mach.new_state_ctx(S.UploadingFile)
+        mach.fork(S.UploadingFile, self.upload, mach, self.processed, ctx)
 
-    async def upload(self, mach: am.Machine, path: str) -> None:
+    async def upload(self, mach: am.Machine, path: str, ctx: am.StateCtx) -> None:
         await anyio.sleep(DELAY)
+        if ctx.expired:
+            return
         self.uploaded[path.rsplit("/", 1)[-1]] = self.tmp[path]
         mach.log("uploaded %s", path)
         mach.add1(S.FileUploaded)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
+from collections.abc import Callable
+
 import anyio
 import anyio.lowlevel
 import pytest
 
 import asyncmachine_trio as am
+from asyncmachine_trio.machine.tasks import IDLE_WORKERS
 
 pytestmark = pytest.mark.anyio
 
@@ -167,15 +171,24 @@ async def test_async_handler_cancelled_silently_when_state_removed() -> None:
 
 async def test_event_fork_is_scoped_to_the_handler_state() -> None:
     ticks: list[int] = []
+    ended: list[bool] = []
 
     class Handlers:
         def a_state(self, e: am.Event) -> None:
-            e.fork(self.loop, e.machine)
+            e.fork(self.loop, e.machine, e.machine.new_state_ctx("A"))
 
-        async def loop(self, mach: am.Machine) -> None:
-            while True:
-                ticks.append(mach.tick("A"))
-                await anyio.sleep(0.01)
+        async def loop(self, mach: am.Machine, ctx: am.StateCtx) -> None:
+            try:
+                while True:
+                    ticks.append(mach.tick("A"))
+                    await anyio.sleep(0.01)
+                    # on a slow loop the sleep can end just before A does: the
+                    # cancellation then comes at the next checkpoint, and the
+                    # code in between checks the context (docs: manual §8)
+                    if ctx.expired:
+                        await anyio.sleep_forever()
+            finally:
+                ended.append(True)
 
     async with am.open_machine(SCHEMA, handlers=Handlers()) as mach:
         mach.add1("A")
@@ -183,6 +196,7 @@ async def test_event_fork_is_scoped_to_the_handler_state() -> None:
         mach.remove1("A")
         n = len(ticks)
         await anyio.sleep(0.05)
+        assert ended == [True]  # cancelled, not only stopped by the check
         assert len(ticks) == n >= 2
         assert set(ticks) == {1}
 
@@ -316,3 +330,145 @@ async def test_calls_from_another_thread_are_refused() -> None:
             await anyio.to_thread.run_sync(mach.add1, "A")
         await anyio.to_thread.run_sync(lambda: anyio.from_thread.run_sync(mach.add1, "A"))
         assert mach.is1("A")
+
+
+# ----- the workers that run forks and async handlers (issue 12)
+
+
+async def until(cond: Callable[[], bool]) -> None:
+    """Poll ``cond`` (the tasks it watches run meanwhile), at most 5 s."""
+    with anyio.fail_after(5):
+        while not cond():  # noqa: ASYNC110
+            await anyio.sleep(0.001)
+
+
+REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+async def test_jobs_see_the_contextvars_of_their_starter() -> None:
+    seen: list[tuple[str, str]] = []
+
+    class Handlers:
+        async def a_state(self, e: am.Event) -> None:
+            seen.append(("a", REQUEST_ID.get()))
+            REQUEST_ID.set("set-in-a")  # stays in this job
+            await anyio.lowlevel.checkpoint()
+            seen.append(("a after await", REQUEST_ID.get()))
+
+        async def b_state(self, e: am.Event) -> None:
+            seen.append(("b", REQUEST_ID.get()))
+
+    async def forked() -> None:
+        seen.append(("fork", REQUEST_ID.get()))
+
+    async with am.open_machine(SCHEMA, handlers=Handlers()) as mach:
+        REQUEST_ID.set("r1")
+        mach.add1("A")
+        await until(lambda: len(seen) >= 2)
+        REQUEST_ID.set("r2")
+        mach.add1("B")
+        mach.fork("B", forked)
+        await until(lambda: len(seen) >= 4)
+        assert REQUEST_ID.get() == "r2"
+    assert seen[:2] == [("a", "r1"), ("a after await", "set-in-a")]
+    assert sorted(seen[2:]) == [("b", "r2"), ("fork", "r2")]  # two tasks: either order
+
+
+async def test_a_worker_whose_job_was_cancelled_runs_the_next_job_uncancelled() -> None:
+    events: list[str] = []
+    go = anyio.Event()
+
+    class Handlers:
+        async def a_state(self, e: am.Event) -> None:
+            try:
+                await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                events.append("a cancelled")
+                raise
+
+        async def b_state(self, e: am.Event) -> None:
+            await go.wait()  # a checkpoint in the (fresh) scope of the same worker
+            await anyio.sleep(0.001)
+            events.append("b done")
+
+    async with am.open_machine(SCHEMA, handlers=Handlers()) as mach:
+        for _ in range(3):
+            go = anyio.Event()
+            mach.add1("A")
+            await anyio.sleep(0.001)
+            mach.remove1("A")
+            await anyio.sleep(0.001)
+            mach.add1("B")
+            go.set()
+            await until(lambda: events.count("b done") >= events.count("a cancelled"))
+            mach.remove1("B")
+        assert events == ["a cancelled", "b done"] * 3
+        assert not mach.is_err()
+
+
+async def test_a_handler_that_ends_its_state_before_waiting_is_cancelled_at_its_first_await() -> (
+    None
+):
+    events: list[str] = []
+
+    class Handlers:
+        async def a_state(self, e: am.Event) -> None:
+            events.append("start")
+            e.machine.remove1("A")
+            try:
+                await anyio.sleep(1)
+            except anyio.get_cancelled_exc_class():
+                events.append("cancelled")
+                raise
+            events.append("never")
+
+    async with am.open_machine(SCHEMA, handlers=Handlers()) as mach:
+        mach.add1("A")
+        await until(lambda: len(events) >= 2)
+        assert events == ["start", "cancelled"]
+        assert not mach.is_err()
+
+
+async def test_many_forks_per_activation_all_run_and_all_end() -> None:
+    running = 0
+    ended = 0
+
+    async def task() -> None:
+        nonlocal running, ended
+        running += 1
+        try:
+            await anyio.sleep_forever()
+        finally:
+            running -= 1
+            ended += 1
+
+    async with am.open_machine(SCHEMA) as mach:
+        for round_ in range(1, 4):
+            mach.add1("A")
+            for _ in range(100):
+                assert mach.fork("A", task)
+            await until(lambda: running >= 100)
+            mach.remove1("A")
+            await until(lambda r=round_: ended >= 100 * r)
+            assert running == 0
+        # parked workers are bounded, whatever the peak
+        workers = mach._workers
+        assert workers is not None and len(workers.idle) == IDLE_WORKERS
+    assert not workers.idle  # disposal ended them
+
+
+async def test_a_cancelled_group_ends_parked_workers() -> None:
+    done = anyio.Event()
+
+    class Handlers:
+        async def a_state(self, e: am.Event) -> None:
+            done.set()
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            mach = am.Machine(SCHEMA, handlers=Handlers())
+            mach.start(tg)
+            mach.add1("A")
+            await done.wait()  # its worker parked
+            tg.cancel_scope.cancel()
+    assert mach.is_disposed

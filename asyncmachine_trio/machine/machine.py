@@ -327,8 +327,9 @@ class Machine:
         self._subs = Subscriptions(self)
         self._disposed_waiter = Waiter("whenDisposed")
         self._task_group: Any = None
-        # set by start(): how state-scoped tasks are started (tasks._spawner)
-        self._spawn: Any = None
+        # set by start(): how state-scoped tasks are started (tasks._workers_for)
+        self._workers: Any = None  # tasks._Workers on trio and asyncio
+        self._spawn: Any = None  # else a task per job (tasks.run_scoped)
         self._scope_cls: Any = None
         self._host: Any = None  # tasks._AsyncioHost on asyncio
         self._loop_thread: int | None = None

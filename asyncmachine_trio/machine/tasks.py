@@ -1,17 +1,21 @@
 """Structured concurrency: the machine's task group, state-scoped tasks, dispose (semantics §10).
 
-Each state owns a cancel scope through its :class:`StateCtx`: a task forked for
-a state (or an ``async def`` final handler) runs inside the scope of the
-state's current tick and is cancelled when that tick changes — the state was
+Work forked for a state (or an ``async def`` final handler) is scoped to the
+state's current tick: it is cancelled when that tick changes — the state was
 deactivated, or a Multi state re-entered — or when the machine is disposed.
+It runs in a worker of the machine's task group (:class:`_Workers`) whose
+cancel scope the state's :class:`StateCtx` cancels.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+import types
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -38,6 +42,7 @@ __all__ = [
     "new_state_ctx",
     "start",
     "start_async_handler",
+    "submit",
 ]
 
 AsyncFn = Callable[..., Awaitable[Any]]
@@ -59,24 +64,31 @@ def start(m: Machine, task_group: anyio.abc.TaskGroup) -> None:
         raise ArgumentError(f"machine {m._id} is already started")
     m._task_group = task_group
     m._loop_thread = threading.get_ident()
-    m._spawn, m._scope_cls, host = _spawner(task_group)
+    workers, host = _workers_for(m, task_group)
     task_group.start_soon(watch_task_group, m, name=f"am-{m._id[:5]}-watch")
+    if workers is not None:
+        m._workers = workers
+        m._on_dispose.insert(0, lambda _id: workers.close())
+    else:
+        m._spawn = task_group.start_soon
+        m._scope_cls = type(anyio.CancelScope())
     if host is not None:
         m._host = host
         m._on_dispose.insert(0, lambda _id: host.poke())
         task_group.start_soon(host.run, m, name=f"am-{m._id[:5]}-tasks")
 
 
-def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _AsyncioHost | None]:
-    """How the machine starts its state-scoped tasks: ``(start_soon, CancelScope, host)``.
+def _workers_for(m: Machine, task_group: Any) -> tuple[_Workers | None, _AsyncioHost | None]:
+    """How the machine runs its state-scoped tasks: ``(workers, asyncio host)``.
 
-    anyio's ``TaskGroup.start_soon`` wraps every task in a TaskHandle with its
-    own cancel scope and event (plus, on asyncio, its task-state bookkeeping), and
-    ``anyio.CancelScope()`` looks the backend up on every call: together most of
-    the cost of an async handler (issue 6). So on trio the tasks start in the
-    task group's own nursery with ``trio.CancelScope`` (same nursery: the same
-    structure); on asyncio as plain asyncio tasks owned by an ``_AsyncioHost``
-    task in the group. Anything else keeps the task group's ``start_soon``.
+    A task per job costs a spawn plus a cancel scope of its own (with anyio's
+    ``start_soon``, a TaskHandle and a backend lookup on top): most of the cost
+    of an async handler (issues 6 and 12). So on trio and on anyio's asyncio
+    backend the jobs run in :class:`_Workers`: tasks of the machine's group
+    that each keep a cancel scope open and run job after job, parked in
+    between. On trio they are tasks of the group's own nursery; on asyncio
+    plain asyncio tasks owned by an ``_AsyncioHost`` task in the group. Any
+    other task group keeps a task per job (``run_scoped``).
     """
     # trio and asyncio are imported by whoever runs their loop: not at our import
     trio = sys.modules.get("trio")
@@ -86,37 +98,305 @@ def _spawner(task_group: Any) -> tuple[Callable[..., Any], Callable[[], Any], _A
             # anyio's task group on the trio backend keeps its nursery there
             nursery = getattr(task_group, "_nursery", None)
         if isinstance(nursery, trio.Nursery):
-            return nursery.start_soon, trio.CancelScope, None
-    scope_cls: Callable[[], Any] = type(anyio.CancelScope())
+            _trio.load()
+            return _Workers(m, nursery.start_soon, trio.CancelScope, None, _TrioWorker), None
     if type(task_group).__module__ == "anyio._backends._asyncio":
-        host = _AsyncioHost(scope_cls)
-        return host.spawn, scope_cls, host
-    return task_group.start_soon, scope_cls, None
+        scope_cls: Callable[[], Any] = type(anyio.CancelScope())
+        host = _AsyncioHost()
+        host.workers = _Workers(m, host.spawn, scope_cls, host, _AsyncioWorker)
+        return host.workers, host
+    return None, None
+
+
+# a job: (fn, args, state, index of the state or -1, its tick, contextvars of the caller)
+_Job = tuple[AsyncFn, tuple[Any, ...], str, int, int, contextvars.Context]
+
+IDLE_WORKERS = 16  # parked workers a machine keeps at most (each holds a task, ~3 KB)
+
+
+class _Workers:
+    """The tasks that run a machine's state-scoped jobs (forks, async handlers).
+
+    A worker is a task of the machine's group that enters a cancel scope and
+    runs jobs in it one after another; between jobs it parks (at most
+    :data:`IDLE_WORKERS` per machine; an extra one ends). A job is registered
+    with its state's context only once it awaits for the first time (a
+    handler that finishes without waiting needs no context at all); from then
+    until it ends, cancelling that context (the state's tick changed, the
+    machine was disposed) cancels the worker's scope, so the job is cancelled
+    at its next checkpoint (a job whose state ended before it started, at its
+    first). A worker whose scope was cancelled opens a fresh one for its next
+    job. Each job runs with the contextvars of the code that started it,
+    as a task of its own would.
+    """
+
+    __slots__ = ("closed", "host", "idle", "m", "scope_cls", "spawn", "worker_cls")
+
+    def __init__(
+        self,
+        m: Machine,
+        spawn: Callable[..., Any],
+        scope_cls: Callable[[], Any],
+        host: _AsyncioHost | None,
+        worker_cls: type[_TrioWorker | _AsyncioWorker],
+    ) -> None:
+        self.m = m
+        self.spawn = spawn
+        self.scope_cls = scope_cls
+        self.host = host
+        self.worker_cls = worker_cls
+        self.idle: list[_TrioWorker | _AsyncioWorker] = []
+        self.closed = False
+
+    def submit(self, job: _Job) -> None:
+        idle = self.idle
+        while idle:
+            if idle.pop().wake(job):
+                return
+        self.spawn(_work, self, job)
+
+    def close(self) -> None:
+        """No more parking: the idle workers end (the machine is disposed)."""
+        self.closed = True
+        idle, self.idle = self.idle, []
+        for w in idle:
+            w.wake(None)
+
+
+class _TrioWorker:
+    """Parks with trio's ``wait_task_rescheduled``; woken by ``reschedule``."""
+
+    __slots__ = ("pool", "task")
+
+    def __init__(self, pool: _Workers) -> None:
+        self.pool = pool
+        self.task = _trio.current_task()
+
+    def _abort(self, _raise_cancel: Any) -> Any:
+        # the group was cancelled while parked: leave the idle list
+        with contextlib.suppress(ValueError):
+            self.pool.idle.remove(self)
+        return _trio.Abort.SUCCEEDED
+
+    def wake(self, job: _Job | None) -> bool:
+        _trio.reschedule(self.task, _trio.Value(job))
+        return True
+
+    async def park(self) -> _Job | None:
+        pool = self.pool
+        if pool.closed or len(pool.idle) >= IDLE_WORKERS:
+            return None
+        pool.idle.append(self)
+        job: _Job | None = await _trio.wait_task_rescheduled(self._abort)
+        return job
+
+
+class _TrioLowlevel:
+    """trio's low-level calls, looked up once (trio is imported by whoever runs it)."""
+
+    current_task: Any = None
+    reschedule: Any = None
+    wait_task_rescheduled: Any = None
+    Abort: Any = None
+    Value: Any = None
+
+    @classmethod
+    def load(cls) -> None:
+        if cls.Value is None:
+            import outcome
+            import trio.lowlevel
+
+            cls.current_task = trio.lowlevel.current_task
+            cls.reschedule = trio.lowlevel.reschedule
+            cls.wait_task_rescheduled = trio.lowlevel.wait_task_rescheduled
+            cls.Abort = trio.lowlevel.Abort
+            cls.Value = outcome.Value
+
+
+_trio = _TrioLowlevel
+
+
+class _AsyncioWorker:
+    """Parks on a future; woken by setting its result."""
+
+    __slots__ = ("fut", "pool")
+
+    def __init__(self, pool: _Workers) -> None:
+        self.pool = pool
+        self.fut: asyncio.Future[_Job | None] | None = None
+
+    def wake(self, job: _Job | None) -> bool:
+        fut = self.fut
+        if fut is None or fut.done():  # cancelled while parked, not yet resumed
+            return False
+        fut.set_result(job)
+        return True
+
+    async def park(self) -> _Job | None:
+        pool = self.pool
+        host = pool.host
+        assert host is not None
+        if pool.closed or host.closing or len(pool.idle) >= IDLE_WORKERS:
+            return None
+        fut: asyncio.Future[_Job | None] = host.loop.create_future()
+        self.fut = fut
+        pool.idle.append(self)
+        try:
+            return await fut
+        except BaseException:
+            with contextlib.suppress(ValueError):
+                pool.idle.remove(self)
+            raise
+
+
+async def _work(pool: _Workers, job: _Job | None) -> None:
+    """A worker: run ``job``, then the jobs it is woken with, each in a cancel scope."""
+    w = pool.worker_cls(pool)
+    m = pool.m
+    host = pool.host
+    scope_cls = pool.scope_cls
+    waiting: tuple[Any, Any] | None = None
+    while job is not None:
+        with scope_cls() as scope:
+            if host is not None:
+                host.scopes.add(scope)
+                if host.closing:
+                    scope.cancel()
+            try:
+                while True:
+                    waiting = _first_step(m, scope, job)
+                    if waiting is not None:
+                        await _rest(m, scope, job, *waiting)
+                        waiting = None
+                    job = None  # a parked worker keeps nothing of its last job alive
+                    if scope.cancel_called:
+                        break  # the job's state ended: a fresh scope for the next one
+                    job = await w.park()
+                    if job is None:
+                        return
+            finally:
+                if host is not None:
+                    host.scopes.discard(scope)
+        # the scope was cancelled: the job ended (or raised its Cancelled)
+        job = waiting = None
+        job = await w.park()
+
+
+_NOT_STARTED = object()  # a job's awaitable that is not a coroutine: awaited as is
+
+
+def _first_step(m: Machine, scope: Any, job: _Job) -> tuple[Any, Any] | None:
+    """Run a job up to its first wait, in the worker's step: ``None`` once it
+    ended, else ``(coroutine, what it waits on)``."""
+    fn, args, state, i, tick, context = job
+    if m._disposing or (i >= 0 and m._ticks[i] != tick):
+        # its state ended before it started: it runs up to its first
+        # checkpoint, as a task started in a cancelled scope would
+        scope.cancel()
+    try:
+        coro = context.run(fn, *args)
+        if type(coro) is not types.CoroutineType:
+            return coro, _NOT_STARTED  # awaiting it raises if it is no awaitable
+        return coro, context.run(coro.send, None)
+    except StopIteration:
+        return None  # done without waiting: no context needed
+    except Exception as err:
+        _failed(m, fn, state, err)
+        return None
+
+
+async def _rest(m: Machine, scope: Any, job: _Job, coro: Any, trap: Any) -> None:
+    """The rest of a job, from its first wait on: now scoped to its state's context."""
+    fn, _args, state, i, tick, context = job
+    ctx = _register(m, scope, state, i, tick)
+    try:
+        if trap is _NOT_STARTED:
+            await coro
+        else:
+            await _resume(coro, trap, context)
+    except Exception as err:
+        _failed(m, fn, state, err)
+    finally:
+        if ctx is not None:
+            ctx._scopes.discard(scope)
+
+
+def _failed(m: Machine, fn: AsyncFn, state: str, err: Exception) -> None:
+    if m._disposing:
+        return
+    source = f"task {_report._qualname(fn)}"
+    if state:
+        source += f" of state {state}"
+    m._add_err_from(EXCEPTION, err, None, None, source)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], trap: Any, context: contextvars.Context) -> Any:
+    """Go on running ``coro`` (suspended at ``trap``) in ``context``: ``await coro`` written
+    out, since its first step already ran."""
+    run = context.run
+    send = coro.send
+    throw = coro.throw
+    while True:
+        try:
+            value = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                trap = run(throw, exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                trap = run(send, value)
+            except StopIteration:
+                return
+
+
+def _register(m: Machine, scope: Any, state: str, i: int, tick: int) -> Ctx | None:
+    """Tie ``scope`` to the job's context (created now if nobody asked for it yet)."""
+    ctx: Ctx
+    if i < 0:
+        ctx = m._ctx
+    elif m._disposing or m._ticks[i] != tick:
+        scope.cancel()  # the state ended during the job's first step
+        return None
+    else:
+        subs = m._subs
+        ctx = subs.state_ctx.get(state) or subs.new_state_ctx(state, tick, m._ctx)
+    if ctx._cancelled:
+        scope.cancel()
+        return None
+    ctx._scopes.add(scope)
+    return ctx
 
 
 class _AsyncioHost:
-    """The machine's state-scoped tasks on asyncio: plain tasks, owned by a host.
+    """The machine's workers on asyncio: plain tasks, owned by a host.
 
     ``run`` is a task of the machine's task group that does for these tasks what
     the group would do: the group cannot end before they did (the host returns
     once the machine is disposed and its tasks finished); cancelling the group
     cancels them (their cancel scopes, so level-triggered, and tasks started
     afterwards start cancelled); a BaseException escaping one (exceptions
-    become ``add_err``) cancels the others and is raised in the group.
+    become ``add_err``) cancels the others and is raised in the group. The
+    host sleeps until one of these happens: a task ending is no wake-up.
     """
 
-    __slots__ = ("closing", "error", "event", "loop", "scope_cls", "scopes", "tasks")
+    __slots__ = ("closing", "error", "event", "loop", "scopes", "tasks", "workers")
 
-    def __init__(self, scope_cls: Callable[[], Any]) -> None:
+    def __init__(self) -> None:
         import asyncio
 
         self.loop = asyncio.get_running_loop()
-        self.scope_cls = scope_cls
         self.tasks: set[asyncio.Task[Any]] = set()
         self.scopes: set[Any] = set()  # the cancel scopes of the running tasks
         self.closing = False
         self.error: BaseException | None = None
         self.event: anyio.Event | None = None
+        self.workers: _Workers | None = None
 
     def spawn(self, fn: Callable[..., Any], *args: Any) -> None:
         task = self.loop.create_task(fn(*args))
@@ -124,12 +404,16 @@ class _AsyncioHost:
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[Any]) -> None:
-        self.tasks.discard(task)
+        tasks = self.tasks
+        tasks.discard(task)
         if not task.cancelled():
             exc = task.exception()
             if exc is not None and self.error is None:
                 self.error = exc
-        self.poke()
+                self.poke()
+                return
+        if not tasks:
+            self.poke()  # the host may wait for the last one
 
     def poke(self) -> None:
         if self.event is not None:
@@ -137,6 +421,8 @@ class _AsyncioHost:
 
     def _cancel_all(self) -> None:
         self.closing = True
+        if self.workers is not None:
+            self.workers.close()  # parked workers are in no scope: they end
         for scope in list(self.scopes):
             scope.cancel()
 
@@ -232,10 +518,7 @@ def fork(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> bool:
     if state not in m._active_set:
         m._log(L_OPS, f"[fork:skip] {state} is not active")
         return False
-    ctx = m.new_state_ctx(state)
-    if ctx.expired:
-        return False
-    m._spawn(run_scoped, m, ctx, fn, args)
+    submit(m, state, fn, args)
     return True
 
 
@@ -244,25 +527,37 @@ def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]
     if m._disposing:
         return False
     require_task_group(m)
-    ctx: Ctx = m.new_state_ctx(event.state) if event.state else m._ctx
-    if ctx.cancelled:
-        return False
-    m._spawn(run_scoped, m, ctx, fn, args)
+    submit(m, event.state, fn, args)
     return True
 
 
+def submit(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> None:
+    """Run ``fn(*args)`` in the task group, scoped to ``state``'s current tick
+    (``""``: to the machine, cancelled by disposal only). The context is made
+    only when the job first waits (see :class:`_Workers`)."""
+    if m._disposing:
+        return
+    workers = m._workers
+    if workers is not None:
+        if state:
+            i = m._index[state]
+            job = (fn, args, state, i, m._ticks[i], contextvars.copy_context())
+        else:
+            job = (fn, args, "", -1, 0, contextvars.copy_context())
+        workers.submit(job)
+        return
+    ctx: Ctx = m.new_state_ctx(state) if state else m._ctx
+    m._spawn(run_scoped, m, ctx, fn, args)
+
+
 async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -> None:
-    # ``with ctx.cancel_scope():`` written out, with the machine's scope class
-    # (no contextlib generator, no backend lookup: this runs per async handler)
-    scope = m._scope_cls()
-    host = m._host
-    with scope:
-        if ctx._cancelled or (host is not None and host.closing):
+    """A job as a task of its own, in its own cancel scope (task groups other than
+    a trio nursery or anyio's asyncio one)."""
+    with m._scope_cls() as scope:
+        if ctx._cancelled:
             scope.cancel()
         else:
             ctx._scopes.add(scope)
-        if host is not None:
-            host.scopes.add(scope)
         try:
             await fn(*args)
         except Exception as err:
@@ -274,14 +569,18 @@ async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -
             m._add_err_from(EXCEPTION, err, None, None, source)
         finally:
             ctx._scopes.discard(scope)
-            if host is not None:
-                host.scopes.discard(scope)
 
 
 def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
     """Start an ``async def`` final handler as a task scoped to its state (5.6)."""
-    tg = m._task_group
-    if tg is None:
+    workers = m._workers
+    state = event.state
+    if workers is not None and state and not m._disposing:
+        # submit() inlined: this runs per async handler
+        i = m._index[state]
+        workers.submit((fn, (event,), state, i, m._ticks[i], contextvars.copy_context()))
+        return
+    if m._task_group is None:
         m.add_err(
             NoNurseryError(
                 f"async handler {event.name} needs a task group: use"
@@ -289,23 +588,7 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
             )
         )
         return
-    state = event.state
-    ctx: Ctx
-    if not state:
-        ctx = m._ctx
-    else:
-        # new_state_ctx() without its checks: the event's state is a known one
-        # and the machine is not disposed (handle() checked) - unless a handler
-        # of an earlier binding disposed it, then the checked path
-        i = m._index.get(state)
-        existing = m._subs.state_ctx.get(state)
-        if existing is not None and not m._disposing:
-            ctx = existing
-        elif i is not None and not m._disposing:
-            ctx = m._subs.new_state_ctx(state, m._ticks[i], m._ctx)
-        else:
-            ctx = m.new_state_ctx(state)
-    m._spawn(run_scoped, m, ctx, fn, (event,))
+    submit(m, event.state, fn, (event,))
 
 
 # ----- disposal (semantics §10)
