@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -36,16 +37,19 @@ from .protocol import (
     ErrorFrame,
     Gone,
     Hello,
-    TxBatch,
     Welcome,
+    WireTx,
+    WireTxs,
     check_hello,
     encode_frame,
+    tx_from_wire,
 )
 
 __all__ = ["Collector", "Connection", "MachineLog", "Receiver", "ReceiverHandler"]
 
 _log = logging.getLogger("asyncmachine_trio.telemetry")
 _conn_ids = itertools.count(1)
+_MID = operator.itemgetter(0)
 
 
 @attrs.define(eq=False)
@@ -76,6 +80,15 @@ class ReceiverHandler:
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
         """A batch of transitions, each of a machine whose schema came first."""
+
+    def on_wire_txs(self, conn: Connection, txs: list[WireTx]) -> None:
+        """The same batch as checked wire records (what the receiver decodes).
+
+        The default builds the :class:`TxRecord` objects and calls
+        :meth:`on_txs`; a handler that stores the wire form directly (the
+        debugger's store) overrides this one and skips that cost.
+        """
+        self.on_txs(conn, [tx_from_wire(t) for t in txs])
 
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
         """The client dropped records of a machine (buffer full / debugger away)."""
@@ -137,7 +150,7 @@ class Receiver:
         except Exception:
             pass
         conn = Connection(next(_conn_ids), peer)
-        dec = Decoder(expect_preamble=True, max_frame=self.max_frame)
+        dec = Decoder(expect_preamble=True, max_frame=self.max_frame, wire_txs=True)
         error: Exception | None = None
         try:
             async with stream:
@@ -178,15 +191,16 @@ class Receiver:
 
     def _dispatch(self, conn: Connection, frame: Any) -> None:
         h = self.handler
-        if isinstance(frame, TxBatch):
+        if isinstance(frame, WireTxs):
+            txs = frame.txs
             known = conn.machines
-            for tx in frame.txs:
-                if tx.machine_id not in known:
-                    raise ProtocolError(
-                        f"transition of machine {tx.machine_id!r} before its schema"
-                    )
-            conn.txs += len(frame.txs)
-            h.on_txs(conn, frame.txs)
+            mids = set(map(_MID, txs))
+            if not mids.issubset(known):
+                unknown = sorted(mids - known.keys())[0]
+                raise ProtocolError(f"transition of machine {unknown!r} before its schema")
+            conn.txs += len(txs)
+            h.on_wire_txs(conn, txs)
+
         elif isinstance(frame, SchemaRecord):
             conn.machines[frame.machine_id] = frame
             h.on_schema(conn, frame)
