@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import attrs
 
@@ -77,7 +77,7 @@ class StateRecord:
     tags: list[str] = attrs.Factory(list)
 
     @classmethod
-    def of(cls, name: str, s: State) -> StateRecord:
+    def of(cls, name: str, s: State) -> Self:
         """The record of ``s`` named ``name``."""
         return cls(
             name,

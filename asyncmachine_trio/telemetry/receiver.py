@@ -27,7 +27,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .errors import ProtocolError
+from .errors import ClientLimitError, ProtocolError
 from .model import SchemaRecord, TxRecord
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -72,6 +72,13 @@ class ReceiverHandler:
     callback closes that connection (the client reconnects) and is logged.
     """
 
+    #: the cap on concurrent clients a :class:`Receiver` applies when not given
+    #: its own ``max_clients`` (None: no cap)
+    max_clients: int | None = None
+
+    def on_refused(self, conn: Connection, error: ClientLimitError) -> None:
+        """A client was refused (``max_clients`` reached); it got an ``error`` frame."""
+
     def on_connect(self, conn: Connection) -> None:
         """The handshake of ``conn`` succeeded."""
 
@@ -106,7 +113,11 @@ class Receiver:
     ``serve()`` listens on TCP; ``handle_stream()`` serves one already
     accepted byte stream (any anyio ``ByteStream``, e.g. one adapted from a
     websocket). A client sending malformed frames gets an ``error`` frame and
-    is disconnected; the others are not affected.
+    is disconnected; the others are not affected. ``max_clients`` caps the
+    clients served at once (default: the handler's ``max_clients``, None: no
+    cap): one more gets an ``error`` frame after its ``hello``
+    (:class:`ClientLimitError`), is counted in :attr:`refused` and reported to
+    :meth:`ReceiverHandler.on_refused`.
     """
 
     def __init__(
@@ -116,8 +127,12 @@ class Receiver:
         agent: str = "asyncmachine-trio receiver",
         max_frame: int = DEFAULT_MAX_FRAME,
         handshake_timeout: float = 10.0,
+        max_clients: int | None = None,
     ) -> None:
         self.handler = handler
+        self.max_clients = handler.max_clients if max_clients is None else max_clients
+        #: clients refused because of ``max_clients``
+        self.refused = 0
         self.agent = agent
         self.max_frame = max_frame
         self.handshake_timeout = handshake_timeout
@@ -156,6 +171,12 @@ class Receiver:
             async with stream:
                 try:
                     await self._run(stream, conn, dec)
+                except ClientLimitError as err:
+                    self.refused += 1
+                    _log.warning("telemetry: client %s refused: %s", peer or conn.conn_id, err)
+                    with anyio.move_on_after(1):
+                        await stream.send(encode_frame(ErrorFrame(str(err))))
+                    self.handler.on_refused(conn, err)
                 except ProtocolError as err:
                     error = err
                     _log.warning("telemetry: client %s: %s", peer or conn.conn_id, err)
@@ -179,9 +200,16 @@ class Receiver:
         with anyio.fail_after(self.handshake_timeout):
             while not frames:
                 frames = dec.feed(await stream.receive())
-        conn.hello = check_hello(frames.pop(0))
+        hello = check_hello(frames.pop(0))
+        cap = self.max_clients
+        if cap is not None and len(self.connections) >= cap:
+            raise ClientLimitError(
+                f"too many clients: this debugger serves {cap} at most"
+                f" ({len(self.connections)} connected)"
+            )
+        conn.hello = hello
+        self.connections[conn.conn_id] = conn  # before any await: the cap counts it
         await stream.send(encode_frame(Welcome(agent=self.agent)))
-        self.connections[conn.conn_id] = conn
         h.on_connect(conn)
         while True:
             for frame in frames:

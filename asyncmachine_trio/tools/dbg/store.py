@@ -41,6 +41,7 @@ from typing import Any, overload
 import anyio
 import attrs
 
+from ...telemetry.errors import ClientLimitError
 from ...telemetry.model import SchemaRecord, StepRecord, TxRecord
 from ...telemetry.protocol import (
     Dropped,
@@ -61,6 +62,7 @@ __all__ = [
     "F_HEALTH",
     "F_QUEUED",
     "HEALTH_STATES",
+    "MAX_CLIENTS",
     "Filters",
     "MachineData",
     "Reader",
@@ -84,6 +86,8 @@ HEALTH_STATES = frozenset({"Healthcheck", "Heartbeat"})
 
 #: transitions a machine keeps at least when the memory cap halves histories
 MIN_KEEP = 300
+#: clients a receiver serving a store takes at once by default (as the reference)
+MAX_CLIENTS = 5000
 _EMPTY: tuple[int, ...] = ()
 _NO_STEPS: list[StepRecord] = []  # shared by transitions without steps, never mutated
 _NO_ARGS: dict[str, str] = {}
@@ -779,8 +783,13 @@ class Store(ReceiverHandler):
         max_mem: int | None = None,
         clean_on_connect: bool = False,
         min_keep: int = MIN_KEEP,
+        max_clients: int | None = MAX_CLIENTS,
     ) -> None:
         self.machines: dict[str, MachineData] = {}
+        #: the cap on concurrent clients a receiver serving this store applies
+        self.max_clients = max_clients
+        #: clients refused because of that cap
+        self.refused = 0
         self.max_mem = max_mem
         self.clean_on_connect = clean_on_connect
         self.min_keep = min_keep
@@ -967,6 +976,10 @@ class Store(ReceiverHandler):
             self.gc()
         self._notify()
 
+    def on_refused(self, conn: Connection, error: ClientLimitError) -> None:
+        self.refused += 1
+        self._notify()
+
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
         md = self.machines.get(dropped.machine_id)
         if md is not None:
@@ -1075,4 +1088,5 @@ class Store(ReceiverHandler):
             "dropped": sum(m.dropped for m in self.machines.values()),
             "mem_bytes": self.mem,
             "gc_dropped": self.gc_dropped,
+            "refused": self.refused,
         }
