@@ -508,9 +508,15 @@ class Decoder:
 
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (possibly none)."""
+        return list(self.feed_iter(data))
+
+    def feed_iter(self, data: bytes) -> Iterator[Frame]:
+        """Like :meth:`feed`, but each frame is decoded only when the iteration
+        reaches it (so one decoded frame at a time is alive: less work for the
+        GC). Iterate to the end before feeding more."""
         self._buf += data
         self.bytes_in += len(data)
-        return list(self._frames())
+        return self._frames()
 
     def _frames(self) -> Iterator[Frame]:
         buf = self._buf

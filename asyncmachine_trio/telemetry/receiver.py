@@ -215,7 +215,7 @@ class Receiver:
             for frame in frames:
                 conn.frames += 1
                 self._dispatch(conn, frame)
-            frames = dec.feed(await stream.receive())
+            frames = dec.feed_iter(await stream.receive())  # type: ignore[assignment]
 
     def _dispatch(self, conn: Connection, frame: Any) -> None:
         h = self.handler

@@ -32,9 +32,9 @@ import math
 import struct
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
-from itertools import compress, count
+from itertools import compress, count, groupby
 from operator import itemgetter, ne
 from typing import Any, overload
 
@@ -141,6 +141,8 @@ _R_BEFORE = _R["_before"]
 _R_FLAGS = _R["flags"]
 _R_ID = _R["id"]
 _R_NS = _R["time_ns"]
+_MID = itemgetter(0)
+_SOURCE = itemgetter(19)
 
 
 def _col(name: str, doc: str) -> Any:
@@ -555,112 +557,146 @@ class MachineData:
 
     def append_wire(self, r: WireTx, now_ns: int) -> int:
         """Store a normalized wire record (see :func:`check_wire_txs`); returns its size."""
-        (_mid, seq, tid, typ, called, args, acc, auto, check, queued, before_l, after_l) = r[:12]
-        (qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime, lv, plv, mqt) = r[12:]
+        return self.append_wires((r,), now_ns)
+
+    def append_wires(self, recs: Iterable[WireTx], now_ns: int) -> int:
+        """Store normalized wire records of this machine; returns their estimated size.
+
+        The hot loop of the ingest: everything it reads per record is a local.
+        """
         interned = self._interned
         if len(interned) > _INTERN_MAX:
             interned.clear()
         intern = interned.setdefault
-        n_after = len(after_l)
-        size = 200 + 8 * n_after
-        time_b = _packer(n_after)(*after_l)
-        if before_l == self._last_after:
-            before_b = None
-        else:
-            before_b = _packer(len(before_l))(*before_l)
-            size += 8 * n_after
-        self._last_after = after_l
-        flags = (0 if acc else F_CANCELED) | (F_AUTO if auto else 0)
-        if check:
-            flags |= F_CHECK
-        if queued:
-            flags |= F_QUEUED
-        called = intern(called, called)
-        if before_l == after_l:
-            added = removed = _EMPTY
-            if not flags & (F_CANCELED | F_QUEUED):
-                flags |= F_EMPTY
-        else:
-            diff = list(compress(count(), map(ne, before_l, after_l)))
-            added = tuple([i for i in diff if after_l[i] & 1])
-            added = intern(added, added)
-            removed = tuple([i for i in diff if before_l[i] & 1 and not after_l[i] & 1])
-            removed = intern(removed, removed)
         health = self.health_idx
-        if health and called and health.issuperset(called):
-            flags |= F_HEALTH
-        for i in self.err_idx:
-            if i < n_after and after_l[i] & 1:
-                flags |= F_ERR
-                break
-        if steps:
-            idx = self.index
-            ts = {*called, *added, *removed}
-            for s in steps:
-                if s[1] in idx:
-                    ts.add(idx[s[1]])
-                if s[2] in idx:
-                    ts.add(idx[s[2]])
-            touched = tuple(sorted(ts))
-            touched = intern(touched, touched)
-            size += 120 * len(steps)
-        elif added or removed:
-            touched = tuple(sorted({*called, *added, *removed}))
-            touched = intern(touched, touched)
-        else:
-            touched = called
-        if logs or pre:
-            size += sum(map(len, logs)) + sum(map(len, pre)) + 57 * (len(logs) + len(pre))
-            if self._reader_lines(pre) | self._reader_lines(logs):
-                st = ReaderState.of(self._ctx, self._subs, self._pipes)
-                self.reader_state = st
-                self._reader_row = (st.contexts, st.subscriptions, st.pipes)
-        if args:
-            size += 100 * len(args)
-            args = tuple(args.items())  # no dict in a row: the GC can untrack it
-        else:
-            args = ()
-        t_ns = tns or now_ns
-        self._rows.append(
-            (
-                seq,
-                tid,
-                typ,
-                flags,
-                called,
-                added,
-                removed,
-                touched,
-                time_b,
-                before_b,
-                t_ns,
-                qt,
-                mt,
-                qlen,
-                mqt,
-                args,
-                steps,
-                logs,
-                pre,
-                lv,
-                plv,
-                (smach, stx, stime) if smach else None,
-                self._reader_row,
-            )
-        )
-        # human time only moves forward in the index (bisect needs order)
+        err_idx = self.err_idx
+        idx = self.index
+        rows_append = self._rows.append
         times = self.times_ns
-        if times and t_ns < times[-1]:
-            t_ns = times[-1]
-        times.append(t_ns)
-        self.sizes.append(size)
-        self.mem += size
-        last = self.last_seq
-        if last and seq > last + 1:
-            self.gaps += seq - last - 1
-        self.last_seq = seq
+        times_append = times.append
+        sizes_append = self.sizes.append
+        last_after = self._last_after
+        last_t = times[-1] if times else 0
+        last_seq = self.last_seq
+        gaps = 0
+        total = 0
+        n_pack = -1
+        pack = _packer(0)
+        reader_row = self._reader_row
+        for r in recs:
+            (_, seq, tid, typ, called, args, acc, auto, check, queued, before_l, after_l,
+             qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime, lv, plv, mqt) = r  # fmt: skip
+            n_after = len(after_l)
+            if n_after != n_pack:
+                n_pack = n_after
+                pack = _packer(n_after)
+            size = 200 + 8 * n_after
+            time_b = pack(*after_l)
+            if before_l == last_after:
+                before_b = None
+            else:
+                before_b = _packer(len(before_l))(*before_l)
+                size += 8 * n_after
+            last_after = after_l
+            flags = (0 if acc else F_CANCELED) | (F_AUTO if auto else 0)
+            if check:
+                flags |= F_CHECK
+            if queued:
+                flags |= F_QUEUED
+            called = intern(called, called)
+            if before_l == after_l:
+                added = removed = touched = _EMPTY
+                if not flags & (F_CANCELED | F_QUEUED):
+                    flags |= F_EMPTY
+            else:
+                added_l = []
+                removed_l = []
+                for i in compress(count(), map(ne, before_l, after_l)):
+                    if after_l[i] & 1:
+                        added_l.append(i)
+                    elif before_l[i] & 1:
+                        removed_l.append(i)
+                added = tuple(added_l)
+                added = intern(added, added)
+                removed = tuple(removed_l)
+                removed = intern(removed, removed)
+            if health and called and health.issuperset(called):
+                flags |= F_HEALTH
+            for i in err_idx:
+                if i < n_after and after_l[i] & 1:
+                    flags |= F_ERR
+                    break
+            if steps:
+                ts = {*called, *added, *removed}
+                for s in steps:
+                    if s[1] in idx:
+                        ts.add(idx[s[1]])
+                    if s[2] in idx:
+                        ts.add(idx[s[2]])
+                touched = tuple(sorted(ts))
+                touched = intern(touched, touched)
+                size += 120 * len(steps)
+            elif added or removed:
+                touched = tuple(sorted({*called, *added, *removed}))
+                touched = intern(touched, touched)
+            else:
+                touched = called
+            if logs or pre:
+                size += sum(map(len, logs)) + sum(map(len, pre)) + 57 * (len(logs) + len(pre))
+                if self._reader_lines(pre) | self._reader_lines(logs):
+                    st = ReaderState.of(self._ctx, self._subs, self._pipes)
+                    self.reader_state = st
+                    reader_row = (st.contexts, st.subscriptions, st.pipes)
+            if args:
+                size += 100 * len(args)
+                args = tuple(args.items())  # no dict in a row: the GC can untrack it
+            else:
+                args = ()
+            t_ns = tns or now_ns
+            rows_append(
+                (
+                    seq,
+                    tid,
+                    typ,
+                    flags,
+                    called,
+                    added,
+                    removed,
+                    touched,
+                    time_b,
+                    before_b,
+                    t_ns,
+                    qt,
+                    mt,
+                    qlen,
+                    mqt,
+                    args,
+                    steps,
+                    logs,
+                    pre,
+                    lv,
+                    plv,
+                    (smach, stx, stime) if smach else None,
+                    reader_row,
+                )
+            )
+            # human time only moves forward in the index (bisect needs order)
+            if t_ns < last_t:
+                t_ns = last_t
+            times_append(t_ns)
+            last_t = t_ns
+            sizes_append(size)
+            total += size
+            if last_seq and seq > last_seq + 1:
+                gaps += seq - last_seq - 1
+            last_seq = seq
+        self._last_after = last_after
+        self._reader_row = reader_row
+        self.last_seq = last_seq
+        self.gaps += gaps
+        self.mem += total
         self.last_ns = now_ns
-        return size
+        return total
 
     def _reader_lines(self, lines: tuple[str, ...]) -> bool:
         """Apply the semantic lines about contexts, waiters and pipes; True if one changed."""
@@ -957,18 +993,15 @@ class Store(ReceiverHandler):
         now = time.time_ns() if now_ns is None else now_ns
         machines = self.machines
         forks = self._forks
-        md: MachineData | None = None
-        mid = ""
         added = 0
-        for rec in txs:
-            if rec[0] != mid:
-                mid = rec[0]
-                md = machines.get(mid)
-                if md is None:
-                    raise KeyError(f"transition of unknown machine {mid!r}")
-                self.dirty.add(mid)
-            added += md.append_wire(rec, now)  # type: ignore[union-attr]
-            if rec[19]:  # a source: index the fork
+        for mid, run in groupby(txs, _MID):  # runs of one machine's records
+            md = machines.get(mid)
+            if md is None:
+                raise KeyError(f"transition of unknown machine {mid!r}")
+            self.dirty.add(mid)
+            recs = list(run)
+            added += md.append_wires(recs, now)
+            for rec in filter(_SOURCE, recs):  # a source: index the fork
                 forks.setdefault((rec[19], rec[20]), []).append((mid, rec[2]))
         self.mem += added
         self.version += 1
