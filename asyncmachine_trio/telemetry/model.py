@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -63,6 +63,9 @@ def _strs(v: Sequence[str] | None) -> list[str] | None:
     return None if v is None else list(v)
 
 
+_S = TypeVar("_S", bound="StateRecord")
+
+
 @attrs.define(slots=True)
 class StateRecord:
     """One state of a schema; relations are ``None`` when not given."""
@@ -77,7 +80,7 @@ class StateRecord:
     tags: list[str] = attrs.Factory(list)
 
     @classmethod
-    def of(cls, name: str, s: State) -> Self:
+    def of(cls: type[_S], name: str, s: State) -> _S:
         """The record of ``s`` named ``name``."""
         return cls(
             name,

@@ -69,6 +69,7 @@ __all__ = [
     "ReaderState",
     "Store",
     "Tx",
+    "TxList",
 ]
 
 # flag bits of a Tx
