@@ -142,6 +142,10 @@ _R_BEFORE = _R["_before"]
 _R_FLAGS = _R["flags"]
 _R_ID = _R["id"]
 _R_NS = _R["time_ns"]
+_R_TOUCHED = _R["touched"]
+_R_CALLED = _R["called"]
+_R_ADDED = _R["added"]
+_R_REMOVED = _R["removed"]
 _MID = itemgetter(0)
 _SOURCE = itemgetter(19)
 
@@ -166,7 +170,6 @@ class Tx(tuple):  # type: ignore[type-arg]
     called: tuple[int, ...] = _col("called", "Indexes of the called states.")
     added: tuple[int, ...] = _col("added", "Indexes of the states it activated.")
     removed: tuple[int, ...] = _col("removed", "Indexes of the states it deactivated.")
-    touched: tuple[int, ...] = _col("touched", "Called, added, removed and stepped states.")
     time_ns: int = _col("time_ns", "The machine's wall clock at its end (Unix ns).")
     queue_tick: int = _col("queue_tick", "The machine's queue tick when it ended.")
     machine_tick: int = _col("machine_tick", "The machine's tick when it ended.")
@@ -181,6 +184,14 @@ class Tx(tuple):  # type: ignore[type-arg]
     source: tuple[str, str, int] | None = _col(
         "source", "(machine id, transition id, machine time) of the mutation's source, or None."
     )
+
+    @property
+    def touched(self) -> tuple[int, ...]:
+        """Indexes of the called, added, removed and stepped states, sorted."""
+        t: tuple[int, ...] | None = self[_R_TOUCHED]
+        if t is None:  # made on first use: called + added + removed
+            return tuple(sorted({*self[_R_CALLED], *self[_R_ADDED], *self[_R_REMOVED]}))
+        return t
 
     @property
     def time(self) -> Sequence[int]:
@@ -638,8 +649,7 @@ class MachineData:
                 touched = intern(touched, touched)
                 size += 120 * len(steps)
             elif added or removed:
-                touched = tuple(sorted({*called, *added, *removed}))
-                touched = intern(touched, touched)
+                touched = None  # the Tx view makes it on first use
             else:
                 touched = called
             if logs or pre:
