@@ -100,6 +100,7 @@ def test_roundtrip_every_kind() -> None:
     ]
     data = b"".join(p.encode_frame(f) for f in frames)
     assert p.Decoder().feed(data) == frames
+    assert list(p.Decoder().feed_iter(data)) == frames
     # byte by byte: the same frames
     dec = p.Decoder()
     out: list[Any] = []

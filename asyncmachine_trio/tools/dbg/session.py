@@ -127,7 +127,7 @@ def import_session(
                     chunk = chunk[need:]
                     if not MAGIC.startswith(head):
                         raise SessionError(f"{name}: not an am-dbg session (bad header)")
-                for frame in dec.feed(chunk):
+                for frame in dec.feed_iter(chunk):
                     frames += 1
                     _apply(store, conn, frame, name)
                 if progress is not None:
