@@ -617,7 +617,7 @@ class MachineData:
                 flags |= F_QUEUED
             called = intern(called, called)
             if before_l == after_l:
-                added = removed = touched = _EMPTY
+                added = removed = _EMPTY
                 if not flags & (F_CANCELED | F_QUEUED):
                     flags |= F_EMPTY
             else:
@@ -638,6 +638,7 @@ class MachineData:
                 if i < n_after and after_l[i] & 1:
                     flags |= F_ERR
                     break
+            touched: tuple[int, ...] | None
             if steps:
                 ts = {*called, *added, *removed}
                 for s in steps:
