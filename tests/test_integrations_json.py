@@ -156,6 +156,20 @@ def test_decode_errors(payload: bytes, exc: type[Exception], text: str) -> None:
     assert text in str(info.value)
 
 
+def test_decode_nesting_is_bounded() -> None:
+    def nested(depth: int) -> bytes:
+        # the message is level 1, args level 2, then depth - 2 arrays
+        inner = b"[" * (depth - 2) + b"]" * (depth - 2)
+        return b'{"kind": "am_req_mutation", "add": ["A"], "args": {"a": ' + inner + b"}}"
+
+    assert ig.decode(nested(ig.MAX_DEPTH)).kind == "am_req_mutation"
+    with pytest.raises(ig.MalformedMessageError, match="nested deeper than 32 levels"):
+        ig.decode(nested(ig.MAX_DEPTH + 1))
+    # deeper than Python's recursion limit: the JSON parser's RecursionError is typed too
+    with pytest.raises(ig.MalformedMessageError, match="nested deeper"):
+        ig.decode(b'{"kind": "am_req_getter", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+
+
 def test_decode_too_large() -> None:
     with pytest.raises(ig.MessageTooLargeError):
         ig.decode(b" " * (MAX_MESSAGE_SIZE + 1))
@@ -260,6 +274,9 @@ async def test_validation_errors_are_responses(req: Any, code: str, hint: str) -
         (b'{"kind": "am_req_nothing"}', "unknown_kind"),
         (b'{"kind": 7}', "unknown_kind"),
         (b" " * (MAX_MESSAGE_SIZE + 1), "too_large"),
+        # nesting: past the interpreter's recursion limit, and past MAX_DEPTH
+        (b"[" * 300_000 + b"]" * 300_000, "malformed"),
+        (b'{"kind": "am_req_mutation", "args": ' + b"[" * 40 + b"]" * 40 + b"}", "malformed"),
     ],
 )
 async def test_unknown_payloads_get_error_responses(raw: bytes, code: str) -> None:

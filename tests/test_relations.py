@@ -792,3 +792,64 @@ def test_example4_regression_remove_cross_blocked_by_implied() -> None:
     mach, _ = machine(schema)
     assert mach.set(["Z"]) is R.EXECUTED
     assert mach.active_states() == ["Z", "B"]
+
+
+def test_relation_steps_are_recorded_once() -> None:
+    """log_steps: every relation the resolver applies is a step, listed once."""
+    mach = am.Machine(
+        {
+            "A": am.State(add=("B",)),
+            "B": am.State(require=("C",)),
+            "C": am.State(after=("D",)),
+            "D": am.State(remove=("E",)),
+            "E": am.State(),
+            "F": am.State(require=("G",)),
+            "G": am.State(),
+        },
+        log_steps=True,
+    )
+    last = am.LastTxTracer()
+    mach.tracer_bind(last)
+    mach.add1("E")
+    mach.add(["A", "C", "D"])
+    tx = last.last
+    assert tx is not None
+    assert [str(s) for s in tx.steps] == [
+        "called **A**",
+        "called **C**",
+        "called **D**",
+        "activate **A**",
+        "activate **C**",
+        "activate **D**",
+        "**A** add **B**",
+        "activate **B**",
+        "**B** require **C**",
+        "**D** remove **E**",
+        "deactivate **E**",
+        "**C** after **D**",
+    ]
+    rel = [s for s in tx.steps if s.type is am.StepType.RELATION]
+    assert [(s.from_state, s.relation, s.to_state) for s in rel] == [
+        ("A", "add", "B"),
+        ("B", "require", "C"),
+        ("D", "remove", "E"),
+        ("C", "after", "D"),
+    ]
+    # a missing requirement of a called state: the passive deactivation and the cancel
+    mach.add1("F")
+    tx = last.last
+    assert tx is not None and not tx.is_accepted
+    steps = [str(s) for s in tx.steps]
+    assert steps[:5] == [
+        "called **F**",
+        "activate **F**",
+        "**F** require **G**",
+        "deactivate-passive **F**",
+        "cancel **G**",
+    ]
+    assert steps[-1] == "cancel **F**"
+    # without log_steps nothing is recorded
+    plain = am.Machine({"A": am.State(add=("B",)), "B": am.State()})
+    plain.tracer_bind(last)
+    plain.add1("A")
+    assert last.last is not None and last.last.steps == []

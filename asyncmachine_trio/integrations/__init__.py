@@ -25,6 +25,8 @@ from .handlers import handle_mutation as handle_mutation
 from .handlers import handle_payload as handle_payload
 from .handlers import handle_request as handle_request
 from .handlers import handle_waiting as handle_waiting
+from .messages import MAX_DEPTH as MAX_DEPTH
+from .messages import MAX_MESSAGE_SIZE as MAX_MESSAGE_SIZE
 from .messages import ErrorInfo as ErrorInfo
 from .messages import ErrorResp as ErrorResp
 from .messages import GetterReq as GetterReq

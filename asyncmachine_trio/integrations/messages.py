@@ -35,6 +35,7 @@ from .errors import (
 )
 
 __all__ = [
+    "MAX_DEPTH",
     "MAX_MESSAGE_SIZE",
     "ErrorInfo",
     "GetterReq",
@@ -57,6 +58,11 @@ __all__ = [
 
 MAX_MESSAGE_SIZE = 1024 * 1024
 """Largest payload :func:`decode` accepts, in bytes (NATS' default max_payload)."""
+
+MAX_DEPTH = 32
+"""Deepest nesting of JSON arrays and objects :func:`decode` accepts (the message
+itself is level 1, its ``args`` level 2); deeper payloads are malformed, so no
+peer can make a handler, a log line or a response recurse without bound."""
 
 
 class Kind(str, enum.Enum):
@@ -386,7 +392,27 @@ def decode(payload: bytes | str, cls: type[Any] | None = None) -> Message:
         data = json.loads(payload)
     except (ValueError, UnicodeDecodeError) as err:
         raise MalformedMessageError(f"not JSON: {err}") from None
+    except RecursionError:
+        raise MalformedMessageError(f"nested deeper than {MAX_DEPTH} levels") from None
+    _check_depth(data)
     return from_dict(data, cls)
+
+
+def _check_depth(data: Any) -> None:
+    """Refuse containers nested deeper than :data:`MAX_DEPTH` (iterative walk)."""
+    level: list[Any] = [data]
+    depth = 0
+    while level:
+        depth += 1
+        nested: list[Any] = []
+        for value in level:
+            if isinstance(value, dict):
+                nested.extend(v for v in value.values() if isinstance(v, (dict, list)))
+            elif isinstance(value, list):
+                nested.extend(v for v in value if isinstance(v, (dict, list)))
+        if nested and depth >= MAX_DEPTH:
+            raise MalformedMessageError(f"nested deeper than {MAX_DEPTH} levels")
+        level = nested
 
 
 def decode_request(payload: bytes | str) -> Request:

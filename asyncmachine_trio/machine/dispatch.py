@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 _INTERNAL_ERRORS_MAX = 10
 
+#: attribute marking a library handler that ``handler_timeout`` never applies to
+UNTIMED = "_am_untimed"
+
 
 def apply(m: Machine, tx: Transition, called: Sequence[str], targets: Sequence[str]) -> None:
     """Set the active list and tick the clocks (Go ``setActiveStates``)."""
@@ -177,7 +180,12 @@ def handle(m: Machine, name: str, is_final: bool, is_enter: bool, is_self: bool)
         finally:
             m._current_handler = ""
         timed_out = (
-            timeout is not None and not panicked and _time.perf_counter() - started > timeout
+            timeout is not None
+            and not panicked
+            and _time.perf_counter() - started > timeout
+            # library handlers of bounded cost (pipes): time spent in them is the
+            # loop's or the OS's, and reverting for it would lose their deliveries
+            and not getattr(fn, UNTIMED, False)
         )
         if tracers:
             for t in tracers:

@@ -18,7 +18,7 @@ from .schema import State
 
 if TYPE_CHECKING:
     from .machine import Machine
-    from .transition import Plan
+    from .transition import Plan, Transition
 
 __all__ = ["Relation", "Resolver", "go_stable_sort"]
 
@@ -323,6 +323,7 @@ class Resolver:
         states: list[str],
         before: frozenset[str] | set[str],
         remove_called: frozenset[str] | None,
+        tx: Transition | None = None,
     ) -> list[str]:
         add = self.add
         if not add:
@@ -346,9 +347,16 @@ class Resolver:
                 out = list(states)
             out.extend(adds)
             visited.add(x)
+            if tx is not None:
+                for a in adds:
+                    tx._add_step_once("rel", x, a, Relation.ADD.value)
+                for a in adds:
+                    tx._add_step_once("activate", "", a)
         return states if out is None else out
 
-    def _parse_require(self, states: list[str], is_auto: bool) -> list[str]:
+    def _parse_require(
+        self, states: list[str], is_auto: bool, tx: Transition | None = None
+    ) -> list[str]:
         require = self.require
         if not require:
             return states
@@ -359,6 +367,8 @@ class Resolver:
             for x in states:
                 reqs = require.get(x)
                 if reqs is not None:
+                    if tx is not None:
+                        self._require_steps(tx, x, reqs, present)
                     missing = [r for r in reqs if r not in present]
                     if missing:
                         if missing_map is None:
@@ -378,6 +388,29 @@ class Resolver:
                 m._log(level, f"[{label}] {text}")
         return states
 
+    @staticmethod
+    def _require_steps(tx: Transition, x: str, reqs: Sequence[str], present: set[str]) -> None:
+        """Steps of one state's Require check: each relation, and for a missing
+        requirement the state deactivated (passively) and, when it was called,
+        the cancel it causes."""
+        called = tx.mutation.called
+        for r in reqs:
+            tx._add_step_once("rel", x, r, Relation.REQUIRE.value)
+            if r not in present:
+                tx._add_step_once("deactivate-passive", x, "")
+                if x in called:
+                    tx._add_step_once("cancel", "", r)
+
+    def _after_steps(self, tx: Transition, states: list[str]) -> None:
+        """One ``after`` step per ordered pair of ``states`` joined by After."""
+        after = self._after
+        for i, x in enumerate(states):
+            deps = after.get(x)
+            if deps:
+                for y in states[:i]:
+                    if y in deps:
+                        tx._add_step_once("rel", x, y, Relation.AFTER.value)
+
     def target_states(
         self,
         mtype: MutationType,
@@ -386,6 +419,7 @@ class Resolver:
         before: list[str],
         before_set: frozenset[str] | set[str],
         states_to_set: list[str],
+        tx: Transition | None = None,
     ) -> list[str]:
         """The states active after the mutation, sorted (semantics §4.2, 4.5).
 
@@ -394,8 +428,9 @@ class Resolver:
         (OPS and up) and steps, so those runs always resolve afresh.
         """
         m = self._mach
-        if m._log_level >= L_OPS or (m._tx is not None and m._tx._steps is not None):
-            return self._resolve(mtype, called, is_auto, before, before_set, states_to_set)
+        steps = tx if tx is not None and tx._steps is not None else None
+        if m._log_level >= L_OPS or steps is not None:
+            return self._resolve(mtype, called, is_auto, before, before_set, states_to_set, steps)
         key = (mtype, is_auto, *called, None, *before)
         hit = self._cache.get(key)
         if hit is None:
@@ -413,12 +448,15 @@ class Resolver:
         before: list[str],
         before_set: frozenset[str] | set[str],
         states_to_set: list[str],
+        tx: Transition | None = None,
     ) -> list[str]:
+        """Resolve afresh; ``tx`` (one that records steps) gets the relation steps."""
         remove_called = frozenset(called) if mtype is MutationType.REMOVE else None
         s1 = list(dict.fromkeys(states_to_set))
         s4 = self._parse_require(
-            list(dict.fromkeys(self._parse_add(s1, before_set, remove_called))),
+            list(dict.fromkeys(self._parse_add(s1, before_set, remove_called, tx))),
             is_auto,
+            tx,
         )
         removed_by = self.removed_by
         if removed_by:
@@ -440,9 +478,11 @@ class Resolver:
                 level = L_OPS if x in before_set else L_DECISIONS
                 if m._log_level >= level:
                     m._log(level, f"[rel:remove] {x} by {' '.join(blockers)}")
-                if m._tx is not None and m._tx._steps is not None:
+                if tx is not None:
+                    for b in blockers:
+                        tx._add_step_once("rel", b, x, Relation.REMOVE.value)
                     kind = "deactivate" if x in before_set else "deactivate-passive"
-                    m._tx._add_step(kind, "", x)
+                    tx._add_step_once(kind, "", x)
             to_remove: set[str] = set()
             remove = self.remove
             for k in kept:
@@ -452,25 +492,27 @@ class Resolver:
             r2 = list(
                 dict.fromkeys(
                     x
-                    for x in self._parse_add(kept, before_set, remove_called)
+                    for x in self._parse_add(kept, before_set, remove_called, tx)
                     if x not in to_remove
                 )
             )
             r2.reverse()
-            targets = self._parse_require(r2, is_auto)
+            targets = self._parse_require(r2, is_auto, tx)
         else:
             # nothing can be blocked, but the second parse_add still runs over
             # the reversed list and its result is reversed back: the states it
             # implies come first (A{add G}, B{add A}: add1(B) -> G B A)
             kept = s4[::-1]
-            r2 = self._parse_add(kept, before_set, remove_called)
+            r2 = self._parse_add(kept, before_set, remove_called, tx)
             if r2 is kept:
                 targets = s4  # nothing implied: the round trip is the identity
             else:
                 targets = list(dict.fromkeys(r2))
                 targets.reverse()
-                targets = self._parse_require(targets, is_auto)
+                targets = self._parse_require(targets, is_auto, tx)
         self.sort_states(targets)
+        if tx is not None and self._has_after:
+            self._after_steps(tx, targets)
         return targets
 
     def new_auto_mutation_states(

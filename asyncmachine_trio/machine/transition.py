@@ -433,6 +433,23 @@ class Transition:
         if self._steps is not None:
             self._steps.append(Step(StepType(kind), from_state, to_state, relation, **kw))
 
+    def _add_step_once(self, kind: str, from_state: str, to_state: str, relation: str = "") -> None:
+        """``_add_step`` unless the same step is recorded already (the resolver
+        passes over the same relations more than once)."""
+        steps = self._steps
+        if steps is None:
+            return
+        type_ = StepType(kind)
+        for st in steps:
+            if (
+                st.type is type_
+                and st.from_state == from_state
+                and st.to_state == to_state
+                and st.relation == relation
+            ):
+                return
+        steps.append(Step(type_, from_state, to_state, relation))
+
     # ----- lifecycle
 
     def setup(self) -> None:
@@ -533,6 +550,7 @@ class Transition:
             self._states_before,
             self._before_set,
             states_to_set,
+            self,
         )
         self.target_states = targets
         if level >= L_OPS:

@@ -42,6 +42,7 @@ import anyio.abc
 
 import asyncmachine_trio as am
 from asyncmachine_trio.helpers import MachineApi
+from asyncmachine_trio.machine.dispatch import UNTIMED
 from asyncmachine_trio.machine.names import StateNames
 
 from .connected import ConnectedStates
@@ -231,6 +232,13 @@ def _flush(target: PipeMachine) -> None:
         _drain(target, book)
 
 
+def _untimed(pipe: PipeHandler) -> PipeHandler:
+    """Pipes queue a mutation and return: ``handler_timeout`` never reverts the
+    source for them (a pause of the loop or the OS would lose deliveries)."""
+    setattr(pipe, UNTIMED, True)
+    return pipe
+
+
 # ----- validation
 
 
@@ -318,7 +326,7 @@ def _add(
 
         _deliver(source, target, mutate)
 
-    return pipe
+    return _untimed(pipe)
 
 
 def remove(
@@ -367,7 +375,7 @@ def _remove(
 
         _deliver(source, target, mutate)
 
-    return pipe
+    return _untimed(pipe)
 
 
 # ----- binds: handler groups bound on the source, detached when the target goes
@@ -430,7 +438,7 @@ def bind_any(source: PipeMachine, target: PipeMachine) -> str:
 
     for state in names:
         _record_pipe(True, source, state, target, state)
-    return _bind(source, target, {"any_state": pipe}, "BindAny-" + target.id)
+    return _bind(source, target, {"any_state": _untimed(pipe)}, "BindAny-" + target.id)
 
 
 def bind_connected(

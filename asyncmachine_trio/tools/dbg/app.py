@@ -212,8 +212,11 @@ class DbgApp(App[None]):
         address: str = "",
         refresh_interval: float = 0.1,
         play_interval: float = 0.5,
+        extras: Any = None,
     ) -> None:
         super().__init__()
+        #: output files, diagrams web server, forwarding, REPL (an ``extras.Extras``)
+        self.extras = extras
         self.store = store if store is not None else Store()
         self.dbg = debugger if debugger is not None else Debugger(self.store)
         self.listen = listen
@@ -288,8 +291,14 @@ class DbgApp(App[None]):
         self._w("tree").border_title = "Schema"
         self._w("log").border_title = "Log"
         if self.listen is not None:
-            self.receiver = Receiver(self.store, agent="am-dbg")
+            handler = self.extras.handler(self.store) if self.extras is not None else self.store
+            self.receiver = Receiver(handler, agent="am-dbg")
             self.run_worker(self._serve(), exclusive=False, group="receiver")
+        if self.extras is not None:
+            note = lambda line: setattr(self.dbg, "message", line)  # noqa: E731
+            self.run_worker(
+                self.extras.run(self.store, self.dbg, note=note, redraw=self.render_all)
+            )
         self._open_initial()
         self.set_interval(self._refresh_interval, self._poll)
         self.set_interval(self._play_interval, self._play)

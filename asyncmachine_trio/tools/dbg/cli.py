@@ -149,6 +149,33 @@ def am_dbg(
     output_name: Annotated[
         str, typer.Option("--output-name", help="File name of the headless recording.")
     ] = DUMP,
+    # --- outputs, diagrams web server, forwarding, REPL (wiring: extras.py)
+    output_tx: Annotated[
+        bool, typer.Option(help="Write tx.md: the transition at the cursor.")
+    ] = True,
+    output_log: Annotated[
+        bool, typer.Option(help="Write log.md: the selected machine's log.")
+    ] = False,
+    output_clients: Annotated[bool, typer.Option(help="Write clients.txt: every machine.")] = False,
+    output_graph: Annotated[
+        bool, typer.Option(help="Write graph.md: the machines' graph.")
+    ] = False,
+    output_diagrams: Annotated[
+        int, typer.Option(min=0, max=3, help="Diagrams in --dir/diagrams: 0 off, 1-3 detail.")
+    ] = 0,
+    ui_web: Annotated[
+        bool, typer.Option(help="Diagrams web server on the listen port + 1.")
+    ] = True,
+    ui_web_addr: Annotated[
+        str, typer.Option(help="Address of the diagrams web server (default: loopback, port + 1).")
+    ] = "",
+    fwd_data: Annotated[
+        list[str] | None,
+        typer.Option("--fwd-data", "-f", help="Forward all data to this am-dbg (repeatable)."),
+    ] = None,
+    dbg_repl: Annotated[
+        bool, typer.Option("--dbg-repl", help="Serve am-dbg's own machine over aRPC (arpc).")
+    ] = False,
     version: Annotated[bool, version_callback("am-dbg")] = False,
 ) -> None:
     """Run the debugger (TUI, headless recorder or browser view)."""
@@ -168,6 +195,15 @@ def am_dbg(
     if web:
         _serve_web(web, web_host)
         return
+    extras = _extras(
+        listen,
+        output_dir,
+        (output_tx, output_log, output_clients, output_graph),
+        output_diagrams,
+        ui_web_addr if ui_web else None,
+        fwd_data or [],
+        dbg_repl,
+    )
     store = Store(
         max_mem=max_mem * 1024 * 1024, clean_on_connect=clean_on_connect, max_clients=max_clients
     )
@@ -177,7 +213,7 @@ def am_dbg(
     if headless:
         if listen is None:
             fail("--headless needs a --listen-addr")
-        _headless(store, listen, output_dir / _suffixed(output_name))
+        _headless(store, listen, output_dir / _suffixed(output_name), extras, filters)
         console.print(_summary(store, started), highlight=False)
         return
     if listen is not None:
@@ -192,6 +228,7 @@ def am_dbg(
         tail=view_tail and not import_data,
         listen=listen,
         output_dir=output_dir,
+        extras=extras,
     )
     tui.run()
     console.print(_summary(store, started), highlight=False)
@@ -208,6 +245,7 @@ def make_tui(
     tail: bool = True,
     listen: tuple[str, int] | None = None,
     output_dir: Path = Path("."),
+    extras: Any = None,
 ) -> Any:
     """The :class:`~.app.DbgApp` the flags describe (not running yet).
 
@@ -245,7 +283,30 @@ def make_tui(
         output_dir=output_dir,
         select_machine=select_machine,
         address=address,
+        extras=extras,
     )
+
+
+def _extras(
+    listen: tuple[str, int] | None,
+    out: Path,
+    files: tuple[bool, bool, bool, bool],
+    diagrams: int,
+    web_addr: str | None,
+    fwd: list[str],
+    repl: bool,
+) -> Any:
+    """The :class:`~.extras.Extras` of the output / web / forwarding / REPL flags."""
+    from ...telemetry.errors import TelemetryError
+    from . import extras as ex
+    from .outputs import OutputOptions
+
+    try:
+        web = ex.web_addr(listen, web_addr) if web_addr is not None else None
+        opts = OutputOptions(out, *files, diagrams=diagrams)
+        return ex.Extras(ex.ExtrasConfig(opts, web, tuple(fwd), repl))
+    except (TelemetryError, ValueError) as err:
+        fail(str(err))
 
 
 def _suffixed(name: str) -> str:
@@ -254,24 +315,39 @@ def _suffixed(name: str) -> str:
     return name if name.endswith(SUFFIX) else name + SUFFIX
 
 
-def _headless(store: Any, listen: tuple[str, int], out: Path) -> None:
+def _headless(
+    store: Any, listen: tuple[str, int], out: Path, extras: Any = None, filters: Any = None
+) -> None:
     """Record until SIGINT / SIGTERM, then write the session to ``out``."""
+    import functools
+
     import trio
 
     from ...telemetry.receiver import Receiver
+    from .logic import Debugger
     from .session import export_session
 
     async def run() -> None:
-        receiver = Receiver(store, agent="am-dbg headless")
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(receiver.serve, listen[0], listen[1])
-            console.print(f"am-dbg: listening on {listen[0]}:{port}", highlight=False)
-            console.print(f"am-dbg: recording to {out}", highlight=False)
-            sys.stdout.flush()
-            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        handler = extras.handler(store) if extras is not None else store
+        receiver = Receiver(handler, agent="am-dbg headless")
+        # signals first: a SIGINT right after the banner still ends the run cleanly
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                port = await nursery.start(receiver.serve, listen[0], listen[1])
+                console.print(f"am-dbg: listening on {listen[0]}:{port}", highlight=False)
+                console.print(f"am-dbg: recording to {out}", highlight=False)
+                if extras is not None:
+                    say = functools.partial(console.print, highlight=False)
+                    dbg = Debugger(store, filters=filters, tail=True)
+                    await nursery.start(
+                        functools.partial(extras.run, store, dbg, note=say, follow=True)
+                    )
+                sys.stdout.flush()
                 async for _sig in signals:
                     break
-            nursery.cancel_scope.cancel()
+                if extras is not None:
+                    extras.close()  # the files for the last transition
+                nursery.cancel_scope.cancel()
 
     try:
         trio.run(run)
