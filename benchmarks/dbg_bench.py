@@ -6,8 +6,10 @@ Ingest: 10 clients connect over loopback TCP at once (protocol v2, real
 ``Receiver`` + ``Store``, trio), each streams one machine's 20,000 transitions
 in ``txs`` frames of 100 (pre-encoded, so the clients cost little); the rate is
 transitions stored per second of wall time, decoding included, and per second
-of the process's CPU time (fairer on a loaded machine). Also the store alone
-(``Store.add_txs`` on decoded records).
+of the process's CPU time (fairer on a loaded machine). Also the two halves
+alone, per CPU second: decoding ``txs`` frames into checked wire records
+(``decode_frame(..., wire_txs=True)``) and storing them
+(``Store.add_wire_txs``, what the receiver calls).
 
 Render: 50 machines x 2,000 transitions (100,000) in the Textual app
 (``App.run_test``, 160x45); a step is ``Debugger.fwd()`` plus a redraw of every
@@ -71,18 +73,27 @@ async def ingest() -> tuple[float, float]:
     return total / dt, total / cpu
 
 
-def store_only() -> float:
+def halves() -> tuple[float, float]:
+    """Decode and store rates (transitions per CPU second), each alone."""
     store = Store()
     conn = Connection(1, "bench")
-    batches = []
+    bodies: list[bytes] = []
     for i in range(CLIENTS):
         store.on_schema(conn, schema(f"m{i}"))
-        batches.append(txs(f"m{i}", PER_CLIENT))
-    t0 = time.perf_counter()
-    for b in batches:
-        for k in range(0, PER_CLIENT, BATCH):
-            store.add_txs(b[k : k + BATCH])
-    return CLIENTS * PER_CLIENT / (time.perf_counter() - t0)
+        bodies += [f[4:] for f in frames(f"m{i}")[2:]]
+    total = CLIENTS * PER_CLIENT
+    c0 = time.process_time()
+    for b in bodies:  # as the receiver does: one decoded frame alive at a time
+        p.decode_frame(b, wire_txs=True)
+    dt_decode = time.process_time() - c0
+    decoded = [p.decode_frame(b, wire_txs=True) for b in bodies]
+    c1 = time.process_time()
+    for f in decoded:
+        assert isinstance(f, p.WireTxs)
+        store.add_wire_txs(f.txs)
+    c2 = time.process_time()
+    assert store.tx_count == total
+    return total / dt_decode, total / (c2 - c1)
 
 
 async def render() -> tuple[float, float, int]:
@@ -117,7 +128,9 @@ def main() -> None:
     rate, cpu_rate = trio.run(ingest)
     print(f"ingest, {CLIENTS} clients over TCP: {rate:10,.0f} tx/s wall (target >= 50,000)")
     print(f"  per CPU second of the process:  {cpu_rate:10,.0f} tx/s (shared machines: fairer)")
-    print(f"store only (add_txs):          {store_only():10,.0f} tx/s")
+    dec, sto = halves()
+    print(f"decode only (per CPU second):   {dec:10,.0f} tx/s")
+    print(f"store only (per CPU second):    {sto:10,.0f} tx/s")
     step_ms, press_ms, n = asyncio.run(render())
     print(f"render a step at {n:,} txs:   {step_ms:8.1f} ms (target <= 50 ms)")
     print(f"key press round trip (Pilot):  {press_ms:8.1f} ms (Textual compositor included)")

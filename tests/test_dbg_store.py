@@ -285,3 +285,113 @@ def test_same_format_as_recordings(tmp_path: Path) -> None:
     raw = gzip.decompress((tmp_path / "b.amdbg.gz").read_bytes())
     (tmp_path / "c.amdbg").write_bytes(raw)
     assert import_session(tmp_path / "c.amdbg").tx_count == 150
+
+
+def test_log_reader_data(tmp_path: Path) -> None:
+    """Levels, source, queue ticks, handlers, contexts, waiters and pipes of a real
+    pair of piped machines, through the store, an export and an import."""
+    from asyncmachine_trio.states import pipes
+
+    recs: dict[str, list[Any]] = {"src": [], "dst": []}
+
+    class T(am.Tracer):
+        def __init__(self, mid: str) -> None:
+            self.mid = mid
+
+        def transition_end(self, transition: am.Transition) -> None:
+            out = recs[self.mid]
+            out.append(tx_record(transition, len(out) + 1))
+
+    states = {"A": am.State(), "B": am.State(), "C": am.State()}
+    src = am.Machine(states, id="src", log_level=am.LogLevel.OPS)
+    dst = am.Machine(states, id="dst", log_level=am.LogLevel.OPS)
+    src.tracer_bind(T("src"))
+    dst.tracer_bind(T("dst"))
+    store = Store()
+    conn = Connection(1, "t")
+    for m in (src, dst):
+        store.on_schema(conn, schema_record(m))
+    pipes.bind(src, dst, "A")
+    waiter = src.when1("B")
+    src.add1("A")  # 1
+    src.new_state_ctx("A")
+    src.add1("C")  # 2
+    src.add1("B")  # 3
+    src.remove1("A")  # 4
+    assert waiter.is_set()
+    store.add_txs(recs["src"])
+    store.add_txs(recs["dst"])
+    s = store.get("src")
+    r1 = store.reader("src", 1)
+    assert r1.handlers == ("AState",) and r1.source is None
+    assert r1.subscriptions == ("when B",) and r1.contexts == ()
+    assert r1.pipes_out == ("[pipe-out:add] A to dst", "[pipe-out:remove] A to dst")
+    assert r1.pipes_in == ()
+    assert r1.mut_queue_tick == recs["src"][0].mut_queue_tick > 0
+    assert store.reader("src", 2).contexts == ("A",)
+    r4 = store.reader("src", 4)
+    assert r4.contexts == () and r4.subscriptions == () and r4.handlers == ("AEnd",)
+    # the piped transitions name their source; the source lists them as forks
+    d = store.get("dst")
+    rd = store.reader("dst", 1)
+    assert rd.source is not None and rd.source[:2] == ("src", s.txs[0].id)
+    assert rd.pipes_in == ("[pipe-in:add] A from src", "[pipe-in:remove] A from src")
+    assert r1.forks == (("dst", d.txs[0].id),)
+    assert store.forks("src", s.txs[3].id) == [("dst", d.txs[1].id)]
+    # levels: every line has one; a level filter keeps what is at or below it
+    lines = s.log_lines(1)
+    assert [x for _, x in lines] == recs["src"][0].pre_log_entries + recs["src"][0].log_entries
+    assert {lv for lv, _ in lines} == {am.LogLevel.CHANGES, am.LogLevel.OPS}
+    assert [x for _, x in s.log_lines(1, max_level=2)] == ["[state] +A"]
+    # all of it survives an export and an import
+    export_session(store, tmp_path / "r.amdbg.gz")
+    back = import_session(tmp_path / "r.amdbg.gz")
+    for mid in ("src", "dst"):
+        assert list(back.get(mid).records()) == recs[mid]
+        for pos in range(1, len(recs[mid]) + 1):
+            assert back.reader(mid, pos) == store.reader(mid, pos)
+
+
+def test_reader_lines_parsing() -> None:
+    """Waiters of every kind open and close; pipes go with ``[pipe:gc]``."""
+    store = Store()
+    conn = Connection(1, "t")
+    store.on_schema(conn, schema("m"))
+    lines = [
+        ["[whenTime:new] A,B 1 2", "[whenArgs:new] A (x,y)", "[whenQueue:new] 7"],
+        ["[whenQuery:new] 1", "[whenQuery:new] 2", "[whenNot:new] C", "[when:new] A B"],
+        ["[when:new] A B", "[pipe-in:add] A from p1", "[pipe-out:add] B to p2"],
+        ["[whenTime:match] A B [1 2]", "[whenArgs:match] A (x,y)", "[whenQueue:match] 7"],
+        ["[whenQuery:match] 0", "[whenNot:match] C", "[when:match] A B", "[pipe:gc] p1"],
+        ["[whenQuery:match] 1", "[when:match] A B", "[when:match] never opened"],
+    ]
+    recs = txs("m", len(lines))
+    for r, ls in zip(recs, lines, strict=True):
+        r.log_entries = ls
+    store.add_txs(recs)
+    subs = [store.reader("m", i + 1).subscriptions for i in range(len(lines))]
+    assert subs[0] == ("whenTime A B [1 2]", "whenArgs A (x,y)", "whenQueue 7")
+    assert subs[1][3:] == ("whenQuery x2", "whenNot C", "when A B")
+    assert "when A B x2" in subs[2]
+    assert subs[3] == ("whenQuery x2", "whenNot C", "when A B x2")
+    assert subs[4] == ("whenQuery", "when A B")
+    assert subs[5] == ()
+    assert store.reader("m", 3).pipes_in == ("[pipe-in:add] A from p1",)
+    assert store.reader("m", 5).pipes_in == ()
+    assert store.reader("m", 5).pipes_out == ("[pipe-out:add] B to p2",)
+
+
+def test_store_rows_are_not_gc_tracked() -> None:
+    """Stored transitions hold only atomic values: the cyclic GC stops tracking them."""
+    import gc
+
+    store = Store()
+    fill(store, 1, 500)
+    gc.collect()
+    gc.collect()
+    rows = store.get("m0")._rows
+    tracked = sum(gc.is_tracked(r) for r in rows)
+    assert tracked <= len(rows) // 10  # those with steps (tuples of tuples) may lag a pass
+    # what does not change is shared between transitions, not copied
+    assert len({id(r[-1]) for r in rows}) == 1
+    assert len({id(r[4]) for r in rows}) <= len(STATES)

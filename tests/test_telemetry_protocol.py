@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import msgpack
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import asyncmachine_trio as am
@@ -100,6 +100,7 @@ def test_roundtrip_every_kind() -> None:
     ]
     data = b"".join(p.encode_frame(f) for f in frames)
     assert p.Decoder().feed(data) == frames
+    assert list(p.Decoder().feed_iter(data)) == frames
     # byte by byte: the same frames
     dec = p.Decoder()
     out: list[Any] = []
@@ -264,3 +265,206 @@ async def test_receiver_handshake_and_errors(anyio_backend: Any) -> None:
         for s in (bad, raw, v3):
             await s.aclose()
         tg.cancel_scope.cancel()
+
+
+# ----- the wire form (what the receiver decodes), new fields, old frames, hostile input
+
+
+def test_levels_and_queue_tick_recorded() -> None:
+    """Log levels per line and the mutation's queue tick travel in the record."""
+    _, recs = records()
+    for r in recs:
+        assert len(r.log_levels) == len(r.log_entries)
+        assert len(r.pre_log_levels) == len(r.pre_log_entries)
+    first = recs[0]
+    levels = dict(zip(first.log_entries, first.log_levels, strict=True))
+    state_line = next(x for x in first.log_entries if x.startswith("[state]"))
+    assert levels[state_line] == am.LogLevel.CHANGES
+    assert all(1 <= lv <= am.LogLevel.OPS for lv in first.log_levels)
+    assert first.mut_queue_tick > 0  # a queued (not prepended) mutation
+    (batch,) = p.Decoder().feed(p.encode_txs(recs))
+    assert isinstance(batch, p.TxBatch) and batch.txs == recs
+
+
+def test_wire_txs_decoding() -> None:
+    """``wire_txs`` frames hold normalized tuples equal to the records' wire arrays."""
+    _, recs = records()
+    (frame,) = p.Decoder(wire_txs=True).feed(p.encode_txs(recs))
+    assert isinstance(frame, p.WireTxs)
+    for t, r in zip(frame.txs, recs, strict=True):
+        assert type(t) is tuple and len(t) == len(p.TX_FIELDS)
+        assert p.tx_from_wire(t) == r
+    # the same frame encodes back to the same bytes
+    assert p.encode_frame(frame) == p.encode_txs(recs)
+
+
+def test_old_frames_accepted() -> None:
+    """A v2 client from before levels (22 fields per record) still decodes, levels unknown."""
+    _, recs = records()
+    old = [p.tx_to_wire(r)[:22] for r in recs]
+    for wire_txs in (False, True):
+        (frame,) = p.Decoder(wire_txs=wire_txs).feed(_frame(["txs", [old]]))
+        txs = [p.tx_from_wire(t) for t in frame.txs] if wire_txs else frame.txs  # type: ignore[union-attr]
+        for got, want in zip(txs, recs, strict=True):
+            assert got.log_levels == b"" and got.pre_log_levels == b"" and got.mut_queue_tick == 0
+            assert got.log_entries == want.log_entries and got.time_after == want.time_after
+
+
+def _good() -> list[Any]:
+    return p.tx_to_wire(
+        TxRecord("m", 1, "t", 0, [0], {"a": "b"}, time_before=[0, 1], time_after=[1, 1])
+    )
+
+
+def _with(i: int, v: Any) -> list[Any]:
+    raw = _good()
+    raw[i] = v
+    return raw
+
+
+_F = {name: i for i, name in enumerate(p.TX_FIELDS)}
+
+
+@pytest.mark.parametrize(
+    ("record", "match"),
+    [
+        (_with(_F["time_after"], [1, -1]), "TxRecord.time_after"),
+        (_with(_F["time_before"], [0.5]), "TxRecord.time_before"),
+        (_with(_F["time_before"], [True]), "TxRecord.time_before"),
+        (_with(_F["called"], {"a": 1}), "TxRecord.called"),
+        (_with(_F["seq"], True), "TxRecord.seq"),
+        (_with(_F["accepted"], 1), "TxRecord.accepted"),
+        (_with(_F["args"], {"a": 1}), "TxRecord.args"),
+        (_with(_F["args"], [["a", "b"]]), "TxRecord.args"),
+        (_with(_F["log_entries"], ["ok", b"bytes"]), "TxRecord.log_entries"),
+        (_with(_F["log_levels"], "3"), "TxRecord.log_levels"),
+        (_with(_F["mut_queue_tick"], "1"), "TxRecord.mut_queue_tick"),
+        (_with(_F["time_ns"], -5), "TxRecord.time_ns"),
+        (_with(_F["steps"], [[1, 2]]), "TxRecord.steps"),
+        (_with(_F["steps"], [[]]), "TxRecord.steps"),
+        (_with(_F["steps"], [7]), "TxRecord.steps"),
+        (_with(_F["source_machine"], None), "TxRecord.source_machine"),
+        (42, "expected an array"),
+        ("m" * 30, "expected an array"),
+    ],
+)
+def test_hostile_records(record: Any, match: str) -> None:
+    """Every bad field is a ProtocolError naming it, on both decoding paths."""
+    body = _frame(["txs", [[_good(), record]]])
+    for wire_txs in (False, True):
+        with pytest.raises(ProtocolError, match=match):
+            p.Decoder(wire_txs=wire_txs).feed(body)
+    with pytest.raises(ProtocolError, match="TxBatch"):
+        p.Decoder(wire_txs=True).feed(_frame(["txs", [7]]))
+
+
+_atoms = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+)
+_values = st.recursive(
+    _atoms,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=6,
+)
+
+
+@st.composite
+def _mutated(draw: st.DrawFn) -> list[Any]:
+    raw = _good()
+    for _ in range(draw(st.integers(0, 3))):
+        raw[draw(st.integers(0, len(raw) - 1))] = draw(_values)
+    return raw[: draw(st.integers(3, len(raw) + 2))]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(_mutated(), _values), max_size=4))
+def test_fuzzed_batches_never_crash(batch: list[Any]) -> None:
+    """Any msgpack value as a batch: a typed error, or records the store can take."""
+    from asyncmachine_trio.telemetry.receiver import Connection
+    from asyncmachine_trio.tools.dbg.store import Store
+
+    body = _frame(["txs", [batch]])
+    try:
+        (frame,) = p.Decoder(wire_txs=True).feed(body)
+    except ProtocolError:
+        return
+    assert isinstance(frame, p.WireTxs)
+    store = Store()
+    conn = Connection(1, "fuzz")
+    for mid in {t[0] for t in frame.txs}:
+        store.on_schema(conn, SchemaRecord(mid, state_names=["A", "B"]))
+    store.add_wire_txs(frame.txs)
+    for md in store.machines.values():
+        assert [r.seq for r in md.records()] == [t[1] for t in frame.txs if t[0] == md.id]
+
+
+@pytest.mark.anyio
+async def test_receiver_client_cap(anyio_backend: Any) -> None:
+    """Past ``max_clients`` a client gets a typed refusal, is counted, others go on."""
+    from asyncmachine_trio.tools.dbg.store import Store
+
+    store = Store(max_clients=2)
+    rec = Receiver(store)
+    assert rec.max_clients == 2  # the handler's cap
+    assert Receiver(Collector(), max_clients=3).max_clients == 3
+    assert Receiver(Collector()).max_clients is None
+    mach, recs = records()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(rec.serve, "127.0.0.1", 0)
+        a, _ = await _client(port)
+        b, _ = await _client(port)
+        c = await anyio.connect_tcp("127.0.0.1", port)
+        await c.send(p.PREAMBLE + p.encode_frame(p.Hello(agent="third")))
+        msg = await _read_error(c, p.Decoder())
+        assert "too many clients" in msg and "2 at most" in msg
+        await c.aclose()
+        assert rec.refused == 1 and store.refused == 1 and store.summary()["refused"] == 1
+        # the served ones are unaffected
+        await a.send(p.encode_frame(schema_record(mach)) + p.encode_txs(recs))
+        await store.wait(lambda s: "proto-m" in s.machines and len(s.get("proto-m")) == 3, 5)
+        # a slot frees up: the next client is welcome again
+        await b.aclose()
+        await store.wait(lambda s: s.clients == 1 and len(rec.connections) == 1, 5)
+        d, _ = await _client(port)
+        for s in (a, d):
+            await s.aclose()
+        tg.cancel_scope.cancel()
+    assert rec.refused == 1
+
+
+@pytest.mark.anyio
+async def test_receiver_old_and_new_frames(anyio_backend: Any) -> None:
+    """An old client (records without levels) and a current one, side by side."""
+    from asyncmachine_trio.tools.dbg.store import Store
+
+    mach, recs = records()
+    store = Store()
+    async with anyio.create_task_group() as tg:
+        port = await tg.start(Receiver(store).serve, "127.0.0.1", 0)
+        old, _ = await _client(port)
+        sch = schema_record(mach)
+        sch.machine_id = "old-m"
+        old_recs = [[*p.tx_to_wire(r)[:22]] for r in recs]
+        for r in old_recs:
+            r[0] = "old-m"
+        await old.send(p.encode_frame(sch) + _frame(["txs", [old_recs]]))
+        new, _ = await _client(port)
+        await new.send(p.encode_frame(schema_record(mach)) + p.encode_txs(recs))
+        await store.wait(lambda s: len(s.machines) == 2 and s.tx_count == 6, 5)
+        for s in (old, new):
+            await s.aclose()
+        tg.cancel_scope.cancel()
+    assert list(store.get("proto-m").records()) == recs
+    olds = list(store.get("old-m").records())
+    assert [r.log_entries for r in olds] == [r.log_entries for r in recs]
+    assert all(r.log_levels == b"" and r.mut_queue_tick == 0 for r in olds)
+    # lines of unknown level pass every level filter
+    md = store.get("old-m")
+    first = recs[0].pre_log_entries + recs[0].log_entries
+    assert [line for _, line in md.log_lines(1, max_level=1)] == first
+    assert len(store.get("proto-m").log_lines(1, max_level=1)) < len(recs[0].log_entries)

@@ -323,6 +323,7 @@ class Machine:
         self._groups: dict[str, list[int]] = {}
         self._groups_order: list[str] = []
         self._pre_logs: list[str] = []
+        self._pre_log_levels = bytearray()  # the level of each line of _pre_logs
         self._ctx = Ctx()
         self._subs = Subscriptions(self)
         self._disposed_waiter = Waiter("whenDisposed")
@@ -477,10 +478,16 @@ class Machine:
         tx = self._tx
         if tx is not None and not tx.is_completed:
             tx.log_entries.append(line)
+            levels = tx.log_levels
+            if levels is None:
+                levels = tx.log_levels = bytearray()
+            levels.append(level)
         elif not self._pre_logs or self._pre_logs[-1] != line:
             self._pre_logs.append(line)
+            self._pre_log_levels.append(level)
             if len(self._pre_logs) > 1000:
                 del self._pre_logs[:500]
+                del self._pre_log_levels[:500]
 
     def _log_args(self, args: Mapping[str, Any]) -> str:
         mapper = self._args_mapper

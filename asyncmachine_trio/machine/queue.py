@@ -203,7 +203,9 @@ def run_idle(m: Machine, mut: Mutation) -> Result:
         m._tx = tx
         if m._pre_logs:
             tx.pre_log_entries = m._pre_logs
+            tx.pre_log_levels = m._pre_log_levels
             m._pre_logs = []
+            m._pre_log_levels = bytearray()
         subs = m._subs
         if tx._steps is None and not subs.when_args and not subs._expired_args:
             first: Result | None = tx.run_plain()
@@ -339,7 +341,9 @@ def run_tx(m: Machine, mut: Mutation) -> Result:
     m._tx = tx
     if m._pre_logs:
         tx.pre_log_entries = m._pre_logs
+        tx.pre_log_levels = m._pre_log_levels
         m._pre_logs = []
+        m._pre_log_levels = bytearray()
     subs = m._subs
     if (
         m._log_level < L_OPS

@@ -267,9 +267,11 @@ class Transition:
         "is_accepted",
         "is_completed",
         "log_entries",
+        "log_levels",
         "machine",
         "mutation",
         "pre_log_entries",
+        "pre_log_levels",
         "queue_len",
     )
 
@@ -308,6 +310,9 @@ class Transition:
         self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
         self.log_entries: list[str] = []
         self.pre_log_entries: list[str] = []
+        #: the level of each line of log_entries / pre_log_entries (None: no lines)
+        self.log_levels: bytearray | None = None
+        self.pre_log_levels: bytearray | None = None
         self.queue_len: int = 0
         self._called_set: frozenset[str] | None = None
         # the target states; while ``_plan`` is set and this is its target

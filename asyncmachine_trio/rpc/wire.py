@@ -27,6 +27,7 @@ from cattrs.preconf.msgpack import make_converter
 
 from ..machine.args import AException, ExceptionArgsPanic
 from ..machine.schema import State
+from ..telemetry.model import StateRecord
 from .errors import RpcDecodeError, RpcEncodeError
 
 __all__ = [
@@ -140,33 +141,9 @@ class CliHello:
 
 
 @attrs.define(slots=True)
-class StateDef:
-    """One state of a transferred schema."""
-
-    name: str
-    auto: bool = False
-    multi: bool = False
-    require: list[str] | None = None
-    add: list[str] | None = None
-    remove: list[str] | None = None
-    after: list[str] | None = None
-    tags: list[str] = attrs.Factory(list)
-
-    @classmethod
-    def of(cls, name: str, s: State) -> StateDef:
-        def rel(v: tuple[str, ...] | None) -> list[str] | None:
-            return None if v is None else list(v)
-
-        return cls(
-            name,
-            s.auto,
-            s.multi,
-            rel(s.require),
-            rel(s.add),
-            rel(s.remove),
-            rel(s.after),
-            list(s.tags),
-        )
+class StateDef(StateRecord):
+    """One state of a transferred schema: the fields (and ``of``) of the
+    telemetry's :class:`~asyncmachine_trio.telemetry.StateRecord`."""
 
     def state(self) -> State:
         return State(

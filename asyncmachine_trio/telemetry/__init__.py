@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .errors import ClientLimitError as ClientLimitError
 from .errors import ProtocolError as ProtocolError
 from .errors import TelemetryError as TelemetryError
 from .errors import VersionError as VersionError
@@ -33,6 +34,7 @@ from .model import tx_record as tx_record
 __all__ = [
     "MUTATION_TYPES",
     "STEP_FLAGS",
+    "ClientLimitError",
     "ProtocolError",
     "SchemaRecord",
     "StateRecord",

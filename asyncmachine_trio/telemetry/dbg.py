@@ -549,6 +549,8 @@ class Exporter:
         steps = tx._steps
         logs = tx.log_entries
         pre = tx.pre_log_entries
+        levels = tx.log_levels
+        pre_levels = tx.pre_log_levels
         src = mut.source
         mid = t.mid
         return [
@@ -574,6 +576,9 @@ class Exporter:
             "" if src is None else src.mach_id,
             "" if src is None else src.tx_id,
             0 if src is None else src.mach_time,
+            bytes(levels) if levels else b"",
+            bytes(pre_levels) if pre_levels else b"",
+            mut.queue_tick,
         ]
 
     def _send(self, sock: socket.socket, frames: list[bytes]) -> None:

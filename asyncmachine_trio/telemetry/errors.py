@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..machine.errors import AsyncMachineError
 
-__all__ = ["ProtocolError", "TelemetryError", "VersionError"]
+__all__ = ["ClientLimitError", "ProtocolError", "TelemetryError", "VersionError"]
 
 
 class TelemetryError(AsyncMachineError):
@@ -17,3 +17,7 @@ class ProtocolError(TelemetryError):
 
 class VersionError(ProtocolError):
     """The peer speaks another protocol version (or another protocol)."""
+
+
+class ClientLimitError(ProtocolError):
+    """A receiver refused a client: it serves its ``max_clients`` already."""

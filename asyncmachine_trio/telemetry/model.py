@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from time import time_ns
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -63,6 +63,9 @@ def _strs(v: Sequence[str] | None) -> list[str] | None:
     return None if v is None else list(v)
 
 
+_S = TypeVar("_S", bound="StateRecord")
+
+
 @attrs.define(slots=True)
 class StateRecord:
     """One state of a schema; relations are ``None`` when not given."""
@@ -77,7 +80,7 @@ class StateRecord:
     tags: list[str] = attrs.Factory(list)
 
     @classmethod
-    def of(cls, name: str, s: State) -> StateRecord:
+    def of(cls: type[_S], name: str, s: State) -> _S:
         """The record of ``s`` named ``name``."""
         return cls(
             name,
@@ -162,6 +165,11 @@ class TxRecord:
     since the previous one (without the ``[id] `` prefix). ``time_ns`` is the
     machine's wall clock at the end (Unix nanoseconds). ``source_*`` name the
     machine / transition / machine time a piped or remote mutation came from.
+    ``log_levels`` / ``pre_log_levels`` hold one byte per line of
+    ``log_entries`` / ``pre_log_entries``: its
+    :class:`~asyncmachine_trio.LogLevel` (``b""`` from older clients: levels
+    unknown). ``mut_queue_tick`` is the queue tick the mutation was given when
+    it was queued (0: prepended, such as auto mutations, or unknown).
     """
 
     machine_id: str
@@ -186,6 +194,9 @@ class TxRecord:
     source_machine: str = ""
     source_tx: str = ""
     source_time: int = 0
+    log_levels: bytes = b""
+    pre_log_levels: bytes = b""
+    mut_queue_tick: int = 0
 
     @property
     def mutation_type(self) -> MutationType | None:
@@ -276,6 +287,8 @@ def tx_record(
     src = mut.source
     before = tx._before
     after = tx._after if tx._after is not None else before
+    levels = tx.log_levels
+    pre_levels = tx.pre_log_levels
     return TxRecord(
         mid,
         seq,
@@ -299,6 +312,9 @@ def tx_record(
         src.mach_id if src is not None else "",
         src.tx_id if src is not None else "",
         src.mach_time if src is not None else 0,
+        bytes(levels) if levels else b"",
+        bytes(pre_levels) if pre_levels else b"",
+        mut.queue_tick,
     )
 
 

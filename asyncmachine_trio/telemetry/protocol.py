@@ -20,7 +20,9 @@ the same connection. ``docs/telemetry.md`` has the full description.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import attrs
@@ -37,6 +39,7 @@ __all__ = [
     "KINDS",
     "PREAMBLE",
     "PROTOCOL_VERSION",
+    "TX_FIELDS",
     "Decoder",
     "Dropped",
     "ErrorFrame",
@@ -45,13 +48,18 @@ __all__ = [
     "Hello",
     "TxBatch",
     "Welcome",
+    "WireTx",
+    "WireTxs",
     "check_hello",
     "check_welcome",
+    "check_wire_txs",
     "decode_frame",
     "encode_frame",
     "encode_txs",
     "encode_wire_txs",
     "parse_addr",
+    "tx_from_wire",
+    "tx_to_wire",
 ]
 
 PROTOCOL_VERSION = 2
@@ -97,6 +105,18 @@ class TxBatch:
 
 
 @attrs.define(slots=True)
+class WireTxs:
+    """A ``txs`` frame decoded without building records (``Decoder(wire_txs=True)``).
+
+    ``txs`` are normalized wire records (:data:`WireTx`, checked by
+    :func:`check_wire_txs`): what the receiver hands to
+    :meth:`~asyncmachine_trio.telemetry.receiver.ReceiverHandler.on_wire_txs`.
+    """
+
+    txs: list[tuple[Any, ...]] = attrs.Factory(list)
+
+
+@attrs.define(slots=True)
 class Dropped:
     """``count`` records of ``machine_id`` were dropped since the last such frame."""
 
@@ -119,7 +139,7 @@ class ErrorFrame:
     message: str
 
 
-Frame = Hello | Welcome | SchemaRecord | TxBatch | Dropped | Gone | ErrorFrame
+Frame = Hello | Welcome | SchemaRecord | TxBatch | WireTxs | Dropped | Gone | ErrorFrame
 
 #: frame kind on the wire → class
 KINDS: dict[str, type[Any]] = {
@@ -132,8 +152,9 @@ KINDS: dict[str, type[Any]] = {
     "error": ErrorFrame,
 }
 _KIND_OF: dict[type[Any], str] = {v: k for k, v in KINDS.items()}
+_KIND_OF[WireTxs] = "txs"
 
-for _cls in (Hello, Welcome, TxBatch, Dropped, Gone, ErrorFrame):
+for _cls in (Hello, Welcome, TxBatch, WireTxs, Dropped, Gone, ErrorFrame):
     attrs.resolve_types(_cls)
 
 
@@ -178,21 +199,179 @@ for _arr in _ARRAYS:
     _conv.register_unstructure_hook(_arr, _tuple_unstructure(_arr))
 
 
-# TxRecord is the hot one: hand-written, with the same leniency and checks
-_TX_FIELDS = tuple(a.name for a in attrs.fields(TxRecord))
-_TX_N = len(_TX_FIELDS)
-_TX_DEFAULTS: list[Any] = []
-for _a in attrs.fields(TxRecord):
-    if _a.default is attrs.NOTHING:
-        _TX_DEFAULTS.append(attrs.NOTHING)
-    elif isinstance(_a.default, attrs.Factory):  # type: ignore[arg-type]
-        _TX_DEFAULTS.append(_a.default)
-    else:
-        _TX_DEFAULTS.append(_a.default)
-_TX_REQUIRED = sum(1 for d in _TX_DEFAULTS if d is attrs.NOTHING)
+# ----- transitions: the hot path, hand-written (same leniency as the arrays above)
+
+#: a transition record in its wire form, normalized: a tuple of ``len(TX_FIELDS)``
+#: items in :class:`TxRecord` field order, arrays as tuples, ``args`` a dict
+WireTx = tuple[Any, ...]
+
+#: the wire order of a transition record: :class:`TxRecord`'s fields
+TX_FIELDS: tuple[str, ...] = tuple(a.name for a in attrs.fields(TxRecord))
+_TX_N = len(TX_FIELDS)
+#: machine_id, seq, id, type, called: the fields a record needs at least
+_TX_REQUIRED = 5
+_U64 = 1 << 64
+# the exact item types of a normalized record (what msgpack gives for a well-formed one)
+_TX_TYPES: tuple[type, ...] = (
+    *(str, int, str, int, tuple, dict, bool, bool, bool, bool, tuple, tuple, int),
+    *(int, int, tuple, tuple, tuple, int, str, str, int, bytes, bytes, int),
+)
+# how the slow path checks (and normalizes) each field
+_TX_KINDS: tuple[str, ...] = (
+    *("str", "int", "str", "int", "ticks", "args", "bool", "bool", "bool", "bool"),
+    *("ticks", "ticks", "int", "int", "int", "steps", "strs", "strs", "time", "str"),
+    *("str", "int", "bytes", "bytes", "int"),
+)
+_NO_ARGS: dict[str, str] = {}  # shared by normalized records, never mutated
+_TX_DEFAULTS: tuple[Any, ...] = (
+    *("", 0, "", 0, (), _NO_ARGS, True, False, False, False, (), (), 0, 0, 0, (), (), ()),
+    *(0, "", "", 0, b"", b"", 0),
+)
+_STEP_TYPES: tuple[type, ...] = (int, str, str, str, bool, bool, bool)
+_STEP_DEFAULTS: tuple[Any, ...] = (0, "", "", "", False, False, False)
+assert len(_TX_TYPES) == len(_TX_KINDS) == len(_TX_DEFAULTS) == _TX_N
+_G = [itemgetter(i) for i in range(_TX_N)]
+_INT = frozenset({int})
+_STR = frozenset({str})
 
 
-def _tx_out(r: TxRecord) -> list[Any]:
+def _bad(field: str, v: Any) -> ValueError:
+    return ValueError(f"TxRecord.{field}: bad value {v!r:.60}")
+
+
+def _ticks(v: Any, field: str) -> tuple[int, ...]:
+    if not isinstance(v, list | tuple) or not all(type(i) is int and 0 <= i < _U64 for i in v):
+        raise _bad(field, v)
+    return tuple(v)
+
+
+def _step(v: Any) -> tuple[Any, ...]:
+    if not isinstance(v, list | tuple) or not v:
+        raise _bad("steps", v)
+    s = (*v[:7], *_STEP_DEFAULTS[len(v) :])
+    if tuple(map(type, s)) != _STEP_TYPES:
+        raise _bad("steps", v)
+    return s
+
+
+def _check_tx(raw: Any) -> WireTx:
+    """One record, any length and sequence type, checked field by field."""
+    if not isinstance(raw, list | tuple) or len(raw) < _TX_REQUIRED:
+        raise ValueError(f"TxRecord: expected an array of >= {_TX_REQUIRED} items")
+    vals = [*raw[:_TX_N], *_TX_DEFAULTS[len(raw) :]]
+    for i, kind in enumerate(_TX_KINDS):
+        v = vals[i]
+        name = TX_FIELDS[i]
+        if kind == "ticks":
+            vals[i] = _ticks(v, name)
+        elif kind == "strs":
+            if not isinstance(v, list | tuple) or not all(type(s) is str for s in v):
+                raise _bad(name, v)
+            vals[i] = tuple(v)
+        elif kind == "args":
+            if type(v) is not dict or not all(
+                type(k) is str and type(x) is str for k, x in v.items()
+            ):
+                raise _bad(name, v)
+        elif kind == "steps":
+            if not isinstance(v, list | tuple):
+                raise _bad(name, v)
+            vals[i] = tuple(_step(s) for s in v)
+        elif kind == "time":
+            if type(v) is not int or not 0 <= v < _U64:
+                raise _bad(name, v)
+        elif kind == "bytes":
+            if not isinstance(v, bytes | bytearray):
+                raise _bad(name, v)
+            vals[i] = bytes(v)
+        elif type(v) is not {"str": str, "int": int, "bool": bool}[kind]:
+            raise _bad(name, v)
+    return tuple(vals)
+
+
+def _fast_ok(recs: Sequence[Any]) -> bool:
+    """Whether every record of a batch is full-length and well-typed (checks run in C)."""
+    try:
+        # map(type, rec) per record, compared with the expected types
+        if not all(map(_TX_TYPES.__eq__, map(tuple, map(map, repeat(type), recs)))):
+            return False
+    except TypeError:  # a record is not iterable
+        return False
+    g = _G
+    ticks = list(chain.from_iterable(chain(map(g[4], recs), map(g[10], recs), map(g[11], recs))))
+    if ticks and (not _INT.issuperset(map(type, ticks)) or min(ticks) < 0):
+        return False
+    if recs:
+        times = list(map(g[18], recs))
+        if min(times) < 0 or max(times) >= _U64:
+            return False
+    args = list(filter(None, map(g[5], recs)))
+    if args and not _STR.issuperset(
+        map(type, chain(chain.from_iterable(args), chain.from_iterable(map(dict.values, args))))
+    ):
+        return False
+    lines = chain.from_iterable(chain(map(g[16], recs), map(g[17], recs)))
+    if not _STR.issuperset(map(type, lines)):
+        return False
+    steps = list(filter(None, map(g[15], recs)))
+    if steps:
+        for s in chain.from_iterable(steps):
+            if type(s) is not tuple or tuple(map(type, s)) != _STEP_TYPES:
+                return False
+    return True
+
+
+def check_wire_txs(recs: Any) -> list[WireTx]:
+    """Transition records in their wire form, checked and normalized.
+
+    Well-formed full-length records (what msgpack decodes with ``use_list=False``
+    from a current client) are checked in bulk and returned as they are; any
+    other batch is checked record by record: shorter records get the defaults
+    of the missing trailing fields, longer ones lose the extra items, lists
+    become tuples. Raises ``ValueError`` naming the first bad field.
+    """
+    if not isinstance(recs, list | tuple):
+        raise ValueError("TxBatch: expected [[record, ...]]")
+    if _fast_ok(recs):
+        return recs if type(recs) is list else list(recs)
+    return [_check_tx(r) for r in recs]
+
+
+def tx_from_wire(t: WireTx) -> TxRecord:
+    """The :class:`TxRecord` of a normalized wire record (see :func:`check_wire_txs`)."""
+    (mid, seq, tid, typ, called, args, acc, auto, check, queued, before, after) = t[:12]
+    (qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime, lv, plv, mqt) = t[12:]
+    return TxRecord(
+        mid,
+        seq,
+        tid,
+        typ,
+        list(called),
+        dict(args),
+        acc,
+        auto,
+        check,
+        queued,
+        list(before),
+        list(after),
+        qt,
+        mt,
+        qlen,
+        [StepRecord(*s) for s in steps],
+        list(logs),
+        list(pre),
+        tns,
+        smach,
+        stx,
+        stime,
+        lv,
+        plv,
+        mqt,
+    )
+
+
+def tx_to_wire(r: TxRecord) -> list[Any]:
+    """The wire array of ``r`` (field order of :data:`TX_FIELDS`)."""
     return [
         r.machine_id,
         r.seq,
@@ -219,163 +398,34 @@ def _tx_out(r: TxRecord) -> list[Any]:
         r.source_machine,
         r.source_tx,
         r.source_time,
+        r.log_levels,
+        r.pre_log_levels,
+        r.mut_queue_tick,
     ]
 
 
-def _check(ok: bool, field: str, v: Any) -> None:
-    if not ok:
-        raise ValueError(f"TxRecord.{field}: bad value {v!r:.60}")
+_tx_out = tx_to_wire
 
 
-_INT = frozenset({int})
-_STR = frozenset({str})
-
-
-def _ints(v: Any, field: str) -> list[int]:
-    # set(map(type, v)) runs in C: the hot check of every clock vector
-    _check(type(v) is list and (not v or _INT.issuperset(map(type, v))), field, v)
-    return v  # type: ignore[no-any-return]
-
-
-def _strs(v: Any, field: str) -> list[str]:
-    _check(
-        isinstance(v, list)
-        and (not v or _STR.issuperset(map(type, v)) or all(isinstance(i, str) for i in v)),
-        field,
-        v,
-    )
-    return v  # type: ignore[no-any-return]
-
-
-_TX_FAST_INTS = frozenset({int})
-_TX_FAST_BOOLS = frozenset({bool})
-
-
-def _tx_fast(raw: list[Any]) -> TxRecord | None:
-    """A full-length, well-typed record without per-field calls (None: take the slow path)."""
-    (mid, seq, tid, typ, called, args, acc, auto, check, queued) = raw[:10]
-    (before, after, qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime) = raw[10:22]
-    ints = _TX_FAST_INTS
-    if not (
-        type(mid) is str
-        and type(tid) is str
-        and type(smach) is str
-        and type(stx) is str
-        and ints.issuperset(map(type, (seq, typ, qt, mt, qlen, tns, stime)))
-        and _TX_FAST_BOOLS.issuperset(map(type, (acc, auto, check, queued)))
-        and type(called) is list
-        and type(before) is list
-        and type(after) is list
-        and ints.issuperset(map(type, called))
-        and ints.issuperset(map(type, before))
-        and ints.issuperset(map(type, after))
-        and type(args) is dict
-        and (not args or _STR.issuperset(map(type, (*args, *args.values()))))
-        and type(steps) is list
-        and type(logs) is list
-        and type(pre) is list
-        and (not logs or _STR.issuperset(map(type, logs)))
-        and (not pre or _STR.issuperset(map(type, pre)))
-    ):
-        return None
-    return TxRecord(
-        mid,
-        seq,
-        tid,
-        typ,
-        called,
-        args,
-        acc,
-        auto,
-        check,
-        queued,
-        before,
-        after,
-        qt,
-        mt,
-        qlen,
-        [_conv.structure(s, StepRecord) for s in steps] if steps else [],
-        logs,
-        pre,
-        tns,
-        smach,
-        stx,
-        stime,
-    )
-
-
-def _tx_in(raw: Any, _t: Any = None) -> TxRecord:
-    if type(raw) is list and len(raw) == _TX_N:
-        rec = _tx_fast(raw)
-        if rec is not None:
-            return rec
-    if not isinstance(raw, list) or len(raw) < _TX_REQUIRED:
-        raise ValueError(f"TxRecord: expected an array of >= {_TX_REQUIRED} items")
-    vals = list(raw[:_TX_N])
-    for i in range(len(vals), _TX_N):
-        d = _TX_DEFAULTS[i]
-        vals.append(d.factory() if isinstance(d, attrs.Factory) else d)  # type: ignore[arg-type]
-    (mid, seq, tid, typ, called, args, acc, auto, check, queued) = vals[:10]
-    (before, after, qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime) = vals[10:22]
-    _check(isinstance(mid, str), "machine_id", mid)
-    _check(isinstance(tid, str), "id", tid)
-    for name, v in (
-        ("seq", seq),
-        ("type", typ),
-        ("queue_tick", qt),
-        ("machine_tick", mt),
-        ("queue_len", qlen),
-        ("time_ns", tns),
-        ("source_time", stime),
-    ):
-        _check(type(v) is int, name, v)
-    for name, v in (("accepted", acc), ("is_auto", auto), ("is_check", check)):
-        _check(isinstance(v, bool), name, v)
-    _check(isinstance(queued, bool), "is_queued", queued)
-    _check(
-        isinstance(args, dict)
-        and all(isinstance(k, str) and isinstance(x, str) for k, x in args.items()),
-        "args",
-        args,
-    )
-    _check(isinstance(smach, str) and isinstance(stx, str), "source", (smach, stx))
-    _check(isinstance(steps, list), "steps", steps)
-    return TxRecord(
-        mid,
-        seq,
-        tid,
-        typ,
-        _ints(called, "called"),
-        args,
-        acc,
-        auto,
-        check,
-        queued,
-        _ints(before, "time_before"),
-        _ints(after, "time_after"),
-        qt,
-        mt,
-        qlen,
-        [_conv.structure(s, StepRecord) for s in steps],
-        _strs(logs, "log_entries"),
-        _strs(pre, "pre_log_entries"),
-        tns,
-        smach,
-        stx,
-        stime,
-    )
+def _wire_batch(raw: Any) -> list[WireTx]:
+    if not isinstance(raw, list | tuple) or len(raw) < 1:
+        raise ValueError("TxBatch: expected [[record, ...]]")
+    return check_wire_txs(raw[0])
 
 
 def _batch_in(raw: Any, _t: Any = None) -> TxBatch:
-    if not isinstance(raw, list) or len(raw) < 1 or not isinstance(raw[0], list):
-        raise ValueError("TxBatch: expected [[record, ...]]")
-    return TxBatch([_tx_in(r) for r in raw[0]])
+    return TxBatch([tx_from_wire(t) for t in _wire_batch(raw)])
+
+
+def _tx_in(raw: Any, _t: Any = None) -> TxRecord:
+    return tx_from_wire(check_wire_txs([raw])[0])
 
 
 _conv.register_structure_hook(TxRecord, _tx_in)
-_conv.register_unstructure_hook(TxRecord, _tx_out)
+_conv.register_unstructure_hook(TxRecord, tx_to_wire)
 _conv.register_structure_hook(TxBatch, _batch_in)
-_conv.register_unstructure_hook(TxBatch, lambda b: [[_tx_out(r) for r in b.txs]])
+_conv.register_unstructure_hook(TxBatch, lambda b: [[tx_to_wire(r) for r in b.txs]])
+_conv.register_unstructure_hook(WireTxs, lambda b: [list(b.txs)])
 
 
 # ----- frames
@@ -394,33 +444,38 @@ def encode_frame(frame: Frame) -> bytes:
     return _pack([kind, _conv.unstructure(frame, type(frame))])
 
 
-def encode_txs(records: list[TxRecord]) -> bytes:
+def encode_txs(records: Sequence[TxRecord]) -> bytes:
     """A ``txs`` frame for ``records`` (what the exporter sends per batch)."""
-    return _pack(["txs", [[_tx_out(r) for r in records]]])
+    return _pack(["txs", [[tx_to_wire(r) for r in records]]])
 
 
-def encode_wire_txs(arrays: list[list[Any]]) -> bytes:
+def encode_wire_txs(arrays: Sequence[Sequence[Any]]) -> bytes:
     """A ``txs`` frame from records already in their wire (array) form."""
     return _pack(["txs", [arrays]])
 
 
-def decode_frame(body: bytes) -> Frame:
+def decode_frame(body: bytes, *, wire_txs: bool = False) -> Frame:
     """One frame from its msgpack bytes (without the length prefix).
 
+    With ``wire_txs`` a ``txs`` frame becomes :class:`WireTxs` (checked wire
+    records, no :class:`TxRecord` objects) instead of :class:`TxBatch`.
     Raises :class:`ProtocolError` naming the problem for malformed input and
     for unknown kinds.
     """
     try:
-        raw = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=True)
+        # tuples, not lists: msgpack builds them faster and the records stay immutable
+        raw = msgpack.unpackb(body, raw=False, strict_map_key=False, use_list=False)
     except Exception as err:
         raise ProtocolError(f"malformed frame: {err}") from err
-    if not isinstance(raw, list) or len(raw) != 2 or not isinstance(raw[0], str):
+    if type(raw) is not tuple or len(raw) != 2 or type(raw[0]) is not str:
         raise ProtocolError("malformed frame: expected [kind, body]")
     kind, payload = raw
     cls = KINDS.get(kind)
     if cls is None:
         raise ProtocolError(f"unknown frame kind {kind!r}; known: {', '.join(KINDS)}")
     try:
+        if wire_txs and cls is TxBatch:
+            return WireTxs(_wire_batch(payload))
         frame: Frame = _conv.structure(payload, cls)
     except Exception as err:
         raise ProtocolError(f"malformed {kind} frame: {err}") from err
@@ -433,21 +488,35 @@ class Decoder:
     ``feed()`` bytes as they arrive; it returns the complete frames. With
     ``expect_preamble`` (the server side) the stream must start with
     :data:`PREAMBLE` (:class:`VersionError` otherwise). Frames longer than
-    ``max_frame`` raise :class:`ProtocolError`.
+    ``max_frame`` raise :class:`ProtocolError`. With ``wire_txs``, ``txs``
+    frames come as :class:`WireTxs` (see :func:`decode_frame`).
     """
 
-    def __init__(self, *, expect_preamble: bool = False, max_frame: int = DEFAULT_MAX_FRAME):
+    def __init__(
+        self,
+        *,
+        expect_preamble: bool = False,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        wire_txs: bool = False,
+    ):
         self._buf = bytearray()
         self._need_preamble = expect_preamble
         self.max_frame = max_frame
+        self.wire_txs = wire_txs
         #: bytes consumed so far (preamble included)
         self.bytes_in: int = 0
 
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (possibly none)."""
+        return list(self.feed_iter(data))
+
+    def feed_iter(self, data: bytes) -> Iterator[Frame]:
+        """Like :meth:`feed`, but each frame is decoded only when the iteration
+        reaches it (so one decoded frame at a time is alive: less work for the
+        GC). Iterate to the end before feeding more."""
         self._buf += data
         self.bytes_in += len(data)
-        return list(self._frames())
+        return self._frames()
 
     def _frames(self) -> Iterator[Frame]:
         buf = self._buf
@@ -472,7 +541,7 @@ class Decoder:
                     break
                 body = bytes(buf[pos + 4 : end])
                 pos = end
-                yield decode_frame(body)
+                yield decode_frame(body, wire_txs=self.wire_txs)
         finally:
             del buf[:pos]
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from .errors import ProtocolError
+from .errors import ClientLimitError, ProtocolError
 from .model import SchemaRecord, TxRecord
 from .protocol import (
     DEFAULT_MAX_FRAME,
@@ -36,16 +37,19 @@ from .protocol import (
     ErrorFrame,
     Gone,
     Hello,
-    TxBatch,
     Welcome,
+    WireTx,
+    WireTxs,
     check_hello,
     encode_frame,
+    tx_from_wire,
 )
 
 __all__ = ["Collector", "Connection", "MachineLog", "Receiver", "ReceiverHandler"]
 
 _log = logging.getLogger("asyncmachine_trio.telemetry")
 _conn_ids = itertools.count(1)
+_MID = operator.itemgetter(0)
 
 
 @attrs.define(eq=False)
@@ -68,6 +72,13 @@ class ReceiverHandler:
     callback closes that connection (the client reconnects) and is logged.
     """
 
+    #: the cap on concurrent clients a :class:`Receiver` applies when not given
+    #: its own ``max_clients`` (None: no cap)
+    max_clients: int | None = None
+
+    def on_refused(self, conn: Connection, error: ClientLimitError) -> None:
+        """A client was refused (``max_clients`` reached); it got an ``error`` frame."""
+
     def on_connect(self, conn: Connection) -> None:
         """The handshake of ``conn`` succeeded."""
 
@@ -76,6 +87,15 @@ class ReceiverHandler:
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
         """A batch of transitions, each of a machine whose schema came first."""
+
+    def on_wire_txs(self, conn: Connection, txs: list[WireTx]) -> None:
+        """The same batch as checked wire records (what the receiver decodes).
+
+        The default builds the :class:`TxRecord` objects and calls
+        :meth:`on_txs`; a handler that stores the wire form directly (the
+        debugger's store) overrides this one and skips that cost.
+        """
+        self.on_txs(conn, [tx_from_wire(t) for t in txs])
 
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
         """The client dropped records of a machine (buffer full / debugger away)."""
@@ -93,7 +113,11 @@ class Receiver:
     ``serve()`` listens on TCP; ``handle_stream()`` serves one already
     accepted byte stream (any anyio ``ByteStream``, e.g. one adapted from a
     websocket). A client sending malformed frames gets an ``error`` frame and
-    is disconnected; the others are not affected.
+    is disconnected; the others are not affected. ``max_clients`` caps the
+    clients served at once (default: the handler's ``max_clients``, None: no
+    cap): one more gets an ``error`` frame after its ``hello``
+    (:class:`ClientLimitError`), is counted in :attr:`refused` and reported to
+    :meth:`ReceiverHandler.on_refused`.
     """
 
     def __init__(
@@ -103,8 +127,12 @@ class Receiver:
         agent: str = "asyncmachine-trio receiver",
         max_frame: int = DEFAULT_MAX_FRAME,
         handshake_timeout: float = 10.0,
+        max_clients: int | None = None,
     ) -> None:
         self.handler = handler
+        self.max_clients = handler.max_clients if max_clients is None else max_clients
+        #: clients refused because of ``max_clients``
+        self.refused = 0
         self.agent = agent
         self.max_frame = max_frame
         self.handshake_timeout = handshake_timeout
@@ -137,12 +165,18 @@ class Receiver:
         except Exception:
             pass
         conn = Connection(next(_conn_ids), peer)
-        dec = Decoder(expect_preamble=True, max_frame=self.max_frame)
+        dec = Decoder(expect_preamble=True, max_frame=self.max_frame, wire_txs=True)
         error: Exception | None = None
         try:
             async with stream:
                 try:
                     await self._run(stream, conn, dec)
+                except ClientLimitError as err:
+                    self.refused += 1
+                    _log.warning("telemetry: client %s refused: %s", peer or conn.conn_id, err)
+                    with anyio.move_on_after(1):
+                        await stream.send(encode_frame(ErrorFrame(str(err))))
+                    self.handler.on_refused(conn, err)
                 except ProtocolError as err:
                     error = err
                     _log.warning("telemetry: client %s: %s", peer or conn.conn_id, err)
@@ -166,27 +200,35 @@ class Receiver:
         with anyio.fail_after(self.handshake_timeout):
             while not frames:
                 frames = dec.feed(await stream.receive())
-        conn.hello = check_hello(frames.pop(0))
+        hello = check_hello(frames.pop(0))
+        cap = self.max_clients
+        if cap is not None and len(self.connections) >= cap:
+            raise ClientLimitError(
+                f"too many clients: this debugger serves {cap} at most"
+                f" ({len(self.connections)} connected)"
+            )
+        conn.hello = hello
+        self.connections[conn.conn_id] = conn  # before any await: the cap counts it
         await stream.send(encode_frame(Welcome(agent=self.agent)))
-        self.connections[conn.conn_id] = conn
         h.on_connect(conn)
         while True:
             for frame in frames:
                 conn.frames += 1
                 self._dispatch(conn, frame)
-            frames = dec.feed(await stream.receive())
+            frames = dec.feed_iter(await stream.receive())  # type: ignore[assignment]
 
     def _dispatch(self, conn: Connection, frame: Any) -> None:
         h = self.handler
-        if isinstance(frame, TxBatch):
+        if isinstance(frame, WireTxs):
+            txs = frame.txs
             known = conn.machines
-            for tx in frame.txs:
-                if tx.machine_id not in known:
-                    raise ProtocolError(
-                        f"transition of machine {tx.machine_id!r} before its schema"
-                    )
-            conn.txs += len(frame.txs)
-            h.on_txs(conn, frame.txs)
+            mids = set(map(_MID, txs))
+            if not mids.issubset(known):
+                unknown = sorted(mids - known.keys())[0]
+                raise ProtocolError(f"transition of machine {unknown!r} before its schema")
+            conn.txs += len(txs)
+            h.on_wire_txs(conn, txs)
+
         elif isinstance(frame, SchemaRecord):
             conn.machines[frame.machine_id] = frame
             h.on_schema(conn, frame)

@@ -74,9 +74,10 @@ def _load(path: str, store: Any) -> None:
 
 def _summary(store: Any, started: float) -> str:
     s = store.summary()
+    refused = f"{s['refused']} clients refused (--max-clients), " if s.get("refused") else ""
     return (
         f"am-dbg: {s['machines']} machines, {store.connects} clients connected in total, "
-        f"{s['transitions']} transitions, {s['mem_bytes'] / 1e6:.1f} MB (estimate), "
+        f"{refused}{s['transitions']} transitions, {s['mem_bytes'] / 1e6:.1f} MB (estimate), "
         f"{time.monotonic() - started:.0f} s"
     )
 
@@ -150,6 +151,12 @@ def am_dbg(
     max_mem: Annotated[
         int, typer.Option("--max-mem", help="Memory cap in MB before old transitions go.")
     ] = 1000,
+    max_clients: Annotated[
+        int,
+        typer.Option(
+            "--max-clients", help="Clients served at once; more are refused (and counted)."
+        ),
+    ] = 5000,
     clean_on_connect: Annotated[
         bool,
         typer.Option(help="Wipe a fully disconnected session when a new machine connects."),
@@ -220,7 +227,9 @@ def am_dbg(
         fwd_data or [],
         dbg_repl,
     )
-    store = Store(max_mem=max_mem * 1024 * 1024, clean_on_connect=clean_on_connect)
+    store = Store(
+        max_mem=max_mem * 1024 * 1024, clean_on_connect=clean_on_connect, max_clients=max_clients
+    )
     if import_data:
         _load(import_data, store)
     started = time.monotonic()

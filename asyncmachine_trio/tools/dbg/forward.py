@@ -31,7 +31,7 @@ import anyio
 import anyio.abc
 import attrs
 
-from ...telemetry.errors import TelemetryError
+from ...telemetry.errors import ClientLimitError, TelemetryError
 from ...telemetry.model import SchemaRecord, TxRecord
 from ...telemetry.protocol import (
     PREAMBLE,
@@ -39,6 +39,7 @@ from ...telemetry.protocol import (
     Dropped,
     Gone,
     Hello,
+    WireTx,
     check_welcome,
     encode_frame,
     encode_txs,
@@ -63,6 +64,8 @@ class Tee(ReceiverHandler):
         self.primary = primary
         self.others = others
         self.errors = 0
+        # the receiver's client cap is the primary's
+        self.max_clients = primary.max_clients
 
     def _each(self, method: str, *args: Any) -> None:
         getattr(self.primary, method)(*args)
@@ -81,6 +84,12 @@ class Tee(ReceiverHandler):
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
         self._each("on_txs", conn, txs)
+
+    def on_wire_txs(self, conn: Connection, txs: list[WireTx]) -> None:
+        self._each("on_wire_txs", conn, txs)
+
+    def on_refused(self, conn: Connection, error: ClientLimitError) -> None:
+        self._each("on_refused", conn, error)
 
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
         self._each("on_dropped", conn, dropped)

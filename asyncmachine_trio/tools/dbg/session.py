@@ -31,9 +31,9 @@ from ...telemetry.protocol import (
     Dropped,
     Gone,
     Hello,
-    TxBatch,
+    WireTxs,
     encode_frame,
-    encode_txs,
+    encode_wire_txs,
 )
 from ...telemetry.receiver import Connection
 from .store import Store
@@ -76,18 +76,13 @@ def export_session(
         for mid in ids:
             md = store.get(mid)
             f.write(encode_frame(md.schema))
-            recs = []
-            for rec in md.records():
-                recs.append(rec)
-                if len(recs) >= CHUNK:
-                    f.write(encode_txs(recs))
-                    done += len(recs)
-                    recs = []
-                    if progress is not None:
-                        progress(done, total)
-            if recs:
-                f.write(encode_txs(recs))
-                done += len(recs)
+            n = len(md.txs)
+            for start in range(1, n + 1, CHUNK):
+                end = min(start + CHUNK, n + 1)
+                f.write(encode_wire_txs([md.wire(pos) for pos in range(start, end)]))
+                done += end - start
+                if progress is not None and end <= n:
+                    progress(done, total)
             if md.dropped_reported:
                 f.write(encode_frame(Dropped(mid, md.dropped_reported)))
             if md.gone:
@@ -114,7 +109,7 @@ def import_session(
         raise SessionError(f"{name}: {err.strerror or err}") from err
     size = os.fstat(raw.fileno()).st_size
     conn = Connection(0, f"import:{name}")
-    dec = Decoder(max_frame=64 * 1024 * 1024)
+    dec = Decoder(max_frame=64 * 1024 * 1024, wire_txs=True)
     head = b""
     frames = 0
     try:
@@ -132,7 +127,7 @@ def import_session(
                     chunk = chunk[need:]
                     if not MAGIC.startswith(head):
                         raise SessionError(f"{name}: not an am-dbg session (bad header)")
-                for frame in dec.feed(chunk):
+                for frame in dec.feed_iter(chunk):
                     frames += 1
                     _apply(store, conn, frame, name)
                 if progress is not None:
@@ -168,11 +163,11 @@ def _apply(store: Store, conn: Connection, frame: object, name: str) -> None:
     if isinstance(frame, SchemaRecord):
         conn.machines[frame.machine_id] = frame
         store.on_schema(conn, frame)
-    elif isinstance(frame, TxBatch):
-        for tx in frame.txs:
-            if tx.machine_id not in conn.machines:
-                raise SessionError(f"{name}: transition of {tx.machine_id!r} before its schema")
-        store.add_txs(frame.txs)
+    elif isinstance(frame, WireTxs):
+        for mid in {t[0] for t in frame.txs}:
+            if mid not in conn.machines:
+                raise SessionError(f"{name}: transition of {mid!r} before its schema")
+        store.add_wire_txs(frame.txs)
     elif isinstance(frame, Dropped):
         store.on_dropped(conn, frame)
     elif isinstance(frame, Gone):

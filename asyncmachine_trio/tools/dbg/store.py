@@ -29,16 +29,28 @@ from __future__ import annotations
 
 import bisect
 import math
+import struct
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
+from itertools import compress, count, groupby
+from operator import itemgetter, ne
+from typing import Any, overload
 
 import anyio
 import attrs
 
+from ...telemetry.errors import ClientLimitError
 from ...telemetry.model import SchemaRecord, StepRecord, TxRecord
-from ...telemetry.protocol import Dropped, Gone
+from ...telemetry.protocol import (
+    Dropped,
+    Gone,
+    WireTx,
+    _check_tx,
+    tx_from_wire,
+    tx_to_wire,
+)
 from ...telemetry.receiver import Connection, ReceiverHandler
 
 __all__ = [
@@ -50,10 +62,14 @@ __all__ = [
     "F_HEALTH",
     "F_QUEUED",
     "HEALTH_STATES",
+    "MAX_CLIENTS",
     "Filters",
     "MachineData",
+    "Reader",
+    "ReaderState",
     "Store",
     "Tx",
+    "TxList",
 ]
 
 # flag bits of a Tx
@@ -71,65 +87,146 @@ HEALTH_STATES = frozenset({"Healthcheck", "Heartbeat"})
 
 #: transitions a machine keeps at least when the memory cap halves histories
 MIN_KEEP = 300
+#: clients a receiver serving a store takes at once by default (as the reference)
+MAX_CLIENTS = 5000
 _EMPTY: tuple[int, ...] = ()
+_NO_STEPS: list[StepRecord] = []  # shared by transitions without steps, never mutated
 _NO_ARGS: dict[str, str] = {}
+_new_tx = object.__new__
+#: distinct index tuples a machine shares between its transitions at most
+_INTERN_MAX = 4096
+_PACKERS: dict[int, Callable[..., bytes]] = {}
 
 
-class Tx:
-    """One stored transition (compact). ``time`` is the clock vector after it."""
+def _packer(n: int) -> Callable[..., bytes]:
+    """``pack(*ticks)``: ``n`` clock ticks as native uint64 bytes."""
+    fn = _PACKERS.get(n)
+    if fn is None:
+        fn = struct.Struct(f"={n}Q").pack
+        if n <= 1024:
+            _PACKERS[n] = fn
+    return fn
 
-    __slots__ = (
-        "added",
-        "args",
-        "before",
-        "called",
-        "flags",
-        "id",
-        "logs",
-        "machine_tick",
-        "pre_logs",
-        "queue_len",
-        "queue_tick",
-        "removed",
-        "seq",
-        "source",
-        "steps",
-        "time",
-        "time_ns",
-        "touched",
-        "type",
+
+# the fields of a stored transition row (a plain tuple: once the GC has seen it
+# holds only atomic values, it stops tracking it, so 100,000s of stored
+# transitions cost the cyclic GC nothing)
+_ROW_FIELDS = (
+    "seq",
+    "id",
+    "type",
+    "flags",
+    "called",
+    "added",
+    "removed",
+    "touched",
+    "_time",
+    "_before",
+    "time_ns",
+    "queue_tick",
+    "machine_tick",
+    "queue_len",
+    "mut_queue_tick",
+    "_args",
+    "_steps",
+    "logs",
+    "pre_logs",
+    "levels",
+    "pre_levels",
+    "source",
+    "_reader",
+)
+_R = {name: i for i, name in enumerate(_ROW_FIELDS)}
+_R_TIME = _R["_time"]
+_R_BEFORE = _R["_before"]
+_R_FLAGS = _R["flags"]
+_R_ID = _R["id"]
+_R_NS = _R["time_ns"]
+_R_TOUCHED = _R["touched"]
+_R_CALLED = _R["called"]
+_R_ADDED = _R["added"]
+_R_REMOVED = _R["removed"]
+_MID = itemgetter(0)
+_SOURCE = itemgetter(19)
+
+
+def _col(name: str, doc: str) -> Any:
+    return property(itemgetter(_R[name]), doc=doc)
+
+
+class Tx(tuple):  # type: ignore[type-arg]
+    """One stored transition (compact, read-only), a view of its row in the store.
+
+    ``time`` is the clock vector after it; states are indexes into the
+    machine's ``names``.
+    """
+
+    __slots__ = ()
+
+    seq: int = _col("seq", "The exporter's sequence number (from 1, per machine).")
+    id: str = _col("id", "The transition id.")
+    type: int = _col("type", "The mutation type (``MUTATION_TYPES``).")
+    flags: int = _col("flags", "``F_*`` bits (canceled, auto, ...).")
+    called: tuple[int, ...] = _col("called", "Indexes of the called states.")
+    added: tuple[int, ...] = _col("added", "Indexes of the states it activated.")
+    removed: tuple[int, ...] = _col("removed", "Indexes of the states it deactivated.")
+    time_ns: int = _col("time_ns", "The machine's wall clock at its end (Unix ns).")
+    queue_tick: int = _col("queue_tick", "The machine's queue tick when it ended.")
+    machine_tick: int = _col("machine_tick", "The machine's tick when it ended.")
+    queue_len: int = _col("queue_len", "The queue length when it ended.")
+    mut_queue_tick: int = _col(
+        "mut_queue_tick", "The queue tick the mutation got when queued (0: prepended / unknown)."
+    )
+    logs: tuple[str, ...] = _col("logs", "The lines logged during it.")
+    pre_logs: tuple[str, ...] = _col("pre_logs", "The lines logged since the previous one.")
+    levels: bytes = _col("levels", "The level of each line of ``logs`` (``b''``: unknown).")
+    pre_levels: bytes = _col("pre_levels", "The level of each line of ``pre_logs``.")
+    source: tuple[str, str, int] | None = _col(
+        "source", "(machine id, transition id, machine time) of the mutation's source, or None."
     )
 
-    seq: int
-    id: str
-    type: int
-    flags: int
-    called: tuple[int, ...]
-    added: tuple[int, ...]
-    removed: tuple[int, ...]
-    touched: tuple[int, ...]
-    time: array[int]
-    #: the clocks before it, only when they differ from the previous transition's ``time``
-    before: array[int] | None
-    time_ns: int
-    queue_tick: int
-    machine_tick: int
-    queue_len: int
-    args: dict[str, str]
-    steps: list[StepRecord]
-    logs: tuple[str, ...]
-    pre_logs: tuple[str, ...]
-    #: (machine id, transition id, machine time) of the mutation's source, or None
-    source: tuple[str, str, int] | None
+    @property
+    def touched(self) -> tuple[int, ...]:
+        """Indexes of the called, added, removed and stepped states, sorted."""
+        t: tuple[int, ...] | None = self[_R_TOUCHED]
+        if t is None:  # made on first use: called + added + removed
+            return tuple(sorted({*self[_R_CALLED], *self[_R_ADDED], *self[_R_REMOVED]}))
+        return t
+
+    @property
+    def time(self) -> Sequence[int]:
+        """The clock vector after it (a read-only view)."""
+        return memoryview(self[_R_TIME]).cast("Q")
+
+    @property
+    def before(self) -> Sequence[int] | None:
+        """The clocks before it, only when they differ from the previous transition's."""
+        b = self[_R_BEFORE]
+        return None if b is None else memoryview(b).cast("Q")
+
+    @property
+    def args(self) -> dict[str, str]:
+        """The mutation args as the machine's args mapper rendered them (a copy)."""
+        return dict(self[_R["_args"]])
+
+    @property
+    def steps(self) -> list[StepRecord]:
+        """The resolution steps (when the machine logs them)."""
+        return [StepRecord(*s) for s in self[_R["_steps"]]]
+
+    @property
+    def reader(self) -> ReaderState:
+        """Contexts, waiters and pipes open after it."""
+        return ReaderState(*self[_R["_reader"]])
 
     @property
     def accepted(self) -> bool:
         """False for a canceled transition."""
-        return not self.flags & F_CANCELED
+        return not self[_R_FLAGS] & F_CANCELED
 
     def is_(self, flag: int) -> bool:
         """Whether the flag bit ``flag`` (``F_*``) is set."""
-        return bool(self.flags & flag)
+        return bool(self[_R_FLAGS] & flag)
 
     def time_sum(self) -> int:
         """Machine time after it (sum of the ticks)."""
@@ -137,7 +234,138 @@ class Tx:
 
     def active(self, index: int) -> bool:
         """Whether state ``index`` is active after it."""
-        return index < len(self.time) and bool(self.time[index] % 2)
+        t = self.time
+        return index < len(t) and bool(t[index] % 2)
+
+
+_as_tx = partial(tuple.__new__, Tx)
+
+
+class TxList(Sequence[Tx]):
+    """A machine's stored transitions, oldest first, as :class:`Tx` views of their rows."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[tuple[Any, ...]]) -> None:
+        self._rows = rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, i: int) -> Tx: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Tx]: ...
+
+    def __getitem__(self, i: int | slice) -> Tx | list[Tx]:
+        if isinstance(i, slice):
+            return list(map(_as_tx, self._rows[i]))
+        return _as_tx(self._rows[i])
+
+    def __iter__(self) -> Iterator[Tx]:
+        return map(_as_tx, self._rows)
+
+
+@attrs.frozen
+class ReaderState:
+    """What is open on a machine after a transition, from its semantic log lines.
+
+    ``contexts``: states with a live state context (``[ctx:new]`` until
+    ``[ctx:match]``); ``subscriptions``: waiters not resolved yet (``[when:new]``
+    and the other ``when*`` kinds until their ``:match``, ``xN`` when N alike);
+    ``pipes``: the pipe lines in place (``[pipe-out:add] A to m2``, until
+    ``[pipe:gc] m2``). Needs the machine's log level ``ops`` (3) or higher.
+    """
+
+    contexts: tuple[str, ...] = ()
+    subscriptions: tuple[str, ...] = ()
+    pipes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, ctx: dict[str, None], subs: dict[str, int], pipes: dict[str, None]) -> ReaderState:
+        """The state of the running sets a :class:`MachineData` keeps."""
+        return cls(
+            tuple(ctx),
+            tuple(k if n == 1 else f"{k} x{n}" for k, n in subs.items()),
+            tuple(pipes),
+        )
+
+
+NO_READER = ReaderState()
+_READER_PREFIXES = ("[ctx:", "[when", "[pipe")
+
+
+def _reader_apply(
+    ctx: dict[str, None], subs: dict[str, int], pipes: dict[str, None], line: str
+) -> bool:
+    """Apply one semantic log line to the open sets; True when one changed."""
+    head, _, rest = line.partition("] ")
+    kind = head[1:]
+    if kind == "ctx:new":
+        if rest in ctx:
+            return False
+        ctx[rest] = None
+        return True
+    if kind == "ctx:match":
+        return ctx.pop(rest, True) is None
+    if kind.startswith(("pipe-out:", "pipe-in:")):
+        if line in pipes:
+            return False
+        pipes[line] = None
+        return True
+    if kind == "pipe:gc":
+        gone = [p for p in pipes if p.rsplit(" ", 1)[-1] == rest]
+        for p in gone:
+            del pipes[p]
+        return bool(gone)
+    name, _, event = kind.partition(":")
+    if event not in ("new", "match"):
+        return False
+    if name == "whenQuery":
+        key = name  # new logs the count, match the index: only the number is known
+    elif name == "whenTime" and event == "new":
+        states, _, ticks = rest.partition(" ")  # "A,B 1 2"; the match says "A B [1 2]"
+        key = f"whenTime {states.replace(',', ' ')} [{ticks}]"
+    else:
+        key = f"{name} {rest}"
+    n = subs.get(key, 0)
+    if event == "new":
+        subs[key] = n + 1
+    elif n == 0:
+        return False
+    elif n == 1:
+        del subs[key]
+    else:
+        subs[key] = n - 1
+    return True
+
+
+@attrs.frozen
+class Reader:
+    """The log reader's data for one transition (:meth:`Store.reader`).
+
+    ``source``: (machine id, transition id, machine time) of the transition
+    that caused this one, or None; ``forks``: (machine id, transition id) of
+    the transitions that name this one as their source; ``queue_tick`` /
+    ``queue_len``: the machine's queue when it ended; ``mut_queue_tick``: the
+    tick the mutation got when queued (0: prepended / unknown); ``args``: as
+    the machine's args mapper rendered them; ``handlers``: the handlers that
+    ran (``[handler:N]`` lines); ``contexts`` / ``subscriptions`` / ``pipes_in``
+    / ``pipes_out``: what was open after it (:class:`ReaderState`).
+    """
+
+    source: tuple[str, str, int] | None
+    queue_tick: int
+    mut_queue_tick: int
+    queue_len: int
+    args: dict[str, str]
+    handlers: tuple[str, ...]
+    contexts: tuple[str, ...]
+    subscriptions: tuple[str, ...]
+    pipes_in: tuple[str, ...]
+    pipes_out: tuple[str, ...]
+    forks: tuple[tuple[str, str], ...] = ()
 
 
 @attrs.frozen
@@ -180,7 +408,10 @@ class Filters:
 
     def skips(self, tx: Tx) -> bool:
         """Whether ``tx`` is filtered out."""
-        f = tx.flags
+        return self.skips_flags(tx.flags)
+
+    def skips_flags(self, f: int) -> bool:
+        """Whether a transition with the flag bits ``f`` is filtered out."""
         if f & self.mask:
             return True
         both = F_AUTO | F_CANCELED
@@ -194,14 +425,21 @@ class Filters:
 NO_FILTERS = Filters()
 
 
+def _wire_of(rec: TxRecord) -> WireTx:
+    """``rec`` as a checked, normalized wire record (typed errors for bad fields)."""
+    return _check_tx(tx_to_wire(rec))
+
+
 class MachineData:
     """Everything known about one machine."""
 
     def __init__(self, schema: SchemaRecord, conn_id: int = 0) -> None:
         self.id = schema.machine_id
-        self.txs: list[Tx] = []
+        self._rows: list[tuple[Any, ...]] = []
+        #: the stored transitions, oldest first
+        self.txs = TxList(self._rows)
         #: wall-clock time (ns) of each stored transition, for bisect
-        self.times_ns: array[int] = array("q")
+        self.times_ns: array[int] = array("Q")
         #: estimated bytes of each stored transition
         self.sizes: array[int] = array("I")
         self.mem = 0
@@ -221,7 +459,15 @@ class MachineData:
         self.first_ns = schema.time_ns or time.time_ns()
         self.last_ns = self.first_ns
         self._views: dict[tuple[int, bool], tuple[array[int], int]] = {}
-        self._last_after: list[int] | None = None
+        self._last_after: Sequence[int] | None = None
+        # index tuples (called / added / removed / touched) shared between transitions
+        self._interned: dict[tuple[int, ...], tuple[int, ...]] = {}
+        #: contexts, waiters and pipes open now (from the semantic log lines)
+        self.reader_state = NO_READER
+        self._reader_row: tuple[tuple[str, ...], ...] = ((), (), ())
+        self._ctx: dict[str, None] = {}
+        self._subs: dict[str, int] = {}
+        self._pipes: dict[str, None] = {}
         self.set_schema(schema)
 
     def set_schema(self, schema: SchemaRecord) -> None:
@@ -234,7 +480,7 @@ class MachineData:
         )
         self.health_idx = frozenset(self.index[n] for n in HEALTH_STATES if n in self.index)
         if self._last_after is None and schema.time:
-            self._last_after = list(schema.time)
+            self._last_after = tuple(schema.time)
 
     @property
     def parent_id(self) -> str:
@@ -291,8 +537,9 @@ class MachineData:
 
     def find_id(self, tx_id: str) -> int:
         """The 1-based position of the transition ``tx_id`` (0: not stored)."""
-        for i in range(len(self.txs) - 1, -1, -1):
-            if self.txs[i].id == tx_id:
+        rows = self._rows
+        for i in range(len(rows) - 1, -1, -1):
+            if rows[i][_R_ID] == tx_id:
                 return i + 1
         return 0
 
@@ -303,12 +550,12 @@ class MachineData:
         pos_arr, upto = cached if cached is not None else (array("I"), 0)
         n = len(self.txs)
         if upto < n:
-            txs = self.txs
+            rows = self._rows
             if key == (0, False):
                 pos_arr.extend(range(upto + 1, n + 1))
             else:
-                skips = filters.skips
-                pos_arr.extend(i + 1 for i in range(upto, n) if not skips(txs[i]))
+                skips = filters.skips_flags
+                pos_arr.extend(i + 1 for i in range(upto, n) if not skips(rows[i][_R_FLAGS]))
             self._views[key] = (pos_arr, n)
         elif cached is None:
             self._views[key] = (pos_arr, n)
@@ -318,108 +565,172 @@ class MachineData:
 
     def append(self, rec: TxRecord, now_ns: int) -> int:
         """Store ``rec``; returns its estimated size in bytes."""
-        tx = Tx.__new__(Tx)
-        after_l = rec.time_after
-        before_l = rec.time_before
-        after = array("Q", after_l)
-        last = self._last_after
-        tx.before = None if last is not None and before_l == last else array("Q", before_l)
-        self._last_after = after_l
-        tx.time = after
-        tx.seq = rec.seq
-        tx.id = rec.id
-        tx.type = rec.type
-        called = tuple(rec.called)
-        tx.called = called
-        flags = 0
-        if not rec.accepted:
-            flags |= F_CANCELED
-        if rec.is_auto:
-            flags |= F_AUTO
-        if rec.is_check:
-            flags |= F_CHECK
-        if rec.is_queued:
-            flags |= F_QUEUED
-        if before_l == after_l:
-            tx.added = tx.removed = _EMPTY
-            if not flags & (F_CANCELED | F_QUEUED):
-                flags |= F_EMPTY
-        else:
-            diff = [i for i, (b, a) in enumerate(zip(before_l, after_l, strict=False)) if a != b]
-            tx.added = tuple([i for i in diff if after_l[i] % 2])
-            tx.removed = tuple([i for i in diff if not after_l[i] % 2 and before_l[i] % 2])
+        return self.append_wire(_wire_of(rec), now_ns)
+
+    def append_wire(self, r: WireTx, now_ns: int) -> int:
+        """Store a normalized wire record (see :func:`check_wire_txs`); returns its size."""
+        return self.append_wires((r,), now_ns)
+
+    def append_wires(self, recs: Iterable[WireTx], now_ns: int) -> int:
+        """Store normalized wire records of this machine; returns their estimated size.
+
+        The hot loop of the ingest: everything it reads per record is a local.
+        """
+        interned = self._interned
+        if len(interned) > _INTERN_MAX:
+            interned.clear()
+        intern = interned.setdefault
         health = self.health_idx
-        if health and called and health.issuperset(called):
-            flags |= F_HEALTH
-        for i in self.err_idx:
-            if i < len(after_l) and after_l[i] % 2:
-                flags |= F_ERR
-                break
-        steps = rec.steps
-        if steps:
-            idx = self.index
-            touched = set(called)
-            touched.update(tx.added)
-            touched.update(tx.removed)
-            for s in steps:
-                if s.from_state in idx:
-                    touched.add(idx[s.from_state])
-                if s.to_state in idx:
-                    touched.add(idx[s.to_state])
-            tx.touched = tuple(sorted(touched))
-        elif tx.added or tx.removed:
-            tx.touched = tuple(sorted({*called, *tx.added, *tx.removed}))
-        else:
-            tx.touched = called
-        tx.flags = flags
-        t_ns = rec.time_ns or now_ns
-        tx.time_ns = t_ns
-        tx.queue_tick = rec.queue_tick
-        tx.machine_tick = rec.machine_tick
-        tx.queue_len = rec.queue_len
-        tx.args = rec.args or _NO_ARGS
-        tx.steps = steps
-        logs = rec.log_entries
-        pre = rec.pre_log_entries
-        tx.logs = tuple(logs) if logs else _EMPTY  # type: ignore[assignment]
-        tx.pre_logs = tuple(pre) if pre else _EMPTY  # type: ignore[assignment]
-        tx.source = (
-            (rec.source_machine, rec.source_tx, rec.source_time) if rec.source_machine else None
-        )
-        size = 240 + 16 * len(after_l) + (0 if tx.before is None else 8 * len(after_l))
-        if logs:
-            size += sum(len(s) + 56 for s in logs)
-        if pre:
-            size += sum(len(s) + 56 for s in pre)
-        if steps:
-            size += 120 * len(steps)
-        if rec.args:
-            size += 100 * len(rec.args)
-        self.txs.append(tx)
-        # human time only moves forward in the index (bisect needs order)
+        err_idx = self.err_idx
+        idx = self.index
+        rows_append = self._rows.append
         times = self.times_ns
-        if times and t_ns < times[-1]:
-            t_ns = times[-1]
-        times.append(t_ns)
-        self.sizes.append(size)
-        self.mem += size
-        seq = rec.seq
-        if self.last_seq and seq > self.last_seq + 1:
-            self.gaps += seq - self.last_seq - 1
-        self.last_seq = seq
+        times_append = times.append
+        sizes_append = self.sizes.append
+        last_after = self._last_after
+        last_t = times[-1] if times else 0
+        last_seq = self.last_seq
+        gaps = 0
+        total = 0
+        n_pack = -1
+        pack = _packer(0)
+        reader_row = self._reader_row
+        for r in recs:
+            (_, seq, tid, typ, called, args, acc, auto, check, queued, before_l, after_l,
+             qt, mt, qlen, steps, logs, pre, tns, smach, stx, stime, lv, plv, mqt) = r  # fmt: skip
+            n_after = len(after_l)
+            if n_after != n_pack:
+                n_pack = n_after
+                pack = _packer(n_after)
+            size = 200 + 8 * n_after
+            time_b = pack(*after_l)
+            if before_l == last_after:
+                before_b = None
+            else:
+                before_b = _packer(len(before_l))(*before_l)
+                size += 8 * n_after
+            last_after = after_l
+            flags = (0 if acc else F_CANCELED) | (F_AUTO if auto else 0)
+            if check:
+                flags |= F_CHECK
+            if queued:
+                flags |= F_QUEUED
+            called = intern(called, called)
+            if before_l == after_l:
+                added = removed = _EMPTY
+                if not flags & (F_CANCELED | F_QUEUED):
+                    flags |= F_EMPTY
+            else:
+                added_l = []
+                removed_l = []
+                for i in compress(count(), map(ne, before_l, after_l)):
+                    if after_l[i] & 1:
+                        added_l.append(i)
+                    elif before_l[i] & 1:
+                        removed_l.append(i)
+                added = tuple(added_l)
+                added = intern(added, added)
+                removed = tuple(removed_l)
+                removed = intern(removed, removed)
+            if health and called and health.issuperset(called):
+                flags |= F_HEALTH
+            for i in err_idx:
+                if i < n_after and after_l[i] & 1:
+                    flags |= F_ERR
+                    break
+            touched: tuple[int, ...] | None
+            if steps:
+                ts = {*called, *added, *removed}
+                for s in steps:
+                    if s[1] in idx:
+                        ts.add(idx[s[1]])
+                    if s[2] in idx:
+                        ts.add(idx[s[2]])
+                touched = tuple(sorted(ts))
+                touched = intern(touched, touched)
+                size += 120 * len(steps)
+            elif added or removed:
+                touched = None  # the Tx view makes it on first use
+            else:
+                touched = called
+            if logs or pre:
+                size += sum(map(len, logs)) + sum(map(len, pre)) + 57 * (len(logs) + len(pre))
+                if self._reader_lines(pre) | self._reader_lines(logs):
+                    st = ReaderState.of(self._ctx, self._subs, self._pipes)
+                    self.reader_state = st
+                    reader_row = (st.contexts, st.subscriptions, st.pipes)
+            if args:
+                size += 100 * len(args)
+                args = tuple(args.items())  # no dict in a row: the GC can untrack it
+            else:
+                args = ()
+            t_ns = tns or now_ns
+            rows_append(
+                (
+                    seq,
+                    tid,
+                    typ,
+                    flags,
+                    called,
+                    added,
+                    removed,
+                    touched,
+                    time_b,
+                    before_b,
+                    t_ns,
+                    qt,
+                    mt,
+                    qlen,
+                    mqt,
+                    args,
+                    steps,
+                    logs,
+                    pre,
+                    lv,
+                    plv,
+                    (smach, stx, stime) if smach else None,
+                    reader_row,
+                )
+            )
+            # human time only moves forward in the index (bisect needs order)
+            if t_ns < last_t:
+                t_ns = last_t
+            times_append(t_ns)
+            last_t = t_ns
+            sizes_append(size)
+            total += size
+            if last_seq and seq > last_seq + 1:
+                gaps += seq - last_seq - 1
+            last_seq = seq
+        self._last_after = last_after
+        self._reader_row = reader_row
+        self.last_seq = last_seq
+        self.gaps += gaps
+        self.mem += total
         self.last_ns = now_ns
-        return size
+        return total
+
+    def _reader_lines(self, lines: tuple[str, ...]) -> bool:
+        """Apply the semantic lines about contexts, waiters and pipes; True if one changed."""
+        changed = False
+        for line in lines:
+            if line.startswith(_READER_PREFIXES):
+                changed = _reader_apply(self._ctx, self._subs, self._pipes, line) or changed
+        return changed
 
     def drop_front(self, n: int) -> int:
         """Drop the ``n`` oldest transitions; returns the bytes freed."""
-        n = min(n, len(self.txs))
+        rows = self._rows
+        n = min(n, len(rows))
         if n <= 0:
             return 0
-        keep_first = self.txs[n] if n < len(self.txs) else None
-        if keep_first is not None and keep_first.before is None:
-            keep_first.before = self.txs[n - 1].time
+        if n < len(rows) and rows[n][_R_BEFORE] is None:
+            # the new first one keeps its clocks before (the previous one goes)
+            row = list(rows[n])
+            row[_R_BEFORE] = rows[n - 1][_R_TIME]
+            rows[n] = tuple(row)
         freed = sum(self.sizes[:n])
-        del self.txs[:n]
+        del rows[:n]
         del self.times_ns[:n]
         del self.sizes[:n]
         self.offset += n
@@ -427,39 +738,81 @@ class MachineData:
         self._views.clear()
         return freed
 
-    def record(self, pos: int) -> TxRecord:
-        """The transition at 1-based ``pos`` as a protocol :class:`TxRecord`."""
+    def wire(self, pos: int) -> WireTx:
+        """The transition at 1-based ``pos`` in its normalized wire form."""
         tx = self.txs[pos - 1]
         src = tx.source or ("", "", 0)
-        return TxRecord(
+        return (
             self.id,
             tx.seq,
             tx.id,
             tx.type,
-            list(tx.called),
-            dict(tx.args),
+            tx.called,
+            tx.args or _NO_ARGS,
             tx.accepted,
             bool(tx.flags & F_AUTO),
             bool(tx.flags & F_CHECK),
             bool(tx.flags & F_QUEUED),
-            list(self.before_of(pos)),
-            list(tx.time),
+            tuple(self.before_of(pos)),
+            tuple(tx.time),
             tx.queue_tick,
             tx.machine_tick,
             tx.queue_len,
-            list(tx.steps),
-            list(tx.logs),
-            list(tx.pre_logs),
+            tx[_R["_steps"]],
+            tx.logs,
+            tx.pre_logs,
             tx.time_ns,
-            src[0],
-            src[1],
-            src[2],
+            *src,
+            tx.levels,
+            tx.pre_levels,
+            tx.mut_queue_tick,
         )
+
+    def record(self, pos: int) -> TxRecord:
+        """The transition at 1-based ``pos`` as a protocol :class:`TxRecord`."""
+        return tx_from_wire(self.wire(pos))
 
     def records(self) -> Iterator[TxRecord]:
         """Every stored transition as a :class:`TxRecord`, oldest first."""
         for pos in range(1, len(self.txs) + 1):
             yield self.record(pos)
+
+    def log_lines(self, pos: int, max_level: int | None = None) -> list[tuple[int, str]]:
+        """``(level, line)`` of the transition at 1-based ``pos``: the lines logged
+        before it, then during it. ``max_level`` keeps lines at or below it and
+        every line of unknown level (0, from older clients)."""
+        tx = self.txs[pos - 1]
+        out: list[tuple[int, str]] = []
+        for lines, levels in ((tx.pre_logs, tx.pre_levels), (tx.logs, tx.levels)):
+            n = len(levels)
+            for i, line in enumerate(lines):
+                lv = levels[i] if i < n else 0
+                if max_level is None or lv <= max_level:
+                    out.append((lv, line))
+        return out
+
+    def reader(self, pos: int, forks: Sequence[tuple[str, str]] = ()) -> Reader:
+        """The log reader's data of the transition at 1-based ``pos`` (see :class:`Reader`)."""
+        tx = self.txs[pos - 1]
+        handlers = tuple(
+            line.partition("] ")[2]
+            for line in tx.logs
+            if line.startswith("[handler:") and line[9:10].isdigit()
+        )
+        st = tx.reader
+        return Reader(
+            tx.source,
+            tx.queue_tick,
+            tx.mut_queue_tick,
+            tx.queue_len,
+            dict(tx.args),
+            handlers,
+            st.contexts,
+            st.subscriptions,
+            tuple(p for p in st.pipes if p.startswith("[pipe-in:")),
+            tuple(p for p in st.pipes if p.startswith("[pipe-out:")),
+            tuple(forks),
+        )
 
 
 class Store(ReceiverHandler):
@@ -478,8 +831,13 @@ class Store(ReceiverHandler):
         max_mem: int | None = None,
         clean_on_connect: bool = False,
         min_keep: int = MIN_KEEP,
+        max_clients: int | None = MAX_CLIENTS,
     ) -> None:
         self.machines: dict[str, MachineData] = {}
+        #: the cap on concurrent clients a receiver serving this store applies
+        self.max_clients = max_clients
+        #: clients refused because of that cap
+        self.refused = 0
         self.max_mem = max_mem
         self.clean_on_connect = clean_on_connect
         self.min_keep = min_keep
@@ -495,6 +853,8 @@ class Store(ReceiverHandler):
         self.gc_runs = 0
         self.listeners: list[Callable[[Store], None]] = []
         self._event: anyio.Event | None = None
+        #: (source machine, source transition) -> [(machine id, transition id)]
+        self._forks: dict[tuple[str, str], list[tuple[str, str]]] = {}
 
     # ----- queries
 
@@ -553,6 +913,21 @@ class Store(ReceiverHandler):
             walk(k, 0)
         return out
 
+    def forks(self, machine_id: str, tx_id: str) -> list[tuple[str, str]]:
+        """``(machine id, transition id)`` of the stored transitions whose source is
+        the transition ``tx_id`` of ``machine_id`` (the reader's "forks")."""
+        return [
+            (m, t)
+            for m, t in self._forks.get((machine_id, tx_id), ())
+            if m in self.machines and self.machines[m].find_id(t)
+        ]
+
+    def reader(self, machine_id: str, pos: int) -> Reader:
+        """The log reader's data of the transition at 1-based ``pos`` of ``machine_id``."""
+        md = self.get(machine_id)
+        tx = md.txs[pos - 1]
+        return md.reader(pos, self.forks(machine_id, tx.id))
+
     def take_dirty(self) -> set[str]:
         """The machine ids changed since the last call (and forget them)."""
         d = self.dirty
@@ -610,23 +985,44 @@ class Store(ReceiverHandler):
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
         self.add_txs(txs)
 
+    def on_wire_txs(self, conn: Connection, txs: list[WireTx]) -> None:
+        self.add_wire_txs(txs)
+
     def add_txs(self, txs: Sequence[TxRecord], now_ns: int | None = None) -> None:
-        """Store transitions of known machines (``KeyError`` for an unknown one)."""
+        """Store transitions of known machines (``KeyError`` for an unknown one).
+
+        Bad field values raise ``ValueError`` naming the field (nothing of the
+        batch is stored then).
+        """
+        self.add_wire_txs([_wire_of(r) for r in txs], now_ns)
+
+    def add_wire_txs(self, txs: Sequence[WireTx], now_ns: int | None = None) -> None:
+        """Store normalized wire records (:func:`check_wire_txs`) of known machines.
+
+        What the receiver calls, without building a :class:`TxRecord` per
+        transition. ``KeyError`` for an unknown machine.
+        """
         now = time.time_ns() if now_ns is None else now_ns
         machines = self.machines
-        md: MachineData | None = None
+        forks = self._forks
         added = 0
-        for rec in txs:
-            if md is None or md.id != rec.machine_id:
-                md = machines.get(rec.machine_id)
-                if md is None:
-                    raise KeyError(f"transition of unknown machine {rec.machine_id!r}")
-                self.dirty.add(md.id)
-            added += md.append(rec, now)
+        for mid, run in groupby(txs, _MID):  # runs of one machine's records
+            md = machines.get(mid)
+            if md is None:
+                raise KeyError(f"transition of unknown machine {mid!r}")
+            self.dirty.add(mid)
+            recs = list(run)
+            added += md.append_wires(recs, now)
+            for rec in filter(_SOURCE, recs):  # a source: index the fork
+                forks.setdefault((rec[19], rec[20]), []).append((mid, rec[2]))
         self.mem += added
         self.version += 1
         if self.max_mem is not None and self.mem > self.max_mem:
             self.gc()
+        self._notify()
+
+    def on_refused(self, conn: Connection, error: ClientLimitError) -> None:
+        self.refused += 1
         self._notify()
 
     def on_dropped(self, conn: Connection, dropped: Dropped) -> None:
@@ -659,6 +1055,7 @@ class Store(ReceiverHandler):
     def clear(self) -> None:
         """Forget every machine."""
         self.machines.clear()
+        self._forks.clear()
         self.mem = 0
         self.version += 1
 
@@ -703,8 +1100,29 @@ class Store(ReceiverHandler):
             freed += victim.mem
             self.gc_removed.append(victim.id)
             self.dirty.add(victim.id)
+        if freed:
+            self._gc_forks()
         self.version += 1
         return freed
+
+    def _gc_forks(self) -> None:
+        """Forget the fork links of transitions no longer stored."""
+        keep: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        ids: dict[str, set[str]] = {}
+        for key, links in self._forks.items():
+            live = []
+            for m, t in links:
+                md = self.machines.get(m)
+                if md is None:
+                    continue
+                have = ids.get(m)
+                if have is None:
+                    have = ids[m] = {tx.id for tx in md.txs}
+                if t in have:
+                    live.append((m, t))
+            if live:
+                keep[key] = live
+        self._forks = keep
 
     def summary(self) -> dict[str, Any]:
         """Counts for an exit summary: machines, transitions, memory estimate."""
@@ -715,4 +1133,5 @@ class Store(ReceiverHandler):
             "dropped": sum(m.dropped for m in self.machines.values()),
             "mem_bytes": self.mem,
             "gc_dropped": self.gc_dropped,
+            "refused": self.refused,
         }
