@@ -16,7 +16,7 @@ import sys
 import threading
 import types
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import anyio.abc
@@ -194,11 +194,11 @@ class _TrioWorker:
 class _TrioLowlevel:
     """trio's low-level calls, looked up once (trio is imported by whoever runs it)."""
 
-    current_task: Any = None
-    reschedule: Any = None
-    wait_task_rescheduled: Any = None
-    Abort: Any = None
-    Value: Any = None
+    current_task: ClassVar[Any] = None
+    reschedule: ClassVar[Any] = None
+    wait_task_rescheduled: ClassVar[Any] = None
+    Abort: ClassVar[Any] = None
+    Value: ClassVar[Any] = None
 
     @classmethod
     def load(cls) -> None:
