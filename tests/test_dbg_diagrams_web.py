@@ -134,8 +134,14 @@ async def test_hostile_requests(tmp_path: Path, anyio_backend: Any) -> None:
             ans = await raw(port, f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             assert ans.startswith(b"HTTP/1.1 404 "), (path, ans[:80])
             assert b"not served" not in ans
-        # a symlink out of the directory is not followed
-        (tmp_path / "out" / "link.txt").symlink_to(tmp_path / "secret.txt")
+        # a symlink out of the directory is not followed (the directory may not be
+        # written yet: make it, with a file that is served, so the 404 means something)
+        out = tmp_path / "out"
+        out.mkdir(exist_ok=True)
+        (out / "ok.txt").write_text("served")
+        ans = await raw(port, b"GET /files/ok.txt HTTP/1.1\r\n\r\n")
+        assert ans.startswith(b"HTTP/1.1 200 ") and ans.endswith(b"served"), ans[:80]
+        (out / "link.txt").symlink_to(tmp_path / "secret.txt")
         ans = await raw(port, b"GET /files/link.txt HTTP/1.1\r\n\r\n")
         assert ans.startswith(b"HTTP/1.1 404 ")
         ans = await raw(port, b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
