@@ -9,7 +9,9 @@ from pathlib import Path
 
 import nox
 
-nox.options.sessions = ["tests", "tests_compiled", "lint", "typecheck", "verifytypes", "docs"]
+# tests_compiled (the suite against the experimental mypyc build) is not yet a default:
+# a test of the compiled build spins forever (issue 12's notes)
+nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
