@@ -26,7 +26,6 @@ from cattrs import UnstructureStrategy
 from cattrs.preconf.msgpack import make_converter
 
 from ..machine.args import AException, ExceptionArgsPanic
-from ..machine.schema import State
 from ..telemetry.model import StateRecord
 from .errors import RpcDecodeError, RpcEncodeError
 
@@ -143,18 +142,8 @@ class CliHello:
 @attrs.define(slots=True)
 class StateDef(StateRecord):
     """One state of a transferred schema: the fields (and ``of``) of the
-    telemetry's :class:`~asyncmachine_trio.telemetry.StateRecord`."""
-
-    def state(self) -> State:
-        return State(
-            auto=self.auto,
-            multi=self.multi,
-            require=self.require,
-            add=self.add,
-            remove=self.remove,
-            after=self.after,
-            tags=tuple(self.tags),
-        )
+    telemetry's :class:`~asyncmachine_trio.telemetry.StateRecord`, ``state()``
+    included)."""
 
 
 @attrs.define(slots=True)

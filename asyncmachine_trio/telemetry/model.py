@@ -93,6 +93,20 @@ class StateRecord:
             list(s.tags),
         )
 
+    def state(self) -> State:
+        """The :class:`~asyncmachine_trio.State` this record describes."""
+        from ..machine.schema import State
+
+        return State(
+            auto=self.auto,
+            multi=self.multi,
+            require=self.require,
+            add=self.add,
+            remove=self.remove,
+            after=self.after,
+            tags=tuple(self.tags),
+        )
+
 
 @attrs.define(slots=True)
 class SchemaRecord:

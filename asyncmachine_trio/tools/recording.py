@@ -128,23 +128,11 @@ def recording_graph(col: Collector) -> Any:
     links from ``src-id:`` tags.
     """
     from ..graph import Graph, MachineNode
-    from ..machine.schema import State
 
     g = Graph()
     for mid, log in col.machines.items():
         s = log.schema
-        schema = {
-            r.name: State(
-                auto=r.auto,
-                multi=r.multi,
-                require=r.require,
-                add=r.add,
-                remove=r.remove,
-                after=r.after,
-                tags=r.tags,
-            )
-            for r in s.states
-        }
+        schema = {r.name: r.state() for r in s.states}
         clock = log.txs[-1].time_after if log.txs else s.time
         names = s.state_names
         active = [n for n, t in zip(names, clock, strict=False) if t % 2 == 1]

@@ -235,20 +235,7 @@ def clients_text(store: Store) -> str:
 
 
 def _schema_of(md: MachineData) -> dict[str, Any]:
-    from ...machine.schema import State
-
-    return {
-        r.name: State(
-            auto=r.auto,
-            multi=r.multi,
-            require=r.require,
-            add=r.add,
-            remove=r.remove,
-            after=r.after,
-            tags=r.tags,
-        )
-        for r in md.schema.states
-    }
+    return {r.name: r.state() for r in md.schema.states}
 
 
 def _node(md: MachineData, time_: Sequence[int]) -> Any:
