@@ -40,7 +40,14 @@ from typing import Any
 
 import asyncmachine_trio as am
 
-from .lib_asyncmachine import RELATIONS, R, ToggleHandlers, expect, scale_schema
+from .lib_asyncmachine import (
+    RELATIONS,
+    QueuedHandlers,
+    R,
+    ToggleHandlers,
+    expect,
+    scale_schema,
+)
 
 WARMUP = 300
 
@@ -83,25 +90,8 @@ def _args() -> Op:
     return run
 
 
-class _Chain:
-    """Final handlers that add the other state while ``left`` > 0 (queued mutations)."""
-
-    def __init__(self) -> None:
-        self.left = 0
-
-    def a_state(self, e: am.Event) -> None:
-        if self.left:
-            self.left -= 1
-            e.machine.add1("B")
-
-    def b_state(self, e: am.Event) -> None:
-        if self.left:
-            self.left -= 1
-            e.machine.add1("A")
-
-
 def _queued() -> Op:
-    h = _Chain()
+    h = QueuedHandlers()
     mach = am.Machine(scale_schema(10), handler_timeout=None)
     mach.bind_handlers(h)
     mach.add1("B")
