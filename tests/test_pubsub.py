@@ -170,14 +170,16 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
                 await t.wait_until(lambda t: synced(t, machs))
 
         # a peer that missed an info (here: forgot it) learns of the gap by
-        # gossip and catches up through reqinfo
+        # gossip and catches up through an info answering a reqinfo (its own, or
+        # another peer's: a request seen from another peer counts as asked)
         forgetful, lost = topics[9], topics[3]
         asked = forgetful.sent["reqinfo"]
+        infos = forgetful.received["info"]
         del forgetful._peers[lost.peer_id]
         assert not forgetful.list_machines(peer_id=lost.peer_id)
         with trio.fail_after(30):
             await forgetful.wait_until(lambda t: synced(t, machs))
-        assert forgetful.sent["reqinfo"] > asked
+        assert forgetful.sent["reqinfo"] > asked or forgetful.received["info"] > infos
 
         # a late joiner catches up (libp2p replays recent messages to a new
         # peer; gossip and reqinfo fill the rest)
