@@ -354,3 +354,25 @@ async def test_mplex_and_yamux_peers_talk() -> None:
             assert mb.remote_id == "b"
     with pytest.raises(PubsubError, match="muxer 'spdy'"):
         Topic("mux", config=TopicConfig(muxer="spdy"))
+
+
+@pytest.mark.trio
+async def test_a_host_does_not_dial_peers_it_only_heard_of() -> None:
+    # the topology is the user's: py-libp2p's auto-connector would dial every
+    # peer in the peerstore (every 30 s and after each disconnect)
+    async with (
+        open_host(
+            "test", ["/ip4/127.0.0.1/tcp/0"], router_rate_limit=10, gossipsub_heartbeat=1
+        ) as a,
+        open_host(
+            "test", ["/ip4/127.0.0.1/tcp/0"], router_rate_limit=10, gossipsub_heartbeat=1
+        ) as b,
+    ):
+        from libp2p.peer.id import ID
+
+        a.host.get_peerstore().add_addrs(ID(b.peer_id_bytes), b.host.get_addrs(), 3600)
+        with trio.fail_after(15):
+            await a.host.get_network().auto_connector.maybe_connect()
+        assert a.connections() == 0 and b.connections() == 0
+        await a.dial(b.addrs[0])  # what the user asks for still connects
+        assert a.connections() == 1

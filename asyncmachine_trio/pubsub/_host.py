@@ -149,7 +149,7 @@ async def open_host(
         enable_quic=quic,
         muxer_preference=MUXERS[muxer],
         # the topology is the user's (bootstrap peers): no auto-dialing of
-        # peers learnt from others, which also leaves dials cut off at shutdown
+        # peers learnt from others (see the auto-connector below)
         connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
     )
     router = GossipSub(
@@ -164,6 +164,12 @@ async def open_host(
     pubsub = Pubsub(host, router)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run(listen_addrs=maddrs))
+        # py-libp2p's auto-connector aims at the middle of the watermarks (150
+        # connections with a low watermark of 0) and dials every peer it has
+        # heard of, every 30 s and after each disconnect: with ten hosts that is
+        # a full mesh of Noise handshakes nobody asked for. It has no off switch
+        # but stop(), which leaves its periodic task and the disconnect trigger idle.
+        await host.get_network().auto_connector.stop()
         await stack.enter_async_context(background_trio_service(pubsub))
         await stack.enter_async_context(background_trio_service(router))
         with trio.fail_after(10):
