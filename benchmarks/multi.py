@@ -4,6 +4,7 @@
     python -m benchmarks.multi --quick         # a smoke run (0.03 s repeats)
     python -m benchmarks.multi --python 3.12,3.13 --builds compiled
     python -m benchmarks.multi --show benchmarks/results/<date>-multi.json
+    python -m benchmarks.multi --instructions  # instruction counts (callgrind): load-proof
 
 For each interpreter and build it keeps a virtualenv in ``.nox/bench-multi/``,
 installs the wheel ``pip install .`` builds (``ASYNCMACHINE_TRIO_PURE=1`` for the pure
@@ -161,9 +162,14 @@ def measure(py: Path, build: str, a: argparse.Namespace) -> dict[str, Any]:
         if (loaded[0] == "True") != (build == "compiled") or from_sources:
             raise RuntimeError(f"{py}: expected the {build} build, loaded {loaded}")
         out = Path(tmp) / "out.json"
-        cmd = [str(py), "-m", "benchmarks.run", "--only", ",".join(LIBS), "--json", str(out)]
-        if a.quick:
-            cmd.append("--quick")
+        if a.instructions:
+            cmd = [str(py), "-m", "benchmarks.instructions", "--json", str(out)]
+            if a.quick:
+                cmd += ["--scale", "0.2"]
+        else:
+            cmd = [str(py), "-m", "benchmarks.run", "--only", ",".join(LIBS), "--json", str(out)]
+            if a.quick:
+                cmd.append("--quick")
         _run(cmd, cwd=tmp)
         doc: dict[str, Any] = json.loads(out.read_text())
     return doc
@@ -180,8 +186,46 @@ def _cell(row: dict[str, Any] | None) -> tuple[str, str]:
     return fig, (f"{ratio:.2f}x" if ratio is not None else "")
 
 
+def render_instructions(doc: dict[str, Any]) -> str:
+    """The ``--instructions`` table: thousands of instructions per op, x transitions."""
+    runs = doc["runs"]
+    cols = [(r["python"], r["build"]) for r in runs]
+    by_col = {(r["python"], r["build"]): {(x["lib"], x["id"]): x for x in r["rows"]} for r in runs}
+    keys = list(dict.fromkeys((x["lib"], x["id"]) for r in runs for x in r["rows"]))
+    name_w = max(len(f"{lib} {case}") for lib, case in keys) + 1
+    head1 = " " * name_w + "".join(f"| {py + ' ' + b:<17}" for py, b in cols)
+    head2 = " " * name_w + "".join(f"| {'kIr/op':>8} {'x base':>7} " for _ in cols)
+    lines = [head1, head2, "-" * len(head2)]
+    for key in keys:
+        cells = []
+        for c in cols:
+            row = by_col[c].get(key)
+            if row is None:
+                cells.append(("", ""))
+            elif "ir_per_op" not in row:
+                cells.append(("FAILED", ""))
+            else:
+                ratio = row.get("floor_ratio", row.get("ratio"))
+                mark = "f" if "floor_ratio" in row else "x"
+                cells.append(
+                    (f"{row['ir_per_op'] / 1000:.1f}", f"{ratio:.2f}{mark}" if ratio else "")
+                )
+        lines.append(
+            f"{key[0] + ' ' + key[1]:<{name_w}}" + "".join(f"| {f:>8} {r:>7} " for f, r in cells)
+        )
+    lines += [
+        "",
+        "kIr/op: thousands of instructions per operation (callgrind, benchmarks/instructions.py);",
+        "x: ratio to the transitions row of the same kind, f: ratio to the floor (a bare task",
+        "spawn plus an event round trip), both on the same interpreter and build.",
+    ]
+    return "\n".join(lines)
+
+
 def render(doc: dict[str, Any]) -> str:
     """One table: a column per interpreter and build (µs per op, x transitions)."""
+    if doc.get("instructions"):
+        return render_instructions(doc)
     runs = doc["runs"]
     cols = [(r["python"], r["build"]) for r in runs]
     by_col = {(r["python"], r["build"]): {(x["lib"], x["id"]): x for x in r["rows"]} for r in runs}
@@ -230,6 +274,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default="", help="result file (default results/<date>-multi.json)")
     ap.add_argument("--no-json", action="store_true", help="print only")
     ap.add_argument("--show", default="", metavar="JSON", help="print the table of a result file")
+    ap.add_argument(
+        "--instructions",
+        action="store_true",
+        help="instruction counts under callgrind (benchmarks.instructions) instead of times",
+    )
     a = ap.parse_args(argv)
     if a.show:
         print(render(json.loads(Path(a.show).read_text())))
@@ -248,11 +297,17 @@ def main(argv: list[str] | None = None) -> int:
             py = venv_for(ver, exe, build)
             doc = measure(py, build, a)
             runs.append({"python": ver, "build": build, "interpreter": exe, **doc})
-    result = {"date": started.isoformat(timespec="seconds"), "quick": a.quick, "runs": runs}
+    result = {
+        "date": started.isoformat(timespec="seconds"),
+        "quick": a.quick,
+        "instructions": a.instructions,
+        "runs": runs,
+    }
     print()
     print(render(result))
     if not a.no_json:
-        path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}-multi.json"
+        kind = "multi-ir" if a.instructions else "multi"
+        path = Path(a.json) if a.json else RESULTS / f"{started:%Y-%m-%d}-{kind}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
