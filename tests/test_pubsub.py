@@ -270,12 +270,11 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
             ]
             for g in garbage:
                 await bad.publish(g)
+            # all but the oversized one (which libp2p itself drops) reach every peer
             with trio.fail_after(15):
                 for t in topics:
-                    await t.wait_until(lambda t: sum(t.malformed.values()) >= 1)
-                    await trio.sleep(0.2)
+                    await t.wait_until(lambda t: t.malformed[bad.peer_id] >= len(garbage) - 1)
             for t in topics:
-                assert t.malformed[bad.peer_id] >= len(garbage) - 1, t.malformed
                 assert t.mach.is_([S.Joined, S.Ready]) and t.mach.not1(am.EXCEPTION)
             # the others still work
             machs[0].add1("Foo")

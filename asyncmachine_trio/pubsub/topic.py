@@ -266,7 +266,8 @@ class Topic:
         return out
 
     async def wait_until(self, fn: Callable[[Topic], bool]) -> None:
-        """Wait until ``fn(topic)`` is true; checked on every change of mirrors or peers.
+        """Wait until ``fn(topic)`` is true; checked on every change of mirrors or peers
+        and on every malformed message (:attr:`malformed`).
 
         Use with a timeout (``trio.fail_after``).
         """
@@ -470,6 +471,10 @@ class Topic:
         self._win_count += 1
         self.sent[kind] += 1
 
+    def _malformed_from(self, peer: str) -> None:
+        self.malformed[peer] += 1
+        self._notify()  # wait_until() conditions may watch the counters
+
     def _process(self, msgs: list[tuple[bytes, bytes]]) -> None:
         from ._host import peer_id_str
 
@@ -483,7 +488,7 @@ class Topic:
             try:
                 msg = wire.decode(data, peer=peer, limits=limits)
             except PubsubDecodeError as err:
-                self.malformed[peer] += 1
+                self._malformed_from(peer)
                 mach.log(str(err))
                 mach.add1(S.MsgReceived, {"peer_id": peer, "data": data})
                 continue
@@ -622,7 +627,7 @@ class Topic:
             try:
                 m = Mirror(p.id, idx, info)
             except (am.AsyncMachineError, ValueError, TypeError) as err:
-                self.malformed[sender] += 1
+                self._malformed_from(sender)
                 self.mach.log(f"bad info of machine {info.id!r} of {p.id} from {sender}: {err}")
                 return False
             p.machines[idx] = m
@@ -633,7 +638,7 @@ class Topic:
             return True
         if m.remote_id != info.id or list(m.state_names) != info.states:
             # a different machine at the same index: the index must never change
-            self.malformed[sender] += 1
+            self._malformed_from(sender)
             return False
         if m._apply_clock(info.time):
             p.infos[idx] = info
