@@ -60,11 +60,7 @@ def report() -> str:
         "extras:",
     ]
     for extra, mods in EXTRAS.items():
-        mark = (
-            "installed"
-            if installed(mods)
-            else f"missing: {install_hint(extra)}"
-        )
+        mark = "installed" if installed(mods) else f"missing: {install_hint(extra)}"
         lines.append(f"  {extra:10} {mark}")
     lines += ["", "tools:"]
     from .tools._launch import EXTRA_OF

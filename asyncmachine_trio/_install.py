@@ -9,7 +9,4 @@ def install_hint(extra: str) -> str:
     The package is not on PyPI yet: a checkout installs extras with
     ``pip install -e '.[EXTRA]'``.
     """
-    return (
-        f"pip install 'asyncmachine-trio[{extra}]'"
-        f" (in a checkout: pip install -e '.[{extra}]')"
-    )
+    return f"pip install 'asyncmachine-trio[{extra}]' (in a checkout: pip install -e '.[{extra}]')"

@@ -47,7 +47,9 @@ def test_console_scripts_match_the_tools() -> None:
 
     text = (ROOT / "pyproject.toml").read_text()
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
-    scripts = dict(re.findall(r'^([\w-]+) = "asyncmachine_trio.tools._launch:(\w+)"$', section, re.M))
+    scripts = dict(
+        re.findall(r'^([\w-]+) = "asyncmachine_trio.tools._launch:(\w+)"$', section, re.M)
+    )
     assert scripts == {name: name.replace("-", "_") for name in TOOLS}
     assert set(_launch.EXTRA_OF) == set(TOOLS)
     for name, func in scripts.items():

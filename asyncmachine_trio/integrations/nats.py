@@ -419,14 +419,14 @@ async def connect(
     A ``close()`` or ``drain()`` of the returned client is not reported to the
     machines as a lost connection.
     """
-    nc = _closing_client_class()()
+    nc: Client = _closing_client_class()()
     if machines:
         options.update(
             connection_callbacks(
                 *machines,
                 disconnected_cb=options.pop("disconnected_cb", None),
                 reconnected_cb=options.pop("reconnected_cb", None),
-                closing=lambda: nc.am_closing,
+                closing=lambda: bool(getattr(nc, "am_closing", False)),
             )
         )
     servers = [servers] if isinstance(servers, str) else list(servers)
@@ -434,11 +434,11 @@ async def connect(
     return nc
 
 
-def _closing_client_class() -> Any:
+def _closing_client_class() -> type[Client]:
     """A nats-py ``Client`` that knows when a close was asked for (not a lost connection)."""
     from nats.aio.client import Client as NatsClient
 
-    class _Client(NatsClient):  # type: ignore[misc]
+    class _Client(NatsClient):
         am_closing = False
 
         async def close(self) -> None:

@@ -10,7 +10,9 @@ try:
 except ImportError as _err:  # pragma: no cover - depends on the install
     from .._install import install_hint
 
-    raise ImportError(f"the asyncmachine-trio tools need the cli extra: {install_hint('cli')}") from _err
+    raise ImportError(
+        f"the asyncmachine-trio tools need the cli extra: {install_hint('cli')}"
+    ) from _err
 
 from .. import __version__
 
