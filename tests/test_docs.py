@@ -149,3 +149,28 @@ def test_readme_links_every_page() -> None:
     pages = [p.name for p in sorted(DOCS.glob("*.md")) if p.name != "changelog.md"]
     assert [p for p in pages if f"(docs/{p})" not in readme] == [], "link these from README.md"
     assert "(docs/reference/index.md)" in readme
+
+
+def test_node_page_worker_and_supervisor_run(tmp_path: Path) -> None:
+    """docs/node.md: the worker file and the supervisor program, as a reader saves them.
+
+    The supervisor's public port is 0 here (any free port): tests run in parallel.
+    """
+    import os
+    import re
+    import subprocess
+    import sys
+
+    text = (DOCS / "node.md").read_text()
+    worker, supervisor = re.findall(r"```python\n(.*?)```", text, re.S)[:2]
+    assert worker.startswith("# wordcount_worker.py\n")
+    assert "7541" in supervisor
+    (tmp_path / "wordcount_worker.py").write_text(worker)
+    (tmp_path / "main.py").write_text(supervisor.replace("7541", "0"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout, not an installed copy
+    proc = subprocess.run(
+        [sys.executable, "main.py"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "{'words': 3}"
