@@ -7,6 +7,7 @@ import shutil
 import sys
 
 from . import __version__
+from ._install import install_hint
 
 #: extra -> the modules it brings (all importable = installed)
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -59,18 +60,16 @@ def report() -> str:
         "extras:",
     ]
     for extra, mods in EXTRAS.items():
-        mark = (
-            "installed"
-            if installed(mods)
-            else f"missing (pip install 'asyncmachine-trio[{extra}]')"
-        )
+        mark = "installed" if installed(mods) else f"missing: {install_hint(extra)}"
         lines.append(f"  {extra:10} {mark}")
     lines += ["", "tools:"]
-    cli = installed(EXTRAS["cli"])
+    from .tools._launch import EXTRA_OF
+
     for name, (module, what) in TOOLS.items():
         where = shutil.which(name)
         how = where or f"python -m {module}"
-        state = "" if cli else "  [needs the cli extra]"
+        extra = EXTRA_OF[name]
+        state = "" if installed(EXTRAS[extra]) else f"  [needs the {extra} extra]"
         lines.append(f"  {name:8} {what}: {how}{state}")
     return "\n".join(lines) + "\n"
 

@@ -69,7 +69,11 @@ class Handlers:
 
 async def process(name: str, say: Say) -> str:
     """Run the workflow for one file; return the final states or the error."""
-    async with am.open_machine(S, id=f"file-{name}", handlers=Handlers(say)) as mach:
+    # a failed download is awaited with when_err and reported below, so the machine
+    # need not report it as unhandled (report_errors=False)
+    async with am.open_machine(
+        S, id=f"file-{name}", handlers=Handlers(say), report_errors=False
+    ) as mach:
         uploaded, failed = mach.when1(S.Uploaded), mach.when_err()
         mach.add1(S.Downloading, {"name": name})
         done, pending = await asyncio.wait(

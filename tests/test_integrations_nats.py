@@ -215,6 +215,26 @@ async def test_server_restart_reconnects() -> None:
                     assert mach.is_(["A", "B"])
 
 
+@pytest.mark.parametrize("close", ["close", "drain"])
+async def test_closing_on_purpose_is_not_a_lost_connection(server: NatsServer, close: str) -> None:
+    """``nc.close()`` / ``nc.drain()`` of a ``connect(machines=...)`` client reports nothing."""
+    import asyncmachine_trio.testing as amt
+
+    lost: list[str] = []
+
+    async def user_cb() -> None:
+        lost.append("disconnected")
+
+    with amt.error_reports() as reports:
+        async with bridge(), am.open_machine(S) as mach:
+            nc = await amnats.connect(server.url, machines=[mach], disconnected_cb=user_cb)
+            await amnats._aio(getattr(nc, close))
+            assert nc.is_closed
+            assert not mach.is1(S.ErrNetwork) and mach.err is None
+    assert reports == []
+    assert lost == ["disconnected"]  # the user's own callback still runs
+
+
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_cluster_failover_loses_no_acknowledged_mutation() -> None:
     servers = await anyio.to_thread.run_sync(start_cluster)

@@ -98,6 +98,36 @@ def test_one_shot_without_a_server() -> None:
     assert code == 2 and "not connected after 0.3 s: ws://127.0.0.1:9" in out
 
 
+def test_one_shot_waits_for_a_program_just_started(tmp_path: Path) -> None:
+    """``AM_REPL_DIR=d python app.py & arpc -d d -- ...``: the address file comes later."""
+    d = tmp_path / "repl"  # does not exist yet
+    proc = arpc_cli("-d", str(d), "--timeout", "30", "--", "mach", "late")
+    time.sleep(0.5)
+    env = {**os.environ, "AM_REPL_DIR": str(d), "PYTHONPATH": str(ROOT)}
+    env.pop("AM_TEST_RUNNER", None)
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "repl.py"), "late"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        code, out = finish(proc)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert (code, out.strip()) == (0, "()")
+
+
+def test_one_shot_without_an_address_file(tmp_path: Path) -> None:
+    code, out = finish(
+        arpc_cli("-d", str(tmp_path / "nope"), "--timeout", "0.3", "--", "mach", ".")
+    )
+    assert code == 2 and f"-d {tmp_path / 'nope'}: not a directory after 0.3 s" in out
+    code, out = finish(arpc_cli("-d", str(tmp_path), "--timeout", "0.3", "--", "mach", "."))
+    assert code == 2 and f"no address file in {tmp_path} after 0.3 s" in out
+    code, out = finish(arpc_cli("-W", "-d", str(tmp_path / "nope"), "--", "mach", "."))
+    assert code == 2 and "not a directory" in out  # -W: no waiting
+
+
 def test_help_and_version() -> None:
     assert finish(arpc_cli("--version")) == (0, f"arpc {am.__version__}\n")
     assert arpc.parse(["--help"]) == 0

@@ -95,7 +95,6 @@ def test_inheritance_of_two_schemas_and_groups() -> None:
         ("A", "G(B)", [], "group 'G' lists unknown state 'B'"),
         ("A", "G,G", [], "duplicate group 'G'"),
         ("A", "", ["basik"], "unknown schema to inherit 'basik' .did you mean 'basic'"),
-        ("A", "", ["node"], "node layer"),
         ("none", "", [], "Python keyword"),
         ("", "", [], "no states given"),
     ],
@@ -234,3 +233,21 @@ def test_grafana_without_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     from asyncmachine_trio.tools.gen_cli import _env_token
 
     assert _env_token() == "abc"
+
+
+@pytest.mark.parametrize("inherit", [["node/worker"], ["basic,node", "rpc"]])
+def test_inherit_the_node_worker(inherit: list[str]) -> None:
+    """``-i node/worker`` (or ``node``) bases the file on the node layer's WorkerStates."""
+    from asyncmachine_trio import node
+
+    sf = gen.build("Counter", "Counting:require(Ready),Counted", "Done(Counted)", inherit)
+    assert sf.inherit == ("node/worker",)  # basic and rpc are part of WorkerStates
+    ns: dict[str, object] = {}
+    exec(compile(gen.render_states_file(sf), "ss_counter.py", "exec"), ns)
+    states = ns["CounterStates"]
+    assert isinstance(states, type) and issubclass(states, node.WorkerStates)
+    names = states.names()  # type: ignore[attr-defined]
+    assert names[: len(node.WorkerStates.names())] == node.WorkerStates.names()
+    assert names[-2:] == ["Counting", "Counted"]
+    groups = ns["CounterGroups"]
+    assert isinstance(groups, type) and issubclass(groups, node.WorkerGroups)

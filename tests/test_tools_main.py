@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import asyncmachine_trio as am
 from asyncmachine_trio.__main__ import EXTRAS, installed, report
 
@@ -41,12 +43,50 @@ def test_console_scripts_match_the_tools() -> None:
     import importlib
     import re
 
-    from asyncmachine_trio.tools import TOOLS
+    from asyncmachine_trio.tools import TOOLS, _launch
 
     text = (ROOT / "pyproject.toml").read_text()
     section = text.split("[project.scripts]", 1)[1].split("\n[", 1)[0]
-    scripts = dict(re.findall(r'^([\w-]+) = "([\w.]+):main"$', section, re.M))
-    assert scripts == {name: module for name, (module, _) in TOOLS.items()}
-    for module in scripts.values():
-        assert callable(importlib.import_module(module).main)
+    scripts = dict(
+        re.findall(r'^([\w-]+) = "asyncmachine_trio.tools._launch:(\w+)"$', section, re.M)
+    )
+    assert scripts == {name: name.replace("-", "_") for name in TOOLS}
+    assert set(_launch.EXTRA_OF) == set(TOOLS)
+    for name, func in scripts.items():
+        assert callable(getattr(_launch, func))
+        assert callable(importlib.import_module(TOOLS[name][0]).main)
     assert all(f'"{name}"' in (ROOT / "noxfile.py").read_text() for name in scripts)
+
+
+@pytest.mark.parametrize(("tool", "blocked", "extra"), [
+    ("am-gen", "typer", "cli"),     # imported first by the tool's module
+    ("arpc", "click", "cli"),
+    ("am-dbg", "rich", "dbg"),      # imported by tools/_cli.py, re-raised with a message
+])  # fmt: skip
+def test_console_script_without_its_extra_names_the_extra(
+    tool: str, blocked: str, extra: str
+) -> None:
+    code = (
+        f"import sys; sys.modules[{blocked!r}] = None\n"
+        "from asyncmachine_trio.tools._launch import run\n"
+        f"sys.argv = [{tool!r}, '--version']; run({tool!r})\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{tool} needs the {extra} extra (the module {blocked!r} is missing)" in proc.stderr
+    assert f"pip install -e '.[{extra}]'" in proc.stderr
+
+
+def test_console_script_runs_its_tool() -> None:
+    code = (
+        "import sys\n"
+        "from asyncmachine_trio.tools._launch import am_gen\n"
+        "sys.argv = ['am-gen', '--version']; am_gen()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.stdout.strip() == f"am-gen {am.__version__}", proc.stderr

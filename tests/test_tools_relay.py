@@ -112,6 +112,28 @@ async def test_rotation_by_count(tmp_path: Path) -> None:
 
 
 @pytest.mark.trio
+async def test_machines_seen_counts_gone_machines(tmp_path: Path) -> None:
+    """The exit line's machine count: every machine that sent a schema, gone or not."""
+    from asyncmachine_trio.telemetry.protocol import Gone
+
+    schema, txs = records(2)
+    rotator = relay.Rotator(tmp_path, "rec", interval_tx=100, interval=3600)
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve, rotator, "127.0.0.1", 0)
+        exp = await Exporter.connect(port)
+        await exp.send(encode_frame(schema))
+        await exp.send(encode_txs(txs))
+        await exp.send(encode_frame(Gone(machine_id=schema.machine_id)))
+        with trio.fail_after(10):
+            while not rotator.gone:  # noqa: ASYNC110 - polls the handler
+                await trio.sleep(0.01)
+        await exp.stream.aclose()
+        nursery.cancel_scope.cancel()  # written on shutdown: the gone machine is forgotten
+    assert rotator.schemas == {}
+    assert rotator.machines_seen == {"player"}
+
+
+@pytest.mark.trio
 async def test_rotation_by_time(tmp_path: Path) -> None:
     schema, txs = records(5)
     rotator = relay.Rotator(tmp_path, "t", interval_tx=1000, interval=0.2)

@@ -361,17 +361,22 @@ def connection_callbacks(
     state: str = ERR_NETWORK,
     disconnected_cb: Callable[[], Awaitable[None]] | None = None,
     reconnected_cb: Callable[[], Awaitable[None]] | None = None,
+    closing: Callable[[], bool] | None = None,
 ) -> dict[str, Callable[[], Awaitable[None]]]:
     """nats-py ``connect`` callbacks reporting connection loss to ``machs``.
 
     A disconnect adds ``state`` (``ErrNetwork``) with a
     :class:`NatsDisconnectedError` (``Exception`` if the schema has no such
     state); a reconnect removes ``state``. Your own callbacks run after ours.
+    ``closing()`` true means the client is being closed on purpose (``close()``,
+    ``drain()``): that disconnect is not an error (:func:`connect` passes it).
     Call it from the loop the machines run on.
     """
     on_trio = _on_trio()
 
     def lost() -> None:
+        if closing is not None and closing():
+            return
         for mach in machs:
             report_error(mach, NatsDisconnectedError("NATS connection lost"), state)
 
@@ -411,20 +416,40 @@ async def connect(
     """``nats.connect`` from asyncio or trio, with :func:`connection_callbacks` for ``machines``.
 
     Reconnects are nats-py's own (``reconnect_time_wait``, ``max_reconnect_attempts``...).
+    A ``close()`` or ``drain()`` of the returned client is not reported to the
+    machines as a lost connection.
     """
-    import nats
-
+    nc: Client = _closing_client_class()()
     if machines:
         options.update(
             connection_callbacks(
                 *machines,
                 disconnected_cb=options.pop("disconnected_cb", None),
                 reconnected_cb=options.pop("reconnected_cb", None),
+                closing=lambda: bool(getattr(nc, "am_closing", False)),
             )
         )
     servers = [servers] if isinstance(servers, str) else list(servers)
-    nc: Client = await _aio(nats.connect, servers, **options)
+    await _aio(nc.connect, servers, **options)
     return nc
+
+
+def _closing_client_class() -> type[Client]:
+    """A nats-py ``Client`` that knows when a close was asked for (not a lost connection)."""
+    from nats.aio.client import Client as NatsClient
+
+    class _Client(NatsClient):
+        am_closing = False
+
+        async def close(self) -> None:
+            self.am_closing = True
+            await super().close()
+
+        async def drain(self) -> None:
+            self.am_closing = True
+            await super().drain()
+
+    return _Client
 
 
 # ----- client side

@@ -22,9 +22,11 @@ try:
     from libp2p.pubsub.pubsub import Pubsub
     from libp2p.tools.anyio_service import background_trio_service
 except ImportError as _err:  # pragma: no cover - depends on the environment
+    from .._install import install_hint
+
     raise ImportError(
-        "asyncmachine_trio.pubsub needs py-libp2p: pip install 'asyncmachine-trio[pubsub]'"
-        f" (a C compiler and libgmp are needed to build it) ({_err})"
+        f"asyncmachine_trio.pubsub needs py-libp2p: {install_hint('pubsub')};"
+        f" a C compiler and libgmp are needed to build it ({_err})"
     ) from _err
 
 __all__ = ["MUXERS", "Host", "open_host", "peer_id_str"]

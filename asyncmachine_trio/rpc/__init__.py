@@ -15,9 +15,9 @@ from __future__ import annotations
 try:
     import msgpack as _msgpack  # noqa: F401
 except ImportError as _err:  # pragma: no cover - depends on the install
-    raise ImportError(
-        "asyncmachine_trio.rpc needs the rpc extra: pip install 'asyncmachine-trio[rpc]'"
-    ) from _err
+    from .._install import install_hint
+
+    raise ImportError(f"asyncmachine_trio.rpc needs the rpc extra: {install_hint('rpc')}") from _err
 
 from .client import ARpc as ARpc
 from .client import AServerPayload as AServerPayload

@@ -8,8 +8,10 @@ try:
     import typer
     from rich.console import Console
 except ImportError as _err:  # pragma: no cover - depends on the install
+    from .._install import install_hint
+
     raise ImportError(
-        "the asyncmachine-trio tools need the cli extra: pip install 'asyncmachine-trio[cli]'"
+        f"the asyncmachine-trio tools need the cli extra: {install_hint('cli')}"
     ) from _err
 
 from .. import __version__

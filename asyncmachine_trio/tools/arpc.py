@@ -884,7 +884,8 @@ async def run(
         addrs = [*inv.addrs, *(a for f in inv.files for a in _read_addr_file(f))]
         dirs = [Path(d) for d in inv.dirs]
         for d in dirs:
-            if not d.is_dir():
+            # a one-shot command waits for the directory (a program just started)
+            if not d.is_dir() and not (inv.command and inv.watch):
                 raise ArpcError(f"-d {d}: not a directory")
     except ArpcError as err:
         repl.console.print(f"[red]error:[/] {err}", highlight=False)
@@ -899,11 +900,14 @@ async def run(
         for a in addrs:
             repl.connect(a)
         for d in dirs:
-            repl.scan_dir(d)  # now: the first prompt / command sees them
+            if d.is_dir():
+                repl.scan_dir(d)  # now: the first prompt / command sees them
             if inv.watch and not inv.command:
                 nursery.start_soon(repl.watch_dir, d)
         try:
             if inv.command:
+                if dirs and inv.watch and not repl.conns:
+                    await _wait_for_addr_files(repl, dirs, inv.timeout)
                 await repl.wait_ready(require_all=inv.req_all, within=inv.timeout)
                 code = await run_line(repl, inv.command)
                 code = EXIT_OK if code == EXIT_REPL else code
@@ -924,6 +928,26 @@ async def run(
         await repl.aclose()
         nursery.cancel_scope.cancel()
     return code
+
+
+async def _wait_for_addr_files(repl: Repl, dirs: Sequence[Path], within: float) -> None:
+    """One-shot ``-d DIR``: wait up to ``within`` s for a first address file.
+
+    A program started just before (``AM_REPL_DIR=dir python app.py &``) may not
+    have written it yet. :class:`ArpcError` when nothing came.
+    """
+    with trio.move_on_after(within):
+        while True:
+            for d in dirs:
+                if d.is_dir():
+                    repl.scan_dir(d)
+            if repl.conns:
+                return
+            await trio.sleep(0.05)
+    missing = [str(d) for d in dirs if not d.is_dir()]
+    if missing:
+        raise ArpcError(f"-d {', '.join(missing)}: not a directory after {within} s")
+    raise ArpcError(f"no address file in {', '.join(map(str, dirs))} after {within} s")
 
 
 def parse(argv: Sequence[str]) -> Invocation | int:

@@ -48,10 +48,18 @@ INHERITS: dict[str, tuple[str, str, str]] = {
     "disposed": ("asyncmachine_trio.states", "DisposedStates", ""),
     "conn-pool": ("asyncmachine_trio.states", "ConnPoolStates", "ConnPoolGroups"),
     "rpc": ("asyncmachine_trio.rpc", "StateSourceStates", ""),
+    "node/worker": ("asyncmachine_trio.node", "WorkerStates", "WorkerGroups"),
 }
 # the reference's spellings of the same schemas
-_INHERIT_ALIASES = {"rpc/statesrc": "rpc", "connpool": "conn-pool", "conn_pool": "conn-pool"}
-_UNAVAILABLE = {"node", "node/worker"}
+_INHERIT_ALIASES = {
+    "rpc/statesrc": "rpc",
+    "connpool": "conn-pool",
+    "conn_pool": "conn-pool",
+    "node": "node/worker",
+}
+# schemas another one already inherits: dropped when both are given (a class
+# cannot list a base before its own subclass)
+_INCLUDED_BY = {"node/worker": ("basic", "rpc")}
 
 
 @attrs.frozen
@@ -233,8 +241,6 @@ def build(name: str, states: str, groups: str = "", inherit: Sequence[str] = ())
             if not key:
                 continue
             key = _INHERIT_ALIASES.get(key, key)
-            if key in _UNAVAILABLE:
-                raise GenError(f"-i {key}: the node layer is not part of asyncmachine-trio yet")
             if key not in INHERITS:
                 raise GenError(
                     f"unknown schema to inherit {key!r}{_closest(key, list(INHERITS))};"
@@ -242,6 +248,9 @@ def build(name: str, states: str, groups: str = "", inherit: Sequence[str] = ())
                 )
             if key not in inh:
                 inh.append(key)
+    for key, included in _INCLUDED_BY.items():
+        if key in inh:
+            inh = [k for k in inh if k not in included]
     specs = parse_states(states)
     grp = parse_groups(groups)
     sf = StatesFile(file_name, tuple(specs), grp, tuple(inh))

@@ -39,7 +39,9 @@ def states_file(
     inherit: Annotated[
         list[str] | None,
         typer.Option(
-            "-i", "--inherit", help="Bundled schema(s): basic, connected, disposed, conn-pool, rpc."
+            "-i",
+            "--inherit",
+            help="Bundled schema(s): basic, connected, disposed, conn-pool, rpc, node/worker.",
         ),
     ] = None,
     groups: Annotated[

