@@ -22,7 +22,8 @@ Hostile input gets a 4xx and closes that connection only: request heads over
 methods other than GET / HEAD (405), paths that leave the directory, hidden
 files or links out of it (404). At most ``max_connections`` connections
 (503 above) and ``max_events`` event streams at once; a client that does not
-read its response within ``send_timeout`` seconds is dropped.
+read its response within ``send_timeout`` seconds is dropped. Files are sent
+in pieces of ``chunk`` bytes, so memory does not grow with the files' sizes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import posixpath
 from pathlib import Path
 from urllib.parse import unquote
@@ -37,6 +39,7 @@ from urllib.parse import unquote
 import anyio
 import anyio.abc
 
+from ...telemetry.receiver import _serve_listener
 from .outputs import DIAGRAM_TYPES, Outputs
 
 __all__ = ["DiagramServer"]
@@ -121,6 +124,7 @@ class DiagramServer:
         max_connections: int = 64,
         max_events: int = 16,
         ping_interval: float = 15.0,
+        chunk: int = 64 * 1024,
     ) -> None:
         self.outputs = outputs
         self.root = Path(outputs.dir)
@@ -130,6 +134,8 @@ class DiagramServer:
         self.max_connections = max_connections
         self.max_events = max_events
         self.ping_interval = ping_interval
+        #: files are sent in pieces of this many bytes (a request holds one at a time)
+        self.chunk = chunk
         self.port = 0
         self.url = ""
         #: connections open now; event streams open now; requests answered by status
@@ -150,14 +156,18 @@ class DiagramServer:
         *,
         task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port`` until cancelled; ``task_status`` gets the base URL."""
+        """Listen on ``host:port`` until cancelled; ``task_status`` gets the base URL.
+
+        A flood of connections exhausting the process's descriptors pauses
+        accepting (0.1 s at a time) instead of ending the server.
+        """
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener:
             self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
             shown = f"[{host}]" if ":" in host else host
             self.url = f"http://{shown}:{self.port}"
             task_status.started(self.url)
-            await listener.serve(self.handle)
+            await _serve_listener(listener, self.handle, "am-dbg web")
 
     async def handle(self, stream: anyio.abc.ByteStream) -> None:
         """Answer one connection (one request, then close); never raises."""
@@ -271,12 +281,30 @@ class DiagramServer:
         return full
 
     async def _file(self, stream: anyio.abc.ByteStream, file: Path, head: bool) -> None:
+        """Send ``file`` in chunks of :attr:`chunk` bytes (memory stays bounded)."""
         try:
-            data = await anyio.Path(file).read_bytes()
+            f = await anyio.open_file(file, "rb")
         except OSError:
             raise _HttpError(404) from None
-        ctype = _TYPES.get(file.suffix, "application/octet-stream")
-        await self._send(stream, 200, data, ctype, csp=_FILE_CSP, head=head)
+        async with f:
+            try:
+                size = (await anyio.to_thread.run_sync(os.fstat, f.wrapped.fileno())).st_size
+            except OSError:
+                raise _HttpError(404) from None
+            ctype = _TYPES.get(file.suffix, "application/octet-stream")
+            self._count(200)
+            try:
+                with anyio.fail_after(self.send_timeout):
+                    await stream.send(_head(200, size, ctype, _FILE_CSP))
+                    left = 0 if head else size
+                    while left > 0:
+                        data = await f.read(min(self.chunk, left))
+                        if not data:  # the file shrank: the client sees a short body
+                            break
+                        await stream.send(data)
+                        left -= len(data)
+            except TimeoutError:
+                pass  # a client that does not read: dropped
 
     async def _diagram(self, stream: anyio.abc.ByteStream, kind: str, head: bool) -> None:
         d = self.root / "diagrams"
@@ -410,16 +438,20 @@ class DiagramServer:
         head: bool = False,
     ) -> None:
         self._count(status)
-        hdr = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-            f"Content-Security-Policy: {csp}\r\nConnection: close\r\n\r\n"
-        ).encode()
+        hdr = _head(status, len(body), ctype, csp)
         try:
             await self._write(stream, hdr if head else hdr + body)
         except TimeoutError:
             pass  # a client that does not read: dropped
+
+
+def _head(status: int, length: int, ctype: str, csp: str) -> bytes:
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {length}\r\n"
+        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Content-Security-Policy: {csp}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def _mtime(p: Path) -> float:
