@@ -60,7 +60,7 @@ __all__ = [
 #: the largest first frame (``hello``) a receiver reads before the handshake (bytes)
 MAX_HELLO = 64 * 1024
 #: connections a receiver keeps in the handshake at once by default
-MAX_PENDING = 256
+MAX_PENDING = 1024
 #: machines a receiver tracks at once by default (all live connections together)
 MAX_MACHINES = 100_000
 # accept() failing for lack of resources: wait and try again (peers leave)
@@ -182,8 +182,10 @@ class Receiver:
       the handshake (later frames may be up to ``max_frame``);
     * ``handshake_timeout``: seconds from the connection to a complete ``hello``;
     * ``max_pending`` (:data:`MAX_PENDING`, None: no cap): connections in the
-      handshake at once; one more gets a :class:`ClientLimitError` right away
-      (counted in :attr:`refused`, reported to :meth:`ReceiverHandler.on_refused`);
+      handshake at once; when one more comes, the oldest of them gets a
+      :class:`ClientLimitError` and is closed (counted in :attr:`evicted` and
+      :attr:`refused`, reported to :meth:`ReceiverHandler.on_refused`), so
+      silent connections cannot lock well-behaved clients out;
     * ``frame_timeout`` (None: none): seconds a started frame may take to
       arrive completely (a client trickling bytes);
     * ``max_machines`` (:data:`MAX_MACHINES`, None: no cap): machines (schemas)
@@ -217,11 +219,17 @@ class Receiver:
         self.max_machines = max_machines
         #: the live connections by id
         self.connections: dict[int, Connection] = {}
-        #: connections in the handshake now
-        self.pending = 0
+        #: connections closed in the handshake to make room (``max_pending``)
+        self.evicted = 0
+        self._pending: dict[anyio.CancelScope, None] = {}
         #: machines tracked now (the schemas of all live connections)
         self.machines = 0
         self.port: int = 0
+
+    @property
+    def pending(self) -> int:
+        """Connections in the handshake now."""
+        return len(self._pending)
 
     async def serve(
         self,
@@ -285,24 +293,34 @@ class Receiver:
     async def _handshake(self, stream: anyio.abc.ByteStream, dec: Decoder) -> list[Any]:
         """The frames of the first chunks up to a complete ``hello`` (first)."""
         cap = self.max_pending
-        if cap is not None and self.pending >= cap:
+        pending = self._pending
+        if cap is not None and pending and len(pending) >= cap:
+            # the oldest connection still in its handshake makes room (a flood of
+            # silent connections cannot lock well-behaved clients out)
+            oldest = next(iter(pending))
+            del pending[oldest]
+            oldest.cancel()
+            self.evicted += 1
+        with anyio.CancelScope() as scope:
+            pending[scope] = None
+            try:
+                with anyio.fail_after(self.handshake_timeout):
+                    while True:
+                        frames = dec.feed_iter(await stream.receive())
+                        first = next(frames, None)
+                        if first is not None:
+                            break
+            except TimeoutError:
+                raise ProtocolError(
+                    f"no hello within the handshake timeout ({self.handshake_timeout:g} s)"
+                ) from None
+            finally:
+                pending.pop(scope, None)
+        if scope.cancelled_caught:
             raise ClientLimitError(
-                f"too many connections in the handshake: this receiver takes {cap} at once"
+                f"too many connections in the handshake (this receiver takes {cap} at once):"
+                " the oldest one is closed"
             )
-        self.pending += 1
-        try:
-            with anyio.fail_after(self.handshake_timeout):
-                while True:
-                    frames = dec.feed_iter(await stream.receive())
-                    first = next(frames, None)
-                    if first is not None:
-                        break
-        except TimeoutError:
-            raise ProtocolError(
-                f"no hello within the handshake timeout ({self.handshake_timeout:g} s)"
-            ) from None
-        finally:
-            self.pending -= 1
         dec.max_frame = self.max_frame  # the hello was small; the rest may be large
         return [first, *frames]
 

@@ -1075,6 +1075,8 @@ class Store(ReceiverHandler):
             if md is not None and md.conn_id == conn.conn_id:
                 md.connected = False
                 self._changed(mid)
+        if self.max_mem is not None and self.mem > self.max_mem:
+            self.gc()  # its machines may go now
         self._notify()
 
     # ----- memory
