@@ -266,7 +266,13 @@ class Receiver:
                     await self._run(stream, conn, dec)
                 except ClientLimitError as err:
                     self.refused += 1
-                    _log.warning("telemetry: client %s refused: %s", peer or conn.conn_id, err)
+                    if self.refused == 1 or self.refused % 1000 == 0:  # a flood: a line per 1000
+                        _log.warning(
+                            "telemetry: client %s refused (%d so far): %s",
+                            peer or conn.conn_id,
+                            self.refused,
+                            err,
+                        )
                     with anyio.move_on_after(1):
                         await stream.send(encode_frame(ErrorFrame(str(err))))
                     if conn.hello is not None:
