@@ -402,3 +402,47 @@ async def test_am_relay_forwarder_survives_more_schemas_than_its_queue() -> None
         await c.wait(lambda c: len(c.machines["m0"].txs) >= 40, timeout=10)
         tg.cancel_scope.cancel()
     assert fwd.connects == 1
+
+
+# ----- am-dbg's diagrams web server: files are streamed
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio", "asyncio"])
+async def test_web_files_are_streamed_not_loaded(tmp_path: Path, anyio_backend: Any) -> None:
+    """Stalled downloads of a large file in ``--dir`` hold one chunk each, not the file
+    (it was read whole, then copied into the answer, per request)."""
+    import os
+    import tracemalloc
+
+    from tests.test_dbg_diagrams_web import raw, serving, until
+
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(out / "big.bin", "wb") as f:
+        f.truncate(64 * 1024 * 1024)  # sparse: no disk
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (out / "small.bin").write_bytes(data)
+    async with serving(tmp_path) as (s, _):
+        ans = await raw(s.port, b"GET /files/small.bin HTTP/1.1\r\n\r\n")
+        head, _, body = ans.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ") and f"Content-Length: {len(data)}".encode() in head
+        assert body == data
+        head_only = await raw(s.port, b"HEAD /files/big.bin HTTP/1.1\r\n\r\n")
+        assert b"Content-Length: 67108864\r\n" in head_only and head_only.endswith(b"\r\n\r\n")
+        tracemalloc.start()
+        try:
+            stalled = []
+            for _ in range(4):
+                c = await anyio.connect_tcp("127.0.0.1", s.port)
+                await c.send(b"GET /files/big.bin HTTP/1.1\r\n\r\n")
+                stalled.append(c)
+            await until(lambda: s.answered.get(200, 0) >= 6)
+            await anyio.sleep(0.5)  # the senders fill the socket buffers and stall
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < 16 * 1024 * 1024, peak
+        ans = await raw(s.port, b"GET / HTTP/1.1\r\n\r\n")  # others are still served
+        assert ans.startswith(b"HTTP/1.1 200 ")
+        for c in stalled:
+            await c.aclose()
