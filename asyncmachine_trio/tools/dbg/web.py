@@ -21,7 +21,9 @@ Hostile input gets a 4xx and closes that connection only: request heads over
 ``head_timeout`` seconds (408, slow clients), malformed request lines (400),
 methods other than GET / HEAD (405), paths that leave the directory, hidden
 files or links out of it (404). At most ``max_connections`` connections
-(503 above) and ``max_events`` event streams at once; a client that does not
+(one more closes the oldest connection still sending its request head with a
+503, or gets the 503 itself when none is) and ``max_events`` event streams at
+once; a client that does not
 read its response within ``send_timeout`` seconds is dropped. Files are sent
 in pieces of ``chunk`` bytes, so memory does not grow with the files' sizes.
 """
@@ -142,6 +144,9 @@ class DiagramServer:
         self.connections = 0
         self.streams = 0
         self.answered: dict[int, int] = {}
+        #: connections closed while sending their request heads, to make room
+        self.evicted = 0
+        self._reading: dict[anyio.CancelScope, None] = {}
         self._changed = anyio.Event()
         self._changes: list[str] = []
         self._seq = 0
@@ -175,8 +180,15 @@ class DiagramServer:
         try:
             async with stream:
                 if self.connections > self.max_connections:
-                    await self._send(stream, 503, b"too many connections\n")
-                    return
+                    if not self._reading:
+                        await self._send(stream, 503, b"too many connections\n")
+                        return
+                    # the oldest connection still sending its request head makes room
+                    # (clients trickling their heads cannot lock the others out)
+                    oldest = next(iter(self._reading))
+                    del self._reading[oldest]
+                    oldest.cancel()
+                    self.evicted += 1
                 try:
                     method, path = await self._read_head(stream)
                     await self._route(stream, method, path)
@@ -197,12 +209,19 @@ class DiagramServer:
 
     async def _read_head(self, stream: anyio.abc.ByteStream) -> tuple[str, str]:
         buf = b""
-        with anyio.move_on_after(self.head_timeout) as scope:
-            while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
-                chunk = await stream.receive(4096)
-                buf += chunk
-                if len(buf) > self.max_head:
-                    raise _HttpError(431, f"request head over {self.max_head} bytes")
+        with anyio.CancelScope() as evict:
+            self._reading[evict] = None
+            try:
+                with anyio.move_on_after(self.head_timeout) as scope:
+                    while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
+                        chunk = await stream.receive(4096)
+                        buf += chunk
+                        if len(buf) > self.max_head:
+                            raise _HttpError(431, f"request head over {self.max_head} bytes")
+            finally:
+                self._reading.pop(evict, None)
+        if evict.cancelled_caught:
+            raise _HttpError(503, "too many connections: this request was the slowest")
         if scope.cancelled_caught:
             raise _HttpError(408, "request head not received in time")
         line = buf.split(b"\n", 1)[0].rstrip(b"\r")
