@@ -199,6 +199,16 @@ async def test_machines_are_capped_over_live_connections() -> None:
         assert r.machines == 0 and r.refused == 1
         # the slots of a closed connection are free again
         await good_client_works(port, "m6", c)
+        # a disposed machine (gone) no longer counts: a long-lived process may create
+        # and dispose any number of machines over one connection
+        s = await hello(port)
+        async with s:
+            for i in range(12):
+                mid = f"short-lived-{i}"
+                await s.send(p.encode_frame(schema(mid)) + p.encode_frame(p.Gone(mid)))
+            await c.wait(lambda c: "short-lived-11" in c.machines, timeout=5)
+            assert c.machines["short-lived-11"].gone and r.machines == 0
+            assert not c.machines["short-lived-11"].connected
         tg.cancel_scope.cancel()
 
 

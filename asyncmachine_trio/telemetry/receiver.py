@@ -189,8 +189,9 @@ class Receiver:
     * ``frame_timeout`` (None: none): seconds a started frame may take to
       arrive completely (a client trickling bytes);
     * ``max_machines`` (:data:`MAX_MACHINES`, None: no cap): machines (schemas)
-      tracked at once over all live connections; the client whose ``schema``
-      frame would exceed it gets a :class:`ClientLimitError`.
+      tracked at once over all live connections (a ``gone`` frame ends the
+      tracking of its machine: it leaves :attr:`Connection.machines`); the
+      client whose ``schema`` frame would exceed it gets a :class:`ClientLimitError`.
     """
 
     def __init__(
@@ -399,6 +400,8 @@ class Receiver:
             h.on_dropped(conn, frame)
         elif isinstance(frame, Gone):
             h.on_gone(conn, frame)
+            if conn.machines.pop(frame.machine_id, None) is not None:
+                self.machines -= 1  # a disposed machine no longer counts
         elif isinstance(frame, ErrorFrame):
             raise ProtocolError(f"client reported an error: {frame.message}")
         else:
@@ -475,6 +478,7 @@ class Collector(ReceiverHandler):
         log = self.machines.get(gone.machine_id)
         if log is not None:
             log.gone = True
+            log.connected = False
         self._poke()
 
     def on_disconnect(self, conn: Connection, error: Exception | None) -> None:
