@@ -3,6 +3,7 @@ events, files of --dir only; hostile requests get a 4xx and the server lives on.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 
@@ -60,6 +62,18 @@ async def raw(port: int, data: bytes, *, close: bool = False) -> bytes:
             except (anyio.EndOfStream, anyio.BrokenResourceError):
                 pass
             return out
+
+
+async def raw_rest(s: anyio.abc.ByteStream) -> bytes:
+    """What the server sends on ``s`` until it closes."""
+    out = b""
+    with anyio.fail_after(10):
+        try:
+            while True:
+                out += await s.receive()
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            pass
+    return out
 
 
 @both
@@ -172,12 +186,32 @@ async def test_hostile_requests(tmp_path: Path, anyio_backend: Any) -> None:
 async def test_connection_limits(tmp_path: Path, anyio_backend: Any) -> None:
     async with serving(tmp_path, max_connections=2, max_events=1, head_timeout=5) as (s, _):
         with anyio.fail_after(20):
+            # connections trickling their heads: a newcomer closes the oldest (503)
             held = [await anyio.connect_tcp("127.0.0.1", s.port) for _ in range(2)]
             await until(lambda: s.connections == 2)
+            await held[0].send(b"GET / HT")
             ans = await raw(s.port, b"GET / HTTP/1.1\r\n\r\n")
-            assert ans.startswith(b"HTTP/1.1 503 ")
+            assert ans.startswith(b"HTTP/1.1 200 ")
+            evicted = await raw_rest(held[0])
+            assert evicted.startswith(b"HTTP/1.1 503 ") and b"slowest" in evicted
+            assert s.evicted == 1
             for h in held:
                 await h.aclose()
+            await until(lambda: s.connections == 0)
+            # connections past their heads (stalled downloads) are not evicted: 503
+            (tmp_path / "out").mkdir(exist_ok=True)
+            (tmp_path / "out" / "big.bin").touch()
+            os.truncate(tmp_path / "out" / "big.bin", 64 * 1024 * 1024)
+            stalled = []
+            for _ in range(2):
+                c = await anyio.connect_tcp("127.0.0.1", s.port)
+                await c.send(b"GET /files/big.bin HTTP/1.1\r\n\r\n")
+                stalled.append(c)
+            await until(lambda: s.connections == 2 and not s._reading)
+            ans = await raw(s.port, b"GET / HTTP/1.1\r\n\r\n")
+            assert ans.startswith(b"HTTP/1.1 503 ") and b"too many connections" in ans
+            for c in stalled:
+                await c.aclose()
             await until(lambda: s.connections == 0)
             first = await anyio.connect_tcp("127.0.0.1", s.port)
             await first.send(b"GET /events HTTP/1.1\r\n\r\n")

@@ -506,6 +506,11 @@ class Decoder:
         #: bytes consumed so far (preamble included)
         self.bytes_in: int = 0
 
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes received but not decoded yet (a frame, or the preamble, in progress)."""
+        return len(self._buf)
+
     def feed(self, data: bytes) -> list[Frame]:
         """Frames completed by ``data`` (possibly none)."""
         return list(self.feed_iter(data))

@@ -74,9 +74,12 @@ class RotatedFile:
 class Forwarder:
     """Sends the relayed stream on to a live debugger at ``addr``.
 
-    Frames wait in a bounded queue; while the debugger is away they are
-    dropped and counted (``dropped``). After a (re)connect the latest schema of
-    every machine is sent first.
+    Frames wait in a bounded queue (``max_queue`` frames, ``max_bytes`` bytes);
+    while the debugger is away or the queue is full they are dropped and
+    counted (``dropped``). After a (re)connect the latest schema of every
+    machine is sent first. A debugger that does not take a frame within
+    ``send_timeout`` seconds is disconnected (the queue is dropped; the next
+    connection starts with the schemas again).
     """
 
     def __init__(
@@ -85,6 +88,8 @@ class Forwarder:
         schemas: Callable[[], Sequence[SchemaRecord]],
         *,
         max_queue: int = 10_000,
+        max_bytes: int = 64 * 1024 * 1024,
+        send_timeout: float = 10.0,
         retry_max: float = 5.0,
     ) -> None:
         self.addr = addr
@@ -93,6 +98,10 @@ class Forwarder:
         self.port: int = port
         self._schemas = schemas
         self.max_queue = max_queue
+        self.max_bytes = max_bytes
+        self.send_timeout = send_timeout
+        #: bytes in the queue now
+        self.queued_bytes = 0
         # the queue of the current connection (None while disconnected)
         self._send: MemoryObjectSendStream[bytes] | None = None
         self.retry_max = retry_max
@@ -104,13 +113,15 @@ class Forwarder:
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame (dropped while disconnected or when the queue is full)."""
-        if self._send is None:
+        if self._send is None or self.queued_bytes + len(data) > self.max_bytes:
             self.dropped += 1
             return
         try:
             self._send.send_nowait(data)
         except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
             self.dropped += 1
+        else:
+            self.queued_bytes += len(data)
 
     async def run(self) -> None:
         """Connect, hand-shake and pump frames until cancelled; reconnect on errors."""
@@ -148,19 +159,23 @@ class Forwarder:
             raise OSError(f"expected welcome, got {type(frames[0]).__name__}")
         send, recv = anyio.create_memory_object_stream[bytes](self.max_queue)
         with send, recv:
-            # everyone's schema first, then what arrives from now on
-            for s in self._schemas():
-                send.send_nowait(encode_frame(s))
-            self._send = send
+            self._send = send  # what arrives from now on waits behind the schemas
             self.connected = True
             self.connects += 1
             _log.info("forward %s: connected", self.addr)
             try:
+                for s in self._schemas():  # everyone's schema first
+                    with anyio.fail_after(self.send_timeout):
+                        await stream.send(encode_frame(s))
                 async for data in recv:
-                    await stream.send(data)
+                    self.queued_bytes -= len(data)
+                    with anyio.fail_after(self.send_timeout):
+                        await stream.send(data)
                     self.sent += 1
             finally:
                 self._send = None
+                self.dropped += recv.statistics().current_buffer_used
+                self.queued_bytes = 0
 
 
 class Rotator(ReceiverHandler):

@@ -11,7 +11,8 @@ connections and the same disconnects as this debugger:
   queued on every link;
 * the client disconnects: each link sends what is queued and closes.
 
-Buffers are bounded (``max_frames`` per link). A slow or unreachable target
+Buffers are bounded (``max_frames`` per link, ``max_bytes`` over all links:
+:data:`MAX_BYTES`, 64 MiB, by default). A slow or unreachable target
 never slows the receiver: when a link's queue is full, ``txs`` frames are
 dropped and counted per machine, and the link later sends ``dropped`` frames
 with those counts, so the target's store shows the loss. A link that fails
@@ -47,7 +48,10 @@ from ...telemetry.protocol import (
 )
 from ...telemetry.receiver import Connection, ReceiverHandler
 
-__all__ = ["ForwardStats", "Forwarder", "Tee"]
+__all__ = ["MAX_BYTES", "ForwardStats", "Forwarder", "Tee"]
+
+#: bytes a :class:`Forwarder` queues at most over all its links by default
+MAX_BYTES = 64 * 1024 * 1024
 
 _log = logging.getLogger("asyncmachine_trio.tools.dbg")
 
@@ -137,16 +141,24 @@ class _Link:
         self.wake = anyio.Event()
 
     def push(self, data: bytes, counts: dict[str, int] | None = None) -> None:
-        if counts is None and len(self.queue) >= 2 * self.fwd.max_frames:
+        fwd = self.fwd
+        full = fwd.queued_bytes + len(data) > fwd.max_bytes
+        if counts is None and (full or len(self.queue) >= 2 * fwd.max_frames):
             self.stats.control_dropped += 1  # schemas are re-sent on reconnect anyway
             return
-        if counts is not None and len(self.queue) >= self.fwd.max_frames:
+        if counts is not None and (full or len(self.queue) >= fwd.max_frames):
             for mid, n in counts.items():
                 self.lost[mid] = self.lost.get(mid, 0) + n
             self.stats.dropped += sum(counts.values())
             return
         self.queue.append((data, counts or {}))
+        fwd.queued_bytes += len(data)
         self.wake.set()
+
+    def _clear(self) -> None:
+        self.stats.dropped += sum(sum(c.values()) for _d, c in self.queue)
+        self.fwd.queued_bytes -= sum(len(d) for d, _c in self.queue)
+        self.queue.clear()
 
     def close(self) -> None:
         self.closing = True
@@ -169,8 +181,7 @@ class _Link:
                 self.stats.last_error = f"{type(err).__name__}: {err}"
                 _log.debug("am-dbg forward to %s:%s: %s", *self.addr, err)
             if self.closing:  # the client left and the target is down: give up the rest
-                self.stats.dropped += sum(sum(c.values()) for _d, c in self.queue)
-                self.queue.clear()
+                self._clear()
                 return
             await anyio.sleep(delay)
             delay = min(delay * 2, self.fwd.max_backoff)
@@ -203,6 +214,7 @@ class _Link:
                     with anyio.fail_after(self.fwd.send_timeout):
                         await stream.send(data)
                     self.queue.popleft()
+                    self.fwd.queued_bytes -= len(data)
                     self.stats.frames += 1
                     self.stats.txs += sum(counts.values())
                     continue
@@ -224,6 +236,7 @@ class Forwarder(ReceiverHandler):
         targets: Sequence[str],
         *,
         max_frames: int = 1000,
+        max_bytes: int = MAX_BYTES,
         backoff: float = 0.1,
         max_backoff: float = 5.0,
         connect_timeout: float = 5.0,
@@ -231,6 +244,9 @@ class Forwarder(ReceiverHandler):
     ) -> None:
         self.targets = [parse_addr(t) for t in targets]
         self.max_frames = max_frames
+        self.max_bytes = max_bytes
+        #: bytes queued on all links now (at most ``max_bytes``)
+        self.queued_bytes = 0
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.connect_timeout = connect_timeout
@@ -278,6 +294,8 @@ class Forwarder(ReceiverHandler):
         try:
             await link.run()
         finally:
+            if link.queue:  # cancelled: what it still held is no longer queued
+                link._clear()
             links = self._links.get(link.conn.conn_id)
             if links is not None and link in links:
                 links.remove(link)

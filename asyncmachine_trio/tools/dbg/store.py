@@ -62,6 +62,7 @@ __all__ = [
     "F_HEALTH",
     "F_QUEUED",
     "HEALTH_STATES",
+    "KEEP_ERRORS",
     "MAX_CLIENTS",
     "Filters",
     "MachineData",
@@ -89,6 +90,8 @@ HEALTH_STATES = frozenset({"Healthcheck", "Heartbeat"})
 MIN_KEEP = 300
 #: clients a receiver serving a store takes at once by default (as the reference)
 MAX_CLIENTS = 5000
+#: connection errors (and ids of machines removed by the memory cap) a store keeps
+KEEP_ERRORS = 100
 _EMPTY: tuple[int, ...] = ()
 _NO_STEPS: list[StepRecord] = []  # shared by transitions without steps, never mutated
 _NO_ARGS: dict[str, str] = {}
@@ -430,6 +433,16 @@ def _wire_of(rec: TxRecord) -> WireTx:
     return _check_tx(tx_to_wire(rec))
 
 
+def _schema_size(s: SchemaRecord) -> int:
+    """Estimated bytes a machine of schema ``s`` holds before any transition."""
+    rels = sum(
+        len(r.require or ()) + len(r.add or ()) + len(r.remove or ()) + len(r.after or ())
+        for r in s.states
+    )
+    names = sum(map(len, s.state_names)) + len(s.machine_id) + len(s.parent_id)
+    return 4000 + 400 * len(s.states) + 150 * len(s.state_names) + 60 * rels + names
+
+
 class MachineData:
     """Everything known about one machine."""
 
@@ -442,7 +455,10 @@ class MachineData:
         self.times_ns: array[int] = array("Q")
         #: estimated bytes of each stored transition
         self.sizes: array[int] = array("I")
+        #: estimated bytes of the transitions and the schema
         self.mem = 0
+        #: estimated bytes of the schema (part of :attr:`mem`)
+        self.schema_mem = 0
         #: transitions dropped from the front by the memory cap (numbers stay stable)
         self.offset = 0
         self.connected = True
@@ -473,6 +489,9 @@ class MachineData:
     def set_schema(self, schema: SchemaRecord) -> None:
         """Take a (new) schema; state indexes follow its ``state_names``."""
         self.schema = schema
+        size = _schema_size(schema)
+        self.mem += size - self.schema_mem
+        self.schema_mem = size
         self.names: list[str] = list(schema.state_names)
         self.index: dict[str, int] = {n: i for i, n in enumerate(self.names)}
         self.err_idx = tuple(
@@ -846,8 +865,10 @@ class Store(ReceiverHandler):
         self.dirty: set[str] = set()
         self.clients = 0
         self.connects = 0
+        #: why connections ended in an error (the last :data:`KEEP_ERRORS`)
         self.errors: list[Exception] = []
-        #: transitions dropped by the memory cap, machines removed by it
+        #: transitions dropped by the memory cap, machines removed by it (the last
+        #: :data:`KEEP_ERRORS` ids)
         self.gc_dropped = 0
         self.gc_removed: list[str] = []
         self.gc_runs = 0
@@ -972,15 +993,20 @@ class Store(ReceiverHandler):
         ):
             self.clear()
         if md is None:
-            self.machines[mid] = MachineData(schema, conn.conn_id)
+            md = self.machines[mid] = MachineData(schema, conn.conn_id)
+            self.mem += md.mem
         else:
             if not md.connected or md.conn_id != conn.conn_id:
                 md.connects += 1
+            before = md.mem
             md.set_schema(schema)
+            self.mem += md.mem - before
             md.connected = True
             md.gone = False
             md.conn_id = conn.conn_id
         self._changed(mid)
+        if self.max_mem is not None and self.mem > self.max_mem:
+            self.gc()
 
     def on_txs(self, conn: Connection, txs: list[TxRecord]) -> None:
         self.add_txs(txs)
@@ -1042,12 +1068,15 @@ class Store(ReceiverHandler):
     def on_disconnect(self, conn: Connection, error: Exception | None) -> None:
         self.clients = max(0, self.clients - 1)
         if error is not None:
-            self.errors.append(error)
+            self.errors.append(error.with_traceback(None))
+            del self.errors[:-KEEP_ERRORS]
         for mid in conn.machines:
             md = self.machines.get(mid)
             if md is not None and md.conn_id == conn.conn_id:
                 md.connected = False
                 self._changed(mid)
+        if self.max_mem is not None and self.mem > self.max_mem:
+            self.gc()  # its machines may go now
         self._notify()
 
     # ----- memory
@@ -1087,19 +1116,23 @@ class Store(ReceiverHandler):
                     freed += f
                     progress = True
                     self.dirty.add(md.id)
-            if progress:
-                continue
+            if not progress:
+                break
+        if self.mem > cap:
+            # no machine can be halved any more: the least recently active
+            # disconnected ones go (one sort, however many go)
             gone = sorted(
                 (m for m in self.machines.values() if not m.connected), key=lambda m: m.last_ns
             )
-            if not gone:
-                break
-            victim = gone[0]
-            self.machines.pop(victim.id)
-            self.mem -= victim.mem
-            freed += victim.mem
-            self.gc_removed.append(victim.id)
-            self.dirty.add(victim.id)
+            for victim in gone:
+                if self.mem <= cap:
+                    break
+                self.machines.pop(victim.id)
+                self.mem -= victim.mem
+                freed += victim.mem
+                self.gc_removed.append(victim.id)
+                self.dirty.add(victim.id)
+            del self.gc_removed[:-KEEP_ERRORS]
         if freed:
             self._gc_forks()
         self.version += 1

@@ -21,8 +21,11 @@ Hostile input gets a 4xx and closes that connection only: request heads over
 ``head_timeout`` seconds (408, slow clients), malformed request lines (400),
 methods other than GET / HEAD (405), paths that leave the directory, hidden
 files or links out of it (404). At most ``max_connections`` connections
-(503 above) and ``max_events`` event streams at once; a client that does not
-read its response within ``send_timeout`` seconds is dropped.
+(one more closes the oldest connection still sending its request head with a
+503, or gets the 503 itself when none is) and ``max_events`` event streams at
+once; a client that does not
+read its response within ``send_timeout`` seconds is dropped. Files are sent
+in pieces of ``chunk`` bytes, so memory does not grow with the files' sizes.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
 import posixpath
 from pathlib import Path
 from urllib.parse import unquote
@@ -37,6 +41,7 @@ from urllib.parse import unquote
 import anyio
 import anyio.abc
 
+from ...telemetry.receiver import _serve_listener
 from .outputs import DIAGRAM_TYPES, Outputs
 
 __all__ = ["DiagramServer"]
@@ -121,6 +126,7 @@ class DiagramServer:
         max_connections: int = 64,
         max_events: int = 16,
         ping_interval: float = 15.0,
+        chunk: int = 64 * 1024,
     ) -> None:
         self.outputs = outputs
         self.root = Path(outputs.dir)
@@ -130,12 +136,17 @@ class DiagramServer:
         self.max_connections = max_connections
         self.max_events = max_events
         self.ping_interval = ping_interval
+        #: files are sent in pieces of this many bytes (a request holds one at a time)
+        self.chunk = chunk
         self.port = 0
         self.url = ""
         #: connections open now; event streams open now; requests answered by status
         self.connections = 0
         self.streams = 0
         self.answered: dict[int, int] = {}
+        #: connections closed while sending their request heads, to make room
+        self.evicted = 0
+        self._reading: dict[anyio.CancelScope, None] = {}
         self._changed = anyio.Event()
         self._changes: list[str] = []
         self._seq = 0
@@ -150,14 +161,18 @@ class DiagramServer:
         *,
         task_status: anyio.abc.TaskStatus[str] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``host:port`` until cancelled; ``task_status`` gets the base URL."""
+        """Listen on ``host:port`` until cancelled; ``task_status`` gets the base URL.
+
+        A flood of connections exhausting the process's descriptors pauses
+        accepting (0.1 s at a time) instead of ending the server.
+        """
         listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
         async with listener:
             self.port = listener.extra(anyio.abc.SocketAttribute.local_port)
             shown = f"[{host}]" if ":" in host else host
             self.url = f"http://{shown}:{self.port}"
             task_status.started(self.url)
-            await listener.serve(self.handle)
+            await _serve_listener(listener, self.handle, "am-dbg web")
 
     async def handle(self, stream: anyio.abc.ByteStream) -> None:
         """Answer one connection (one request, then close); never raises."""
@@ -165,8 +180,15 @@ class DiagramServer:
         try:
             async with stream:
                 if self.connections > self.max_connections:
-                    await self._send(stream, 503, b"too many connections\n")
-                    return
+                    if not self._reading:
+                        await self._send(stream, 503, b"too many connections\n")
+                        return
+                    # the oldest connection still sending its request head makes room
+                    # (clients trickling their heads cannot lock the others out)
+                    oldest = next(iter(self._reading))
+                    del self._reading[oldest]
+                    oldest.cancel()
+                    self.evicted += 1
                 try:
                     method, path = await self._read_head(stream)
                     await self._route(stream, method, path)
@@ -187,12 +209,19 @@ class DiagramServer:
 
     async def _read_head(self, stream: anyio.abc.ByteStream) -> tuple[str, str]:
         buf = b""
-        with anyio.move_on_after(self.head_timeout) as scope:
-            while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
-                chunk = await stream.receive(4096)
-                buf += chunk
-                if len(buf) > self.max_head:
-                    raise _HttpError(431, f"request head over {self.max_head} bytes")
+        with anyio.CancelScope() as evict:
+            self._reading[evict] = None
+            try:
+                with anyio.move_on_after(self.head_timeout) as scope:
+                    while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
+                        chunk = await stream.receive(4096)
+                        buf += chunk
+                        if len(buf) > self.max_head:
+                            raise _HttpError(431, f"request head over {self.max_head} bytes")
+            finally:
+                self._reading.pop(evict, None)
+        if evict.cancelled_caught:
+            raise _HttpError(503, "too many connections: this request was the slowest")
         if scope.cancelled_caught:
             raise _HttpError(408, "request head not received in time")
         line = buf.split(b"\n", 1)[0].rstrip(b"\r")
@@ -271,12 +300,30 @@ class DiagramServer:
         return full
 
     async def _file(self, stream: anyio.abc.ByteStream, file: Path, head: bool) -> None:
+        """Send ``file`` in chunks of :attr:`chunk` bytes (memory stays bounded)."""
         try:
-            data = await anyio.Path(file).read_bytes()
+            f = await anyio.open_file(file, "rb")
         except OSError:
             raise _HttpError(404) from None
-        ctype = _TYPES.get(file.suffix, "application/octet-stream")
-        await self._send(stream, 200, data, ctype, csp=_FILE_CSP, head=head)
+        async with f:
+            try:
+                size = (await anyio.to_thread.run_sync(os.fstat, f.wrapped.fileno())).st_size
+            except OSError:
+                raise _HttpError(404) from None
+            ctype = _TYPES.get(file.suffix, "application/octet-stream")
+            self._count(200)
+            try:
+                with anyio.fail_after(self.send_timeout):
+                    await stream.send(_head(200, size, ctype, _FILE_CSP))
+                    left = 0 if head else size
+                    while left > 0:
+                        data = await f.read(min(self.chunk, left))
+                        if not data:  # the file shrank: the client sees a short body
+                            break
+                        await stream.send(data)
+                        left -= len(data)
+            except TimeoutError:
+                pass  # a client that does not read: dropped
 
     async def _diagram(self, stream: anyio.abc.ByteStream, kind: str, head: bool) -> None:
         d = self.root / "diagrams"
@@ -410,16 +457,20 @@ class DiagramServer:
         head: bool = False,
     ) -> None:
         self._count(status)
-        hdr = (
-            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
-            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
-            f"Content-Security-Policy: {csp}\r\nConnection: close\r\n\r\n"
-        ).encode()
+        hdr = _head(status, len(body), ctype, csp)
         try:
             await self._write(stream, hdr if head else hdr + body)
         except TimeoutError:
             pass  # a client that does not read: dropped
+
+
+def _head(status: int, length: int, ctype: str, csp: str) -> bytes:
+    return (
+        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"Content-Type: {ctype}\r\nContent-Length: {length}\r\n"
+        "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+        f"Content-Security-Policy: {csp}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
 
 def _mtime(p: Path) -> float:
