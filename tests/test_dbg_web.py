@@ -93,6 +93,8 @@ def test_web_on_loopback_in_chromium(tmp_path: Path) -> None:
             "-1",
             "--import",
             str(tmp_path / "s.amdbg.gz"),
+            "--dir",  # its files (tx.md) go here, not into the checkout
+            str(tmp_path),
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
