@@ -578,3 +578,31 @@ def test_pytest_plugin(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*1 unhandled machine error(s):*"])
     strict = pytester.runpytest_inprocess(*ARGS, "--am-fail-unhandled")
     strict.assert_outcomes(passed=2, failed=2)
+
+
+def test_the_same_unhandled_error_again_soon_is_counted_not_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asyncmachine_trio.machine import report
+
+    with amt.error_reports() as reports:
+        mach = am.Machine(FOO_BAR, id="rep-again")
+        for _ in range(3):  # e.g. a worker failing at start-up, over and over
+            mach.add_err(RuntimeError("disk full"))
+        mach.add_err(RuntimeError("disk on fire"))  # a different error: reported
+        mach.add_err(RuntimeError("disk on fire"))
+        monkeypatch.setattr(report, "REPEAT_WINDOW", 0.0)  # the window has passed
+        mach.add_err(RuntimeError("disk on fire"))
+        other = am.Machine(FOO_BAR, id="rep-other")  # another machine: its own reports
+        other.add_err(RuntimeError("disk full"))
+    heads = [(r.machine_id, r.message.splitlines()[0]) for r in reports]
+    assert heads == [
+        ("rep-again", "unhandled error in machine rep-again: RuntimeError: disk full"),
+        ("rep-again", "unhandled error in machine rep-again: RuntimeError: disk on fire"),
+        (
+            "rep-again",
+            "unhandled error in machine rep-again: RuntimeError: disk on fire"
+            " (it happened 1 more time since its last report, not logged)",
+        ),
+        ("rep-other", "unhandled error in machine rep-other: RuntimeError: disk full"),
+    ]

@@ -275,6 +275,8 @@ class Machine:
         self._attached: dict[object, Any] = {}
         self._report_hook: Callable[[Transition], Any] = lambda tx: _report.end_hook(self, tx)
         self._last_reported: BaseException | None = None
+        # the last unhandled-error report: (what it was about, when, repeats since)
+        self._report_repeat: tuple[tuple[str, str, str, str], float, int] | None = None
 
         self._schema: dict[str, State] = parsed
         # shared with other machines of this schema: replaced, never mutated

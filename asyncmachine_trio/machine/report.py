@@ -7,7 +7,11 @@ logger ``asyncmachine_trio`` (as asyncio reports "Task exception was never
 retrieved" to its logger). A handler slower than ``handler_timeout``, whose
 transition was canceled or reverted, is reported at WARNING.
 
-``report_errors=False`` (or ``AM_REPORT_ERRORS=0``) silences both. Nothing
+The same unhandled error (type, message, handler and state) reported again for the
+same machine within :data:`REPEAT_WINDOW` seconds is counted rather than logged, and
+the next report of it says how many were left out: a worker that fails at start-up
+over and over, or a periodic job failing the same way, logs once a minute, not on
+every try. ``report_errors=False`` (or ``AM_REPORT_ERRORS=0``) silences both. Nothing
 here runs on the mutation fast path: an error registers an end-of-transition
 hook that removes itself once the error's mutation was processed.
 """
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from .transition import Event, Transition
 
 __all__ = [
+    "REPEAT_WINDOW",
     "ErrorReport",
     "add_listener",
     "handler_name",
@@ -179,6 +184,26 @@ def end_hook(m: Machine, tx: Transition) -> None:
         hooks.pop()
 
 
+#: an unhandled error like the last one reported for its machine (same type, message,
+#: source and state) within this many seconds is counted, not reported again
+REPEAT_WINDOW = 60.0
+
+
+def _repeat(m: Machine, err: BaseException, source: str, state: str) -> int | None:
+    """``None`` if this report repeats the machine's last one within
+    :data:`REPEAT_WINDOW` (it is counted), else how many repeats were not logged."""
+    import time
+
+    key = (type(err).__qualname__, str(err), source, state)
+    now = time.monotonic()
+    last = m._report_repeat
+    if last is not None and last[0] == key and now - last[1] < REPEAT_WINDOW:
+        m._report_repeat = (key, last[1], last[2] + 1)
+        return None
+    m._report_repeat = (key, now, 0)
+    return last[2] if last is not None and last[0] == key else 0
+
+
 def _unhandled(m: Machine) -> bool:
     return m.is_err() and _EXC_STATE not in m._handler_names
 
@@ -189,9 +214,15 @@ def _report_unhandled(m: Machine, exc: AException, source: str, state: str) -> N
     if m._last_reported is err:
         return
     m._last_reported = err
+    skipped = _repeat(m, err, source, state)
+    if skipped is None:
+        return  # the same error again, soon after: counted, not logged
     where = f" in {source}" if source else ""
     about = f" (state {state})" if state else ""
     head = f"unhandled error in machine {m.id}{where}{about}: {type(err).__name__}: {err}"
+    if skipped:
+        times = "time" if skipped == 1 else "times"
+        head += f" (it happened {skipped} more {times} since its last report, not logged)"
     hint = (
         "no handler defines exception_state: bind am.ExceptionHandler() or your own"
         " exception_state to handle errors, or pass report_errors=False"
