@@ -92,6 +92,16 @@ class TopicConfig:
     router_rate_limit: float = 1000.0
     #: gossipsub's mesh heartbeat (seconds)
     gossipsub_heartbeat: float = 1.0
+    #: gossipsub's mesh degree: the peers each message is forwarded to (D); the mesh is
+    #: rebuilt towards it when it falls below ``mesh_degree_low`` or grows past
+    #: ``mesh_degree_high``. Every mesh link carries every message once or twice, and
+    #: each delivery costs py-libp2p milliseconds of CPU: 3 (libp2p's usual 6) halves
+    #: the duplicates at the price of a hop more
+    mesh_degree: int = 3
+    #: see ``mesh_degree``
+    mesh_degree_low: int = 2
+    #: see ``mesh_degree``
+    mesh_degree_high: int = 6
     #: messages waiting to be published (more are dropped and counted)
     outbox_size: int = 1024
     #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
@@ -151,6 +161,12 @@ class Topic:
         self.config = config or TopicConfig()
         if self.config.muxer not in ("mplex", "yamux"):
             raise PubsubError(f"unknown muxer {self.config.muxer!r} (mplex or yamux)")
+        c = self.config
+        if not 1 <= c.mesh_degree_low <= c.mesh_degree <= c.mesh_degree_high:
+            raise PubsubError(
+                "mesh degrees must satisfy 1 <= mesh_degree_low <= mesh_degree <= mesh_degree_high,"
+                f" got {c.mesh_degree_low}, {c.mesh_degree}, {c.mesh_degree_high}"
+            )
         self.listen_addrs = list(listen_addrs)
         self.bootstrap = list(bootstrap)
         #: the topic machine (:class:`TopicStates`)
@@ -299,6 +315,7 @@ class Topic:
                 router_rate_limit=cfg.router_rate_limit,
                 gossipsub_heartbeat=cfg.gossipsub_heartbeat,
                 muxer=cfg.muxer,
+                degree=(cfg.mesh_degree, cfg.mesh_degree_low, cfg.mesh_degree_high),
             ) as host:
                 self._host = host
                 self.peer_id = host.peer_id
@@ -386,6 +403,9 @@ class Topic:
         period = min(0.1, self._heartbeat_period())
         while True:
             host.grow_queues(self.config.peer_queue_size)
+            if self._nursery is not None:
+                for p in host.stray_peers():
+                    self._nursery.start_soon(host.register_peer, p)
             now = set(host.topic_peers())
             for p in sorted(now - self._topic_peers):
                 self._topic_peers.add(p)
