@@ -154,7 +154,9 @@ async def _one(
         "settle_cpu_s": round(cpu, 2),
         "delivered": delivered,
         "cpu_ms_per_delivered": round(cpu * 1000 / max(1, delivered), 2),
-        "stray_retries": sum(sum(t._host.stray_retries.values()) for t in topics if t._host),
+        "stray_retries": sum(
+            sum(getattr(t._host, "stray_retries", {}).values()) for t in topics if t._host
+        ),
         "update_p50_ms": round(statistics.median(lat) * 1000, 1),
         "update_max_ms": round(max(lat) * 1000, 1),
         "messages_sent": sent,

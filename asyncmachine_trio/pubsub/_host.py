@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -128,8 +129,9 @@ def _install_record_cache(host: Any) -> None:
             mod.maybe_consume_signed_record = _consume_cached
 
 
+@functools.lru_cache(maxsize=4096)
 def peer_id_str(raw: bytes) -> str:
-    """A peer id (bytes on the wire) as its base58 string."""
+    """A peer id (bytes on the wire) as its base58 string (pure-Python base58: cached)."""
     return str(ID(raw).to_base58())
 
 
