@@ -266,16 +266,21 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
                         },
                     }
                 ),
-                b"\x00" * 1_100_000,  # over the size limit
             ]
             for g in garbage:
                 await bad.publish(g)
+            # (polled: wait_until wakes on changes of mirrors and peers, and a
+            # malformed message changes neither)
             with trio.fail_after(15):
-                for t in topics:
-                    await t.wait_until(lambda t: sum(t.malformed.values()) >= 1)
-                    await trio.sleep(0.2)
+                while any(t.malformed[bad.peer_id] < len(garbage) for t in topics):
+                    await trio.sleep(0.05)
+            # over the size limit: py-libp2p drops an RPC over 1 MiB and resets the
+            # sender's stream (sent last: libp2p batches queued messages into one RPC,
+            # and the batch would be dropped with it)
+            await bad.publish(b"\x00" * 1_100_000)
+            await trio.sleep(0.5)
             for t in topics:
-                assert t.malformed[bad.peer_id] >= len(garbage) - 1, t.malformed
+                assert t.malformed[bad.peer_id] >= len(garbage), t.malformed
                 assert t.mach.is_([S.Joined, S.Ready]) and t.mach.not1(am.EXCEPTION)
             # the others still work
             machs[0].add1("Foo")

@@ -92,16 +92,18 @@ class TopicConfig:
     router_rate_limit: float = 1000.0
     #: gossipsub's mesh heartbeat (seconds)
     gossipsub_heartbeat: float = 1.0
-    #: gossipsub's mesh degree: the peers each message is forwarded to (D); the mesh is
-    #: rebuilt towards it when it falls below ``mesh_degree_low`` or grows past
-    #: ``mesh_degree_high``. Every mesh link carries every message once or twice, and
-    #: each delivery costs py-libp2p milliseconds of CPU: 3 (libp2p's usual 6) halves
-    #: the duplicates at the price of a hop more
+    #: gossipsub's mesh degree: the peers a message is forwarded to (D). A peer with
+    #: fewer than ``mesh_degree_low`` mesh peers adds some, up to D; one with more than
+    #: ``mesh_degree_high`` drops some, down to D. Every mesh link carries every message
+    #: once or twice, and each delivery costs py-libp2p milliseconds of CPU: 3 (libp2p's
+    #: usual 6) cuts the duplicates at the price of a hop more. Keep ``mesh_degree_high``
+    #: above the connections a hub has (a star's centre): a leaf pruned from the hub's
+    #: mesh waits out gossipsub's backoff (60 s) before it joins again
     mesh_degree: int = 3
     #: see ``mesh_degree``
     mesh_degree_low: int = 2
     #: see ``mesh_degree``
-    mesh_degree_high: int = 6
+    mesh_degree_high: int = 12
     #: messages waiting to be published (more are dropped and counted)
     outbox_size: int = 1024
     #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
