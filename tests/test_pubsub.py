@@ -272,7 +272,7 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
             # (polled: wait_until wakes on changes of mirrors and peers, and a
             # malformed message changes neither)
             with trio.fail_after(15):
-                while any(t.malformed[bad.peer_id] < len(garbage) for t in topics):
+                while any(t.malformed[bad.peer_id] < len(garbage) for t in topics):  # noqa: ASYNC110
                     await trio.sleep(0.05)
             # over the size limit: py-libp2p drops an RPC over 1 MiB and resets the
             # sender's stream (sent last: libp2p batches queued messages into one RPC,

@@ -87,13 +87,14 @@ def _env_to_send_cached(host: Any) -> tuple[bytes, bool]:
     """``env_to_send_in_RPC`` with the result kept for ``RECORD_RECHECK`` seconds."""
     cache = _record_caches.get(host)
     if cache is None:
-        return _orig_env_to_send(host)
+        raw0, created0 = _orig_env_to_send(host)
+        return bytes(raw0), bool(created0)
     now = time.monotonic()
     if now - cache.own_at < RECORD_RECHECK:
         return cache.own, False
     raw, created = _orig_env_to_send(host)
-    cache.own, cache.own_at = raw, now
-    return raw, created
+    cache.own, cache.own_at = bytes(raw), now
+    return cache.own, bool(created)
 
 
 def _consume_cached(msg: Any, host: Any, peer_id: Any) -> bool:
