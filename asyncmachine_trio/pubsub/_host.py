@@ -39,7 +39,7 @@ __all__ = ["MUXERS", "Host", "open_host", "peer_id_str"]
 MUXERS = {"mplex": "MPLEX", "yamux": "YAMUX"}
 
 #: our listen addresses are compared with the cached signed peer record at most this often (s)
-RECORD_RECHECK = 1.0
+RECORD_RECHECK = 10.0
 #: a peer's unchanged signed peer record is verified and stored again at most this often (s)
 RECORD_REFRESH = 60.0
 #: peers whose records are remembered per host (more: the oldest half is forgotten)
