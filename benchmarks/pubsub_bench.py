@@ -55,6 +55,13 @@ def _synced(t: Any, machs: list[am.Machine]) -> bool:
     return have == want
 
 
+def _exc_text(exc: BaseException) -> str:
+    """The first leaf of an exception (group) as ``Type: message``."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _delivered(topics: list[Any]) -> int:
     """Messages the topics received from other peers (decoded, or malformed and counted)."""
     return sum(
@@ -279,7 +286,7 @@ def measure(
         try:
             rows.append(trio.run(_one, n, per_peer, multiplayer, updates, gossip_every))
         except Exception as exc:
-            rows.append({"peers": n, "error": f"{type(exc).__name__}: {exc}"})
+            rows.append({"peers": n, "error": _exc_text(exc)})
     section: dict[str, Any] = {
         "multiplayer": multiplayer,
         "gossip_every": gossip_every,
