@@ -57,8 +57,8 @@ def _synced(t: Any, machs: list[am.Machine]) -> bool:
 
 def _exc_text(exc: BaseException) -> str:
     """The first leaf of an exception (group) as ``Type: message``."""
-    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
-        exc = exc.exceptions[0]
+    while getattr(exc, "exceptions", None):
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
     return f"{type(exc).__name__}: {exc}"
 
 
