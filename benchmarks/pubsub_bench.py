@@ -55,6 +55,21 @@ def _synced(t: Any, machs: list[am.Machine]) -> bool:
     return have == want
 
 
+def _exc_text(exc: BaseException) -> str:
+    """The first leaf of an exception (group) as ``Type: message``."""
+    while getattr(exc, "exceptions", None):
+        exc = exc.exceptions[0]  # type: ignore[attr-defined]
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _delivered(topics: list[Any]) -> int:
+    """Messages the topics received from other peers (decoded, or malformed and counted)."""
+    return sum(
+        sum(v for k, v in t.received.items() if k != "dropped") + sum(t.malformed.values())
+        for t in topics
+    )
+
+
 def _config(multiplayer: float, gossip_every: int) -> Any:
     import os
 
@@ -65,7 +80,19 @@ def _config(multiplayer: float, gossip_every: int) -> Any:
         connections_to_ready=1,
         gossip_every=gossip_every,
         muxer=os.environ.get("AM_BENCH_MUXER", "yamux"),
+        **_degree_env(),
     )
+
+
+def _degree_env() -> dict[str, int]:
+    """``AM_BENCH_DEGREE=D,low,high`` overrides the mesh degree (for comparisons)."""
+    import os
+
+    raw = os.environ.get("AM_BENCH_DEGREE", "")
+    if not raw:
+        return {}
+    d, lo, hi = (int(x) for x in raw.split(","))
+    return {"mesh_degree": d, "mesh_degree_low": lo, "mesh_degree_high": hi}
 
 
 async def _one(
@@ -100,13 +127,15 @@ async def _one(
                 await t.wait_until(lambda t: _synced(t, machs))
         settled = time.perf_counter()
         cpu = time.process_time() - c0
+        delivered = _delivered(topics)
         synced = sum(_synced(t, machs) for t in topics)
         if synced < n:
             mirrors = sum(len(t.list_machines()) for t in topics)
             return {
                 "peers": n,
                 "error": f"not settled in {SETTLE_TIMEOUT:.0f} s: {synced}/{n} peers synced,"
-                f" {mirrors}/{n * (n - 1) * per_peer} mirrors",
+                f" {mirrors}/{n * (n - 1) * per_peer} mirrors, cpu {cpu:.1f} s,"
+                f" {delivered} messages delivered",
             }
         lat: list[float] = []
         src = machs[0]
@@ -130,6 +159,11 @@ async def _one(
         "settle_s": round(settled - t0, 3),
         "settle_after_join_s": round(settled - joined, 3),
         "settle_cpu_s": round(cpu, 2),
+        "delivered": delivered,
+        "cpu_ms_per_delivered": round(cpu * 1000 / max(1, delivered), 2),
+        "stray_retries": sum(
+            sum(getattr(t._host, "stray_retries", {}).values()) for t in topics if t._host
+        ),
         "update_p50_ms": round(statistics.median(lat) * 1000, 1),
         "update_max_ms": round(max(lat) * 1000, 1),
         "messages_sent": sent,
@@ -252,7 +286,7 @@ def measure(
         try:
             rows.append(trio.run(_one, n, per_peer, multiplayer, updates, gossip_every))
         except Exception as exc:
-            rows.append({"peers": n, "error": f"{type(exc).__name__}: {exc}"})
+            rows.append({"peers": n, "error": _exc_text(exc)})
     section: dict[str, Any] = {
         "multiplayer": multiplayer,
         "gossip_every": gossip_every,

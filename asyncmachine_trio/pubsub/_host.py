@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -15,9 +18,12 @@ try:
     import multiaddr
     from libp2p import generate_new_ed25519_identity, new_host
     from libp2p.network.config import ConnectionConfig
+    from libp2p.peer import peerstore as peerstore_mod
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import info_from_p2p_addr
+    from libp2p.pubsub import gossipsub as gossipsub_mod
     from libp2p.pubsub import pubsub as pubsub_mod
+    from libp2p.pubsub import utils as pubsub_utils_mod
     from libp2p.pubsub.gossipsub import PROTOCOL_ID, GossipSub
     from libp2p.pubsub.pubsub import Pubsub
     from libp2p.tools.anyio_service import background_trio_service
@@ -34,9 +40,101 @@ __all__ = ["MUXERS", "Host", "open_host", "peer_id_str"]
 #: stream muxers a host can prefer (py-libp2p's names)
 MUXERS = {"mplex": "MPLEX", "yamux": "YAMUX"}
 
+#: our listen addresses are compared with the cached signed peer record at most this often (s)
+RECORD_RECHECK = 10.0
+#: a peer's unchanged signed peer record is verified and stored again at most this often (s)
+RECORD_REFRESH = 60.0
+#: peers whose records are remembered per host (more: the oldest half is forgotten)
+RECORD_PEERS_MAX = 1024
+#: a connected peer without a pubsub stream for this long gets another attempt (s; more
+#: than py-libp2p's 10 s protocol negotiation timeout, so its own attempt is over)
+STRAY_AFTER = 12.0
 
+
+# ----- py-libp2p's signed peer record, once per host instead of once per RPC
+#
+# py-libp2p 0.8 puts the host's signed peer record (an Envelope: the peer id and
+# listen addresses, signed) into every pubsub RPC it sends, and verifies and
+# stores the one in every RPC it receives. Building it calls ``host.get_addrs()``
+# and re-serializes the envelope (~2 ms of CPU per RPC), checking it verifies an
+# Ed25519 signature and rewrites the peer's address book (~1.3 ms per RPC). Both
+# are repeated for every message forwarded, duplicates included. The adapter
+# below gives libp2p's pubsub modules the same two functions with a per-host
+# cache: the record sent is libp2p's own envelope, re-made when the listen
+# addresses change (checked every RECORD_RECHECK s); a received record whose
+# bytes equal the last one accepted from that peer is not verified again within
+# RECORD_REFRESH s (other bytes go through libp2p's check as before, so a forged
+# or changed record is still verified). Hosts not opened here are left to
+# libp2p's functions. py-libp2p's files are not modified: only the two names its
+# pubsub and gossipsub modules call are rebound, once, to the wrappers below.
+
+_orig_env_to_send = peerstore_mod.env_to_send_in_RPC
+_orig_consume = pubsub_utils_mod.maybe_consume_signed_record
+
+
+@attrs.define(eq=False)
+class _RecordCache:
+    """One host's own record (bytes, when checked) and the records accepted from peers."""
+
+    own: bytes = b""
+    own_at: float = -1e18
+    # peer id -> (record bytes, when verified and stored)
+    peers: dict[Any, tuple[bytes, float]] = attrs.field(factory=dict)
+
+
+_record_caches: weakref.WeakKeyDictionary[Any, _RecordCache] = weakref.WeakKeyDictionary()
+
+
+def _env_to_send_cached(host: Any) -> tuple[bytes, bool]:
+    """``env_to_send_in_RPC`` with the result kept for ``RECORD_RECHECK`` seconds."""
+    cache = _record_caches.get(host)
+    if cache is None:
+        raw0, created0 = _orig_env_to_send(host)
+        return bytes(raw0), bool(created0)
+    now = time.monotonic()
+    if now - cache.own_at < RECORD_RECHECK:
+        return cache.own, False
+    raw, created = _orig_env_to_send(host)
+    cache.own, cache.own_at = bytes(raw), now
+    return cache.own, bool(created)
+
+
+def _consume_cached(msg: Any, host: Any, peer_id: Any) -> bool:
+    """``maybe_consume_signed_record`` skipping a record just accepted from the same peer."""
+    cache = _record_caches.get(host)
+    if cache is None or not msg.HasField("senderRecord"):
+        return bool(_orig_consume(msg, host, peer_id))
+    raw = msg.senderRecord
+    now = time.monotonic()
+    seen = cache.peers.get(peer_id)
+    if seen is not None and seen[0] == raw and now - seen[1] < RECORD_REFRESH:
+        return True
+    ok = bool(_orig_consume(msg, host, peer_id))
+    if ok:
+        if len(cache.peers) >= RECORD_PEERS_MAX:
+            for old in sorted(cache.peers, key=lambda p: cache.peers[p][1])[
+                : len(cache.peers) // 2
+            ]:
+                del cache.peers[old]
+        cache.peers[peer_id] = (raw, now)
+    else:
+        cache.peers.pop(peer_id, None)
+    return ok
+
+
+def _install_record_cache(host: Any) -> None:
+    """Cache the signed peer records of ``host`` (rebinds libp2p's two names once)."""
+    _record_caches[host] = _RecordCache()
+    for mod in (pubsub_mod, gossipsub_mod):
+        if mod.env_to_send_in_RPC is not _env_to_send_cached:
+            mod.env_to_send_in_RPC = _env_to_send_cached
+        if mod.maybe_consume_signed_record is not _consume_cached:
+            mod.maybe_consume_signed_record = _consume_cached
+
+
+@functools.lru_cache(maxsize=4096)
 def peer_id_str(raw: bytes) -> str:
-    """A peer id (bytes on the wire) as its base58 string."""
+    """A peer id (bytes on the wire) as its base58 string (pure-Python base58: cached)."""
     return str(ID(raw).to_base58())
 
 
@@ -51,6 +149,11 @@ class Host:
     peer_id: str
     peer_id_bytes: bytes
     sub: Any = None
+    #: another attempt to open a pubsub stream to a connected peer, by peer id
+    stray_retries: dict[str, int] = attrs.field(factory=dict)
+    # peer id -> when first seen connected without a pubsub stream
+    _stray_since: dict[Any, float] = attrs.field(factory=dict)
+    _retrying: set[Any] = attrs.field(factory=set)
 
     @property
     def addrs(self) -> list[str]:
@@ -85,6 +188,44 @@ class Host:
     def connections(self) -> int:
         """Open libp2p connections (to distinct peers)."""
         return len(self.host.get_network().connections)
+
+    def stray_peers(self) -> list[Any]:
+        """Connected peers that have had no pubsub stream for a while (due another attempt).
+
+        py-libp2p opens a pubsub stream to every peer that connects, retrying
+        while the muxer is not ready, but gives up for good when the protocol
+        negotiation times out (10 s; a busy process gets there): such a peer
+        stays connected yet never hears or forwards the topic. A peer is due
+        ``STRAY_AFTER`` seconds after it was first seen so (libp2p's own attempt
+        is over by then), and again 2, 4, ... up to 60 seconds after each of our
+        attempts that failed.
+        """
+        now = time.monotonic()
+        registered = self.pubsub.peers
+        stray = [p for p in self.host.get_network().connections if p not in registered]
+        for p in [p for p in self._stray_since if p not in stray]:
+            del self._stray_since[p]
+        due = []
+        for p in stray:
+            since = self._stray_since.setdefault(p, now)
+            tries = self.stray_retries.get(p.to_base58(), 0)
+            wait = STRAY_AFTER if tries == 0 else min(2.0**tries, 60.0)
+            if p not in self._retrying and now - since >= wait:
+                due.append(p)
+        return due
+
+    async def register_peer(self, peer_id: Any) -> bool:
+        """Open the pubsub stream to a connected peer (libp2p's ``ensure_peer_stream``)."""
+        key = peer_id.to_base58()
+        self.stray_retries[key] = self.stray_retries.get(key, 0) + 1
+        self._retrying.add(peer_id)
+        try:
+            return bool(await self.pubsub.ensure_peer_stream(peer_id, timeout=30.0))
+        except Exception:
+            return False
+        finally:
+            self._retrying.discard(peer_id)
+            self._stray_since.pop(peer_id, None)
 
     async def dial(self, addr: str) -> None:
         """Connect to a peer given as a multiaddr with ``/p2p/<id>``."""
@@ -135,11 +276,13 @@ async def open_host(
     router_rate_limit: float,
     gossipsub_heartbeat: float,
     muxer: str = "yamux",
+    degree: tuple[int, int, int] = (6, 4, 12),
 ) -> AsyncIterator[Host]:
     """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``.
 
     ``muxer`` is the stream muxer proposed first on TCP connections (``"yamux"``
     or ``"mplex"``); the other one is offered too, so either kind of peer connects.
+    ``degree`` is gossipsub's mesh degree: (D, D low, D high).
     """
     if muxer not in MUXERS:
         raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")
@@ -156,14 +299,15 @@ async def open_host(
     )
     router = GossipSub(
         [PROTOCOL_ID],
-        degree=6,
-        degree_low=4,
-        degree_high=12,
+        degree=degree[0],
+        degree_low=degree[1],
+        degree_high=degree[2],
         heartbeat_initial_delay=0.1,
         heartbeat_interval=gossipsub_heartbeat,
         max_messages_per_topic_per_second=router_rate_limit,
     )
     pubsub = Pubsub(host, router)
+    _install_record_cache(host)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run(listen_addrs=maddrs))
         # py-libp2p's auto-connector aims at the middle of the watermarks (150

@@ -92,6 +92,19 @@ class TopicConfig:
     router_rate_limit: float = 1000.0
     #: gossipsub's mesh heartbeat (seconds)
     gossipsub_heartbeat: float = 1.0
+    #: gossipsub's mesh degree: the peers a message is forwarded to (D). A peer with
+    #: fewer than ``mesh_degree_low`` mesh peers adds some, up to D; one with more than
+    #: ``mesh_degree_high`` drops some, down to D (libp2p's usual 6, 4, 12). Every mesh
+    #: link carries every message once or twice, and each delivery costs py-libp2p
+    #: milliseconds of CPU, so a smaller D means fewer duplicates but a hop more; with
+    #: D 3 the tests' small stars became slow and flaky, so it is not the default. Keep
+    #: ``mesh_degree_high`` above the connections a hub has (a star's centre): a leaf
+    #: pruned from the hub's mesh waits out gossipsub's backoff (60 s) to join again
+    mesh_degree: int = 6
+    #: see ``mesh_degree``
+    mesh_degree_low: int = 4
+    #: see ``mesh_degree``
+    mesh_degree_high: int = 12
     #: messages waiting to be published (more are dropped and counted)
     outbox_size: int = 1024
     #: messages waiting to be sent to one peer (py-libp2p's default, 32, loses bursts)
@@ -151,6 +164,12 @@ class Topic:
         self.config = config or TopicConfig()
         if self.config.muxer not in ("mplex", "yamux"):
             raise PubsubError(f"unknown muxer {self.config.muxer!r} (mplex or yamux)")
+        c = self.config
+        if not 1 <= c.mesh_degree_low <= c.mesh_degree <= c.mesh_degree_high:
+            raise PubsubError(
+                "mesh degrees must satisfy 1 <= mesh_degree_low <= mesh_degree <= mesh_degree_high,"
+                f" got {c.mesh_degree_low}, {c.mesh_degree}, {c.mesh_degree_high}"
+            )
         self.listen_addrs = list(listen_addrs)
         self.bootstrap = list(bootstrap)
         #: the topic machine (:class:`TopicStates`)
@@ -300,6 +319,7 @@ class Topic:
                 router_rate_limit=cfg.router_rate_limit,
                 gossipsub_heartbeat=cfg.gossipsub_heartbeat,
                 muxer=cfg.muxer,
+                degree=(cfg.mesh_degree, cfg.mesh_degree_low, cfg.mesh_degree_high),
             ) as host:
                 self._host = host
                 self.peer_id = host.peer_id
@@ -387,6 +407,9 @@ class Topic:
         period = min(0.1, self._heartbeat_period())
         while True:
             host.grow_queues(self.config.peer_queue_size)
+            if self._nursery is not None:
+                for p in host.stray_peers():
+                    self._nursery.start_soon(host.register_peer, p)
             now = set(host.topic_peers())
             for p in sorted(now - self._topic_peers):
                 self._topic_peers.add(p)
@@ -891,14 +914,21 @@ class _TopicHandlers:
             t._send(wire.UpdatesMsg(clocks), "updates")
 
     def heartbeat_state(self, e: am.Event) -> None:
+        # only the work that is due is added: a heartbeat with nothing to do costs
+        # one transition, not six (a topic beats every 0.2 s with multiplayer 0.2)
         m = e.machine
-        m.remove([S.MissPeersByGossip, S.MissPeersByUpdates])
-        updates = self.t._collect_updates()
+        t = self.t
+        if m.is1(S.MissPeersByGossip) or m.is1(S.MissPeersByUpdates):
+            m.remove([S.MissPeersByGossip, S.MissPeersByUpdates])
+        updates = t._collect_updates()
         if updates:
             m.add1(S.SendUpdates, {"clocks": updates})
-        m.add1(S.SendGossips)
-        m.add1(S.ReqMissingUpdates)
-        m.add1(S.ReqMissingPeers)
+        if random.random() < 1 / (t._peer_estimate() * max(1, t.config.gossip_every)):
+            m.add1(S.SendGossips)
+        if t._missing_updates:
+            m.add1(S.ReqMissingUpdates)
+        if t._missing_peers:
+            m.add1(S.ReqMissingPeers)
         m.remove1(S.Heartbeat)
 
     def send_updates_state(self, e: am.Event) -> None:
@@ -907,11 +937,11 @@ class _TopicHandlers:
         e.machine.remove1(S.SendUpdates)
 
     def send_gossips_state(self, e: am.Event) -> None:
+        # the heartbeat draws whether to gossip (see TopicConfig.gossip_every)
         t = self.t
-        if random.random() < 1 / (t._peer_estimate() * max(1, t.config.gossip_every)):
-            gossips = t._gossips()
-            if gossips:
-                t._send(wire.GossipMsg(gossips), "gossip")
+        gossips = t._gossips()
+        if gossips:
+            t._send(wire.GossipMsg(gossips), "gossip")
         e.machine.remove1(S.SendGossips)
 
     def req_missing_peers_state(self, e: am.Event) -> None:
