@@ -1,19 +1,16 @@
-"""Build hook: the optional compiled core (mypyc) of ``pip install .``.
+"""Build hook: the compiled core (mypyc) of ``pip install .``.
 
-With ``ASYNCMACHINE_TRIO_COMPILE=1`` in the environment (the compiled core is
-experimental: opt-in until its whole test session passes in CI), a wheel built from
-source compiles the modules listed in ``pyproject.toml``
-(``[tool.hatch.build.targets.wheel.hooks.custom] modules``) with mypyc, next to their
-``.py`` files, when the interpreter is CPython and a C compiler works. Otherwise the
-wheel is the pure package and the build log says why (``pip install -v`` shows it).
-Not compiled:
+A wheel built from source on CPython compiles the modules listed in
+``pyproject.toml`` (``[tool.hatch.build.targets.wheel.hooks.custom] modules``) with
+mypyc, next to their ``.py`` files, when a C compiler and Python's headers are found.
+Otherwise, or when the compilation fails, the wheel is the pure package (tagged
+``py3-none-any``) and the build log says why (``pip install -v`` shows it).
 
-- editable installs (``pip install -e .``) and the sdist;
-- with ``ASYNCMACHINE_TRIO_PURE=1`` in the environment (a pure wheel, tagged
-  ``py3-none-any``).
-
-A failed compilation fails the build (the compiled test session must test the
-compiled build, not a pure fallback).
+- ``ASYNCMACHINE_TRIO_PURE=1``: the pure wheel, no compiler tried.
+- ``ASYNCMACHINE_TRIO_COMPILE=1``: the compiled core is required: a missing
+  compiler or a failed compilation fails the build (the compiled test session must
+  test the compiled build, not a pure fallback). ``PURE`` wins over it.
+- Editable installs (``pip install -e .``) and the sdist are always pure.
 
 Compilation happens in a temporary copy of the package, so the source tree never holds
 extension modules (they would shadow the ``.py`` files of a checkout).
@@ -76,6 +73,19 @@ def _log(msg: str) -> None:
     print(f"asyncmachine-trio build: {msg}", file=sys.stderr, flush=True)
 
 
+def _compiler_missing() -> str:
+    """Why no C compiler can build extension modules here ("" when one seems to)."""
+    if sys.platform == "win32":
+        return ""  # setuptools looks MSVC up itself; a failure falls back to pure
+    cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()
+    if not cc or shutil.which(cc[0]) is None:
+        return f"no C compiler ({cc[0] if cc else 'CC'} not found)"
+    include = sysconfig.get_paths().get("include", "")
+    if not os.path.isfile(os.path.join(include, "Python.h")):
+        return f"no Python headers ({include}/Python.h; Debian: python3-dev)"
+    return ""
+
+
 def _editable_requires() -> bool:
     """True while the frontend asks for the requirements of an editable build."""
     return any(f.function == "get_requires_for_build_editable" for f in inspect.stack())
@@ -86,14 +96,19 @@ class CompiledCoreHook(BuildHookInterface):  # type: ignore[type-arg]
 
     PLUGIN_NAME = "custom"
 
-    def _wanted(self) -> bool:
-        # experimental: compiled only on request until its test session is green in CI
-        if _env_on(PURE_ENV) or not _env_on(REQUIRE_ENV):
-            return False
-        return platform.python_implementation() == "CPython"
+    def _why_pure(self) -> str:
+        """Why this wheel is pure without trying to compile ("": try)."""
+        if _env_on(PURE_ENV):
+            return f"{PURE_ENV} is set"
+        if platform.python_implementation() != "CPython":
+            return f"{platform.python_implementation()} is not CPython"
+        if _env_on(REQUIRE_ENV):
+            return ""  # required: the compilation itself tells what is missing
+        return _compiler_missing()
 
     def dependencies(self) -> list[str]:
-        if not self._wanted() or _editable_requires():
+        # mypy and the runtime dependencies, in the isolated build environment
+        if _editable_requires() or self._why_pure():
             return []
         return list(_COMPILE_DEPS)
 
@@ -101,20 +116,22 @@ class CompiledCoreHook(BuildHookInterface):  # type: ignore[type-arg]
         self._tmp: str | None = None
         if self.target_name != "wheel" or version == "editable":
             return
-        if _env_on(PURE_ENV):
-            _log(f"{PURE_ENV} is set: building the pure package")
+        why = self._why_pure()
+        if why:
+            _log(f"building the pure package: {why}")
             return
-        if not _env_on(REQUIRE_ENV):
-            _log(f"building the pure package (the compiled core is experimental: {REQUIRE_ENV}=1)")
-            return
-        if platform.python_implementation() != "CPython":
-            _log("not CPython: building the pure package")
-            return
+        required = _env_on(REQUIRE_ENV)
         modules = list(self.config.get("modules", []))
         try:
             built = self._compile(modules)
         except Exception as e:
-            raise RuntimeError(f"the compiled core failed to build ({REQUIRE_ENV} is set)") from e
+            if required:
+                raise RuntimeError(
+                    f"the compiled core failed to build ({REQUIRE_ENV} is set)"
+                ) from e
+            _log(f"the compiled core failed to build, building the pure package: {e}")
+            self._cleanup()
+            return
         build_data["pure_python"] = False
         build_data["infer_tag"] = True
         build_data["force_include"].update(built)
@@ -164,7 +181,11 @@ class CompiledCoreHook(BuildHookInterface):  # type: ignore[type-arg]
             raise RuntimeError(f"mypyc built no {', '.join(sorted(missing))}")
         return built
 
-    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+    def _cleanup(self) -> None:
         tmp = getattr(self, "_tmp", None)
         if tmp:
             shutil.rmtree(tmp, ignore_errors=True)
+        self._tmp = None
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        self._cleanup()

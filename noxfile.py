@@ -9,9 +9,8 @@ from pathlib import Path
 
 import nox
 
-# tests_compiled (the suite against the experimental mypyc build) is not yet a default:
-# a test of the compiled build spins forever (issue 12's notes)
-nox.options.sessions = ["tests", "lint", "typecheck", "verifytypes", "docs"]
+# the suite runs twice: against the pure package (tests) and the compiled core (mypyc)
+nox.options.sessions = ["tests", "tests_compiled", "lint", "typecheck", "verifytypes", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = None  # the interpreter nox runs on
@@ -42,8 +41,9 @@ def tests(session: nox.Session) -> None:
 def tests_compiled(session: nox.Session) -> None:
     """The test suite against the compiled build (mypyc), installed from its wheel.
 
-    Builds the wheel ``pip install .`` builds (``ASYNCMACHINE_TRIO_COMPILE=1``: a failed
-    compilation fails the session rather than testing the pure fallback), installs it
+    Builds the wheel ``pip install .`` builds with ``ASYNCMACHINE_TRIO_COMPILE=1`` (the
+    compiled core required: a missing compiler or a failed compilation fails the session
+    rather than testing the pure fallback), installs it
     (not editable) and runs pytest in a copy of the tree without the package sources,
     so the tests import the installed compiled modules (tests/test_build.py checks).
     """

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextvars
+import sys
+import threading
 from collections.abc import Callable
 
 import anyio
@@ -322,6 +324,42 @@ async def test_cancelled_task_group_disposes_without_disposing_state() -> None:
         mach.start(tg)
         tg.cancel_scope.cancel()
     assert mach.is_disposed
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+@pytest.mark.parametrize("schema", [SCHEMA, {"A": am.State()}], ids=["disposing", "dispose"])
+def test_a_cancelled_machine_leaves_no_exception_being_handled(
+    backend: str, schema: dict[str, am.State]
+) -> None:
+    """The machine's watcher and task host handle the task group's cancellation, then
+    wait (a graceful dispose, the tasks ending): once the loop ended, no exception is
+    left "being handled" on the thread (the compiled build once left the cancellation
+    there, as the ``__context__`` of every later exception and in ``sys.exc_info()``).
+    A fresh thread, so nothing else ran on it."""
+    seen: dict[str, object] = {}
+
+    async def main() -> None:
+        mach = am.Machine(schema, id="cx")
+        async with anyio.create_task_group() as tg:
+            mach.start(tg)
+            mach.add1("A")
+            mach.fork("A", anyio.sleep_forever)
+            await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+        seen["disposed"] = mach.is_disposed
+
+    def run() -> None:
+        anyio.run(main, backend=backend)
+        seen["exc_info"] = sys.exc_info()
+        try:
+            raise ValueError("after the loop")
+        except ValueError as e:
+            seen["context"] = e.__context__
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert seen == {"disposed": True, "exc_info": (None, None, None), "context": None}
 
 
 async def test_calls_from_another_thread_are_refused() -> None:

@@ -38,6 +38,16 @@ def test_no_anonymous_defaults() -> None:
     assert bad == []
 
 
+# what mypyc does not keep (docs/getting-started.md, the compiled core): a compiled class
+# shows no signature when a default is not a literal (Machine's are not), compiled
+# code carries no docstrings and its methods no __annotations__. `nox -s tests` checks
+# these on the pure build.
+PURE_ONLY = pytest.mark.skipif(
+    am.compiled, reason="compiled build: mypyc keeps no signature, docstring or annotations"
+)
+
+
+@PURE_ONLY
 def test_machine_defaults_are_named() -> None:
     sig = inspect.signature(am.Machine)
     assert repr(sig.parameters["handler_timeout"].default) == "<default>"
@@ -46,7 +56,11 @@ def test_machine_defaults_are_named() -> None:
 
 @pytest.mark.parametrize(
     ("wrapper", "target"),
-    [(am.open_machine, am.Machine), (rpc.open_server, rpc.Server), (rpc.open_mux, rpc.Mux)],
+    [
+        pytest.param(am.open_machine, am.Machine, marks=PURE_ONLY),
+        (rpc.open_server, rpc.Server),
+        (rpc.open_mux, rpc.Mux),
+    ],
 )
 def test_open_helpers_show_the_options_they_take(wrapper: Callable[..., Any], target: type) -> None:
     shown = inspect.signature(wrapper).parameters
@@ -59,7 +73,7 @@ def test_machine_methods_are_defined_on_the_class() -> None:
     for name in ("when", "when_not", "when_time", "can_add", "eval", "bind_handlers", "is_queued"):
         fn = vars(am.Machine)[name]
         assert fn.__qualname__ == f"Machine.{name}"
-        assert "return" in fn.__annotations__
+        assert am.compiled or "return" in fn.__annotations__  # see PURE_ONLY
 
 
 @pytest.mark.trio

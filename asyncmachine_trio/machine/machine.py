@@ -343,8 +343,11 @@ class Machine:
         if parent_mach is not None:
             for t in parent_mach._tracers:
                 t.new_submachine(parent_mach, self)
-        for t in tracers:
-            self._check_tracer(t)
+        # each item as `object`: a non-tracer raises TracerError, not the compiled
+        # build's TypeError for an item of the wrong type
+        items: Iterable[object] = tracers
+        for item in items:
+            t = self._check_tracer(item)
             self._tracers.append(t)
             t.machine_init(self)
         if names is not None:

@@ -435,14 +435,20 @@ class _AsyncioHost:
         def settled() -> bool:
             return m._disposed and not self.tasks
 
+        cancelled: BaseException | None = None
         try:
             await self._wait(settled)
-        except anyio.get_cancelled_exc_class():
+        except anyio.get_cancelled_exc_class() as exc:
+            cancelled = exc  # awaited outside the except block (_NO_AWAIT_IN_EXCEPT)
+        if cancelled is not None:
             self._cancel_all()
             with anyio.CancelScope(shield=True):
                 await self._wait(settled)
             if self.error is None:
-                raise
+                try:
+                    raise cancelled
+                finally:
+                    cancelled = None  # no frame -> traceback -> frame cycle
             # a task's BaseException while the group was being cancelled: it
             # joins the group's other errors (as a trio nursery would keep it)
         if self.error is not None:
@@ -454,24 +460,42 @@ class _AsyncioHost:
             raise self.error
 
 
+# _NO_AWAIT_IN_EXCEPT: the coroutines of this module never await inside an ``except``
+# block. Compiled with mypyc, a coroutine suspended there leaves its exception set as
+# the thread's "exception being handled" while other tasks run (CPython swaps it per
+# coroutine; mypyc does not): exceptions raised elsewhere get it as ``__context__``
+# and ``sys.exc_info()`` returns it, long after the task ended.
+
+
 async def watch_task_group(m: Machine) -> None:
+    cancelled: BaseException | None = None
     try:
         await m._disposed_waiter.wait()
-    except anyio.get_cancelled_exc_class():
+    except anyio.get_cancelled_exc_class() as exc:
+        cancelled = exc  # handled below, outside the except block (_NO_AWAIT_IN_EXCEPT)
+    if cancelled is None:
+        return
+    try:
         with anyio.CancelScope(shield=True):
-            if m._disposing:
-                raise
-            if DISPOSING in m._schema:
-                m._log(L_OPS, "[dispose] graceful shutdown via Disposing")
-                m.add1(DISPOSING)
-                with anyio.move_on_after(2 * m.dispose_timeout):
-                    await m._disposed_waiter.wait()
-                if not m._disposed:
-                    m._log(L_CHANGES, "[dispose] graceful timeout")
-            else:
-                m._log(L_OPS, "[dispose] graceful shutdown via dispose()")
-            m.dispose()
-        raise
+            if not m._disposing:
+                await _shut_down(m)
+        raise cancelled
+    finally:
+        cancelled = None  # no frame -> traceback -> frame cycle
+
+
+async def _shut_down(m: Machine) -> None:
+    """The task group was cancelled: dispose gracefully (via ``Disposing``) or at once."""
+    if DISPOSING in m._schema:
+        m._log(L_OPS, "[dispose] graceful shutdown via Disposing")
+        m.add1(DISPOSING)
+        with anyio.move_on_after(2 * m.dispose_timeout):
+            await m._disposed_waiter.wait()
+        if not m._disposed:
+            m._log(L_CHANGES, "[dispose] graceful timeout")
+    else:
+        m._log(L_OPS, "[dispose] graceful shutdown via dispose()")
+    m.dispose()
 
 
 def require_task_group(m: Machine) -> anyio.abc.TaskGroup:
