@@ -377,7 +377,7 @@ async def _in_context(
     """A job run inside ``context`` (asyncio, a woken worker): its first step,
     then the rest tied to its state's context (``ctx``, else looked up)."""
     try:
-        coro = context.run(fn, *args)
+        coro: Any = context.run(fn, *args)
         if type(coro) is not _CoroutineType:
             trap = _NOT_STARTED  # awaiting it raises if it is no awaitable
         else:
