@@ -276,7 +276,9 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
     """A worker: run ``job``, then the jobs it is woken with, each in a cancel scope.
 
     Everything a job needs is written out here rather than in coroutines of its
-    own: each step of a job passes through every frame it is awaited from.
+    own (each step of a job passes through every frame it is awaited from), and
+    with as few ``try`` blocks as will do (a cancellation raised through each
+    costs).
     """
     m = pool.m
     host = pool.host
@@ -294,67 +296,68 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
                 host.scopes.add(scope)
                 if host.closing:
                     scope.cancel()
-            try:
-                while True:
-                    fn, args, state, i, tick, ctx = job
-                    job = None  # a parked worker keeps nothing of its last job alive
-                    if m._disposing or (i >= 0 and m._ticks[i] != tick):
-                        # its state ended before it started: it runs up to its
-                        # first checkpoint, as a task started in a cancelled scope would
+            while True:
+                fn, args, state, i, tick, ctx = job
+                job = None  # a parked worker keeps nothing of its last job alive
+                if m._disposing or (i >= 0 and m._ticks[i] != tick):
+                    # its state ended before it started: it runs up to its first
+                    # checkpoint, as a task started in a cancelled scope would
+                    scope.cancel()
+                if context is not None:  # asyncio, a woken worker
+                    await _in_context(m, scope, fn, args, state, i, tick, ctx, context)
+                elif ctx is not None:  # a fork: tied to its context from the start
+                    if ctx._cancelled:
                         scope.cancel()
-                    if context is not None:  # asyncio, a woken worker
-                        await _in_context(m, scope, fn, args, state, i, tick, ctx, context)
-                    elif ctx is not None:  # a fork: tied to its context from the start
-                        if ctx._cancelled:
-                            scope.cancel()
+                    else:
+                        ctx._scopes.add(scope)
+                    try:
+                        await fn(*args)
+                    except Exception as err:
+                        _failed(m, fn, state, err)
+                    ctx._scopes.discard(scope)
+                else:  # an async handler: its first step, then tied to its context
+                    try:
+                        coro = fn(*args)
+                        if type(coro) is _CoroutineType:
+                            trap = coro.send(None)
                         else:
-                            ctx._scopes.add(scope)
+                            trap = _NOT_STARTED  # awaiting it raises if it is no awaitable
+                    except StopIteration:
+                        coro = None  # done without waiting: no context needed
+                    except Exception as err:
+                        coro = None
+                        _failed(m, fn, state, err)
+                    if coro is not None:
+                        ctx = _register(m, scope, state, i, tick, None)
                         try:
-                            await fn(*args)
-                        except Exception as err:
-                            _failed(m, fn, state, err)
-                        finally:
-                            ctx._scopes.discard(scope)
-                    else:  # an async handler: its first step, then tied to its context
-                        try:
-                            coro = fn(*args)
-                            if type(coro) is _CoroutineType:
-                                trap = coro.send(None)
+                            if trap is _NOT_STARTED:
+                                await coro
                             else:
-                                trap = _NOT_STARTED  # awaiting it raises if it is no awaitable
-                        except StopIteration:
-                            coro = None  # done without waiting: no context needed
+                                await _drive(coro, trap)
                         except Exception as err:
-                            coro = None
                             _failed(m, fn, state, err)
-                        if coro is not None:
-                            ctx = _register(m, scope, state, i, tick, None)
-                            try:
-                                if trap is _NOT_STARTED:
-                                    await coro
-                                else:
-                                    await _drive(coro, trap)
-                            except Exception as err:
-                                _failed(m, fn, state, err)
-                            finally:
-                                if ctx is not None:
-                                    ctx._scopes.discard(scope)
-                    fn = args = ctx = coro = trap = None
-                    if scope.cancel_called:
-                        break  # the job's state ended: a fresh scope for the next one
-                    if w is None:
-                        if pool.closed or len(pool.idle) >= IDLE_WORKERS:
-                            return
-                        w = pool.worker_cls(pool)
-                    job = await w.park()
-                    if job is None:
-                        return
-                    context = w.context
-            finally:
-                if host is not None:
-                    host.scopes.discard(scope)
-        # the scope was cancelled: the job ended (or raised its Cancelled)
+                        if ctx is not None:
+                            ctx._scopes.discard(scope)
+                fn = args = ctx = coro = trap = None
+                if scope.cancel_called:
+                    break  # the job's state ended: a fresh scope for the next one
+                if w is None:
+                    if pool.closed or len(pool.idle) >= IDLE_WORKERS:
+                        break
+                    w = pool.worker_cls(pool)
+                job = await w.park()
+                if job is None:
+                    break
+                context = w.context
+        # no try/finally for these: a BaseException other than the scope's
+        # cancellation ends the task (and the group), leaving a dead scope behind
+        if host is not None:
+            host.scopes.discard(scope)
+        if ctx is not None:  # the job raised the scope's cancellation
+            ctx._scopes.discard(scope)
         fn = args = ctx = coro = trap = None
+        if not scope.cancel_called:
+            return  # no next job
         if w is None:
             if pool.closed or len(pool.idle) >= IDLE_WORKERS:
                 return
