@@ -412,6 +412,61 @@ async def test_jobs_see_the_contextvars_of_their_starter() -> None:
     assert sorted(seen[2:]) == [("b", "r2"), ("fork", "r2")]  # two tasks: either order
 
 
+async def test_forks_on_a_reused_worker_run_in_their_starters_contextvars() -> None:
+    seen: list[tuple[int, str]] = []
+
+    async def job(k: int) -> None:
+        seen.append((k, REQUEST_ID.get()))
+        REQUEST_ID.set(f"set-in-{k}")  # stays in this job
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+            seen.append((k, REQUEST_ID.get()))
+
+    async with am.open_machine(SCHEMA) as mach:
+        mach.add1("A")
+        workers = mach._workers
+        assert workers is not None
+        for k in range(3):
+            REQUEST_ID.set(f"r{k}")
+            assert mach.fork("A", job, k)
+            await until(lambda k=k: len(seen) >= 4 * (k + 1) and len(workers.idle) == 1)
+        assert REQUEST_ID.get() == "r2"
+    # one worker ran the three jobs, one after another
+    assert seen == [
+        (k, v) for k in range(3) for v in (f"r{k}", f"set-in-{k}", f"set-in-{k}", f"set-in-{k}")
+    ]
+
+
+@pytest.mark.parametrize("reused", [False, True])
+async def test_a_fork_whose_state_ended_before_it_started_is_cancelled_at_its_first_await(
+    reused: bool,
+) -> None:
+    events: list[str] = []
+
+    async def job() -> None:
+        events.append("start")
+        try:
+            await anyio.sleep(1)
+        except anyio.get_cancelled_exc_class():
+            events.append("cancelled")
+            raise
+        events.append("never")
+
+    async def quick() -> None:
+        pass
+
+    async with am.open_machine(SCHEMA) as mach:
+        mach.add1("A")
+        if reused:
+            mach.fork("A", quick)
+            await until(lambda: len(mach._workers.idle) == 1)
+        assert mach.fork("A", job)
+        mach.remove1("A")  # before the job started
+        await until(lambda: len(events) >= 2)
+        assert events == ["start", "cancelled"]
+        assert not mach.is_err()
+
+
 async def test_a_worker_whose_job_was_cancelled_runs_the_next_job_uncancelled() -> None:
     events: list[str] = []
     go = anyio.Event()

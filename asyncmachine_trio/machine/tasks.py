@@ -108,8 +108,10 @@ def _workers_for(m: Machine, task_group: Any) -> tuple[_Workers | None, _Asyncio
     return None, None
 
 
-# a job: (fn, args, state, index of the state or -1, its tick, contextvars of the caller)
-_Job = tuple[AsyncFn, tuple[Any, ...], str, int, int, contextvars.Context]
+# a job: (fn, args, state, index of the state or -1, its tick, its context or None).
+# Forks come with their context (tied to it before they start); async handlers
+# without (tied to it once they first wait, see _Workers).
+_Job = tuple[AsyncFn, tuple[Any, ...], str, int, int, Ctx | None]
 
 IDLE_WORKERS = 16  # parked workers a machine keeps at most (each holds a task, ~3 KB)
 
@@ -119,15 +121,21 @@ class _Workers:
 
     A worker is a task of the machine's group that enters a cancel scope and
     runs jobs in it one after another; between jobs it parks (at most
-    :data:`IDLE_WORKERS` per machine; an extra one ends). A job is registered
-    with its state's context only once it awaits for the first time (a
-    handler that finishes without waiting needs no context at all); from then
-    until it ends, cancelling that context (the state's tick changed, the
-    machine was disposed) cancels the worker's scope, so the job is cancelled
-    at its next checkpoint (a job whose state ended before it started, at its
-    first). A worker whose scope was cancelled opens a fresh one for its next
-    job. Each job runs with the contextvars of the code that started it,
-    as a task of its own would.
+    :data:`IDLE_WORKERS` per machine; an extra one ends). While a job runs,
+    cancelling its state's context (the state's tick changed, the machine was
+    disposed) cancels the worker's scope, so the job is cancelled at its next
+    checkpoint (a job whose state ended before it started, at its first). A
+    fork is tied to that context before it starts; an async handler only once
+    it awaits for the first time (its first step runs in the worker's step: a
+    handler that finishes without waiting needs no context at all). A worker
+    whose scope was cancelled opens a fresh one for its next job.
+
+    Each job runs with the contextvars of the code that started it, as a task
+    of its own would: a new worker's task got a copy of them when it was
+    spawned (by that code); a parked worker is woken with a copy. On trio the
+    waker puts it in the task's ``context`` (trio runs every step of a task in
+    it), so the job runs as is. On asyncio a task's context cannot change: the
+    worker runs each step of the job inside it (:func:`_resume`).
     """
 
     __slots__ = ("closed", "host", "idle", "m", "scope_cls", "spawn", "worker_cls")
@@ -149,11 +157,12 @@ class _Workers:
         self.closed = False
 
     def submit(self, job: _Job) -> None:
+        """Run ``job`` in a parked worker, else in a new one (called by the job's starter)."""
         idle = self.idle
         while idle:
             if idle.pop().wake(job):
                 return
-        self.spawn(_work, self, job)
+        self.spawn(_work, self, job)  # the task copies the caller's contextvars
 
     def close(self) -> None:
         """No more parking: the idle workers end (the machine is disposed)."""
@@ -164,9 +173,12 @@ class _Workers:
 
 
 class _TrioWorker:
-    """Parks with trio's ``wait_task_rescheduled``; woken by ``reschedule``."""
+    """Parks with trio's ``wait_task_rescheduled``; woken by ``reschedule``, in the
+    contextvars of its waker (the task's ``context``, which trio runs each step in)."""
 
     __slots__ = ("pool", "task")
+
+    context: ClassVar[None] = None  # the job's contextvars are the task's own
 
     def __init__(self, pool: _Workers) -> None:
         self.pool = pool
@@ -179,7 +191,10 @@ class _TrioWorker:
         return _trio.Abort.SUCCEEDED
 
     def wake(self, job: _Job | None) -> bool:
-        _trio.reschedule(self.task, _trio.Value(job))
+        task = self.task
+        if job is not None:
+            task.context = _copy_context()
+        _trio.reschedule(task, _trio.Value(job))
         return True
 
     async def park(self) -> _Job | None:
@@ -214,21 +229,24 @@ class _TrioLowlevel:
 
 
 _trio = _TrioLowlevel
+_copy_context = contextvars.copy_context
 
 
 class _AsyncioWorker:
-    """Parks on a future; woken by setting its result."""
+    """Parks on a future; woken by setting its result (``context``: its waker's contextvars)."""
 
-    __slots__ = ("fut", "pool")
+    __slots__ = ("context", "fut", "pool")
 
     def __init__(self, pool: _Workers) -> None:
         self.pool = pool
         self.fut: asyncio.Future[_Job | None] | None = None
+        self.context: contextvars.Context | None = None
 
     def wake(self, job: _Job | None) -> bool:
         fut = self.fut
         if fut is None or fut.done():  # cancelled while parked, not yet resumed
             return False
+        self.context = _copy_context()
         fut.set_result(job)
         return True
 
@@ -240,6 +258,7 @@ class _AsyncioWorker:
             return None
         fut: asyncio.Future[_Job | None] = host.loop.create_future()
         self.fut = fut
+        self.context = None  # keeps nothing of the last job alive
         pool.idle.append(self)
         try:
             return await fut
@@ -249,66 +268,129 @@ class _AsyncioWorker:
             raise
 
 
+_CoroutineType = types.CoroutineType
+_NOT_STARTED = object()  # a job's awaitable that is not a coroutine: awaited as is
+
+
 async def _work(pool: _Workers, job: _Job | None) -> None:
-    """A worker: run ``job``, then the jobs it is woken with, each in a cancel scope."""
-    w = pool.worker_cls(pool)
+    """A worker: run ``job``, then the jobs it is woken with, each in a cancel scope.
+
+    Everything a job needs is written out here rather than in coroutines of its
+    own (each step of a job passes through every frame it is awaited from), and
+    with as few ``try`` blocks as will do (a cancellation raised through each
+    costs).
+    """
     m = pool.m
     host = pool.host
     scope_cls = pool.scope_cls
-    waiting: tuple[Any, Any] | None = None
+    w: _TrioWorker | _AsyncioWorker | None = None
+    context: contextvars.Context | None = None  # the job's contextvars if not the task's
+    fn: Any = None
+    args: Any = None
+    ctx: Ctx | None = None
+    coro: Any = None
+    trap: Any = None
     while job is not None:
         with scope_cls() as scope:
             if host is not None:
                 host.scopes.add(scope)
                 if host.closing:
                     scope.cancel()
-            try:
-                while True:
-                    waiting = _first_step(m, scope, job)
-                    if waiting is not None:
-                        await _rest(m, scope, job, *waiting)
-                        waiting = None
-                    job = None  # a parked worker keeps nothing of its last job alive
-                    if scope.cancel_called:
-                        break  # the job's state ended: a fresh scope for the next one
-                    job = await w.park()
-                    if job is None:
-                        return
-            finally:
-                if host is not None:
-                    host.scopes.discard(scope)
-        # the scope was cancelled: the job ended (or raised its Cancelled)
-        job = waiting = None
+            while True:
+                fn, args, state, i, tick, ctx = job
+                job = None  # a parked worker keeps nothing of its last job alive
+                if m._disposing or (i >= 0 and m._ticks[i] != tick):
+                    # its state ended before it started: it runs up to its first
+                    # checkpoint, as a task started in a cancelled scope would
+                    scope.cancel()
+                if context is not None:  # asyncio, a woken worker
+                    await _in_context(m, scope, fn, args, state, i, tick, ctx, context)
+                elif ctx is not None:  # a fork: tied to its context from the start
+                    if ctx._cancelled:
+                        scope.cancel()
+                    else:
+                        ctx._scopes.add(scope)
+                    try:
+                        await fn(*args)
+                    except Exception as err:
+                        _failed(m, fn, state, err)
+                    ctx._scopes.discard(scope)
+                else:  # an async handler: its first step, then tied to its context
+                    try:
+                        coro = fn(*args)
+                        if type(coro) is _CoroutineType:
+                            trap = coro.send(None)
+                        else:
+                            trap = _NOT_STARTED  # awaiting it raises if it is no awaitable
+                    except StopIteration:
+                        coro = None  # done without waiting: no context needed
+                    except Exception as err:
+                        coro = None
+                        _failed(m, fn, state, err)
+                    if coro is not None:
+                        ctx = _register(m, scope, state, i, tick, None)
+                        try:
+                            if trap is _NOT_STARTED:
+                                await coro
+                            else:
+                                await _drive(coro, trap)
+                        except Exception as err:
+                            _failed(m, fn, state, err)
+                        if ctx is not None:
+                            ctx._scopes.discard(scope)
+                fn = args = ctx = coro = trap = None
+                if scope.cancel_called:
+                    break  # the job's state ended: a fresh scope for the next one
+                if w is None:
+                    if pool.closed or len(pool.idle) >= IDLE_WORKERS:
+                        break
+                    w = pool.worker_cls(pool)
+                job = await w.park()
+                if job is None:
+                    break
+                context = w.context
+        # no try/finally for these: a BaseException other than the scope's
+        # cancellation ends the task (and the group), leaving a dead scope behind
+        if host is not None:
+            host.scopes.discard(scope)
+        if ctx is not None:  # the job raised the scope's cancellation
+            ctx._scopes.discard(scope)
+        fn = args = ctx = coro = trap = None
+        if not scope.cancel_called:
+            return  # no next job
+        if w is None:
+            if pool.closed or len(pool.idle) >= IDLE_WORKERS:
+                return
+            w = pool.worker_cls(pool)
         job = await w.park()
+        context = w.context
 
 
-_NOT_STARTED = object()  # a job's awaitable that is not a coroutine: awaited as is
-
-
-def _first_step(m: Machine, scope: Any, job: _Job) -> tuple[Any, Any] | None:
-    """Run a job up to its first wait, in the worker's step: ``None`` once it
-    ended, else ``(coroutine, what it waits on)``."""
-    fn, args, state, i, tick, context = job
-    if m._disposing or (i >= 0 and m._ticks[i] != tick):
-        # its state ended before it started: it runs up to its first
-        # checkpoint, as a task started in a cancelled scope would
-        scope.cancel()
+async def _in_context(
+    m: Machine,
+    scope: Any,
+    fn: AsyncFn,
+    args: tuple[Any, ...],
+    state: str,
+    i: int,
+    tick: int,
+    ctx: Ctx | None,
+    context: contextvars.Context,
+) -> None:
+    """A job run inside ``context`` (asyncio, a woken worker): its first step,
+    then the rest tied to its state's context (``ctx``, else looked up)."""
     try:
-        coro = context.run(fn, *args)
-        if type(coro) is not types.CoroutineType:
-            return coro, _NOT_STARTED  # awaiting it raises if it is no awaitable
-        return coro, context.run(coro.send, None)
+        coro: Any = context.run(fn, *args)
+        if type(coro) is not _CoroutineType:
+            trap = _NOT_STARTED  # awaiting it raises if it is no awaitable
+        else:
+            trap = context.run(coro.send, None)
     except StopIteration:
-        return None  # done without waiting: no context needed
+        return  # done without waiting: no context needed
     except Exception as err:
         _failed(m, fn, state, err)
-        return None
-
-
-async def _rest(m: Machine, scope: Any, job: _Job, coro: Any, trap: Any) -> None:
-    """The rest of a job, from its first wait on: now scoped to its state's context."""
-    fn, _args, state, i, tick, context = job
-    ctx = _register(m, scope, state, i, tick)
+        return
+    registered = _register(m, scope, state, i, tick, ctx)
     try:
         if trap is _NOT_STARTED:
             await coro
@@ -317,8 +399,8 @@ async def _rest(m: Machine, scope: Any, job: _Job, coro: Any, trap: Any) -> None
     except Exception as err:
         _failed(m, fn, state, err)
     finally:
-        if ctx is not None:
-            ctx._scopes.discard(scope)
+        if registered is not None:
+            registered._scopes.discard(scope)
 
 
 def _failed(m: Machine, fn: AsyncFn, state: str, err: Exception) -> None:
@@ -331,9 +413,32 @@ def _failed(m: Machine, fn: AsyncFn, state: str, err: Exception) -> None:
 
 
 @types.coroutine
+def _drive(coro: Coroutine[Any, Any, Any], trap: Any) -> Any:
+    """Go on running ``coro`` (suspended at ``trap``): ``await coro`` written out,
+    since its first step already ran."""
+    send = coro.send
+    throw = coro.throw
+    while True:
+        try:
+            value = yield trap
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                trap = throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                trap = send(value)
+            except StopIteration:
+                return
+
+
+@types.coroutine
 def _resume(coro: Coroutine[Any, Any, Any], trap: Any, context: contextvars.Context) -> Any:
-    """Go on running ``coro`` (suspended at ``trap``) in ``context``: ``await coro`` written
-    out, since its first step already ran."""
+    """:func:`_drive` with each step run in ``context``."""
     run = context.run
     send = coro.send
     throw = coro.throw
@@ -355,17 +460,18 @@ def _resume(coro: Coroutine[Any, Any, Any], trap: Any, context: contextvars.Cont
                 return
 
 
-def _register(m: Machine, scope: Any, state: str, i: int, tick: int) -> Ctx | None:
-    """Tie ``scope`` to the job's context (created now if nobody asked for it yet)."""
-    ctx: Ctx
-    if i < 0:
-        ctx = m._ctx
-    elif m._disposing or m._ticks[i] != tick:
-        scope.cancel()  # the state ended during the job's first step
-        return None
-    else:
-        subs = m._subs
-        ctx = subs.state_ctx.get(state) or subs.new_state_ctx(state, tick, m._ctx)
+def _register(m: Machine, scope: Any, state: str, i: int, tick: int, ctx: Ctx | None) -> Ctx | None:
+    """Tie ``scope`` to the job's context (``ctx``; else its state's, created now if
+    nobody asked for it yet). ``None``: the context already ended, ``scope`` is cancelled."""
+    if ctx is None:
+        if i < 0:
+            ctx = m._ctx
+        elif m._disposing or m._ticks[i] != tick:
+            scope.cancel()  # the state ended during the job's first step
+            return None
+        else:
+            subs = m._subs
+            ctx = subs.state_ctx.get(state) or subs.new_state_ctx(state, tick, m._ctx)
     if ctx._cancelled:
         scope.cancel()
         return None
@@ -557,21 +663,22 @@ def fork_from_event(m: Machine, event: Event, fn: AsyncFn, args: tuple[Any, ...]
 
 def submit(m: Machine, state: str, fn: AsyncFn, args: tuple[Any, ...]) -> None:
     """Run ``fn(*args)`` in the task group, scoped to ``state``'s current tick
-    (``""``: to the machine, cancelled by disposal only). The context is made
-    only when the job first waits (see :class:`_Workers`)."""
+    (``""``: to the machine, cancelled by disposal only)."""
     if m._disposing:
         return
     workers = m._workers
     if workers is not None:
         if state:
             i = m._index[state]
-            job = (fn, args, state, i, m._ticks[i], contextvars.copy_context())
+            tick = m._ticks[i]
+            subs = m._subs
+            ctx = subs.state_ctx.get(state) or subs.new_state_ctx(state, tick, m._ctx)
+            workers.submit((fn, args, state, i, tick, ctx))
         else:
-            job = (fn, args, "", -1, 0, contextvars.copy_context())
-        workers.submit(job)
+            workers.submit((fn, args, "", -1, 0, m._ctx))
         return
-    ctx: Ctx = m.new_state_ctx(state) if state else m._ctx
-    m._spawn(run_scoped, m, ctx, fn, args)
+    ctx_: Ctx = m.new_state_ctx(state) if state else m._ctx
+    m._spawn(run_scoped, m, ctx_, fn, args)
 
 
 async def run_scoped(m: Machine, ctx: Ctx, fn: AsyncFn, args: tuple[Any, ...]) -> None:
@@ -600,9 +707,9 @@ def start_async_handler(m: Machine, event: Event, fn: AsyncFn) -> None:
     workers = m._workers
     state = event.state
     if workers is not None and state and not m._disposing:
-        # submit() inlined: this runs per async handler
+        # tied to its state's context only once it waits (see _Workers)
         i = m._index[state]
-        workers.submit((fn, (event,), state, i, m._ticks[i], contextvars.copy_context()))
+        workers.submit((fn, (event,), state, i, m._ticks[i], None))
         return
     if m._task_group is None:
         m.add_err(
