@@ -44,7 +44,10 @@ def main() -> None:
     a = p.parse_args()
     if a.nofile:
         resource.setrlimit(resource.RLIMIT_NOFILE, (a.nofile, a.nofile))
-    src = am.Machine(Src, id="src")
+    # no handler_timeout: the slow handler busy-waits on purpose, and a loaded machine
+    # that deschedules this process must not turn that into a timed-out transition
+    # (what the tests check is the delivery contract across kills, not timeouts)
+    src = am.Machine(Src, id="src", handler_timeout=None)
     log = open(a.log, "a", buffering=1) if a.log else None  # noqa: SIM115
 
     class Handlers:
