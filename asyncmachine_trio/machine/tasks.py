@@ -269,6 +269,11 @@ class _AsyncioWorker:
 
 
 _CoroutineType = types.CoroutineType
+# "no context", typed as a context that may be missing: assigning a literal None
+# would narrow the variable to None for the type checker, and mypyc (which trusts
+# the narrowing) would then reject the context a job still holds when its scope's
+# cancellation ends the ``with`` block
+_NO_CTX: Ctx | None = None
 _NOT_STARTED = object()  # a job's awaitable that is not a coroutine: awaited as is
 
 
@@ -338,7 +343,8 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
                             _failed(m, fn, state, err)
                         if ctx is not None:
                             ctx._scopes.discard(scope)
-                fn = args = ctx = coro = trap = None
+                fn = args = coro = trap = None
+                ctx = _NO_CTX
                 if scope.cancel_called:
                     break  # the job's state ended: a fresh scope for the next one
                 if w is None:
@@ -355,7 +361,8 @@ async def _work(pool: _Workers, job: _Job | None) -> None:
             host.scopes.discard(scope)
         if ctx is not None:  # the job raised the scope's cancellation
             ctx._scopes.discard(scope)
-        fn = args = ctx = coro = trap = None
+        fn = args = coro = trap = None
+        ctx = _NO_CTX
         if not scope.cancel_called:
             return  # no next job
         if w is None:
