@@ -201,7 +201,12 @@ async def test_pytest_plugin(tmp_path: Path) -> None:
             test = tmp_path / f"test_inner_{expect}.py"
             test.write_text(INNER_TEST.replace("EXPECT", str(expect)))
             env = clean_env(PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", **extra)
-            args = [*plugin, "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(test)]
+            # a config of its own: else pytest looks upwards from tmp_path for one, and
+            # under nox (TMPDIR inside the checkout) finds the project's, whose options
+            # name plugins this run does not load
+            ini = tmp_path / "pytest.ini"
+            ini.write_text("[pytest]\n")
+            args = [*plugin, "-q", "-p", "no:cacheprovider", "-c", str(ini), str(test)]
             code = f"import sys, pytest; sys.exit(pytest.main({args!r}))"
             out = await run_py(code, env)
             assert "1 passed" in out
