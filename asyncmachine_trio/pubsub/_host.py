@@ -132,6 +132,51 @@ def _install_record_cache(host: Any) -> None:
             mod.maybe_consume_signed_record = _consume_cached
 
 
+# ----- pubsub's reads, buffered
+#
+# py-libp2p's pubsub reads each RPC's varint length prefix one byte at a time
+# and then the body: two or three reads of the muxed stream per RPC. Each read of
+# a yamux stream takes the muxer's locks and, with py-libp2p's default credit
+# release, sends a WINDOW_UPDATE frame (Noise-encrypted, one socket write, and one
+# frame the other side decrypts and handles). Our hosts hand pubsub's read loop a
+# view of the stream that reads whatever the muxer holds (up to READ_CHUNK bytes)
+# in one call and serves the small reads from that buffer: one muxer read (and at
+# most one window update) per RPC or fewer when RPCs arrive together. Everything
+# but ``read`` goes to the stream itself.
+
+#: bytes asked of the muxer per read of a pubsub stream (it returns what it holds)
+READ_CHUNK = 64 * 1024
+
+
+class _BufferedStream:
+    """A read-buffered view of a libp2p stream (``read`` buffered, the rest delegated)."""
+
+    __slots__ = ("_buf", "_stream")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._buf = b""
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n is None or n < 0:
+            data, self._buf = self._buf, b""
+            return data + bytes(await self._stream.read(n))
+        if not self._buf:
+            self._buf = bytes(await self._stream.read(max(n, READ_CHUNK)))
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _Pubsub(Pubsub):  # type: ignore[misc]
+    """libp2p's pubsub, reading each peer's stream through a buffer (see above)."""
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        await super().continuously_read_stream(_BufferedStream(stream))
+
+
 @functools.lru_cache(maxsize=4096)
 def peer_id_str(raw: bytes) -> str:
     """A peer id (bytes on the wire) as its base58 string (pure-Python base58: cached)."""
@@ -306,7 +351,7 @@ async def open_host(
         heartbeat_interval=gossipsub_heartbeat,
         max_messages_per_topic_per_second=router_rate_limit,
     )
-    pubsub = Pubsub(host, router)
+    pubsub = _Pubsub(host, router)
     _install_record_cache(host)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run(listen_addrs=maddrs))
