@@ -82,6 +82,10 @@ class TopicConfig:
     batch_size: int = 50
     #: peers per ``reqinfo`` / ``requpdates``
     max_requested: int = 5
+    #: a gap (a peer or clock we miss) is requested only once it has lasted this long
+    #: (before scaling, seconds): what is missing is usually on its way, and asking
+    #: early makes every answer one more broadcast
+    request_grace: float = 5.0
     #: size limits of received messages
     limits: wire.Limits = attrs.field(factory=wire.Limits)
     #: bootstrap dials in parallel
@@ -201,6 +205,9 @@ class Topic:
         self._missing_peers: dict[str, set[int]] = {}
         # peer id -> machine index -> the time sum we know exists
         self._missing_updates: dict[str, dict[int, int]] = {}
+        # peer id -> when the gap was first seen (requests wait ``request_grace``)
+        self._missing_peers_since: dict[str, float] = {}
+        self._missing_updates_since: dict[str, float] = {}
         # peer id -> (when last requested by anyone, our attempts): requests back off
         self._requested_info: dict[str, tuple[float, int]] = {}
         self._requested_updates: dict[str, tuple[float, int]] = {}
@@ -208,8 +215,10 @@ class Topic:
         self._last_req_updates = -math.inf
         self._win = -1
         self._win_count = 0
-        # peer id -> when its info was last asked for (while an answer is pending)
-        self._info_pending: dict[str, float] | None = None
+        # peer id -> when its info was last asked for (while an answer is pending);
+        # the quick batch (own first info, welcomes, the picked answerer) and the
+        # slow one (a peer answering for itself when another peer was picked)
+        self._info_pending: dict[bool, dict[str, float]] = {}
         # when info about a peer last went over the topic (sent or received)
         self._info_seen: dict[str, float] = {}
         self._changed = trio.Event()
@@ -558,14 +567,24 @@ class Topic:
             self.mach.add1(S.MissUpdatesByGossip, {"missing": miss_updates})
 
     def _add_missing_peers(self, missing: dict[str, set[int]]) -> None:
+        now = trio.current_time()
         for pid, idxs in missing.items():
             self._missing_peers.setdefault(pid, set()).update(idxs)
+            self._missing_peers_since.setdefault(pid, now)
 
     def _add_missing_updates(self, missing: dict[str, dict[int, int]]) -> None:
+        now = trio.current_time()
         for pid, sums in missing.items():
             have = self._missing_updates.setdefault(pid, {})
             for i, s in sums.items():
                 have[i] = max(s, have.get(i, 0))
+            self._missing_updates_since.setdefault(pid, now)
+
+    def _forget_missing(self, pid: str) -> None:
+        self._missing_peers.pop(pid, None)
+        self._missing_updates.pop(pid, None)
+        self._missing_peers_since.pop(pid, None)
+        self._missing_updates_since.pop(pid, None)
 
     def _still_missing_peers(self) -> list[str]:
         """Peers of ``_missing_peers`` still unknown (dropping the ones now known)."""
@@ -574,6 +593,7 @@ class Topic:
             p = self._peers.get(pid)
             if p is not None and (p.left or (p.machines and all(i in p.machines for i in idxs))):
                 del self._missing_peers[pid]
+                self._missing_peers_since.pop(pid, None)
                 self._requested_info.pop(pid, None)
             else:
                 out.append(pid)
@@ -593,6 +613,7 @@ class Topic:
                 out.append(pid)
             else:
                 del self._missing_updates[pid]
+                self._missing_updates_since.pop(pid, None)
                 self._requested_updates.pop(pid, None)
         return out
 
@@ -614,7 +635,7 @@ class Topic:
             for idx, info in machs.items():
                 changed |= self._on_mach_info(p, idx, info, sender)
         if sender != self.peer_id and sender not in self._peers:
-            self._missing_peers.setdefault(sender, set())
+            self._add_missing_peers({sender: set()})
         self._welcome(sender, msg.gossips)
         if changed:
             self._notify()
@@ -643,6 +664,23 @@ class Topic:
         if max([*known, self.peer_id], key=rank) != self.peer_id:
             return
         self.mach.add1(S.SendInfo, {"peer_ids": [*known, self.peer_id]})
+
+    def _picked_answerer(self, asker: str, asked: Sequence[str]) -> bool:
+        """Whether we answer a ``reqinfo`` of ``asker`` for ``asked`` (for all of them).
+
+        Rendezvous hashing again: the answerer is the peer with the highest
+        ``hash(asker, asked, peer)`` among the peers we know and us, so peers
+        that know the same peers pick the same one and a request is answered
+        by one ``info``. Asked peers not picked answer for themselves later,
+        unless an answer carried their info meanwhile (see ``SendInfo``).
+        """
+        key = asker + "/" + ",".join(sorted(asked)) + "/"
+
+        def rank(p: str) -> bytes:
+            return hashlib.blake2b((key + p).encode(), digest_size=8).digest()
+
+        cands = [p for p in self._known() if p != asker]
+        return max([*cands, self.peer_id], key=rank) == self.peer_id
 
     def _on_mach_info(self, p: _Peer, idx: int, info: wire.MachInfo, sender: str) -> bool:
         m = p.machines.get(idx)
@@ -709,8 +747,7 @@ class Topic:
             if m is not None:
                 m._apply_clock(ticks)
         p.mark_left()
-        self._missing_peers.pop(sender, None)
-        self._missing_updates.pop(sender, None)
+        self._forget_missing(sender)
         self._notify()
 
     def _known(self) -> list[str]:
@@ -822,6 +859,9 @@ class Topic:
             )
         if not missing or now - last < self.config.multiplayer:
             return
+        since = self._missing_peers_since if kind == "reqinfo" else self._missing_updates_since
+        grace = self.config.request_grace * self.config.multiplayer
+        missing = [p for p in missing if now - since.get(p, now) >= grace]
         picked = sorted(self._pick_requests(missing, requested))
         if not picked:
             return
@@ -832,19 +872,22 @@ class Topic:
             self._last_req_updates = now
             self._send(wire.ReqUpdatesMsg(picked), kind)
 
-    def _schedule_info(self, peer_ids: Sequence[str]) -> None:
+    def _schedule_info(self, peer_ids: Sequence[str], slow: bool = False) -> None:
         now = trio.current_time()
-        first = self._info_pending is None
-        pending = self._info_pending = self._info_pending or {}
+        first = slow not in self._info_pending
+        pending = self._info_pending.setdefault(slow, {})
         for p in peer_ids:
             pending[p] = now
         if first and self._nursery is not None:
-            self._nursery.start_soon(self._info_later)
+            self._nursery.start_soon(self._info_later, slow)
 
-    async def _info_later(self) -> None:
+    async def _info_later(self, slow: bool) -> None:
         cfg = self.config
-        await trio.sleep(random.uniform(0, 2 * cfg.send_info_debounce * cfg.multiplayer))
-        pending, self._info_pending = self._info_pending or {}, None
+        debounce = 2 * cfg.send_info_debounce * cfg.multiplayer
+        # the slow batch waits for the picked answerer's info to arrive first
+        low, high = (2 * debounce, 4 * debounce) if slow else (0.0, debounce)
+        await trio.sleep(random.uniform(low, high))
+        pending = self._info_pending.pop(slow, {})
         # suppression: someone sent the info after it was asked for
         seen = self._info_seen
         todo = [p for p, asked in sorted(pending.items()) if seen.get(p, -math.inf) < asked]
@@ -885,18 +928,21 @@ class _TopicHandlers:
 
     def msg_req_info_state(self, e: am.Event) -> None:
         t = self.t
+        asker: str = e.args["peer_id"]
         asked: list[str] = e.args["msg"].peers
         # the answer goes to everyone: don't ask for these again soon
         t._asked_by_others(asked, t._requested_info)
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
         mine = t.peer_id in asked and bool(t._exposed)
-        # a few responders for other peers' machines (each answers with
-        # probability 2/known peers), always the peer itself for its own; the
-        # answers wait a random delay and skip what another peer sent meanwhile
-        others = known if known and random.random() < 2 / t._peer_estimate() else []
-        ids = ([t.peer_id] if mine else []) + others
-        if ids:
-            e.machine.add1(S.SendInfo, {"peer_ids": ids})
+        if t._picked_answerer(asker, asked):
+            # one peer answers for every asked peer it knows (itself included)
+            ids = ([t.peer_id] if mine else []) + known
+            if ids:
+                e.machine.add1(S.SendInfo, {"peer_ids": ids})
+        elif mine:
+            # an asked peer answers for itself later, unless the picked peer's
+            # answer (or anyone's) has carried its info by then
+            e.machine.add1(S.SendInfo, {"peer_ids": [t.peer_id], "slow": True})
 
     def msg_req_updates_state(self, e: am.Event) -> None:
         # the reference's guard read the wrong field and never answered
@@ -953,7 +999,9 @@ class _TopicHandlers:
         e.machine.remove1(S.ReqMissingUpdates)
 
     def send_info_state(self, e: am.Event) -> None:
-        self.t._schedule_info(e.args.get("peer_ids", [self.t.peer_id]))
+        self.t._schedule_info(
+            e.args.get("peer_ids", [self.t.peer_id]), slow=bool(e.args.get("slow", False))
+        )
         e.machine.remove1(S.SendInfo)
 
     def do_send_info_state(self, e: am.Event) -> None:
