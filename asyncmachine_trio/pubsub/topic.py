@@ -67,9 +67,11 @@ class TopicConfig:
     max_queue_len: int = 10
     #: peers gossiped about per gossip message
     gossip_amount: int = 5
-    #: a peer gossips on a heartbeat with probability 1 / (peers * gossip_every), so
     #: the topic as a whole gossips about once per ``gossip_every`` heartbeats (the
-    #: reference: 1); raise it with a low ``multiplayer`` to keep gossip from
+    #: reference: 1): each peer gossips when a random timer runs out (up to
+    #: ``gossip_every`` heartbeats times the peers it knows), and every gossip it sees
+    #: (an ``info`` carries gossip too) restarts the timer; raise it with a low
+    #: ``multiplayer`` to keep gossip from
     #: crowding out the messages that carry changes
     gossip_every: int = 1
     #: messages sent per window (``multiplayer`` seconds)
@@ -222,6 +224,9 @@ class Topic:
         # when info about a peer last went over the topic (sent or received)
         self._info_seen: dict[str, float] = {}
         self._changed = trio.Event()
+        # when we gossip, unless someone else's gossip comes first (see _gossip_later)
+        self._gossip_due = math.inf
+        self._first_info_sent = False
         self._host: Host | None = None
         self._bye_sent = False
         self._nursery: trio.Nursery | None = None
@@ -344,6 +349,7 @@ class Topic:
                         mach.add_err_state(S.ErrJoining, err)
                         raise
                     mach.add1(S.Joined)
+                    self._gossip_later()
                     nursery.start_soon(self._read_loop, host)
                     nursery.start_soon(self._publish_loop, host)
                     nursery.start_soon(self._heartbeat_loop)
@@ -528,12 +534,15 @@ class Topic:
                 self.received["info"] += 1
                 mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
                 self._check_gossips(msg.gossips)
+                if len(msg.gossips) > 1:
+                    self._gossip_later()
             elif isinstance(msg, wire.UpdatesMsg):
                 self.received["updates"] += 1
                 mach.add1(S.MsgUpdates, {"peer_id": peer, "msg": msg})
             elif isinstance(msg, wire.GossipMsg):
                 self.received["gossip"] += 1
                 self._check_gossips(msg.gossips)
+                self._gossip_later()
             elif isinstance(msg, wire.ReqInfoMsg):
                 self.received["reqinfo"] += 1
                 mach.add1(S.MsgReqInfo, {"peer_id": peer, "msg": msg})
@@ -765,6 +774,19 @@ class Topic:
         peers.discard(self.peer_id)
         return max(1, len(peers))
 
+    def _gossip_later(self) -> None:
+        """(Re)start the gossip timer: a random delay, up to ``gossip_every``
+        heartbeats times the peers we know (plus two).
+
+        Every gossip seen restarts it, so the peer whose timer runs out first
+        gossips for the topic: about once per ``gossip_every`` heartbeats in
+        all, each peer in turn, and two peers seldom at once (the delays are
+        spread over many heartbeats).
+        """
+        period = max(1, self.config.gossip_every) * self._heartbeat_period()
+        spread = self._peer_estimate() + 2
+        self._gossip_due = trio.current_time() + period * random.uniform(0, spread)
+
     def _gossips(self) -> wire.Gossips:
         known = self._known()
         picked = random.sample(known, min(self.config.gossip_amount, len(known)))
@@ -801,6 +823,13 @@ class Topic:
             peers[pid] = {
                 i: attrs.evolve(p.infos[i], time=list(m.time())) for i, m in p.machines.items()
             }
+        if not self._first_info_sent and self.peer_id in peers:
+            # our first info gossips only us: the newcomer's mark, which the
+            # welcome answers (see _welcome), whatever we heard meanwhile
+            self._first_info_sent = True
+            return wire.InfoMsg(
+                peers, {self.peer_id: {i: x.sum for i, x in peers[self.peer_id].items()}}
+            )
         return wire.InfoMsg(peers, self._gossips())
 
     def _collect_updates(self) -> dict[int, list[int]]:
@@ -969,7 +998,8 @@ class _TopicHandlers:
         updates = t._collect_updates()
         if updates:
             m.add1(S.SendUpdates, {"clocks": updates})
-        if random.random() < 1 / (t._peer_estimate() * max(1, t.config.gossip_every)):
+        if trio.current_time() >= t._gossip_due:
+            t._gossip_later()
             m.add1(S.SendGossips)
         if t._missing_updates:
             m.add1(S.ReqMissingUpdates)
@@ -983,7 +1013,7 @@ class _TopicHandlers:
         e.machine.remove1(S.SendUpdates)
 
     def send_gossips_state(self, e: am.Event) -> None:
-        # the heartbeat draws whether to gossip (see TopicConfig.gossip_every)
+        # the heartbeat adds it when the gossip timer runs out (see _gossip_later)
         t = self.t
         gossips = t._gossips()
         if gossips:
@@ -1012,6 +1042,8 @@ class _TopicHandlers:
             for pid in msg.peers:
                 t._info_seen[pid] = now
             t._send(msg, "info")
+            if len(msg.gossips) > 1:
+                t._gossip_later()
         e.machine.remove1(S.DoSendInfo)
 
     def send_msg_state(self, e: am.Event) -> None:
