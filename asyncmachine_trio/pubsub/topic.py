@@ -100,15 +100,15 @@ class TopicConfig:
     gossipsub_heartbeat: float = 1.0
     #: gossipsub's mesh degree: the peers a message is forwarded to (D). A peer with
     #: fewer than ``mesh_degree_low`` mesh peers adds some, up to D; one with more than
-    #: ``mesh_degree_high`` drops some, down to D (libp2p's usual 6, 4, 12). Every mesh
+    #: ``mesh_degree_high`` drops some, down to D (libp2p's usual: 6, 4, 12). Every mesh
     #: link carries every message once or twice, and each delivery costs py-libp2p
-    #: milliseconds of CPU, so a smaller D means fewer duplicates but a hop more; with
-    #: D 3 the tests' small stars became slow and flaky, so it is not the default. Keep
-    #: ``mesh_degree_high`` above the connections a hub has (a star's centre): a leaf
-    #: pruned from the hub's mesh waits out gossipsub's backoff (60 s) to join again
-    mesh_degree: int = 6
+    #: milliseconds of CPU, so the default D is 3 (at least 2): fewer duplicates for a
+    #: hop more, and still two paths from every peer. Keep ``mesh_degree_high`` above
+    #: the connections a hub has (a star's centre): a leaf pruned from the hub's mesh
+    #: waits out gossipsub's backoff (60 s) to join again
+    mesh_degree: int = 3
     #: see ``mesh_degree``
-    mesh_degree_low: int = 4
+    mesh_degree_low: int = 2
     #: see ``mesh_degree``
     mesh_degree_high: int = 12
     #: messages waiting to be published (more are dropped and counted)
