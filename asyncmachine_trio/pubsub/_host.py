@@ -374,12 +374,14 @@ async def open_host(
     gossipsub_heartbeat: float,
     muxer: str = "yamux",
     degree: tuple[int, int, int] = (6, 4, 12),
+    peer_queue_size: int = 1024,
 ) -> AsyncIterator[Host]:
     """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``.
 
     ``muxer`` is the stream muxer proposed first on TCP connections (``"yamux"``
     or ``"mplex"``); the other one is offered too, so either kind of peer connects.
-    ``degree`` is gossipsub's mesh degree: (D, D low, D high).
+    ``degree`` is gossipsub's mesh degree: (D, D low, D high); ``peer_queue_size``
+    the messages each peer's outbound queue holds.
     """
     if muxer not in MUXERS:
         raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")
@@ -404,6 +406,7 @@ async def open_host(
         max_messages_per_topic_per_second=router_rate_limit,
     )
     pubsub = _Pubsub(host, router)
+    pubsub.peer_queue_size = peer_queue_size
     _install_record_cache(host)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run(listen_addrs=maddrs))

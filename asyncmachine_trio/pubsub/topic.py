@@ -334,6 +334,7 @@ class Topic:
                 gossipsub_heartbeat=cfg.gossipsub_heartbeat,
                 muxer=cfg.muxer,
                 degree=(cfg.mesh_degree, cfg.mesh_degree_low, cfg.mesh_degree_high),
+                peer_queue_size=cfg.peer_queue_size,
             ) as host:
                 self._host = host
                 self.peer_id = host.peer_id
