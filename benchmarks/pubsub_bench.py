@@ -151,6 +151,10 @@ async def _one(
                     await t.wait_until(lambda _t, m=m, w=want: list(m.time()) == w)
             lat.append(time.perf_counter() - start)
         sent = sum(sum(v for k, v in t.sent.items() if k != "dropped") for t in topics)
+        by_type: dict[str, int] = {}
+        for t in topics:
+            for k, v in t.sent.items():
+                by_type[k] = by_type.get(k, 0) + v
         dropped = sum(t.sent["dropped"] + t.received["dropped"] for t in topics)
     return {
         "peers": n,
@@ -167,6 +171,7 @@ async def _one(
         "update_p50_ms": round(statistics.median(lat) * 1000, 1),
         "update_max_ms": round(max(lat) * 1000, 1),
         "messages_sent": sent,
+        "sent_by_type": dict(sorted(by_type.items())),
         "dropped": dropped,
     }
 

@@ -132,6 +132,103 @@ def _install_record_cache(host: Any) -> None:
             mod.maybe_consume_signed_record = _consume_cached
 
 
+# ----- pubsub's reads, buffered
+#
+# py-libp2p's pubsub reads each RPC's varint length prefix one byte at a time
+# and then the body: two or three reads of the muxed stream per RPC. Each read of
+# a yamux stream takes the muxer's locks and, with py-libp2p's default credit
+# release, sends a WINDOW_UPDATE frame (Noise-encrypted, one socket write, and one
+# frame the other side decrypts and handles). Our hosts hand pubsub's read loop a
+# view of the stream that reads whatever the muxer holds (up to READ_CHUNK bytes)
+# in one call and serves the small reads from that buffer: one muxer read (and at
+# most one window update) per RPC or fewer when RPCs arrive together. Everything
+# but ``read`` goes to the stream itself.
+
+#: bytes asked of the muxer per read of a pubsub stream (it returns what it holds)
+READ_CHUNK = 64 * 1024
+
+
+class _BufferedStream:
+    """A read-buffered view of a libp2p stream (``read`` buffered, the rest delegated)."""
+
+    __slots__ = ("_buf", "_stream")
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._buf = b""
+
+    async def read(self, n: int | None = None) -> bytes:
+        if n is None or n < 0:
+            data, self._buf = self._buf, b""
+            return data + bytes(await self._stream.read(n))
+        if not self._buf:
+            self._buf = bytes(await self._stream.read(max(n, READ_CHUNK)))
+        data, self._buf = self._buf[:n], self._buf[n:]
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+# ----- pubsub's writes, batched
+#
+# py-libp2p writes every queued RPC on its own: one varint-prefixed protobuf, one
+# muxer frame, one Noise frame and one socket write per message and peer, and
+# the peer reads, decrypts, parses and checks the sender record of each. When
+# the process is busy, a peer's outbound queue holds several messages at once;
+# our hosts then send the waiting ``publish`` messages in one RPC (as the
+# protocol allows: an RPC carries a list of messages), up to BATCH_BYTES. RPCs
+# with control messages or subscriptions are sent on their own, in order. An
+# idle host sends each message as it comes, as before.
+
+#: the most bytes of queued messages merged into one RPC
+BATCH_BYTES = 256 * 1024
+
+
+def _publish_only(rpc: Any) -> bool:
+    return not rpc.subscriptions and not rpc.HasField("control")
+
+
+def _merge_waiting(rpc: Any, queue: Any) -> Any:
+    """``rpc`` with the ``publish`` messages queued right behind it appended."""
+    waiting = getattr(getattr(queue, "_queue", None), "_non_priority", None)
+    if not waiting or not _publish_only(rpc):
+        return rpc
+    size = rpc.ByteSize()
+    while waiting and _publish_only(waiting[0]):
+        more = waiting[0].ByteSize()
+        if size + more > BATCH_BYTES:
+            break
+        rpc.publish.extend(waiting.popleft().publish)
+        size += more
+    return rpc
+
+
+class _Pubsub(Pubsub):  # type: ignore[misc]
+    """libp2p's pubsub with buffered reads and batched writes (see above)."""
+
+    #: messages a peer's outbound queue holds (py-libp2p's default, 32, loses bursts)
+    peer_queue_size = 1024
+
+    async def continuously_read_stream(self, stream: Any) -> None:
+        await super().continuously_read_stream(_BufferedStream(stream))
+
+    async def handle_sending_messages(self, peer_id: Any, stream: Any, queue: Any) -> None:
+        """One peer's sending loop: waiting ``publish`` messages go out in one RPC."""
+        inner = getattr(queue, "_queue", None)
+        if inner is not None and getattr(inner, "max_size", 0) < self.peer_queue_size:
+            inner.max_size = self.peer_queue_size
+        try:
+            while True:
+                rpc = await queue.pop()
+                if rpc is None:  # the queue was closed
+                    return
+                if not await self.write_msg(stream, _merge_waiting(rpc, queue)):
+                    return
+        except Exception:
+            self._handle_dead_peer(peer_id)
+
+
 @functools.lru_cache(maxsize=4096)
 def peer_id_str(raw: bytes) -> str:
     """A peer id (bytes on the wire) as its base58 string (pure-Python base58: cached)."""
@@ -277,12 +374,14 @@ async def open_host(
     gossipsub_heartbeat: float,
     muxer: str = "yamux",
     degree: tuple[int, int, int] = (6, 4, 12),
+    peer_queue_size: int = 1024,
 ) -> AsyncIterator[Host]:
     """Start a host (Ed25519 identity; TCP and/or QUIC per the addresses) for ``topic``.
 
     ``muxer`` is the stream muxer proposed first on TCP connections (``"yamux"``
     or ``"mplex"``); the other one is offered too, so either kind of peer connects.
-    ``degree`` is gossipsub's mesh degree: (D, D low, D high).
+    ``degree`` is gossipsub's mesh degree: (D, D low, D high); ``peer_queue_size``
+    the messages each peer's outbound queue holds.
     """
     if muxer not in MUXERS:
         raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")
@@ -306,7 +405,8 @@ async def open_host(
         heartbeat_interval=gossipsub_heartbeat,
         max_messages_per_topic_per_second=router_rate_limit,
     )
-    pubsub = Pubsub(host, router)
+    pubsub = _Pubsub(host, router)
+    pubsub.peer_queue_size = peer_queue_size
     _install_record_cache(host)
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(host.run(listen_addrs=maddrs))

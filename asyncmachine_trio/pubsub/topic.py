@@ -67,9 +67,11 @@ class TopicConfig:
     max_queue_len: int = 10
     #: peers gossiped about per gossip message
     gossip_amount: int = 5
-    #: a peer gossips on a heartbeat with probability 1 / (peers * gossip_every), so
     #: the topic as a whole gossips about once per ``gossip_every`` heartbeats (the
-    #: reference: 1); raise it with a low ``multiplayer`` to keep gossip from
+    #: reference: 1): each peer gossips when a random timer runs out (up to
+    #: ``gossip_every`` heartbeats times the peers it knows), and every gossip it sees
+    #: (an ``info`` carries gossip too) restarts the timer; raise it with a low
+    #: ``multiplayer`` to keep gossip from
     #: crowding out the messages that carry changes
     gossip_every: int = 1
     #: messages sent per window (``multiplayer`` seconds)
@@ -82,6 +84,10 @@ class TopicConfig:
     batch_size: int = 50
     #: peers per ``reqinfo`` / ``requpdates``
     max_requested: int = 5
+    #: a gap (a peer or clock we miss) is requested only once it has lasted this long
+    #: (before scaling, seconds): what is missing is usually on its way, and asking
+    #: early makes every answer one more broadcast
+    request_grace: float = 5.0
     #: size limits of received messages
     limits: wire.Limits = attrs.field(factory=wire.Limits)
     #: bootstrap dials in parallel
@@ -94,15 +100,15 @@ class TopicConfig:
     gossipsub_heartbeat: float = 1.0
     #: gossipsub's mesh degree: the peers a message is forwarded to (D). A peer with
     #: fewer than ``mesh_degree_low`` mesh peers adds some, up to D; one with more than
-    #: ``mesh_degree_high`` drops some, down to D (libp2p's usual 6, 4, 12). Every mesh
+    #: ``mesh_degree_high`` drops some, down to D (libp2p's usual: 6, 4, 12). Every mesh
     #: link carries every message once or twice, and each delivery costs py-libp2p
-    #: milliseconds of CPU, so a smaller D means fewer duplicates but a hop more; with
-    #: D 3 the tests' small stars became slow and flaky, so it is not the default. Keep
-    #: ``mesh_degree_high`` above the connections a hub has (a star's centre): a leaf
-    #: pruned from the hub's mesh waits out gossipsub's backoff (60 s) to join again
-    mesh_degree: int = 6
+    #: milliseconds of CPU, so the default D is 3 (at least 2): fewer duplicates for a
+    #: hop more, and still two paths from every peer. Keep ``mesh_degree_high`` above
+    #: the connections a hub has (a star's centre): a leaf pruned from the hub's mesh
+    #: waits out gossipsub's backoff (60 s) to join again
+    mesh_degree: int = 3
     #: see ``mesh_degree``
-    mesh_degree_low: int = 4
+    mesh_degree_low: int = 2
     #: see ``mesh_degree``
     mesh_degree_high: int = 12
     #: messages waiting to be published (more are dropped and counted)
@@ -201,6 +207,9 @@ class Topic:
         self._missing_peers: dict[str, set[int]] = {}
         # peer id -> machine index -> the time sum we know exists
         self._missing_updates: dict[str, dict[int, int]] = {}
+        # peer id -> when the gap was first seen (requests wait ``request_grace``)
+        self._missing_peers_since: dict[str, float] = {}
+        self._missing_updates_since: dict[str, float] = {}
         # peer id -> (when last requested by anyone, our attempts): requests back off
         self._requested_info: dict[str, tuple[float, int]] = {}
         self._requested_updates: dict[str, tuple[float, int]] = {}
@@ -208,11 +217,16 @@ class Topic:
         self._last_req_updates = -math.inf
         self._win = -1
         self._win_count = 0
-        # peer id -> when its info was last asked for (while an answer is pending)
-        self._info_pending: dict[str, float] | None = None
+        # peer id -> when its info was last asked for (while an answer is pending);
+        # the quick batch (own first info, welcomes, the picked answerer) and the
+        # slow one (a peer answering for itself when another peer was picked)
+        self._info_pending: dict[bool, dict[str, float]] = {}
         # when info about a peer last went over the topic (sent or received)
         self._info_seen: dict[str, float] = {}
         self._changed = trio.Event()
+        # when we gossip, unless someone else's gossip comes first (see _gossip_later)
+        self._gossip_due = math.inf
+        self._first_info_sent = False
         self._host: Host | None = None
         self._bye_sent = False
         self._nursery: trio.Nursery | None = None
@@ -320,6 +334,7 @@ class Topic:
                 gossipsub_heartbeat=cfg.gossipsub_heartbeat,
                 muxer=cfg.muxer,
                 degree=(cfg.mesh_degree, cfg.mesh_degree_low, cfg.mesh_degree_high),
+                peer_queue_size=cfg.peer_queue_size,
             ) as host:
                 self._host = host
                 self.peer_id = host.peer_id
@@ -335,6 +350,7 @@ class Topic:
                         mach.add_err_state(S.ErrJoining, err)
                         raise
                     mach.add1(S.Joined)
+                    self._gossip_later()
                     nursery.start_soon(self._read_loop, host)
                     nursery.start_soon(self._publish_loop, host)
                     nursery.start_soon(self._heartbeat_loop)
@@ -519,12 +535,15 @@ class Topic:
                 self.received["info"] += 1
                 mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
                 self._check_gossips(msg.gossips)
+                if len(msg.gossips) > 1:
+                    self._gossip_later()
             elif isinstance(msg, wire.UpdatesMsg):
                 self.received["updates"] += 1
                 mach.add1(S.MsgUpdates, {"peer_id": peer, "msg": msg})
             elif isinstance(msg, wire.GossipMsg):
                 self.received["gossip"] += 1
                 self._check_gossips(msg.gossips)
+                self._gossip_later()
             elif isinstance(msg, wire.ReqInfoMsg):
                 self.received["reqinfo"] += 1
                 mach.add1(S.MsgReqInfo, {"peer_id": peer, "msg": msg})
@@ -558,14 +577,24 @@ class Topic:
             self.mach.add1(S.MissUpdatesByGossip, {"missing": miss_updates})
 
     def _add_missing_peers(self, missing: dict[str, set[int]]) -> None:
+        now = trio.current_time()
         for pid, idxs in missing.items():
             self._missing_peers.setdefault(pid, set()).update(idxs)
+            self._missing_peers_since.setdefault(pid, now)
 
     def _add_missing_updates(self, missing: dict[str, dict[int, int]]) -> None:
+        now = trio.current_time()
         for pid, sums in missing.items():
             have = self._missing_updates.setdefault(pid, {})
             for i, s in sums.items():
                 have[i] = max(s, have.get(i, 0))
+            self._missing_updates_since.setdefault(pid, now)
+
+    def _forget_missing(self, pid: str) -> None:
+        self._missing_peers.pop(pid, None)
+        self._missing_updates.pop(pid, None)
+        self._missing_peers_since.pop(pid, None)
+        self._missing_updates_since.pop(pid, None)
 
     def _still_missing_peers(self) -> list[str]:
         """Peers of ``_missing_peers`` still unknown (dropping the ones now known)."""
@@ -574,6 +603,7 @@ class Topic:
             p = self._peers.get(pid)
             if p is not None and (p.left or (p.machines and all(i in p.machines for i in idxs))):
                 del self._missing_peers[pid]
+                self._missing_peers_since.pop(pid, None)
                 self._requested_info.pop(pid, None)
             else:
                 out.append(pid)
@@ -593,6 +623,7 @@ class Topic:
                 out.append(pid)
             else:
                 del self._missing_updates[pid]
+                self._missing_updates_since.pop(pid, None)
                 self._requested_updates.pop(pid, None)
         return out
 
@@ -614,7 +645,7 @@ class Topic:
             for idx, info in machs.items():
                 changed |= self._on_mach_info(p, idx, info, sender)
         if sender != self.peer_id and sender not in self._peers:
-            self._missing_peers.setdefault(sender, set())
+            self._add_missing_peers({sender: set()})
         self._welcome(sender, msg.gossips)
         if changed:
             self._notify()
@@ -643,6 +674,23 @@ class Topic:
         if max([*known, self.peer_id], key=rank) != self.peer_id:
             return
         self.mach.add1(S.SendInfo, {"peer_ids": [*known, self.peer_id]})
+
+    def _picked_answerer(self, asker: str, asked: Sequence[str]) -> bool:
+        """Whether we answer a ``reqinfo`` of ``asker`` for ``asked`` (for all of them).
+
+        Rendezvous hashing again: the answerer is the peer with the highest
+        ``hash(asker, asked, peer)`` among the peers we know and us, so peers
+        that know the same peers pick the same one and a request is answered
+        by one ``info``. Asked peers not picked answer for themselves later,
+        unless an answer carried their info meanwhile (see ``SendInfo``).
+        """
+        key = asker + "/" + ",".join(sorted(asked)) + "/"
+
+        def rank(p: str) -> bytes:
+            return hashlib.blake2b((key + p).encode(), digest_size=8).digest()
+
+        cands = [p for p in self._known() if p != asker]
+        return max([*cands, self.peer_id], key=rank) == self.peer_id
 
     def _on_mach_info(self, p: _Peer, idx: int, info: wire.MachInfo, sender: str) -> bool:
         m = p.machines.get(idx)
@@ -709,8 +757,7 @@ class Topic:
             if m is not None:
                 m._apply_clock(ticks)
         p.mark_left()
-        self._missing_peers.pop(sender, None)
-        self._missing_updates.pop(sender, None)
+        self._forget_missing(sender)
         self._notify()
 
     def _known(self) -> list[str]:
@@ -727,6 +774,19 @@ class Topic:
         peers.update(self._missing_peers, self._topic_peers)
         peers.discard(self.peer_id)
         return max(1, len(peers))
+
+    def _gossip_later(self) -> None:
+        """(Re)start the gossip timer: a random delay, up to ``gossip_every``
+        heartbeats times the peers we know (plus two).
+
+        Every gossip seen restarts it, so the peer whose timer runs out first
+        gossips for the topic: about once per ``gossip_every`` heartbeats in
+        all, each peer in turn, and two peers seldom at once (the delays are
+        spread over many heartbeats).
+        """
+        period = max(1, self.config.gossip_every) * self._heartbeat_period()
+        spread = self._peer_estimate() + 2
+        self._gossip_due = trio.current_time() + period * random.uniform(0, spread)
 
     def _gossips(self) -> wire.Gossips:
         known = self._known()
@@ -764,6 +824,13 @@ class Topic:
             peers[pid] = {
                 i: attrs.evolve(p.infos[i], time=list(m.time())) for i, m in p.machines.items()
             }
+        if not self._first_info_sent and self.peer_id in peers:
+            # our first info gossips only us: the newcomer's mark, which the
+            # welcome answers (see _welcome), whatever we heard meanwhile
+            self._first_info_sent = True
+            return wire.InfoMsg(
+                peers, {self.peer_id: {i: x.sum for i, x in peers[self.peer_id].items()}}
+            )
         return wire.InfoMsg(peers, self._gossips())
 
     def _collect_updates(self) -> dict[int, list[int]]:
@@ -822,6 +889,9 @@ class Topic:
             )
         if not missing or now - last < self.config.multiplayer:
             return
+        since = self._missing_peers_since if kind == "reqinfo" else self._missing_updates_since
+        grace = self.config.request_grace * self.config.multiplayer
+        missing = [p for p in missing if now - since.get(p, now) >= grace]
         picked = sorted(self._pick_requests(missing, requested))
         if not picked:
             return
@@ -832,19 +902,22 @@ class Topic:
             self._last_req_updates = now
             self._send(wire.ReqUpdatesMsg(picked), kind)
 
-    def _schedule_info(self, peer_ids: Sequence[str]) -> None:
+    def _schedule_info(self, peer_ids: Sequence[str], slow: bool = False) -> None:
         now = trio.current_time()
-        first = self._info_pending is None
-        pending = self._info_pending = self._info_pending or {}
+        first = slow not in self._info_pending
+        pending = self._info_pending.setdefault(slow, {})
         for p in peer_ids:
             pending[p] = now
         if first and self._nursery is not None:
-            self._nursery.start_soon(self._info_later)
+            self._nursery.start_soon(self._info_later, slow)
 
-    async def _info_later(self) -> None:
+    async def _info_later(self, slow: bool) -> None:
         cfg = self.config
-        await trio.sleep(random.uniform(0, 2 * cfg.send_info_debounce * cfg.multiplayer))
-        pending, self._info_pending = self._info_pending or {}, None
+        debounce = 2 * cfg.send_info_debounce * cfg.multiplayer
+        # the slow batch waits for the picked answerer's info to arrive first
+        low, high = (2 * debounce, 4 * debounce) if slow else (0.0, debounce)
+        await trio.sleep(random.uniform(low, high))
+        pending = self._info_pending.pop(slow, {})
         # suppression: someone sent the info after it was asked for
         seen = self._info_seen
         todo = [p for p, asked in sorted(pending.items()) if seen.get(p, -math.inf) < asked]
@@ -885,18 +958,21 @@ class _TopicHandlers:
 
     def msg_req_info_state(self, e: am.Event) -> None:
         t = self.t
+        asker: str = e.args["peer_id"]
         asked: list[str] = e.args["msg"].peers
         # the answer goes to everyone: don't ask for these again soon
         t._asked_by_others(asked, t._requested_info)
         known = [p for p in asked if p in t._peers and not t._peers[p].left]
         mine = t.peer_id in asked and bool(t._exposed)
-        # a few responders for other peers' machines (each answers with
-        # probability 2/known peers), always the peer itself for its own; the
-        # answers wait a random delay and skip what another peer sent meanwhile
-        others = known if known and random.random() < 2 / t._peer_estimate() else []
-        ids = ([t.peer_id] if mine else []) + others
-        if ids:
-            e.machine.add1(S.SendInfo, {"peer_ids": ids})
+        if t._picked_answerer(asker, asked):
+            # one peer answers for every asked peer it knows (itself included)
+            ids = ([t.peer_id] if mine else []) + known
+            if ids:
+                e.machine.add1(S.SendInfo, {"peer_ids": ids})
+        elif mine:
+            # an asked peer answers for itself later, unless the picked peer's
+            # answer (or anyone's) has carried its info by then
+            e.machine.add1(S.SendInfo, {"peer_ids": [t.peer_id], "slow": True})
 
     def msg_req_updates_state(self, e: am.Event) -> None:
         # the reference's guard read the wrong field and never answered
@@ -923,7 +999,8 @@ class _TopicHandlers:
         updates = t._collect_updates()
         if updates:
             m.add1(S.SendUpdates, {"clocks": updates})
-        if random.random() < 1 / (t._peer_estimate() * max(1, t.config.gossip_every)):
+        if trio.current_time() >= t._gossip_due:
+            t._gossip_later()
             m.add1(S.SendGossips)
         if t._missing_updates:
             m.add1(S.ReqMissingUpdates)
@@ -937,7 +1014,7 @@ class _TopicHandlers:
         e.machine.remove1(S.SendUpdates)
 
     def send_gossips_state(self, e: am.Event) -> None:
-        # the heartbeat draws whether to gossip (see TopicConfig.gossip_every)
+        # the heartbeat adds it when the gossip timer runs out (see _gossip_later)
         t = self.t
         gossips = t._gossips()
         if gossips:
@@ -953,7 +1030,9 @@ class _TopicHandlers:
         e.machine.remove1(S.ReqMissingUpdates)
 
     def send_info_state(self, e: am.Event) -> None:
-        self.t._schedule_info(e.args.get("peer_ids", [self.t.peer_id]))
+        self.t._schedule_info(
+            e.args.get("peer_ids", [self.t.peer_id]), slow=bool(e.args.get("slow", False))
+        )
         e.machine.remove1(S.SendInfo)
 
     def do_send_info_state(self, e: am.Event) -> None:
@@ -964,6 +1043,8 @@ class _TopicHandlers:
             for pid in msg.peers:
                 t._info_seen[pid] = now
             t._send(msg, "info")
+            if len(msg.gossips) > 1:
+                t._gossip_later()
         e.machine.remove1(S.DoSendInfo)
 
     def send_msg_state(self, e: am.Event) -> None:
