@@ -340,10 +340,22 @@ def index_handler_names(m: Machine) -> None:
     for b in m._bindings:
         names.update(b.table)
         pair_firsts.update(first for first, _ in b.pairs)
-    m._handler_names = _intern(frozenset(names))
+    m._handler_names = hn = _intern(frozenset(names))
+    m._end_names, m._state_names = final_names(hn)
     # states that start a state-state handler: step 4 of the negotiation only
     # walks these (it is |before| x |targets| otherwise, semantics §5.3)
     m._pair_firsts = _intern(frozenset(pair_firsts))
+
+
+def final_names(
+    names: frozenset[str],
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``({state: state + "End"}, {state: state + "State"})`` for the names in
+    ``names``: the plain transition's final handlers, found without building and
+    hashing a name per state (``s in ends`` iff ``s + "End" in names``)."""
+    ends = {n[:-3]: n for n in names if n.endswith("End")}
+    states = {n[:-5]: n for n in names if n.endswith("State")}
+    return ends, states
 
 
 _INTERNED: dict[frozenset[str], frozenset[str]] = {}

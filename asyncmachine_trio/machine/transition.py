@@ -991,7 +991,8 @@ class Transition:
             subs = m._subs
             if subs.state_ctx:
                 subs.process_state_ctx(self.activated, self.deactivated)
-            self._after = m._ticks
+            # (the ``_after`` setter inlined: a property call costs a frame)
+            self._t1 = m._ticks
             for tracer in m._tracers:
                 tracer.transition_finals(self)
             if has_handlers or subs.when_args:
@@ -1003,24 +1004,29 @@ class Transition:
                 ):
                     result = self._finals()
                 else:
-                    # _finals() with full False (no steps here)
-                    hn = m._handler_names
+                    # _finals() with full False (no steps here); ``s + "End" in
+                    # hn`` looked up in the tables of the same handler names
+                    # (no string built and hashed per state)
+                    ends = m._end_names
+                    states = m._state_names
                     for s in self.exits:
                         self._latest_to = ""
-                        name = s + "End"
-                        if name in hn and self._final1(name, False) is CANCELED:
+                        if s in ends and self._final1(ends[s], False) is CANCELED:
                             result = CANCELED
                             break
                     else:
                         for s in self.enters:
                             self._latest_to = s
-                            name = s + "State"
-                            if name in hn and self._final1(name, True) is CANCELED:
+                            if s in states and self._final1(states[s], True) is CANCELED:
                                 result = CANCELED
                                 break
-            has_changed = self._settle(result)
+            # _settle() inlined
+            if result is CANCELED:
+                m._revert(self)
+                self._t1 = m._ticks
+            has_changed = bool(self._apply_changes)
         else:
-            self._after = self._before
+            self._t1 = self._before
 
         if result is EXECUTED and has_handlers:
             self._latest_to = ANY
