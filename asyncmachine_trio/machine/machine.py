@@ -38,7 +38,7 @@ from .errors import (
     WrongThreadError,
     format_trace,
 )
-from .handlers import Binding
+from .handlers import Binding, Finals
 from .logging import (
     L_CHANGES,
     L_EXTERNAL,
@@ -79,6 +79,9 @@ _UNSET = _EnvDefault()
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = STRUCTLOG  # structlog, imported at the first line logged
+
+# Machine._finals with no handler bound (read-only, shared)
+_NO_FINALS: Finals = ({}, {})
 
 # the fast paths make plain mutations without running Mutation.__init__ (see Mutation)
 _new = object.__new__
@@ -307,8 +310,7 @@ class Machine:
         self._handler_names: frozenset[str] = frozenset()
         self._pair_firsts: frozenset[str] = frozenset()
         # derived from _handler_names, assigned with it (dispatch.final_names)
-        self._end_names: dict[str, str] = {}
-        self._state_names: dict[str, str] = {}
+        self._finals: Finals = _NO_FINALS
         self._binding_num = 0
         self._handlers_ever_bound = False
         self._handler_called = False

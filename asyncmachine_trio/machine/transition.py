@@ -1068,8 +1068,7 @@ class Transition:
                     # _finals() with full False (no steps here); ``s + "End" in
                     # hn`` looked up in the tables of the same handler names
                     # (no string built and hashed per state)
-                    ends = m._end_names
-                    states = m._state_names
+                    ends, states = m._finals
                     for s in self.exits:
                         self._latest_to = ""
                         if s in ends and self._final1(ends[s], False) is CANCELED:
