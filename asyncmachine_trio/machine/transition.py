@@ -1346,13 +1346,15 @@ class Transition:
                 if mut.is_auto:
                     before = self._before_set
                     now = m._active_set
-                    self.activated = [s for s in m._active if s not in before]
-                    self.deactivated = [s for s in self._states_before if s not in now]
+                    activated = [s for s in m._active if s not in before]
+                    deactivated = [s for s in self._states_before if s not in now]
                 else:
-                    self.activated = self.enters
-                    self.deactivated = self.exits
+                    activated = self.enters
+                    deactivated = self.exits
+                self._activated = activated
+                self._deactivated = deactivated
                 if m._subs.state_ctx:
-                    m._subs.process_state_ctx(self.activated, self.deactivated)
+                    m._subs.process_state_ctx(activated, deactivated)
                 self._after = m._ticks
                 for tracer in m._tracers:
                     tracer.transition_finals(self)
