@@ -20,7 +20,7 @@ from .errors import (
     TracerError,
     format_trace,
 )
-from .handlers import UNTIMED, Binding, sanitize_binding_id
+from .handlers import UNTIMED, Binding, Finals, sanitize_binding_id
 from .logging import L_CHANGES, L_DECISIONS, L_EVERYTHING, L_OPS, report_warning
 from .mutation import ADD as _ADD
 from .mutation import CANCELED, EXECUTED, Mutation, MutSource, Result
@@ -340,13 +340,16 @@ def index_handler_names(m: Machine) -> None:
     for b in m._bindings:
         names.update(b.table)
         pair_firsts.update(first for first, _ in b.pairs)
-    m._handler_names = _intern(frozenset(names))
+    m._handler_names = hn = _intern(frozenset(names))
+    finals = _FINALS.get(hn)
+    m._finals = final_names(hn) if finals is None else finals
     # states that start a state-state handler: step 4 of the negotiation only
     # walks these (it is |before| x |targets| otherwise, semantics §5.3)
     m._pair_firsts = _intern(frozenset(pair_firsts))
 
 
 _INTERNED: dict[frozenset[str], frozenset[str]] = {}
+_FINALS: dict[frozenset[str], Finals] = {}
 
 
 def _intern(names: frozenset[str]) -> frozenset[str]:
@@ -356,7 +359,25 @@ def _intern(names: frozenset[str]) -> frozenset[str]:
     if hit is None:
         if len(_INTERNED) >= 1024:
             _INTERNED.clear()
+            _FINALS.clear()
         _INTERNED[names] = hit = names
+    return hit
+
+
+def final_names(names: frozenset[str]) -> Finals:
+    """``({state: state + "End"}, {state: state + "State"})`` for the names in
+    ``names``: the plain transition's final handlers, found without building and
+    hashing a name per state (``s in ends`` iff ``s + "End" in names``).
+
+    Shared (read-only) by the machines bound to the same names, like ``_intern``.
+    """
+    hit = _FINALS.get(names)
+    if hit is None:
+        if len(_FINALS) >= 1024:
+            _FINALS.clear()
+        ends = {n[:-3]: n for n in names if n.endswith("End")}
+        states = {n[:-5]: n for n in names if n.endswith("State")}
+        _FINALS[names] = hit = (ends, states)
     return hit
 
 

@@ -54,6 +54,10 @@ _NOT_HANDLER = "__am_not_handler__"
 #: (pipes: a slow moment inside one is the loop's or the OS's, see states.pipes)
 UNTIMED = "_am_untimed"
 
+# ``({state: state + "End"}, {state: state + "State"})`` for the bound handler
+# names: Machine._finals (see dispatch.final_names)
+Finals = tuple[dict[str, str], dict[str, str]]
+
 
 def not_handler(fn: F) -> F:
     """Mark a method of a handler class as a helper: never bound, never checked.

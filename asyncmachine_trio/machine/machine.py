@@ -38,7 +38,7 @@ from .errors import (
     WrongThreadError,
     format_trace,
 )
-from .handlers import Binding
+from .handlers import Binding, Finals
 from .logging import (
     L_CHANGES,
     L_EXTERNAL,
@@ -79,6 +79,12 @@ _UNSET = _EnvDefault()
 _INTERNAL_ERRORS_MAX = 10
 
 _structlog = STRUCTLOG  # structlog, imported at the first line logged
+
+# Machine._finals with no handler bound (read-only, shared)
+_NO_FINALS: Finals = ({}, {})
+
+# the fast paths make plain mutations without running Mutation.__init__ (see Mutation)
+_new = object.__new__
 
 
 def _env_on(name: str) -> bool:
@@ -303,6 +309,8 @@ class Machine:
         self._bindings: list[Binding] = []
         self._handler_names: frozenset[str] = frozenset()
         self._pair_firsts: frozenset[str] = frozenset()
+        # derived from _handler_names, assigned with it (dispatch.final_names)
+        self._finals: Finals = _NO_FINALS
         self._binding_num = 0
         self._handlers_ever_bound = False
         self._handler_called = False
@@ -612,7 +620,11 @@ class Machine:
         called = self._parse(states)
         if self._idle_plain():
             if args is None and event is None:
-                return _queue.run_idle(self, Mutation(_ADD, called, {}))
+                mut = _new(Mutation)
+                mut.type = _ADD
+                mut.called = called
+                mut.args = {}
+                return _queue.run_idle(self, mut)
             return _queue.run_idle(self, self._idle_mut(_ADD, called, args, event))
         return self._add(called, args, event)
 
@@ -635,10 +647,18 @@ class Machine:
         ):
             if not self._draining and self._tx is None:
                 if args is None and event is None:
-                    return _queue.run_idle(self, Mutation(_ADD, [state], {}))
+                    mut = _new(Mutation)
+                    mut.type = _ADD
+                    mut.called = [state]
+                    mut.args = {}
+                    return _queue.run_idle(self, mut)
                 return _queue.run_idle(self, self._idle_mut(_ADD, [state], args, event))
             if self._draining and args is None and event is None:
-                return _queue.enqueue(self, Mutation(_ADD, [state], {}))
+                mut = _new(Mutation)
+                mut.type = _ADD
+                mut.called = [state]
+                mut.args = {}
+                return _queue.enqueue(self, mut)
         return self._add(self._parse1(state), args, event)
 
     def _idle_plain(self) -> bool:
@@ -685,7 +705,11 @@ class Machine:
         called = self._parse(states)
         if self._idle_plain():
             if args is None and event is None:
-                return _queue.run_idle(self, Mutation(_REMOVE, called, {}))
+                mut = _new(Mutation)
+                mut.type = _REMOVE
+                mut.called = called
+                mut.args = {}
+                return _queue.run_idle(self, mut)
             return _queue.run_idle(self, self._idle_mut(_REMOVE, called, args, event))
         return self._remove(called, args, event)
 
@@ -701,7 +725,11 @@ class Machine:
             return CANCELED
         if state in self._schema and self._idle_plain():
             if args is None and event is None:
-                return _queue.run_idle(self, Mutation(_REMOVE, [state], {}))
+                mut = _new(Mutation)
+                mut.type = _REMOVE
+                mut.called = [state]
+                mut.args = {}
+                return _queue.run_idle(self, mut)
             return _queue.run_idle(self, self._idle_mut(_REMOVE, [state], args, event))
         if (
             self._draining
@@ -716,7 +744,11 @@ class Machine:
             # semantics §3.3 step 2: removing an inactive state is a no-op here
             if state not in self._active_set:
                 return EXECUTED
-            return _queue.enqueue(self, Mutation(_REMOVE, [state], {}))
+            mut = _new(Mutation)
+            mut.type = _REMOVE
+            mut.called = [state]
+            mut.args = {}
+            return _queue.enqueue(self, mut)
         return self._remove(self._parse1(state), args, event)
 
     def _remove(
@@ -737,7 +769,11 @@ class Machine:
         called = self._parse(states)
         if self._idle_plain():
             if args is None and event is None:
-                return _queue.run_idle(self, Mutation(_SET, called, {}))
+                mut = _new(Mutation)
+                mut.type = _SET
+                mut.called = called
+                mut.args = {}
+                return _queue.run_idle(self, mut)
             return _queue.run_idle(self, self._idle_mut(_SET, called, args, event))
         if len(self._queue) >= self.queue_limit:
             return self._queue_full(called)

@@ -746,6 +746,7 @@ def dispose(m: Machine) -> None:
         t.machine_dispose(m._id)
     m._bindings = []
     m._handler_names = frozenset()
+    m._finals = ({}, {})
     m._pair_firsts = frozenset()
     m._active = []
     m._active_set = set()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import enum
 import os
 import time as _time
+import types
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._mypyc import mypyc_attr
 from .clock import Time, TimeIndex
@@ -237,40 +238,49 @@ class Event:
         return f"<Event {self.name} tx#{self._tx.id}>"
 
 
+# The pure build makes the final handlers' events with ``object.__new__`` and the
+# stores of ``Event.__init__``: a class call runs ``__init__`` through C (an args
+# tuple, a new frame of the eval loop), ~2 % of a toggle on CPython 3.12. Compiled,
+# Event is a native class: its class call is the native constructor, and
+# ``object.__new__`` refuses it.
+_PURE: Final = isinstance(Event.is_valid, types.FunctionType)
+_new = object.__new__
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Transition:
     """The processing of one mutation (semantics §5.8)."""
 
     __slots__ = (
+        "_activated",
         "_applied",
         "_apply_changes",
         "_b",
         "_before_set",
         "_called_set",
+        "_deactivated",
         "_escaped",
         "_id",
         "_latest_is_enter",
         "_latest_is_final",
         "_latest_to",
+        "_log_entries",
         "_old",
         "_plan",
+        "_pre_log_entries",
         "_states_before",
         "_steps",
         "_sum0",
         "_t0",
         "_t1",
         "_targets",
-        "activated",
-        "deactivated",
         "enters",
         "exits",
         "is_accepted",
         "is_completed",
-        "log_entries",
         "log_levels",
         "machine",
         "mutation",
-        "pre_log_entries",
         "pre_log_levels",
         "queue_len",
     )
@@ -301,15 +311,18 @@ class Transition:
         self.is_completed: bool = False
         self.enters: list[str] = []
         self.exits: list[str] = []
-        self.activated: list[str] = []
-        self.deactivated: list[str] = []
+        # activated, deactivated, log_entries, pre_log_entries: lists made on
+        # first read (most transitions never need one; the plain path sets the
+        # first two to its enters / exits)
+        self._activated: list[str] | None = None
+        self._deactivated: list[str] | None = None
         self._apply_changes: dict[int, int] = {}
         self._latest_to = ""
         self._latest_is_enter = False
         self._latest_is_final = False
         self._steps: list[Step] | None = [] if m.log_steps and (not mut.is_check) else None
-        self.log_entries: list[str] = []
-        self.pre_log_entries: list[str] = []
+        self._log_entries: list[str] | None = None
+        self._pre_log_entries: list[str] | None = None
         #: the level of each line of log_entries / pre_log_entries (None: no lines)
         self.log_levels: bytearray | None = None
         self.pre_log_levels: bytearray | None = None
@@ -377,6 +390,54 @@ class Transition:
     @target_states.setter
     def target_states(self, states: list[str]) -> None:
         self._targets = states
+
+    @property
+    def activated(self) -> list[str]:
+        """The states this transition activated (empty until it applied)."""
+        a = self._activated
+        if a is None:
+            a = self._activated = []
+        return a
+
+    @activated.setter
+    def activated(self, states: list[str]) -> None:
+        self._activated = states
+
+    @property
+    def deactivated(self) -> list[str]:
+        """The states this transition deactivated (empty until it applied)."""
+        d = self._deactivated
+        if d is None:
+            d = self._deactivated = []
+        return d
+
+    @deactivated.setter
+    def deactivated(self, states: list[str]) -> None:
+        self._deactivated = states
+
+    @property
+    def log_entries(self) -> list[str]:
+        """The lines the machine logged during this transition."""
+        lines = self._log_entries
+        if lines is None:
+            lines = self._log_entries = []
+        return lines
+
+    @log_entries.setter
+    def log_entries(self, lines: list[str]) -> None:
+        self._log_entries = lines
+
+    @property
+    def pre_log_entries(self) -> list[str]:
+        """The lines the machine logged while idle, before this transition."""
+        lines = self._pre_log_entries
+        if lines is None:
+            lines = self._pre_log_entries = []
+        return lines
+
+    @pre_log_entries.setter
+    def pre_log_entries(self, lines: list[str]) -> None:
+        self._pre_log_entries = lines
 
     # ----- read-only views
 
@@ -986,12 +1047,13 @@ class Transition:
                 m._plan = plan
             else:
                 m._apply(self, mut.called, targets)
-            self.activated = self.enters
-            self.deactivated = self.exits
+            self._activated = self.enters
+            self._deactivated = self.exits
             subs = m._subs
             if subs.state_ctx:
-                subs.process_state_ctx(self.activated, self.deactivated)
-            self._after = m._ticks
+                subs.process_state_ctx(self.enters, self.exits)
+            # (the ``_after`` setter inlined: a property call costs a frame)
+            self._t1 = m._ticks
             for tracer in m._tracers:
                 tracer.transition_finals(self)
             if has_handlers or subs.when_args:
@@ -1003,24 +1065,28 @@ class Transition:
                 ):
                     result = self._finals()
                 else:
-                    # _finals() with full False (no steps here)
-                    hn = m._handler_names
+                    # _finals() with full False (no steps here); ``s + "End" in
+                    # hn`` looked up in the tables of the same handler names
+                    # (no string built and hashed per state)
+                    ends, states = m._finals
                     for s in self.exits:
                         self._latest_to = ""
-                        name = s + "End"
-                        if name in hn and self._final1(name, False) is CANCELED:
+                        if s in ends and self._final1(ends[s], False) is CANCELED:
                             result = CANCELED
                             break
                     else:
                         for s in self.enters:
                             self._latest_to = s
-                            name = s + "State"
-                            if name in hn and self._final1(name, True) is CANCELED:
+                            if s in states and self._final1(states[s], True) is CANCELED:
                                 result = CANCELED
                                 break
-            has_changed = self._settle(result)
+            # _settle() inlined
+            if result is CANCELED:
+                m._revert(self)
+                self._t1 = m._ticks
+            has_changed = bool(self._apply_changes)
         else:
-            self._after = self._before
+            self._t1 = self._before
 
         if result is EXECUTED and has_handlers:
             self._latest_to = ANY
@@ -1093,7 +1159,16 @@ class Transition:
         self._latest_is_enter = is_enter
         self._latest_is_final = True
         args = self.mutation.args
-        event = Event(name, m, self, args, b.event_state.get(name, ""))
+        if _PURE:
+            event = _new(Event)  # what Event.__init__ sets (see _PURE)
+            event.name = name
+            event.state = b.event_state.get(name, "")
+            event.machine = m
+            event._tx = self
+            event.args = args
+            event.ctx = None
+        else:
+            event = Event(name, m, self, args, b.event_state.get(name, ""))
         timeout = m.handler_timeout
         started = _time.perf_counter() if timeout is not None else 0.0
         panicked = False
@@ -1271,13 +1346,15 @@ class Transition:
                 if mut.is_auto:
                     before = self._before_set
                     now = m._active_set
-                    self.activated = [s for s in m._active if s not in before]
-                    self.deactivated = [s for s in self._states_before if s not in now]
+                    activated = [s for s in m._active if s not in before]
+                    deactivated = [s for s in self._states_before if s not in now]
                 else:
-                    self.activated = self.enters
-                    self.deactivated = self.exits
+                    activated = self.enters
+                    deactivated = self.exits
+                self._activated = activated
+                self._deactivated = deactivated
                 if m._subs.state_ctx:
-                    m._subs.process_state_ctx(self.activated, self.deactivated)
+                    m._subs.process_state_ctx(activated, deactivated)
                 self._after = m._ticks
                 for tracer in m._tracers:
                     tracer.transition_finals(self)
