@@ -233,3 +233,28 @@ def test_a_kept_transition_keeps_its_clock() -> None:
     assert list(kept[0].time_before) == before == [0, 0, 0]
     assert list(kept[0].time_after) == after == [1, 0, 0]
     assert [list(tx.time_after) for tx in kept[1:]] == [[1 + 2 * i, 2 * i, 0] for i in range(1, 6)]
+
+
+def test_final_handler_events_equal_constructed_events() -> None:
+    """The pure fast path makes final handlers' events without ``Event(...)``: same fields."""
+    from asyncmachine_trio.machine.transition import Event
+
+    seen: list[am.Event] = []
+
+    class H:
+        def a_state(self, e: am.Event) -> None:
+            seen.append(e)
+
+        def a_end(self, e: am.Event) -> None:
+            seen.append(e)
+
+    mach = am.Machine({"A": am.State()}, handlers=H())
+    mach.add1("A", {"x": 1})
+    mach.remove1("A")
+    assert [e.name for e in seen] == ["AState", "AEnd"]
+    for e in seen:
+        made = Event(e.name, mach, e._tx, e.args, e.state)
+        assert {s: getattr(made, s) for s in Event.__slots__} == {
+            s: getattr(e, s) for s in Event.__slots__
+        }
+    assert seen[0].state == "A" and seen[0].args == {"x": 1}

@@ -187,6 +187,8 @@ class Event:
     def __init__(
         self, name: str, machine: Machine, tx: Transition, args: dict[str, Any], state: str = ""
     ) -> None:
+        # the pure build's final handlers set these same fields without this
+        # call (Transition, see _PURE): a field added here is added there too
         self.name: str = name
         #: the state this handler is about ("" for AnyEnter / AnyState)
         self.state: str = state
