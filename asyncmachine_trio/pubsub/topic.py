@@ -226,7 +226,13 @@ class Topic:
         self._changed = trio.Event()
         # when we gossip, unless someone else's gossip comes first (see _gossip_later)
         self._gossip_due = math.inf
-        self._first_info_sent = False
+        # another peer named us (our machines are known): until then our info is
+        # re-sent, backed off (see _first_info)
+        self._heard = False
+        self._resending = False
+        # newcomers whose first info we saw and no one has named since: our next
+        # gossip (or info) names them, telling them they were heard
+        self._newcomers: set[str] = set()
         self._host: Host | None = None
         self._bye_sent = False
         self._nursery: trio.Nursery | None = None
@@ -248,6 +254,8 @@ class Topic:
         self._sent_sums.append(sum(mach.time()))
         if self.mach.is1(S.Joined):
             self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+            if not self._resending and self._nursery is not None:
+                self._nursery.start_soon(self._first_info, False)
         return len(self._exposed) - 1
 
     @property
@@ -408,10 +416,29 @@ class Topic:
     def _heartbeat_period(self) -> float:
         return self.config.heartbeat_freq * self.config.multiplayer
 
-    async def _first_info(self) -> None:
+    async def _first_info(self, send: bool = True) -> None:
+        """Send our first info, then re-send it until another peer names us.
+
+        A lost first info would leave us unknown for good: nobody asks about a
+        peer nobody has heard of, and our gossip (which names us) seldom goes
+        first. Re-sends wait ``2, 4, 8, 16, 16, ...`` times ``request_grace``
+        and stop once any received message names us (gossip, an info, a
+        request or updates from another peer).
+        """
+        self._resending = True
         m = self.config.multiplayer
-        await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
-        self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+        if send:
+            await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
+            self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+        grace = self.config.request_grace * m
+        tries = 0
+        while True:
+            tries += 1
+            await trio.sleep(grace * 2 ** min(tries, 4))
+            if self._heard:
+                return
+            self.mach.log("nobody named us yet: info re-sent")
+            self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -531,6 +558,8 @@ class Topic:
                 mach.log(str(err))
                 mach.add1(S.MsgReceived, {"peer_id": peer, "data": data})
                 continue
+            if not self._heard and self._names_us(msg):
+                self._heard = True
             if isinstance(msg, wire.InfoMsg):
                 self.received["info"] += 1
                 mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
@@ -554,6 +583,19 @@ class Topic:
                 self.received["bye"] += 1
                 mach.add1(S.MsgBye, {"peer_id": peer, "msg": msg})
 
+    def _names_us(self, msg: wire.Message) -> bool:
+        """Whether another peer's message shows that it knows us."""
+        me = self.peer_id
+        if isinstance(msg, wire.InfoMsg):
+            return me in msg.peers or me in msg.gossips
+        if isinstance(msg, wire.GossipMsg):
+            return me in msg.gossips
+        if isinstance(msg, wire.UpdatesMsg):
+            return me in msg.clocks
+        if isinstance(msg, (wire.ReqInfoMsg, wire.ReqUpdatesMsg)):
+            return me in msg.peers
+        return False
+
     def _check_gossips(self, gossips: wire.Gossips) -> None:
         """Gap detection: peers we miss, and mirrors behind the gossiped sums."""
         miss_peers: dict[str, set[int]] = {}
@@ -561,6 +603,8 @@ class Topic:
         for pid, sums in gossips.items():
             if pid == self.peer_id:
                 continue
+            # a newcomer named by anyone has been heard
+            self._newcomers.discard(pid)
             p = self._peers.get(pid)
             if p is not None and p.left:
                 continue
@@ -664,6 +708,8 @@ class Topic:
         """
         if sender == self.peer_id or set(gossips) - {sender}:
             return
+        if sender in self._peers and not self._peers[sender].left:
+            self._newcomers.add(sender)
         known = [p for p in self._known() if p != sender]
         if not known and not self._exposed:
             return
@@ -758,6 +804,7 @@ class Topic:
                 m._apply_clock(ticks)
         p.mark_left()
         self._forget_missing(sender)
+        self._newcomers.discard(sender)
         self._notify()
 
     def _known(self) -> list[str]:
@@ -790,7 +837,12 @@ class Topic:
 
     def _gossips(self) -> wire.Gossips:
         known = self._known()
-        picked = random.sample(known, min(self.config.gossip_amount, len(known)))
+        n = self.config.gossip_amount
+        # newcomers nobody has named yet go first (they learn they were heard)
+        picked = [p for p in known if p in self._newcomers][:n]
+        self._newcomers.difference_update(picked)
+        rest = [p for p in known if p not in picked]
+        picked += random.sample(rest, min(n - len(picked), len(rest)))
         out: wire.Gossips = {
             pid: {i: m.time_sum for i, m in self._peers[pid].machines.items()} for pid in picked
         }
@@ -824,10 +876,10 @@ class Topic:
             peers[pid] = {
                 i: attrs.evolve(p.infos[i], time=list(m.time())) for i, m in p.machines.items()
             }
-        if not self._first_info_sent and self.peer_id in peers:
-            # our first info gossips only us: the newcomer's mark, which the
-            # welcome answers (see _welcome), whatever we heard meanwhile
-            self._first_info_sent = True
+        if not self._heard and self.peer_id in peers:
+            # until another peer names us, our info gossips only us: the
+            # newcomer's mark, which the welcome answers (see _welcome),
+            # whatever we heard meanwhile
             return wire.InfoMsg(
                 peers, {self.peer_id: {i: x.sum for i, x in peers[self.peer_id].items()}}
             )
