@@ -230,6 +230,7 @@ class Topic:
         # re-sent, backed off (see _first_info)
         self._heard = False
         self._resending = False
+        self._first_info_sent = False
         # newcomers whose first info we saw and no one has named since: our next
         # gossip (or info) names them, telling them they were heard
         self._newcomers: set[str] = set()
@@ -431,12 +432,25 @@ class Topic:
             await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
             self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
         grace = self.config.request_grace * m
+        step = self._heartbeat_period()
         tries = 0
         while True:
             tries += 1
-            await trio.sleep(grace * 2 ** min(tries, 4))
-            if self._heard:
-                return
+            # the delay only runs while our info can travel: someone is in our
+            # mesh and nothing we sent is still queued (a peer alone in its
+            # topic does not pile up infos)
+            delay = grace * 2 ** min(tries, 4)
+            while delay > 0:
+                await trio.sleep(step)
+                if self._heard:
+                    return
+                host = self._host
+                if (
+                    host is not None
+                    and host.mesh_size() > 0
+                    and not self._outbox_send.statistics().current_buffer_used
+                ):
+                    delay -= step
             self.mach.log("nobody named us yet: info re-sent")
             self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
 
@@ -686,8 +700,17 @@ class Topic:
                 continue
             if p is None:
                 p = self._peers[pid] = _Peer(pid)
+            new = False
             for idx, info in machs.items():
-                changed |= self._on_mach_info(p, idx, info, sender)
+                if idx not in p.machines:
+                    new |= self._on_mach_info(p, idx, info, sender)
+                else:
+                    changed |= self._on_mach_info(p, idx, info, sender)
+            if new and pid == sender:
+                # a peer's own info told us of it: name it in our next gossip or
+                # info (so it learns it was heard; see _first_info)
+                self._newcomers.add(pid)
+            changed |= new
         if sender != self.peer_id and sender not in self._peers:
             self._add_missing_peers({sender: set()})
         self._welcome(sender, msg.gossips)
@@ -708,8 +731,6 @@ class Topic:
         """
         if sender == self.peer_id or set(gossips) - {sender}:
             return
-        if sender in self._peers and not self._peers[sender].left:
-            self._newcomers.add(sender)
         known = [p for p in self._known() if p != sender]
         if not known and not self._exposed:
             return
@@ -876,10 +897,10 @@ class Topic:
             peers[pid] = {
                 i: attrs.evolve(p.infos[i], time=list(m.time())) for i, m in p.machines.items()
             }
-        if not self._heard and self.peer_id in peers:
-            # until another peer names us, our info gossips only us: the
-            # newcomer's mark, which the welcome answers (see _welcome),
-            # whatever we heard meanwhile
+        if not self._first_info_sent and self.peer_id in peers:
+            # our first info gossips only us: the newcomer's mark, which the
+            # welcome answers (see _welcome), whatever we heard meanwhile
+            self._first_info_sent = True
             return wire.InfoMsg(
                 peers, {self.peer_id: {i: x.sum for i, x in peers[self.peer_id].items()}}
             )
