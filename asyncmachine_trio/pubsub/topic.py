@@ -577,7 +577,7 @@ class Topic:
             if isinstance(msg, wire.InfoMsg):
                 self.received["info"] += 1
                 mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
-                self._check_gossips(msg.gossips)
+                self._check_gossips(msg.gossips, peer)
                 if len(msg.gossips) > 1:
                     self._gossip_later()
             elif isinstance(msg, wire.UpdatesMsg):
@@ -585,7 +585,7 @@ class Topic:
                 mach.add1(S.MsgUpdates, {"peer_id": peer, "msg": msg})
             elif isinstance(msg, wire.GossipMsg):
                 self.received["gossip"] += 1
-                self._check_gossips(msg.gossips)
+                self._check_gossips(msg.gossips, peer)
                 self._gossip_later()
             elif isinstance(msg, wire.ReqInfoMsg):
                 self.received["reqinfo"] += 1
@@ -610,15 +610,16 @@ class Topic:
             return me in msg.peers
         return False
 
-    def _check_gossips(self, gossips: wire.Gossips) -> None:
+    def _check_gossips(self, gossips: wire.Gossips, sender: str) -> None:
         """Gap detection: peers we miss, and mirrors behind the gossiped sums."""
         miss_peers: dict[str, set[int]] = {}
         miss_updates: dict[str, dict[int, int]] = {}
         for pid, sums in gossips.items():
             if pid == self.peer_id:
                 continue
-            # a newcomer named by anyone has been heard
-            self._newcomers.discard(pid)
+            if pid != sender:
+                # a peer named by another peer has been heard
+                self._newcomers.discard(pid)
             p = self._peers.get(pid)
             if p is not None and p.left:
                 continue
