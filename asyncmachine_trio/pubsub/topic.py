@@ -423,8 +423,9 @@ class Topic:
         A lost first info would leave us unknown for good: nobody asks about a
         peer nobody has heard of, and our gossip (which names us) seldom goes
         first. Re-sends wait ``2, 4, 8, 16, 16, ...`` times ``request_grace``
-        and stop once any received message names us (gossip, an info, a
-        request or updates from another peer).
+        (counted while someone is in our mesh and nothing we sent is queued)
+        and stop once a message of another peer names us (gossip, an info, a
+        request or updates).
         """
         self._resending = True
         m = self.config.multiplayer
