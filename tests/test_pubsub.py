@@ -505,3 +505,35 @@ def test_mesh_degrees_are_checked() -> None:
         Topic("deg", config=TopicConfig(mesh_degree=2, mesh_degree_low=3))
     with pytest.raises(PubsubError, match="mesh degrees"):
         Topic("deg", config=TopicConfig(mesh_degree_low=0, mesh_degree=0))
+
+
+@pytest.mark.trio
+async def test_a_newcomer_whose_first_info_was_lost_is_still_heard_by_everyone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
+    async with open_peers(2, machs[:2]) as topics:
+        with trio.fail_after(30):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs[:2]))
+        # the newcomer's first info is lost, its machine never changes (no updates)
+        # and it never gossips first (the others' gossip keeps restarting its timer):
+        # nothing it sends by itself names it, unless it notices nobody heard it
+        do_send = Topic._do_send
+        lost: list[str] = []
+
+        def lossy(self: Topic, data: bytes, kind: str) -> None:
+            if self.exposed == [machs[2]] and kind == "info" and not lost:
+                lost.append(kind)
+                return
+            do_send(self, data, kind)
+
+        monkeypatch.setattr(Topic, "_do_send", lossy)
+        quiet = TopicConfig(multiplayer=0.2, connections_to_ready=1, gossip_every=10_000)
+        async with open_topic(
+            "test", expose=[machs[2]], config=quiet, bootstrap=topics[0].addrs
+        ) as newcomer:
+            with trio.fail_after(30):
+                for t in [*topics, newcomer]:
+                    await t.wait_until(lambda t: synced(t, machs))
+        assert lost == ["info"]

@@ -226,7 +226,14 @@ class Topic:
         self._changed = trio.Event()
         # when we gossip, unless someone else's gossip comes first (see _gossip_later)
         self._gossip_due = math.inf
+        # another peer named us (our machines are known): until then our info is
+        # re-sent, backed off (see _first_info)
+        self._heard = False
+        self._resending = False
         self._first_info_sent = False
+        # newcomers whose first info we saw and no one has named since: our next
+        # gossip (or info) names them, telling them they were heard
+        self._newcomers: set[str] = set()
         self._host: Host | None = None
         self._bye_sent = False
         self._nursery: trio.Nursery | None = None
@@ -248,6 +255,8 @@ class Topic:
         self._sent_sums.append(sum(mach.time()))
         if self.mach.is1(S.Joined):
             self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+            if not self._resending and self._nursery is not None:
+                self._nursery.start_soon(self._first_info, False)
         return len(self._exposed) - 1
 
     @property
@@ -408,10 +417,43 @@ class Topic:
     def _heartbeat_period(self) -> float:
         return self.config.heartbeat_freq * self.config.multiplayer
 
-    async def _first_info(self) -> None:
+    async def _first_info(self, send: bool = True) -> None:
+        """Send our first info, then re-send it until another peer names us.
+
+        A lost first info would leave us unknown for good: nobody asks about a
+        peer nobody has heard of, and our gossip (which names us) seldom goes
+        first. Re-sends wait ``2, 4, 8, 16, 16, ...`` times ``request_grace``
+        (counted while someone is in our mesh and nothing we sent is queued)
+        and stop once a message of another peer names us (gossip, an info, a
+        request or updates).
+        """
+        self._resending = True
         m = self.config.multiplayer
-        await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
-        self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+        if send:
+            await trio.sleep(random.uniform(0.02 * m, 0.58 * m))
+            self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
+        grace = self.config.request_grace * m
+        step = self._heartbeat_period()
+        tries = 0
+        while True:
+            tries += 1
+            # the delay only runs while our info can travel: someone is in our
+            # mesh and nothing we sent is still queued (a peer alone in its
+            # topic does not pile up infos)
+            delay = grace * 2 ** min(tries, 4)
+            while delay > 0:
+                await trio.sleep(step)
+                if self._heard:
+                    return
+                host = self._host
+                if (
+                    host is not None
+                    and host.mesh_size() > 0
+                    and not self._outbox_send.statistics().current_buffer_used
+                ):
+                    delay -= step
+            self.mach.log("nobody named us yet: info re-sent")
+            self.mach.add1(S.SendInfo, {"peer_ids": [self.peer_id]})
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -531,10 +573,12 @@ class Topic:
                 mach.log(str(err))
                 mach.add1(S.MsgReceived, {"peer_id": peer, "data": data})
                 continue
+            if not self._heard and self._names_us(msg):
+                self._heard = True
             if isinstance(msg, wire.InfoMsg):
                 self.received["info"] += 1
                 mach.add1(S.MsgInfo, {"peer_id": peer, "msg": msg})
-                self._check_gossips(msg.gossips)
+                self._check_gossips(msg.gossips, peer)
                 if len(msg.gossips) > 1:
                     self._gossip_later()
             elif isinstance(msg, wire.UpdatesMsg):
@@ -542,7 +586,7 @@ class Topic:
                 mach.add1(S.MsgUpdates, {"peer_id": peer, "msg": msg})
             elif isinstance(msg, wire.GossipMsg):
                 self.received["gossip"] += 1
-                self._check_gossips(msg.gossips)
+                self._check_gossips(msg.gossips, peer)
                 self._gossip_later()
             elif isinstance(msg, wire.ReqInfoMsg):
                 self.received["reqinfo"] += 1
@@ -554,13 +598,29 @@ class Topic:
                 self.received["bye"] += 1
                 mach.add1(S.MsgBye, {"peer_id": peer, "msg": msg})
 
-    def _check_gossips(self, gossips: wire.Gossips) -> None:
+    def _names_us(self, msg: wire.Message) -> bool:
+        """Whether another peer's message shows that it knows us."""
+        me = self.peer_id
+        if isinstance(msg, wire.InfoMsg):
+            return me in msg.peers or me in msg.gossips
+        if isinstance(msg, wire.GossipMsg):
+            return me in msg.gossips
+        if isinstance(msg, wire.UpdatesMsg):
+            return me in msg.clocks
+        if isinstance(msg, (wire.ReqInfoMsg, wire.ReqUpdatesMsg)):
+            return me in msg.peers
+        return False
+
+    def _check_gossips(self, gossips: wire.Gossips, sender: str) -> None:
         """Gap detection: peers we miss, and mirrors behind the gossiped sums."""
         miss_peers: dict[str, set[int]] = {}
         miss_updates: dict[str, dict[int, int]] = {}
         for pid, sums in gossips.items():
             if pid == self.peer_id:
                 continue
+            if pid != sender:
+                # a peer named by another peer has been heard
+                self._newcomers.discard(pid)
             p = self._peers.get(pid)
             if p is not None and p.left:
                 continue
@@ -642,8 +702,17 @@ class Topic:
                 continue
             if p is None:
                 p = self._peers[pid] = _Peer(pid)
+            new = False
             for idx, info in machs.items():
-                changed |= self._on_mach_info(p, idx, info, sender)
+                if idx not in p.machines:
+                    new |= self._on_mach_info(p, idx, info, sender)
+                else:
+                    changed |= self._on_mach_info(p, idx, info, sender)
+            if new and pid == sender:
+                # a peer's own info told us of it: name it in our next gossip or
+                # info (so it learns it was heard; see _first_info)
+                self._newcomers.add(pid)
+            changed |= new
         if sender != self.peer_id and sender not in self._peers:
             self._add_missing_peers({sender: set()})
         self._welcome(sender, msg.gossips)
@@ -758,6 +827,7 @@ class Topic:
                 m._apply_clock(ticks)
         p.mark_left()
         self._forget_missing(sender)
+        self._newcomers.discard(sender)
         self._notify()
 
     def _known(self) -> list[str]:
@@ -790,7 +860,12 @@ class Topic:
 
     def _gossips(self) -> wire.Gossips:
         known = self._known()
-        picked = random.sample(known, min(self.config.gossip_amount, len(known)))
+        n = self.config.gossip_amount
+        # newcomers nobody has named yet go first (they learn they were heard)
+        picked = [p for p in known if p in self._newcomers][:n]
+        self._newcomers.difference_update(picked)
+        rest = [p for p in known if p not in picked]
+        picked += random.sample(rest, min(n - len(picked), len(rest)))
         out: wire.Gossips = {
             pid: {i: m.time_sum for i, m in self._peers[pid].machines.items()} for pid in picked
         }
