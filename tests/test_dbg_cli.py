@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from asyncmachine_trio.tools.dbg.cli import app
 from asyncmachine_trio.tools.dbg.session import import_session
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 runner = CliRunner()
@@ -97,7 +98,7 @@ def test_headless_records_expense(tmp_path: Path) -> None:
         )
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = communicate(proc, timeout=30)
     assert proc.returncode == 0, err
     assert "wrote" in out and "transitions" in out and "machines" in out
     seen = json.loads(seen_file.read_text())

@@ -20,6 +20,7 @@ from asyncmachine_trio.tools.dbg.forward import Forwarder, Tee
 from asyncmachine_trio.tools.dbg.session import import_session
 from asyncmachine_trio.tools.dbg.store import Store
 from tests.dbg_util import schema, txs
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 DBG = [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
@@ -165,10 +166,10 @@ def test_headless_fwd_data(tmp_path: Path) -> None:
                 wait_file(tmp_path / "b" / "tx.md", "transition 500 of 500")
         finally:
             first.send_signal(signal.SIGINT)
-            out1, err1 = first.communicate(timeout=30)
+            out1, err1 = communicate(first, timeout=30)
     finally:
         second.send_signal(signal.SIGINT)
-        _out2, err2 = second.communicate(timeout=30)
+        _out2, err2 = communicate(second, timeout=30)
     assert first.returncode == 0 and second.returncode == 0, (err1, err2)
     assert "forwarding to" in out1
     a = import_session(tmp_path / "a" / "am-dbg-dump.amdbg.gz")

@@ -29,6 +29,7 @@ from asyncmachine_trio.tools.dbg.outputs import (
 from asyncmachine_trio.tools.dbg.store import Store
 from tests.dbg_screens import demo_store
 from tests.dbg_util import schema, txs
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 DBG = [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
@@ -273,7 +274,7 @@ def test_headless_writes_files(tmp_path: Path) -> None:
         wait_file(rec / "diagrams" / "steps.mermaid", "sequenceDiagram")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = communicate(proc, timeout=30)
     assert proc.returncode == 0, err
     assert "wrote 200 transitions" in out
     assert "disconnected" in (rec / "clients.txt").read_text()
@@ -301,7 +302,7 @@ def test_headless_no_tx(tmp_path: Path) -> None:
         assert "recording to" in line
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        out, err = communicate(proc, timeout=30)
     assert proc.returncode == 0, err
     assert "diagrams on" not in out
     assert sorted(f.name for f in rec.iterdir()) == ["am-dbg-dump.amdbg.gz"]

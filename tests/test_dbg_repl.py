@@ -21,6 +21,7 @@ from asyncmachine_trio.tools.dbg.extras import Extras, ExtrasConfig
 from asyncmachine_trio.tools.dbg.logic import Debugger
 from asyncmachine_trio.tools.dbg.outputs import OutputOptions
 from tests.dbg_screens import demo_store
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 DBG = [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
@@ -125,6 +126,6 @@ def test_arpc_tool_reads_the_addr_file(tmp_path: Path) -> None:
         assert "FilterHealth" in r.stdout and "Tail" in r.stdout
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        _out, err = communicate(proc, timeout=30)
     assert proc.returncode == 0, err
     assert not (tmp_path / "am-dbg-repl.addr").exists()

@@ -18,6 +18,7 @@ from trio_websocket import open_websocket_url
 
 from asyncmachine_trio.tools.dbg.session import export_session
 from tests.dbg_screens import demo_store
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,7 +146,7 @@ def test_web_on_loopback_in_chromium(tmp_path: Path) -> None:
             browser.terminate()
             browser.wait(timeout=20)
         proc.terminate()
-        proc.communicate(timeout=20)
+        communicate(proc, timeout=20)
 
 
 async def read_page(profile: Path, url: str) -> str:

@@ -27,6 +27,7 @@ from asyncmachine_trio.telemetry.receiver import MAX_HELLO, Collector, Receiver
 from asyncmachine_trio.tools.dbg.session import import_session
 from asyncmachine_trio.tools.dbg.store import KEEP_ERRORS, Store
 from tests.dbg_util import schema, txs
+from tests.proc_util import communicate
 
 ROOT = Path(__file__).resolve().parent.parent
 DBG = [sys.executable, "-m", "asyncmachine_trio.tools.dbg", "--headless"]
@@ -350,7 +351,7 @@ def test_descriptor_exhaustion_neither_kills_am_dbg_nor_loses_data(tmp_path: Pat
         assert page.startswith(b"HTTP/1.1 200"), page[:100]
     finally:
         proc.send_signal(signal.SIGINT)
-        _out, err = proc.communicate(timeout=30)
+        _out, err = communicate(proc, timeout=30)
     assert proc.returncode == 0, err[-2000:]
     store = import_session(tmp_path / "rec" / "am-dbg-dump.amdbg.gz")
     assert len(store.get("survivor").txs) == 40
