@@ -7,6 +7,7 @@ liveness bounds, generous for a shared, busy machine (the issue's 2 s for a togg
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -390,6 +391,32 @@ async def test_a_host_does_not_dial_peers_it_only_heard_of() -> None:
         assert a.connections() == 0 and b.connections() == 0
         await a.dial(b.addrs[0])  # what the user asks for still connects
         assert a.connections() == 1
+
+
+@pytest.mark.trio
+async def test_hosts_reuse_a_connection_and_credit_yamux_windows_like_go_yamux(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from asyncmachine_trio.pubsub._host import YAMUX_RELEASE_ON_READ
+
+    monkeypatch.delenv(YAMUX_RELEASE_ON_READ, raising=False)
+    async with (
+        open_host("test", ["/ip4/127.0.0.1/tcp/0"], **_host_args()) as a,
+        open_host("test", ["/ip4/127.0.0.1/tcp/0"], **_host_args()) as b,
+    ):
+        assert os.environ[YAMUX_RELEASE_ON_READ] == "0"
+        with trio.fail_after(15):
+            await a.dial(b.addrs[0])
+            # connected already: no new connection, either way
+            await a.dial(b.addrs[0])
+            await b.dial(a.addrs[0])
+        for host in (a, b):
+            conns = host.host.get_network().connections
+            assert [len(c) if isinstance(c, list) else 1 for c in conns.values()] == [1]
+    # a value the user set is kept
+    monkeypatch.setenv(YAMUX_RELEASE_ON_READ, "1")
+    async with open_host("test", ["/ip4/127.0.0.1/tcp/0"], **_host_args()):
+        assert os.environ[YAMUX_RELEASE_ON_READ] == "1"
 
 
 def _host_args() -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
 import trio
@@ -20,10 +22,12 @@ from asyncmachine_trio.pubsub import (
     PubsubReadOnlyError,
     ReqInfoMsg,
     ReqUpdatesMsg,
+    SchemaCache,
     TopicStates,
     UpdatesMsg,
     decode,
     encode,
+    wire,
 )
 
 
@@ -137,6 +141,56 @@ def test_garbage_only_ever_raises_the_decode_error(data: bytes) -> None:
         decode(data)
     except PubsubDecodeError:
         pass
+
+
+def info_bytes(mach_id: str, schema: dict[str, Any], states: list[str]) -> bytes:
+    one = {"id": mach_id, "schema": schema, "states": states, "time": [0] * len(states)}
+    return bytes(msgpack.packb({"type": "info", "peers": {"p": {0: one}}}))
+
+
+def test_a_schema_cache_checks_each_schema_once() -> None:
+    m = am.Machine(Worker, id="w1")
+    data = encode(InfoMsg({"peerA": {0: info_of(m)}}, {}))
+    cache = SchemaCache()
+    first = decode(data, schemas=cache)
+    checked: list[str] = []
+    real = wire._Reader.r_state
+
+    def spy(self: Any, name: str, v: Any) -> am.State:
+        checked.append(name)
+        return real(self, name, v)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(wire._Reader, "r_state", spy)
+        again = decode(data, schemas=cache)
+        assert checked == []  # the same schema again: taken from the cache
+        assert again == first
+        decode(data)
+        assert checked == list(m.state_names)  # no cache: checked
+    assert again == decode(data)
+    # the cached schema is a copy: changing a decoded one does not reach the cache
+    assert isinstance(again, InfoMsg)
+    again.peers["peerA"][0].schema.clear()
+    assert decode(data, schemas=cache) == first
+
+
+def test_a_schema_cache_still_rejects_what_differs() -> None:
+    cache = SchemaCache()
+    decode(info_bytes("m", {"A": {}}, ["A"]), schemas=cache)
+    # the same machine id with a broken schema or state list is checked in full
+    with pytest.raises(PubsubDecodeError, match="unknown fields"):
+        decode(info_bytes("m", {"A": {"x": 1}}, ["A"]), schemas=cache)
+    with pytest.raises(PubsubDecodeError, match="do not match its schema"):
+        decode(info_bytes("m", {"A": {}}, ["B"]), schemas=cache)
+    with pytest.raises(PubsubDecodeError, match="must be a list"):
+        decode(info_bytes("m", {"A": {}}, "A"), schemas=cache)  # type: ignore[arg-type]
+
+
+def test_a_schema_cache_is_bounded() -> None:
+    cache = SchemaCache(size=3)
+    for i in range(10):
+        decode(info_bytes(f"m{i}", {"A": {}}, ["A"]), schemas=cache)
+    assert sorted(cache._seen) == ["m7", "m8", "m9"]
 
 
 def make_mirror() -> tuple[am.Machine, Mirror]:

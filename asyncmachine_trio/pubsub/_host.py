@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import time
 import weakref
 from collections.abc import AsyncIterator, Sequence
@@ -49,6 +50,8 @@ RECORD_PEERS_MAX = 1024
 #: a connected peer without a pubsub stream for this long gets another attempt (s; more
 #: than py-libp2p's 10 s protocol negotiation timeout, so its own attempt is over)
 STRAY_AFTER = 12.0
+#: py-libp2p's switch for a yamux window update after every read (see ``open_host``)
+YAMUX_RELEASE_ON_READ = "PY_YAMUX_RELEASE_ON_READ"
 
 
 # ----- py-libp2p's signed peer record, once per host instead of once per RPC
@@ -210,6 +213,22 @@ class _Pubsub(Pubsub):  # type: ignore[misc]
     #: messages a peer's outbound queue holds (py-libp2p's default, 32, loses bursts)
     peer_queue_size = 1024
 
+    #: set (and replaced by the waiter) when a peer's topics may have changed
+    membership: trio.Event | None = None
+
+    def _membership_changed(self) -> None:
+        if self.membership is not None:
+            self.membership.set()
+
+    def handle_subscription(self, origin_id: Any, sub_message: Any) -> None:
+        super().handle_subscription(origin_id, sub_message)
+        self._membership_changed()
+
+    def _forget_all_subscriptions(self, peer_id: Any) -> None:
+        # a dead or torn-down peer leaves every topic
+        super()._forget_all_subscriptions(peer_id)
+        self._membership_changed()
+
     async def continuously_read_stream(self, stream: Any) -> None:
         await super().continuously_read_stream(_BufferedStream(stream))
 
@@ -276,6 +295,12 @@ class Host:
             inner = getattr(q, "_queue", None)
             if inner is not None and getattr(inner, "max_size", size) < size:
                 inner.max_size = size
+
+    async def wait_membership(self, period: float) -> None:
+        """Wait until a peer's topics may have changed, or ``period`` passed."""
+        event = self.pubsub.membership = trio.Event()
+        with trio.move_on_after(period):
+            await event.wait()
 
     async def wait_mesh(self) -> None:
         """Wait until someone is in our mesh (what is published before is lost)."""
@@ -387,6 +412,11 @@ async def open_host(
         raise PubsubError(f"unknown muxer {muxer!r} (one of {', '.join(MUXERS)})")
     maddrs = _parse_addrs(listen_addrs)
     quic = any("/quic" in a for a in listen_addrs)
+    # py-libp2p's yamux credits the sender's window after every read of a stream
+    # (one more frame each way per RPC); go-yamux credits it once half the window
+    # is read. The variable is py-libp2p's own switch between the two; a value
+    # the user set is kept.
+    os.environ.setdefault(YAMUX_RELEASE_ON_READ, "0")
     host = new_host(
         key_pair=generate_new_ed25519_identity(),
         listen_addrs=maddrs,
@@ -394,7 +424,9 @@ async def open_host(
         muxer_preference=MUXERS[muxer],
         # the topology is the user's (bootstrap peers): no auto-dialing of
         # peers learnt from others (see the auto-connector below)
-        connection_config=ConnectionConfig(min_connections=0, low_watermark=0),
+        connection_config=ConnectionConfig(
+            min_connections=0, low_watermark=0, max_connections_per_peer=1
+        ),
     )
     router = GossipSub(
         [PROTOCOL_ID],

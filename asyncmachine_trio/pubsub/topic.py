@@ -201,6 +201,8 @@ class Topic:
         self.received: Counter[str] = Counter()
         self._exposed: list[am.Machine] = []
         self._sent_sums: list[int] = []
+        # schemas already checked: the infos of a topic repeat them (see wire.SchemaCache)
+        self._schemas = wire.SchemaCache()
         self._peers: dict[str, _Peer] = {}
         self._topic_peers: set[str] = set()
         # peer id -> machine indexes we miss (empty: the whole peer)
@@ -461,8 +463,10 @@ class Topic:
             self.mach.add1(S.Heartbeat)
 
     async def _watch_loop(self, host: Host) -> None:
-        # libp2p's topic membership -> PeerJoined / PeerLeft
-        period = min(0.1, self._heartbeat_period())
+        # libp2p's topic membership -> PeerJoined / PeerLeft, woken by libp2p's
+        # subscription changes; once a second anyway for the stray peers (and in
+        # case a libp2p upgrade stops calling the hooks)
+        period = 1.0
         while True:
             host.grow_queues(self.config.peer_queue_size)
             if self._nursery is not None:
@@ -475,7 +479,7 @@ class Topic:
             for p in sorted(self._topic_peers - now):
                 self._topic_peers.discard(p)
                 self.mach.add1(S.PeerLeft, {"peer_id": p})
-            await trio.sleep(period)
+            await host.wait_membership(period)
 
     async def _read_loop(self, host: Host) -> None:
         cfg = self.config
@@ -567,7 +571,7 @@ class Topic:
             except Exception:
                 peer = raw_from.hex()[:64]
             try:
-                msg = wire.decode(data, peer=peer, limits=limits)
+                msg = wire.decode(data, peer=peer, limits=limits, schemas=self._schemas)
             except PubsubDecodeError as err:
                 self._malformed_from(peer)
                 mach.log(str(err))

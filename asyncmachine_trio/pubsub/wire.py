@@ -31,6 +31,7 @@ __all__ = [
     "Message",
     "ReqInfoMsg",
     "ReqUpdatesMsg",
+    "SchemaCache",
     "UpdatesMsg",
     "decode",
     "encode",
@@ -179,10 +180,44 @@ def encode(msg: Message) -> bytes:
 # ----- decoding
 
 
+class SchemaCache:
+    """Machine schemas already checked, by machine id, so that a repeated one is not.
+
+    Every ``info`` carries whole schemas, and a topic receives the same ones many
+    times (a newcomer's welcome repeats every machine the topic knows, to every
+    peer). :func:`decode` given a cache compares a received schema with the one
+    it checked last for that machine id (a plain equality of the decoded data,
+    done in C) and reuses the checked result when they are equal; anything else is
+    checked in full, as without a cache. At most ``size`` machine ids are kept
+    (the oldest go first).
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        #: machine id -> (state order, schema as received, schema as checked)
+        self._seen: dict[str, tuple[Any, Any, dict[str, am.State]]] = {}
+
+    def get(self, mach_id: str, states: Any, raw: Any) -> dict[str, am.State] | None:
+        """The checked schema if ``states`` and ``raw`` equal the last ones seen."""
+        hit = self._seen.get(mach_id)
+        if hit is not None and hit[0] == states and hit[1] == raw:
+            return dict(hit[2])
+        return None
+
+    def put(self, mach_id: str, states: Any, raw: Any, schema: dict[str, am.State]) -> None:
+        """Remember a schema just checked."""
+        seen = self._seen
+        seen.pop(mach_id, None)
+        if len(seen) >= self.size:
+            del seen[next(iter(seen))]
+        seen[mach_id] = (states, raw, dict(schema))
+
+
 class _Reader:
-    def __init__(self, limits: Limits, peer: str) -> None:
+    def __init__(self, limits: Limits, peer: str, schemas: SchemaCache | None = None) -> None:
         self.limits = limits
         self.peer = peer
+        self.schemas = schemas
 
     def fail(self, what: str) -> PubsubDecodeError:
         return PubsubDecodeError(f"malformed pubsub message: {what}", peer=self.peer)
@@ -260,11 +295,20 @@ class _Reader:
         lim = self.limits
         d = self.r_map(v, "machine info", 16)
         mach_id = self.r_str(d.get("id"), "a machine id")
-        states = self.r_strs(d.get("states"), "states", lim.max_states)
-        raw_schema = self.r_map(d.get("schema"), "schema", lim.max_states)
-        if sorted(states) != sorted(raw_schema) or len(set(states)) != len(states):
-            raise self.fail(f"the states of machine {mach_id} do not match its schema")
-        schema = {n: self.r_state(n, raw_schema[n]) for n in states}
+        raw_states: Any = d.get("states")
+        raw_schema: Any = d.get("schema")
+        cache = self.schemas
+        schema = cache.get(mach_id, raw_states, raw_schema) if cache is not None else None
+        if schema is not None:
+            states = list(raw_states)
+        else:
+            states = self.r_strs(raw_states, "states", lim.max_states)
+            raw_schema = self.r_map(raw_schema, "schema", lim.max_states)
+            if sorted(states) != sorted(raw_schema) or len(set(states)) != len(states):
+                raise self.fail(f"the states of machine {mach_id} do not match its schema")
+            schema = {n: self.r_state(n, raw_schema[n]) for n in states}
+            if cache is not None:
+                cache.put(mach_id, raw_states, raw_schema, schema)
         time = self.r_ticks(d.get("time"))
         if len(time) != len(states):
             raise self.fail(f"machine {mach_id}: {len(time)} ticks for {len(states)} states")
@@ -273,10 +317,19 @@ class _Reader:
         return MachInfo(mach_id, schema, states, time, tags, parent)
 
 
-def decode(data: bytes, *, peer: str = "", limits: Limits | None = None) -> Message:
-    """Decode and check one message; :class:`PubsubDecodeError` names ``peer``."""
+def decode(
+    data: bytes,
+    *,
+    peer: str = "",
+    limits: Limits | None = None,
+    schemas: SchemaCache | None = None,
+) -> Message:
+    """Decode and check one message; :class:`PubsubDecodeError` names ``peer``.
+
+    ``schemas`` skips checking a machine schema equal to one checked before.
+    """
     lim = limits or Limits()
-    r = _Reader(lim, peer)
+    r = _Reader(lim, peer, schemas)
     if len(data) > lim.max_msg_size:
         raise r.fail(f"{len(data)} bytes (limit {lim.max_msg_size})")
     try:
