@@ -292,6 +292,34 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
 
 
 @pytest.mark.trio
+async def test_a_peer_sending_rpcs_that_do_not_parse_loses_only_its_stream() -> None:
+    from libp2p.peer.id import ID
+    from libp2p.pubsub.gossipsub import PROTOCOL_ID
+    from libp2p.utils.varint import encode_varint_prefixed
+
+    machs = [am.Machine(Worker, id=f"w{i}") for i in range(2)]
+    async with open_peers(2, machs) as topics:
+        with trio.fail_after(30):
+            for t in topics:
+                await t.wait_until(lambda t: synced(t, machs))
+        async with open_host("test", ["/ip4/127.0.0.1/tcp/0"], **_host_args()) as bad:
+            await bad.dial(topics[0].addrs[0])
+            host0 = topics[0]._host
+            assert host0 is not None
+            with trio.fail_after(15):
+                stream = await bad.host.new_stream(ID(host0.peer_id_bytes), [PROTOCOL_ID])
+                # a field tag with wire type 7 (there is none): not a protobuf
+                await stream.write(encode_varint_prefixed(b"\xff\xff\xff\xff garbage"))
+                await topics[0].wait_until(lambda t: t.malformed[bad.peer_id] >= 1)
+        t0 = topics[0]
+        assert t0.mach.is_([S.Joined, S.Ready]) and t0.mach.not1(am.EXCEPTION)
+        # the others still work
+        machs[1].add1("Foo")
+        with trio.fail_after(15):
+            await t0.wait_until(lambda t: synced(t, machs))
+
+
+@pytest.mark.trio
 async def test_quic_with_ed25519_identities() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
     async with open_peers(2, [a, b], listen="/ip4/127.0.0.1/udp/0/quic-v1") as (ta, tb):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
@@ -229,8 +230,24 @@ class _Pubsub(Pubsub):  # type: ignore[misc]
         super()._forget_all_subscriptions(peer_id)
         self._membership_changed()
 
+    #: called with a peer's id (base58) when its pubsub stream sent what libp2p
+    #: could not take (an RPC that does not parse, ...): the stream is reset
+    on_bad_stream: Callable[[str, Exception], None] | None = None
+
     async def continuously_read_stream(self, stream: Any) -> None:
-        await super().continuously_read_stream(_BufferedStream(stream))
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await super().continuously_read_stream(_BufferedStream(stream))
+        except Exception as err:
+            # py-libp2p lets an RPC that does not parse (protobuf's DecodeError),
+            # and whatever its handling of a peer's odd RPC raises, out of this
+            # peer's read loop, and from there into the whole service: one peer
+            # could end the topic for everyone. Only that peer's stream goes.
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            self._handle_dead_peer(peer_id)
+            if self.on_bad_stream is not None:
+                self.on_bad_stream(peer_id.to_base58(), err)
 
     async def handle_sending_messages(self, peer_id: Any, stream: Any, queue: Any) -> None:
         """One peer's sending loop: waiting ``publish`` messages go out in one RPC."""

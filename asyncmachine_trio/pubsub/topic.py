@@ -348,6 +348,7 @@ class Topic:
                 peer_queue_size=cfg.peer_queue_size,
             ) as host:
                 self._host = host
+                host.pubsub.on_bad_stream = self._bad_stream
                 self.peer_id = host.peer_id
                 self.addrs = host.addrs
                 mach.set_tags([*mach.tags, f"peer:{host.peer_id}"])
@@ -555,6 +556,10 @@ class Topic:
             return
         self._win_count += 1
         self.sent[kind] += 1
+
+    def _bad_stream(self, peer: str, err: Exception) -> None:
+        self._malformed_from(peer)
+        self.mach.log(f"the pubsub stream of {peer} was reset: {type(err).__name__}: {err}")
 
     def _malformed_from(self, peer: str) -> None:
         self.malformed[peer] += 1
