@@ -217,6 +217,10 @@ class _Pubsub(Pubsub):  # type: ignore[misc]
     #: set (and replaced by the waiter) when a peer's topics may have changed
     membership: trio.Event | None = None
 
+    @functools.cached_property
+    def _write_locks(self) -> weakref.WeakKeyDictionary[Any, trio.Lock]:
+        return weakref.WeakKeyDictionary()
+
     def _membership_changed(self) -> None:
         if self.membership is not None:
             self.membership.set()
@@ -229,6 +233,23 @@ class _Pubsub(Pubsub):  # type: ignore[misc]
         # a dead or torn-down peer leaves every topic
         super()._forget_all_subscriptions(peer_id)
         self._membership_changed()
+
+    async def write_msg(self, stream: Any, rpc_msg: Any) -> bool:
+        """libp2p's ``write_msg``, one writer at a time per stream.
+
+        A muxed stream writes a message frame by frame and lets other tasks run
+        between frames (and while it waits for the peer's window). py-libp2p has
+        more than one task writing to a peer's pubsub stream (the sending loop,
+        gossipsub's flushes of pending and recent messages), so two messages could
+        interleave and the peer would read garbage (seen with 20 peers in one
+        process, once a message spanned several frames).
+        """
+        locks = self._write_locks
+        lock = locks.get(stream)
+        if lock is None:
+            lock = locks[stream] = trio.Lock()
+        async with lock:
+            return bool(await super().write_msg(stream, rpc_msg))
 
     #: called with a peer's id (base58) when its pubsub stream sent what libp2p
     #: could not take (an RPC that does not parse, ...): the stream is reset

@@ -291,6 +291,8 @@ class Topic:
         ``id`` / ``id_regexp`` / ``id_contains`` match the machine's id on its
         peer (``mirror.remote_id``), ``parent_id`` its parent's id there;
         ``include_left=False`` leaves out machines of peers that said ``bye``.
+        Peers come in the order they were first heard of, the machines of one
+        peer in the order it exposes them.
         """
         rx = re.compile(id_regexp) if isinstance(id_regexp, str) else id_regexp
         out = []
