@@ -173,6 +173,8 @@ async def _one(
         "messages_sent": sent,
         "sent_by_type": dict(sorted(by_type.items())),
         "dropped": dropped,
+        # messages (or streams) from our own peers that did not decode: should be 0
+        "malformed": sum(sum(t.malformed.values()) for t in topics),
     }
 
 
@@ -323,7 +325,8 @@ def render(section: dict[str, Any]) -> str:
         f" {section['per_peer']} machines per peer, multiplayer {section['multiplayer']},"
         f" gossip_every {section.get('gossip_every', 1)})",
         f"  {'peers':>5} {'machs':>5} {'join s':>7} {'settle s':>9} {'after join':>10}"
-        f" {'cpu s':>6} {'upd p50 ms':>10} {'upd max ms':>10} {'msgs':>6} {'dropped':>7}",
+        f" {'cpu s':>6} {'upd p50 ms':>10} {'upd max ms':>10} {'msgs':>6} {'dropped':>7}"
+        f" {'bad':>4}",
     ]
     _add_rows(
         lines,
@@ -333,6 +336,7 @@ def render(section: dict[str, Any]) -> str:
             f" {r['settle_after_join_s']:>10.2f} {r.get('settle_cpu_s', 0):>6.1f}"
             f" {r['update_p50_ms']:>10.1f}"
             f" {r['update_max_ms']:>10.1f} {r['messages_sent']:>6} {r['dropped']:>7}"
+            f" {r.get('malformed', 0):>4}"
         ),
     )
     if "met" in section:
