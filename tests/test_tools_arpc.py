@@ -124,8 +124,11 @@ def test_one_shot_without_an_address_file(tmp_path: Path) -> None:
     assert code == 2 and f"-d {tmp_path / 'nope'}: not a directory after 0.3 s" in out
     code, out = finish(arpc_cli("-d", str(tmp_path), "--timeout", "0.3", "--", "mach", "."))
     assert code == 2 and f"no address file in {tmp_path} after 0.3 s" in out
-    code, out = finish(arpc_cli("-W", "-d", str(tmp_path / "nope"), "--", "mach", "."))
-    assert code == 2 and "not a directory" in out  # -W: no waiting
+    # -W: no waiting; a long path is not wrapped into the message (rich wraps at
+    # the terminal's width, 80 columns when there is none)
+    far = tmp_path / ("x" * 100) / "nope"
+    code, out = finish(arpc_cli("-W", "-d", str(far), "--", "mach", "."))
+    assert code == 2 and f"-d {far}: not a directory\n" in out
 
 
 def test_help_and_version() -> None:

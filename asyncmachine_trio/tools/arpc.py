@@ -692,7 +692,9 @@ async def run_line(repl: Repl, argv: Sequence[str]) -> int:
     except click.exceptions.Exit as err:  # --help
         return int(err.exit_code)
     except click.ClickException as err:
-        repl.console.print(f"[red]error:[/] {err.format_message()}", highlight=False)
+        repl.console.print(
+            f"[red]error:[/] {err.format_message()}", highlight=False, soft_wrap=True
+        )
         return EXIT_ERROR
     if not callable(action):  # --help printed by click
         return EXIT_OK
@@ -703,7 +705,9 @@ async def run_line(repl: Repl, argv: Sequence[str]) -> int:
         repl.console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return err.code
     except RpcError as err:
-        repl.console.print(f"[red]error:[/] {type(err).__name__}: {err}", highlight=False)
+        repl.console.print(
+            f"[red]error:[/] {type(err).__name__}: {err}", highlight=False, soft_wrap=True
+        )
         return EXIT_ERROR
 
 
@@ -800,7 +804,7 @@ async def repl_loop(repl: Repl, session: Any) -> None:
         try:
             argv = shlex.split(line)
         except ValueError as err:
-            repl.console.print(f"[red]error:[/] {err}")
+            repl.console.print(f"[red]error:[/] {err}", soft_wrap=True)
             continue
         if await run_line(repl, argv) == EXIT_REPL:
             return
@@ -888,10 +892,12 @@ async def run(
             if not d.is_dir() and not (inv.command and inv.watch):
                 raise ArpcError(f"-d {d}: not a directory")
     except ArpcError as err:
-        repl.console.print(f"[red]error:[/] {err}", highlight=False)
+        repl.console.print(f"[red]error:[/] {err}", highlight=False, soft_wrap=True)
         return err.code
     if not addrs and not dirs and inv.command:
-        repl.console.print("[red]error:[/] no address: give ADDR, -f FILE or -d DIR")
+        repl.console.print(
+            "[red]error:[/] no address: give ADDR, -f FILE or -d DIR", soft_wrap=True
+        )
         return EXIT_ERROR
     code = EXIT_OK
     async with trio.open_nursery() as nursery:
