@@ -70,7 +70,8 @@ def states_file(
     path.write_text(text, encoding="utf-8")
     console.print(
         f"[green]wrote[/] {path}: {sf.class_name} ({len(sf.schema())} states),"
-        f" {sf.groups_name} ({len(sf.groups)} groups)"
+        f" {sf.groups_name} ({len(sf.groups)} groups)",
+        soft_wrap=True,
     )
 
 
@@ -143,7 +144,9 @@ def grafana(
         fail(f"Grafana answered {err.response.status_code}: {err.response.text[:200]}")
     except httpx.HTTPError as err:
         fail(f"cannot reach Grafana at {grafana_url}: {err}")
-    console.print(f"[green]uploaded[/] {name}: {result.get('url', result.get('uid', ''))}")
+    console.print(
+        f"[green]uploaded[/] {name}: {result.get('url', result.get('uid', ''))}", soft_wrap=True
+    )
 
 
 def main() -> None:

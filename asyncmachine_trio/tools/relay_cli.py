@@ -99,6 +99,7 @@ def rotate_dbg(
         console.print(
             f"[green]wrote[/] {rf.path} ({rf.txs} transitions, {rf.machines} machines)",
             highlight=False,
+            soft_wrap=True,
         )
 
     holder: list[Rotator] = []
@@ -115,7 +116,9 @@ def rotate_dbg(
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 bound = await nursery.start(serve, rotator, host, port)
-                console.print(f"am-relay listening on {host}:{bound}, writing to {out_dir}/")
+                console.print(
+                    f"am-relay listening on {host}:{bound}, writing to {out_dir}/", soft_wrap=True
+                )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
                     break
@@ -131,7 +134,8 @@ def rotate_dbg(
     if r is not None:
         console.print(
             f"bye: {r.total_txs} transitions from {_n(len(r.machines_seen), 'machine')},"
-            f" {_n(len(r.files), 'file')}"
+            f" {_n(len(r.files), 'file')}",
+            soft_wrap=True,
         )
 
 

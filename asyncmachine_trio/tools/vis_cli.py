@@ -206,7 +206,7 @@ def _render(
         print(text, end="")
         return
     output.write_text(text, encoding="utf-8")
-    console.print(f"[green]wrote[/] {output}", highlight=False)
+    console.print(f"[green]wrote[/] {output}", highlight=False, soft_wrap=True)
 
 
 TargetArg = Annotated[
@@ -337,7 +337,7 @@ def seq(
         print(text, end="")
     else:
         output.write_text(text, encoding="utf-8")
-        console.print(f"[green]wrote[/] {output}", highlight=False)
+        console.print(f"[green]wrote[/] {output}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -353,7 +353,7 @@ def inspect(target: TargetArg, output: OutOpt = None) -> None:
         print(text, end="")
     else:
         output.write_text(text, encoding="utf-8")
-        console.print(f"[green]wrote[/] {output}", highlight=False)
+        console.print(f"[green]wrote[/] {output}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:

@@ -238,10 +238,12 @@ def am_dbg(
         if listen is None:
             fail("--headless needs a --listen-addr")
         _headless(store, listen, output_dir / _suffixed(output_name), extras, filters)
-        console.print(_summary(store, started), highlight=False)
+        console.print(_summary(store, started), highlight=False, soft_wrap=True)
         return
     if listen is not None:
-        console.print(f"am-dbg: listening on {listen[0]}:{listen[1]}", highlight=False)
+        console.print(
+            f"am-dbg: listening on {listen[0]}:{listen[1]}", highlight=False, soft_wrap=True
+        )
     tui = make_tui(
         store,
         machurl=machurl,
@@ -260,7 +262,7 @@ def am_dbg(
         extras=extras,
     )
     tui.run()
-    console.print(_summary(store, started), highlight=False)
+    console.print(_summary(store, started), highlight=False, soft_wrap=True)
 
 
 def make_tui(
@@ -385,10 +387,12 @@ def _headless(
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(receiver.serve, listen[0], listen[1])
-                console.print(f"am-dbg: listening on {listen[0]}:{port}", highlight=False)
-                console.print(f"am-dbg: recording to {out}", highlight=False)
+                console.print(
+                    f"am-dbg: listening on {listen[0]}:{port}", highlight=False, soft_wrap=True
+                )
+                console.print(f"am-dbg: recording to {out}", highlight=False, soft_wrap=True)
                 if extras is not None:
-                    say = functools.partial(console.print, highlight=False)
+                    say = functools.partial(console.print, highlight=False, soft_wrap=True)
                     dbg = Debugger(store, filters=filters, tail=True)
                     await nursery.start(
                         functools.partial(extras.run, store, dbg, note=say, follow=True)
@@ -406,7 +410,7 @@ def _headless(
         fail(f"cannot listen on {listen[0]}:{listen[1]}: {err.strerror or err}")
     out.parent.mkdir(parents=True, exist_ok=True)
     n = export_session(store, out)
-    console.print(f"am-dbg: wrote {n} transitions to {out}", highlight=False)
+    console.print(f"am-dbg: wrote {n} transitions to {out}", highlight=False, soft_wrap=True)
 
 
 def _serve_web(port: int, host: str) -> None:
@@ -417,7 +421,9 @@ def _serve_web(port: int, host: str) -> None:
         fail(f"--web needs textual-serve: {install_hint('dbg')}")
     args = _strip_web(sys.argv[1:])
     command = shlex.join([sys.executable, "-m", "asyncmachine_trio.tools.dbg", *args])
-    console.print(f"am-dbg: serving the UI on http://{host}:{port}", highlight=False)
+    console.print(
+        f"am-dbg: serving the UI on http://{host}:{port}", highlight=False, soft_wrap=True
+    )
     sys.stdout.flush()
     Server(command, host=host, port=port, title="am-dbg").serve()
 
