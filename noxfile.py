@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -27,6 +28,15 @@ TYPED = ".[rpc,dbg,otel,prometheus,vis,cli,examples,nats,mcp]"
 BUILD_ENV = "ASYNCMACHINE_TRIO_TEST_BUILD"
 
 
+def _workers() -> list[str]:
+    """pytest-xdist's worker processes: ``AM_TEST_WORKERS`` (default 2; 0 runs in-process).
+
+    Two workers halve the suite's time on two cores: most tests wait on sockets,
+    subprocesses and timers rather than compute.
+    """
+    return ["-n", os.environ.get("AM_TEST_WORKERS", "2")]
+
+
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pytest, hypothesis, conformance vectors, examples).
@@ -34,7 +44,7 @@ def tests(session: nox.Session) -> None:
     Against the editable install, which is always the pure package.
     """
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs, env={BUILD_ENV: "pure"})
+    session.run("pytest", "-q", *_workers(), *session.posargs, env={BUILD_ENV: "pure"})
 
 
 @nox.session(python=PYTHON)
@@ -87,6 +97,7 @@ def tests_compiled(session: nox.Session) -> None:
             "-q",
             "-p",
             "no:cacheprovider",
+            *_workers(),
             *(session.posargs or skip),
             env={BUILD_ENV: "compiled"},
         )
