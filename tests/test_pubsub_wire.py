@@ -191,6 +191,9 @@ def test_a_schema_cache_is_bounded() -> None:
     for i in range(10):
         decode(info_bytes(f"m{i}", {"A": {}}, ["A"]), schemas=cache)
     assert sorted(cache._seen) == ["m7", "m8", "m9"]
+    for bad in (0, -1, 2.5):
+        with pytest.raises(ValueError, match="positive int"):
+            SchemaCache(size=bad)  # type: ignore[arg-type]
 
 
 def make_mirror() -> tuple[am.Machine, Mirror]:

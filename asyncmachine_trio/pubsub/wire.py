@@ -193,6 +193,8 @@ class SchemaCache:
     """
 
     def __init__(self, size: int = 4096) -> None:
+        if type(size) is not int or size < 1:
+            raise ValueError(f"SchemaCache size must be a positive int, got {size!r}")
         self.size = size
         #: machine id -> (state order, schema as received, schema as checked)
         self._seen: dict[str, tuple[Any, Any, dict[str, am.State]]] = {}
