@@ -93,6 +93,13 @@ def synced(t: Topic, sources: Sequence[am.Machine]) -> bool:
     return have == want
 
 
+async def all_synced(topics: Sequence[Topic], machs: Sequence[am.Machine], within: float) -> None:
+    """Wait, at most ``within`` seconds, until every topic mirrors ``machs`` at their clocks."""
+    with trio.fail_after(within):
+        for t in topics:
+            await t.wait_until(lambda t: synced(t, machs))
+
+
 @pytest.mark.trio
 async def test_two_peers_exchange_info_and_mirror_each_other() -> None:
     a, b = am.Machine(Worker, id="a"), am.Machine(Worker, id="b")
@@ -163,15 +170,11 @@ async def test_ready_after_the_configured_number_of_peers() -> None:
 async def test_ten_peers_late_joiner_and_bye() -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(10)]
     async with open_peers(10, machs) as topics:
-        with trio.fail_after(60):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs))
+        await all_synced(topics, machs, within=60)
         # every machine changes: every peer sees every latest clock
         for i, m in enumerate(machs):
             m.add1("Foo" if i % 2 else "Bar")
-        with trio.fail_after(30):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs))
+        await all_synced(topics, machs, within=30)
 
         # a peer that missed an info (here: forgot it) learns of the gap by
         # gossip and catches up through an info answering a reqinfo (its own, or
@@ -197,9 +200,7 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
                     await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
             assert late.received["info"] >= 1
             late_mach.add1("Foo")
-            with trio.fail_after(15):
-                for t in topics:
-                    await t.wait_until(lambda t: synced(t, [*machs, late_mach]))
+            await all_synced(topics, [*machs, late_mach], within=15)
         # ...and leaves: marked by bye on every other peer
         with trio.fail_after(15):
             for t in topics:
@@ -243,9 +244,7 @@ async def test_ten_peers_late_joiner_and_bye() -> None:
 async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
     async with open_peers(3, machs) as topics:
-        with trio.fail_after(30):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs))
+        await all_synced(topics, machs, within=30)
         async with open_host(
             "test", ["/ip4/127.0.0.1/tcp/0"], router_rate_limit=1000, gossipsub_heartbeat=1
         ) as bad:
@@ -291,9 +290,7 @@ async def test_a_peer_sending_malformed_messages_does_not_disturb_the_others() -
             # the others still work
             machs[0].add1("Foo")
             machs[2].add1("Bar")
-            with trio.fail_after(15):
-                for t in topics:
-                    await t.wait_until(lambda t: synced(t, machs))
+            await all_synced(topics, machs, within=15)
 
 
 @pytest.mark.trio
@@ -304,9 +301,7 @@ async def test_a_peer_sending_rpcs_that_do_not_parse_loses_only_its_stream() -> 
 
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(2)]
     async with open_peers(2, machs) as topics:
-        with trio.fail_after(30):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs))
+        await all_synced(topics, machs, within=30)
         async with open_host("test", ["/ip4/127.0.0.1/tcp/0"], **_host_args()) as bad:
             await bad.dial(topics[0].addrs[0])
             host0 = topics[0]._host
@@ -377,9 +372,7 @@ async def test_one_peer_welcomes_a_newcomer_with_every_known_info(
 ) -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
     async with open_peers(3, machs) as topics:
-        with trio.fail_after(30):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs))
+        await all_synced(topics, machs, within=30)
         infos: list[tuple[str, set[str]]] = []
         send = Topic._send
 
@@ -609,9 +602,7 @@ async def test_a_newcomer_whose_first_info_was_lost_is_still_heard_by_everyone(
 ) -> None:
     machs = [am.Machine(Worker, id=f"w{i}") for i in range(3)]
     async with open_peers(2, machs[:2]) as topics:
-        with trio.fail_after(30):
-            for t in topics:
-                await t.wait_until(lambda t: synced(t, machs[:2]))
+        await all_synced(topics, machs[:2], within=30)
         # the newcomer's first info is lost, its machine never changes (no updates)
         # and it never gossips first (the others' gossip keeps restarting its timer):
         # nothing it sends by itself names it, unless it notices nobody heard it
