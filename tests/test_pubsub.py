@@ -307,6 +307,12 @@ async def test_a_peer_sending_rpcs_that_do_not_parse_loses_only_its_stream() -> 
             host0 = topics[0]._host
             assert host0 is not None
             with trio.fail_after(15):
+                # a stream that breaks off mid-message is a dropped peer, not a bad one
+                cut = await bad.host.new_stream(ID(host0.peer_id_bytes), [PROTOCOL_ID])
+                await cut.write(encode_varint_prefixed(b"\x0a" * 100)[:20])
+                await cut.close()
+                await trio.sleep(0.5)
+                assert topics[0].malformed[bad.peer_id] == 0
                 stream = await bad.host.new_stream(ID(host0.peer_id_bytes), [PROTOCOL_ID])
                 # a field tag with wire type 7 (there is none): not a protobuf
                 await stream.write(encode_varint_prefixed(b"\xff\xff\xff\xff garbage"))

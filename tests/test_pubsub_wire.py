@@ -192,8 +192,29 @@ def test_a_schema_cache_is_bounded() -> None:
         decode(info_bytes(f"m{i}", {"A": {}}, ["A"]), schemas=cache)
     assert sorted(cache._seen) == ["m7", "m8", "m9"]
     for bad in (0, -1, 2.5):
-        with pytest.raises(ValueError, match="positive int"):
+        with pytest.raises(ValueError, match="size must be a positive int"):
             SchemaCache(size=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="max_names must be a positive int"):
+            SchemaCache(max_names=bad)  # type: ignore[arg-type]
+
+
+def test_a_schema_cache_holds_a_bounded_number_of_names() -> None:
+    # a peer sending many big schemas cannot make the cache hold more than max_names
+    names = [f"S{i}" for i in range(10)]
+    big = {n: {"require": names[:3]} for n in names}  # 10 states + 30 targets: 40 names
+    cache = SchemaCache(max_names=100)
+    for i in range(5):
+        decode(info_bytes(f"m{i}", big, names), schemas=cache)
+        assert cache._names <= 100
+    assert sorted(cache._seen) == ["m3", "m4"]
+    assert cache._names == 80
+    # one schema over the whole budget is checked every time, never kept
+    huge = {n: {"require": names} for n in names}  # 110 names
+    decode(info_bytes("huge", huge, names), schemas=cache)
+    assert "huge" not in cache._seen and cache._names == 80
+    # a machine whose schema changed replaces its entry
+    decode(info_bytes("m4", {"A": {}}, ["A"]), schemas=cache)
+    assert cache._names == 41
 
 
 def make_mirror() -> tuple[am.Machine, Mirror]:

@@ -19,7 +19,10 @@ from .errors import PubsubError
 try:
     import multiaddr
     from libp2p import generate_new_ed25519_identity, new_host
+    from libp2p.exceptions import ParseError
+    from libp2p.io.exceptions import IncompleteReadError
     from libp2p.network.config import ConnectionConfig
+    from libp2p.network.stream.exceptions import StreamError
     from libp2p.peer import peerstore as peerstore_mod
     from libp2p.peer.id import ID
     from libp2p.peer.peerinfo import info_from_p2p_addr
@@ -259,6 +262,8 @@ class _Pubsub(Pubsub):  # type: ignore[misc]
         peer_id = stream.muxed_conn.peer_id
         try:
             await super().continuously_read_stream(_BufferedStream(stream))
+        except (StreamError, ParseError, IncompleteReadError):
+            raise  # a stream that broke off: libp2p's stream handler drops the peer
         except Exception as err:
             # py-libp2p lets an RPC that does not parse (protobuf's DecodeError),
             # and whatever its handling of a peer's odd RPC raises, out of this

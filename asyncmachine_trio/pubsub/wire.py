@@ -188,16 +188,21 @@ class SchemaCache:
     peer). :func:`decode` given a cache compares a received schema with the one
     it checked last for that machine id (a plain equality of the decoded data,
     done in C) and reuses the checked result when they are equal; anything else is
-    checked in full, as without a cache. At most ``size`` machine ids are kept
-    (the oldest go first).
+    checked in full, as without a cache. At most ``size`` machine ids are kept,
+    holding at most ``max_names`` names in all (states, relation targets and tags:
+    a peer cannot make the cache hold more than that); the oldest go first, and a
+    schema with more names than that is not kept.
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        if type(size) is not int or size < 1:
-            raise ValueError(f"SchemaCache size must be a positive int, got {size!r}")
+    def __init__(self, size: int = 4096, max_names: int = 65536) -> None:
+        for what, v in (("size", size), ("max_names", max_names)):
+            if type(v) is not int or v < 1:
+                raise ValueError(f"SchemaCache {what} must be a positive int, got {v!r}")
         self.size = size
-        #: machine id -> (state order, schema as received, schema as checked)
-        self._seen: dict[str, tuple[Any, Any, dict[str, am.State]]] = {}
+        self.max_names = max_names
+        #: machine id -> (state order, schema as received, schema as checked, names)
+        self._seen: dict[str, tuple[Any, Any, dict[str, am.State], int]] = {}
+        self._names = 0
 
     def get(self, mach_id: str, states: Any, raw: Any) -> dict[str, am.State] | None:
         """The checked schema if ``states`` and ``raw`` equal the last ones seen."""
@@ -208,11 +213,19 @@ class SchemaCache:
 
     def put(self, mach_id: str, states: Any, raw: Any, schema: dict[str, am.State]) -> None:
         """Remember a schema just checked."""
+        names = len(schema) + sum(
+            len(getattr(s, rel) or ()) for s in schema.values() for rel in (*_REL, "tags")
+        )
         seen = self._seen
-        seen.pop(mach_id, None)
-        if len(seen) >= self.size:
-            del seen[next(iter(seen))]
-        seen[mach_id] = (states, raw, dict(schema))
+        old = seen.pop(mach_id, None)
+        if old is not None:
+            self._names -= old[3]
+        if names > self.max_names:
+            return
+        while seen and (len(seen) >= self.size or self._names + names > self.max_names):
+            self._names -= seen.pop(next(iter(seen)))[3]
+        seen[mach_id] = (states, raw, dict(schema), names)
+        self._names += names
 
 
 class _Reader:
